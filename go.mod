@@ -1,0 +1,3 @@
+module github.com/wolfpack-ha/wolfpack
+
+go 1.26

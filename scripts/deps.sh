@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need on a Debian 12 machine, idempotently:
+# the Debian packages, and the guest kernel (linux-image-*-cloud-amd64) unpacked
+# into .cache/kernel of this checkout (never installed on the host).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pkgs=(qemu-system-x86 qemu-block-extra qemu-utils tgt sg3-utils libiscsi-bin busybox-static iproute2)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "deps: need root to install: ${missing[*]}" >&2
+		exit 1
+	fi
+	echo "deps: installing ${missing[*]}"
+	apt-get update -q >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+cache=.cache/kernel
+if ! ls "$cache"/boot/vmlinuz-* >/dev/null 2>&1; then
+	echo "deps: fetching the guest kernel into $cache"
+	[ -n "$(apt-cache policy linux-image-cloud-amd64 | sed -n 's/ *Candidate: //p' | grep -v none)" ] || apt-get update -q >/dev/null
+	# The meta package names the versioned image package it depends on.
+	img=$(apt-cache depends linux-image-cloud-amd64 | sed -n 's/ *Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -n1)
+	[ -n "$img" ] || { echo "deps: cannot resolve linux-image-cloud-amd64" >&2; exit 1; }
+	tmp=$(mktemp -d) && chmod 755 "$tmp"
+	trap 'rm -rf "$tmp"' EXIT
+	(cd "$tmp" && apt-get download -q "$img" >/dev/null)
+	rm -rf "$cache.tmp" && mkdir -p "$cache.tmp"
+	dpkg-deb -x "$tmp"/"$img"_*.deb "$cache.tmp"
+	rm -rf "$cache" && mv "$cache.tmp" "$cache"
+fi
+echo "deps: ok ($(basename "$(ls "$cache"/boot/vmlinuz-* | head -n1)"))"
