@@ -1,0 +1,49 @@
+# Wolfpack. The two commands a new user needs: `make demo` and `make test`.
+# Both install what they need (scripts/deps.sh) and are safe to run again.
+
+GO        ?= go
+FUZZTIME  ?= 5s
+# Integration tests boot QEMU guests and start tgtd; they need root.
+INTEGRATION_TIMEOUT ?= 20m
+
+.PHONY: all build deps check test unit fuzz integration demo bench clean
+
+all: build
+
+build:
+	$(GO) build ./...
+
+deps:
+	./scripts/deps.sh
+
+# Static gates: formatting, vet, and a go.mod that `go mod tidy` leaves alone.
+check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt wants changes in:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@cp go.mod /tmp/wolfpack-go.mod.$$$$ && cp go.sum /tmp/wolfpack-go.sum.$$$$ && $(GO) mod tidy && \
+	  if ! cmp -s go.mod /tmp/wolfpack-go.mod.$$$$ || ! cmp -s go.sum /tmp/wolfpack-go.sum.$$$$; then \
+	    echo "go mod tidy changed go.mod/go.sum: commit the tidy result"; exit 1; fi; rm -f /tmp/wolfpack-go.*.$$$$
+
+# Unit tests and the simulator: no root, race detector on. Integration tests
+# skip themselves under -short.
+unit:
+	$(GO) test -race -short -count=1 ./...
+
+# Every fuzz target, briefly (FUZZTIME each).
+fuzz:
+	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
+
+# Ring 2 and 3: real tgt, real QEMU guests, real SG_IO.
+integration: deps
+	$(GO) test -count=1 -p 1 -timeout $(INTEGRATION_TIMEOUT) -run 'TestIntegration' ./...
+
+test: deps check unit fuzz integration
+
+demo: deps
+	$(GO) run ./cmd/wolfpack-demo
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf bin
