@@ -46,6 +46,8 @@ var (
 	ErrNotReady            = errors.New("scsi: not ready")
 	ErrIllegalRequest      = errors.New("scsi: illegal request")
 	ErrBusy                = errors.New("scsi: busy")
+	// ErrTruncated means parameter data ended before its length fields said.
+	ErrTruncated = errors.New("scsi: parameter data truncated")
 )
 
 // SenseError is a command that completed with a status other than GOOD. It
@@ -59,6 +61,9 @@ type SenseError struct {
 	ASCQ   uint8
 	// Sense is the raw sense data (nil when the device returned none).
 	Sense []byte
+	// Deferred reports that the sense describes a deferred error: an
+	// earlier command (such as a cached write) failed.
+	Deferred bool
 }
 
 func (e *SenseError) Error() string {
