@@ -474,7 +474,7 @@ func TestAttentionDelivery(t *testing.T) {
 	mustGood(t, a.release(keyA, TypeWriteExclusiveRegistrantsOnly)) // 2a/04 to b, c
 	mustGood(t, a.reserve(keyA, TypeWriteExclusiveRegistrantsOnly))
 	mustGood(t, a.release(keyA, TypeWriteExclusiveRegistrantsOnly)) // already pending: not queued twice
-	mustGood(t, a.prOut(saClear, 0, keyA, 0))                         // 2a/03 to b, c
+	mustGood(t, a.prOut(saClear, 0, keyA, 0))                       // 2a/03 to b, c
 	wantAttentions(t, tg, "b", uaReleased, uaPreempted)
 	resp, _ := b.inquiry(false, 0, 36)
 	mustGood(t, resp)
