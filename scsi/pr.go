@@ -3,7 +3,9 @@ package scsi
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -491,4 +493,76 @@ func prin[T any](ctx context.Context, dev Device, sa uint8, parse func([]byte) (
 		return zero, fmt.Errorf("%s: %w", serviceActionOp("PERSISTENT RESERVE IN", prinNames[:], sa), err)
 	}
 	return v, nil
+}
+
+// MarshalBinary encodes READ KEYS parameter data, for targets and tests.
+func (k Keys) MarshalBinary() ([]byte, error) {
+	b := make([]byte, 8, 8+8*len(k.Keys))
+	binary.BigEndian.PutUint32(b[0:4], k.Generation)
+	binary.BigEndian.PutUint32(b[4:8], uint32(8*len(k.Keys)))
+	for _, key := range k.Keys {
+		b = binary.BigEndian.AppendUint64(b, key)
+	}
+	return b, nil
+}
+
+// MarshalBinary encodes READ RESERVATION parameter data.
+func (r Reservation) MarshalBinary() ([]byte, error) {
+	if !r.Held {
+		b := make([]byte, 8)
+		binary.BigEndian.PutUint32(b[0:4], r.Generation)
+		return b, nil
+	}
+	b := make([]byte, 24)
+	binary.BigEndian.PutUint32(b[0:4], r.Generation)
+	b[7] = 16
+	binary.BigEndian.PutUint64(b[8:16], r.Key)
+	b[21] = r.Scope<<4 | byte(r.Type)&0x0f
+	return b, nil
+}
+
+// MarshalBinary encodes REPORT CAPABILITIES parameter data.
+func (c Capabilities) MarshalBinary() ([]byte, error) {
+	b := make([]byte, 8)
+	b[1] = 8
+	for _, f := range []struct {
+		on   bool
+		i    int
+		mask byte
+	}{
+		{c.RLRC, 2, 0x80}, {c.CRH, 2, 0x10}, {c.SIPC, 2, 0x08}, {c.ATPC, 2, 0x04},
+		{c.PTPLC, 2, 0x01}, {c.TMV, 3, 0x80}, {c.PTPLA, 3, 0x01},
+	} {
+		if f.on {
+			b[f.i] |= f.mask
+		}
+	}
+	b[3] |= c.AllowCommands & 0x07 << 4
+	binary.BigEndian.PutUint16(b[4:6], c.TypeMask)
+	return b, nil
+}
+
+// MarshalBinary encodes READ FULL STATUS parameter data.
+func (fs FullStatus) MarshalBinary() ([]byte, error) {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint32(b[0:4], fs.Generation)
+	for _, d := range fs.Descriptors {
+		var h [24]byte
+		binary.BigEndian.PutUint64(h[0:8], d.Key)
+		if d.AllTgPt {
+			h[12] |= 0x02
+		}
+		if d.Holder {
+			h[12] |= 0x01
+		}
+		h[13] = d.Scope<<4 | byte(d.Type)&0x0f
+		binary.BigEndian.PutUint16(h[18:20], d.RelativeTargetPort)
+		binary.BigEndian.PutUint32(h[20:24], uint32(len(d.TransportID)))
+		b = append(append(b, h[:]...), d.TransportID...)
+	}
+	if uint64(len(b)-8) > math.MaxUint32 {
+		return nil, errors.New("marshal READ FULL STATUS: too long")
+	}
+	binary.BigEndian.PutUint32(b[4:8], uint32(len(b)-8))
+	return b, nil
 }

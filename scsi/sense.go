@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 )
 
 // Sense response codes (SPC-4 4.5.1).
@@ -230,4 +231,47 @@ var ascTable = map[uint16]string{
 	0x6700: "configuration failure",
 	0x6702: "add logical unit failed",
 	0x6800: "logical unit not configured",
+}
+
+// MarshalBinary encodes the sense in fixed format (18 bytes) or, when
+// s.Descriptor is set, descriptor format with an information descriptor
+// (when InfoValid) and a sense key specific descriptor (when SKSValid), for
+// targets and tests. Information beyond 32 bits needs descriptor format.
+func (s Sense) MarshalBinary() ([]byte, error) {
+	if !s.Descriptor {
+		if s.Information > math.MaxUint32 {
+			return nil, fmt.Errorf("marshal sense: information %#x does not fit fixed format", s.Information)
+		}
+		b := make([]byte, 18)
+		b[0] = SenseFixedCurrent
+		if s.Deferred {
+			b[0] = SenseFixedDeferred
+		}
+		if s.InfoValid {
+			b[0] |= 0x80
+			binary.BigEndian.PutUint32(b[3:7], uint32(s.Information))
+		}
+		b[2] = byte(s.Key) & 0x0f
+		b[7] = 10
+		b[12], b[13] = s.ASC, s.ASCQ
+		if s.SKSValid {
+			b[15], b[16], b[17] = 0x80|s.SKS[0]&0x7f, s.SKS[1], s.SKS[2]
+		}
+		return b, nil
+	}
+	b := make([]byte, 8, 8+12+8)
+	b[0] = SenseDescriptorCurrent
+	if s.Deferred {
+		b[0] = SenseDescriptorDeferred
+	}
+	b[1], b[2], b[3] = byte(s.Key)&0x0f, s.ASC, s.ASCQ
+	if s.InfoValid {
+		b = append(b, 0x00, 0x0a, 0x80, 0)
+		b = binary.BigEndian.AppendUint64(b, s.Information)
+	}
+	if s.SKSValid {
+		b = append(b, 0x02, 0x06, 0, 0, 0x80|s.SKS[0]&0x7f, s.SKS[1], s.SKS[2], 0)
+	}
+	b[7] = byte(len(b) - 8)
+	return b, nil
 }
