@@ -440,7 +440,7 @@ func PersistentReserveIn(ctx context.Context, dev Device, sa uint8) ([]byte, err
 		need := len(buf)
 		switch {
 		case sa == PRINReportCapabilities && len(buf) >= 2:
-			need = 2 + int(binary.BigEndian.Uint16(buf))
+			need = int(binary.BigEndian.Uint16(buf)) // LENGTH counts the whole data
 		case sa != PRINReportCapabilities && len(buf) >= 8:
 			need = 8 + int(binary.BigEndian.Uint32(buf[4:8]))
 		}
