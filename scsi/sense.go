@@ -107,8 +107,10 @@ func DecodeSense(b []byte) (Sense, error) {
 			d := b[off : off+n]
 			switch {
 			case typ == 0x00 && n >= 12: // Information (SPC-4 4.5.2.2)
-				s.InfoValid = d[2]&0x80 != 0
-				s.Information = binary.BigEndian.Uint64(d[4:12])
+				if d[2]&0x80 != 0 {
+					s.InfoValid = true
+					s.Information = binary.BigEndian.Uint64(d[4:12])
+				}
 			case typ == 0x02 && n >= 7: // Sense key specific (SPC-4 4.5.2.4)
 				if d[4]&0x80 != 0 {
 					s.SKSValid = true
