@@ -157,7 +157,7 @@ func FuzzParseVPD(f *testing.F) {
 }
 
 func FuzzParseReadCapacity16(f *testing.F) {
-	f.Add(mustHex(f, "00000000001fffff0000020005" + "03c001" + "0000000000000000000000000000"))
+	f.Add(mustHex(f, "00000000001fffff0000020005"+"03c001"+"0000000000000000000000000000"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := ParseReadCapacity16(b)
 		if err != nil {
