@@ -1,0 +1,66 @@
+// Command cluster is the Wolfpack administration tool (in the manner of
+// cluster.exe and pcs). This version carries the disk commands, which work
+// on a shared LUN directly and need no running cluster.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, openDevice)
+	stop()
+	if err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintln(os.Stderr, "cluster:", err)
+			os.Exit(2)
+		}
+		if !errors.Is(err, errReported) {
+			fmt.Fprintln(os.Stderr, "cluster:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// usageError is a bad command line: exit status 2, as for flag errors.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// errReported means the error was already written (as JSON) and main should
+// only set the exit status.
+var errReported = errors.New("error already reported")
+
+const topUsage = `usage: cluster <command> [arguments]
+
+commands:
+  disk     inspect and manage SCSI-3 persistent reservations on a shared LUN
+
+Run 'cluster <command> -h' for the command's help.
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, open opener) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, topUsage)
+		return usagef("missing command")
+	}
+	switch args[0] {
+	case "disk":
+		return runDisk(ctx, args[1:], stdout, stderr, open)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, topUsage)
+		return nil
+	}
+	fmt.Fprint(stderr, topUsage)
+	return usagef("unknown command %q", args[0])
+}
