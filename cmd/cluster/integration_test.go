@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"os"
@@ -166,7 +167,14 @@ func TestIntegrationPreemptRace(t *testing.T) {
 		if !strings.Contains(rs, "Key="+keys[winner]) || !strings.Contains(rs, "Write Exclusive, registrants only") {
 			t.Fatalf("round %d: sg_persist reservation, want %s WE-RO:\n%s", round, keys[winner], rs)
 		}
-		t.Logf("round %2d: node%d won, node%d fenced (reads ok, writes RESERVATION CONFLICT); sg_persist agrees", round, winner+1, loser+1)
+		var won struct {
+			ServiceAction string `json:"service_action"`
+		}
+		if err := json.Unmarshal(results[winner].Stdout, &won); err != nil {
+			t.Fatalf("round %d: winner's output: %v", round, err)
+		}
+		t.Logf("round %2d: node%d won (%s), node%d fenced (reads ok, writes RESERVATION CONFLICT); sg_persist agrees",
+			round, winner+1, won.ServiceAction, loser+1)
 
 		// The loser registers again for the next round.
 		mustCLI(loser, "register", "--ignore-existing", "--key", keys[loser])
