@@ -185,11 +185,34 @@ type Config struct {
 	// MaxBurstLength and FirstBurstLength are offered to the target (which
 	// may lower them). Zero means 16 MiB - 1 KiB and 256 KiB.
 	MaxBurstLength, FirstBurstLength int
+	// OnReconnect, if not nil, is called after every login that replaced
+	// a failed connection, before the command that triggered it is sent.
+	// It must not block for long; it may call Execute.
+	OnReconnect func(ReconnectInfo)
 	// Logger receives connection events; nil discards them.
 	Logger *slog.Logger
 	// Dialer opens the TCP connection; nil uses a net.Dialer. Tests inject
 	// faults here.
 	Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// ReconnectInfo describes a login that replaced a failed connection.
+type ReconnectInfo struct {
+	// OldTSIH and NewTSIH are the target's session handles before and
+	// after.
+	OldTSIH, NewTSIH uint16
+	// SameSession reports connection reinstatement (RFC 7143 6.3.4): the
+	// target still had the session, so the I_T nexus is unchanged. When
+	// false the target started a new session (session reinstatement). A
+	// target that follows SPC-4 keeps the registrations of the initiator
+	// port (name + ISID) anyway; tgt does not: it binds registrations to
+	// the session handle, so after a new session the registrations made
+	// through the old one no longer let this initiator through (the key
+	// still shows in READ KEYS) and the caller must decide whether to
+	// register again.
+	SameSession bool
+	// Cause is why the previous connection ended.
+	Cause error
 }
 
 // DefaultISID derives an ISID from the initiator name: type 11b (random

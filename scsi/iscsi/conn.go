@@ -100,6 +100,7 @@ type conn struct {
 	id   uint64 // login generation, for logs
 
 	loginITT uint32
+	reqTSIH  uint16 // TSIH asked for at login: 0 or the previous session's
 
 	wmu   sync.Mutex // one PDU at a time on nc
 	cmdMu sync.Mutex // CmdSN order equals wire order for non-immediate commands
@@ -116,6 +117,7 @@ type conn struct {
 	done      chan struct{}
 
 	lastRecv atomic.Int64
+	closing  atomic.Bool // a logout is under way: the target hanging up is expected
 	nopq     chan PDU
 	wg       sync.WaitGroup
 }
@@ -179,8 +181,8 @@ func (c *conn) kill(why error) {
 	close(c.done)
 	c.mu.Unlock()
 	c.nc.Close()
-	if errors.Is(why, ErrClosed) {
-		c.log.Debug("iscsi connection closed")
+	if errors.Is(why, ErrClosed) || c.closing.Load() {
+		c.log.Debug("iscsi connection closed", "why", why)
 	} else {
 		c.log.Warn("iscsi connection lost", "err", why)
 	}
@@ -327,6 +329,12 @@ func (c *conn) write(ctx context.Context, t *task, p *PDU) {
 		c.mu.Lock()
 		if p.Header.Opcode() != OpDataOut {
 			t.sent = false
+		}
+		// Nothing left: give the CmdSN back so the stream the target saw
+		// has no hole (sendCommand still holds cmdMu, nobody numbered
+		// after it).
+		if p.Header.Opcode() == OpSCSICommand && !p.Header.Immediate() && t.cmdSN+1 == c.cmdSN {
+			c.cmdSN--
 		}
 		c.mu.Unlock()
 	}

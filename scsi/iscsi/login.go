@@ -105,7 +105,9 @@ func (c *conn) login() error {
 	c.p = rfcDefaults()
 	c.p.MaxRecvDataSegmentLength = cfg.MaxRecvDataSegmentLength
 	c.loginITT = 1
-	c.cmdSN = 1
+	if c.cmdSN == 0 {
+		c.cmdSN = 1
+	}
 
 	auth := "None"
 	if cfg.CHAP != nil {
@@ -488,7 +490,9 @@ func (c *conn) loginExchange(transit bool, csg, nsg int, kvs []KeyValue) (loginR
 			h[1] |= 0x80 | byte(nsg)&0x03
 		}
 		copy(h[8:14], c.cfg.ISID[:])
-		h.SetU16(14, 0) // TSIH 0: a new session (or reinstatement of ours)
+		// TSIH 0 asks for a new session (reinstating ours, if the target
+		// still has it); our old TSIH asks for connection reinstatement.
+		h.SetU16(14, c.reqTSIH)
 		h.SetITT(c.loginITT)
 		h.SetU16(20, 0) // CID
 		h.SetU32(offCmdSN, c.cmdSN)
@@ -519,6 +523,7 @@ func (c *conn) loginExchange(transit bool, csg, nsg int, kvs []KeyValue) (loginR
 		}
 		c.expStatSN = qh.U32(offStatSN) + 1
 		c.expCmdSN, c.maxCmdSN = qh.U32(offExpCmdSN), qh.U32(offMaxCmdSN)
+		c.log.Debug("iscsi login response", "stage", csg, "statsn", qh.U32(offStatSN), "expcmdsn", c.expCmdSN, "maxcmdsn", c.maxCmdSN, "sent_cmdsn", c.cmdSN, "tsih", qh.U16(14))
 		c.p.TSIH = qh.U16(14)
 		if len(text)+len(q.Data) > MaxTextLen {
 			return loginResp{}, fmt.Errorf("login response text over %d bytes: %w", MaxTextLen, ErrProtocol)

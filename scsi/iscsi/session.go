@@ -141,13 +141,44 @@ func (s *Session) conn(ctx context.Context) (*conn, error) {
 	if c != nil && c.alive() {
 		return c, nil
 	}
+	var prev *ReconnectInfo
+	var oldSN uint32
+	var oldTSIH uint16
 	if c != nil {
+		oldTSIH = c.p.TSIH
 		c.wg.Wait() // the old connection's goroutines are gone before its successor starts
+		c.mu.Lock()
+		prev = &ReconnectInfo{OldTSIH: c.p.TSIH, Cause: c.err}
+		oldSN = c.cmdSN
+		// Connection reinstatement continues the session's CmdSN stream.
+		// It is safe only if the target acknowledged every command we
+		// numbered; a command lost in flight would leave a hole that
+		// stalls the session (tgt waits for the missing CmdSN forever).
+		contiguous := c.expCmdSN == c.cmdSN
+		c.mu.Unlock()
+		if !contiguous {
+			prev.OldTSIH = 0
+		}
 	}
-	c, err := s.login(ctx, id)
+	var nc *conn
+	var err error
+	if prev != nil && prev.OldTSIH != 0 {
+		// Connection reinstatement keeps the session, and so the I_T
+		// nexus, if the target has not yet noticed the old connection
+		// is gone (a network partition rather than a reset).
+		nc, err = s.login(ctx, id, prev.OldTSIH, oldSN)
+		var le *LoginError
+		if errors.As(err, &le) && le.Class == 2 {
+			s.cfg.Logger.Debug("iscsi connection reinstatement refused; starting a new session", "addr", s.addr.String(), "err", err)
+			nc, err = s.login(ctx, id, 0, 0)
+		}
+	} else {
+		nc, err = s.login(ctx, id, 0, 0)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("iscsi: log in to %s as %s: %w", s.addr, s.cfg.InitiatorName, err)
 	}
+	c = nc
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -162,11 +193,26 @@ func (s *Session) conn(ctx context.Context) (*conn, error) {
 		"header_digest", c.p.HeaderDigest, "data_digest", c.p.DataDigest,
 		"target_max_recv", c.p.TargetMaxRecvDataSegmentLength, "max_burst", c.p.MaxBurstLength,
 		"first_burst", c.p.FirstBurstLength, "immediate_data", c.p.ImmediateData, "initial_r2t", c.p.InitialR2T)
+	if prev != nil {
+		if prev.OldTSIH == 0 {
+			prev.OldTSIH = oldTSIH
+		}
+		prev.NewTSIH = c.p.TSIH
+		prev.SameSession = prev.NewTSIH == prev.OldTSIH
+		if !prev.SameSession {
+			c.log.Warn("iscsi reconnected with a new session: the target may treat this as a new I_T nexus", "old_tsih", prev.OldTSIH, "new_tsih", prev.NewTSIH)
+		}
+		if s.cfg.OnReconnect != nil {
+			s.dialMu.Unlock()
+			s.cfg.OnReconnect(*prev)
+			s.dialMu.Lock()
+		}
+	}
 	return c, nil
 }
 
 // login dials and logs in once, within LoginTimeout.
-func (s *Session) login(ctx context.Context, id uint64) (*conn, error) {
+func (s *Session) login(ctx context.Context, id uint64, tsih uint16, cmdSN uint32) (*conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.LoginTimeout)
 	defer cancel()
 	nc, err := s.cfg.Dialer(ctx, "tcp", s.addr.Portal)
@@ -174,6 +220,7 @@ func (s *Session) login(ctx context.Context, id uint64) (*conn, error) {
 		return nil, fmt.Errorf("dial: %w", err)
 	}
 	c := newConn(s.cfg, s.addr, nc, id)
+	c.reqTSIH, c.cmdSN = tsih, cmdSN
 	if d, ok := ctx.Deadline(); ok {
 		nc.SetDeadline(d)
 	}
@@ -359,6 +406,7 @@ func (s *Session) Close() error {
 	}
 	var err error
 	if c.alive() {
+		c.closing.Store(true)
 		ctx, cancel := context.WithTimeout(context.Background(), min(5*time.Second, s.cfg.Timeout))
 		err = c.logout(ctx)
 		cancel()
