@@ -40,6 +40,11 @@ func ParseAddress(s string) (Address, error) {
 	fail := func(format string, args ...any) (Address, error) {
 		return Address{}, fmt.Errorf("iscsi: address %q: %s (want iscsi://host[:port]/iqn.yyyy-mm.domain:name/lun)", s, fmt.Sprintf(format, args...))
 	}
+	if rest, ok := strings.CutPrefix(s, "iscsi://"); ok {
+		if auth, _, _ := strings.Cut(rest, "/"); strings.Contains(auth, "@") {
+			return fail("credentials in the address are not supported; set Config.CHAP")
+		}
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		return fail("%v", err)
