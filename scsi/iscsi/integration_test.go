@@ -514,3 +514,52 @@ func TestIntegrationReconnectUnderLoad(t *testing.T) {
 		t.Fatalf("final read: %v", err)
 	}
 }
+
+// Reference: RFC 7143 12.1.3 (CHAP), RFC 1994.
+func TestIntegrationCHAP(t *testing.T) {
+	tg := iscsitest.Start(t, iscsitest.Options{
+		CHAPUser: "node1", CHAPSecret: "initiator-secret-1",
+		MutualUser: "target", MutualSecret: "target-secret-22",
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := Open(ctx, tg.Addr(1), Config{InitiatorName: node1}); !errors.Is(err, ErrAuth) {
+		var le *LoginError
+		if !errors.As(err, &le) || le.Class != 2 {
+			t.Fatalf("login without CHAP: %v, want an authentication failure", err)
+		}
+	}
+	if _, err := Open(ctx, tg.Addr(1), Config{InitiatorName: node1, CHAP: &CHAP{User: "node1", Secret: "wrong-secret-123"}}); err == nil {
+		t.Fatal("login with a wrong secret succeeded")
+	} else {
+		t.Logf("wrong secret: %v", err)
+	}
+	if _, err := Open(ctx, tg.Addr(1), Config{InitiatorName: node1, CHAP: &CHAP{User: "node1", Secret: "initiator-secret-1", TargetUser: "target", TargetSecret: "not-the-target-1"}}); !errors.Is(err, ErrAuth) {
+		t.Fatalf("mutual CHAP with the wrong target secret: %v, want ErrAuth", err)
+	}
+	s := openTgt(t, tg, node1, func(c *Config) {
+		c.CHAP = &CHAP{User: "node1", Secret: "initiator-secret-1", TargetUser: "target", TargetSecret: "target-secret-22"}
+	})
+	inquiry(t, s)
+	s.Drop()
+	inquiry(t, s) // reconnects with CHAP again
+}
+
+// Digests against tgt: both directions, including the R2T path.
+func TestIntegrationDigests(t *testing.T) {
+	tg := iscsitest.Start(t, iscsitest.Options{Digests: true})
+	s := openTgt(t, tg, node1, func(c *Config) { c.HeaderDigest, c.DataDigest = DigestCRC32COnly, DigestCRC32COnly })
+	if p := s.Params(); !p.HeaderDigest || !p.DataDigest {
+		t.Fatalf("digests not negotiated: %+v", p)
+	}
+	ctx := context.Background()
+	data := make([]byte, 1<<20)
+	rand.Read(data)
+	if err := write16(ctx, s, 0, data); err != nil {
+		t.Fatal(err)
+	}
+	got, err := read16(ctx, s, 0, len(data))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back with digests: %v", err)
+	}
+}

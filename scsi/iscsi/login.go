@@ -355,7 +355,7 @@ func (c *conn) negotiate(kv KeyValue, ours bool) (*KeyValue, error) {
 		if ours {
 			chosen = kv.Value
 			if !hasValue(pref.offer(), chosen) {
-				return bad()
+				return nil, fmt.Errorf("we need %s=%s, target answered %q: %w", kv.Key, pref.offer(), clipS(chosen), ErrProtocol)
 			}
 		} else {
 			for _, v := range strings.Split(pref.offer(), ",") {

@@ -38,6 +38,9 @@ type Options struct {
 	// {"ip", "netns", "exec", "ns0"} to run the target in a namespace.
 	// tgtadm talks to tgtd over a unix socket and runs unwrapped.
 	Wrap []string
+	// Digests makes the target offer CRC32C header and data digests (tgt
+	// offers only None unless told).
+	Digests bool
 	// CHAPUser and CHAPSecret, if set, require CHAP from initiators.
 	CHAPUser, CHAPSecret string
 	// MutualUser and MutualSecret, if set, are the target's own
@@ -136,6 +139,11 @@ func Start(t testing.TB, o Options) *Tgt {
 		steps = append(steps, []string{"--lld", "iscsi", "--op", "new", "--mode", "logicalunit", "--tid", "1", "--lun", strconv.Itoa(lun + 1), "-b", img})
 	}
 	steps = append(steps, []string{"--lld", "iscsi", "--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL"})
+	if o.Digests {
+		for _, k := range []string{"HeaderDigest", "DataDigest"} {
+			steps = append(steps, []string{"--lld", "iscsi", "--op", "update", "--mode", "target", "--tid", "1", "--name", k, "--value", "CRC32C,None"})
+		}
+	}
 	if o.CHAPUser != "" {
 		steps = append(steps,
 			[]string{"--lld", "iscsi", "--op", "new", "--mode", "account", "--user", o.CHAPUser, "--password", o.CHAPSecret},
