@@ -1,0 +1,48 @@
+// Package testbed runs QEMU virtual machines that share an iSCSI LUN served by a
+// real userspace target (tgtd), for host-side integration tests run as root.
+//
+// # Layout
+//
+// A testbed has a short id (four hex digits); everything it creates on the host
+// is named after it, so parallel testbeds never collide and leftovers are easy to
+// spot:
+//
+//	wp<id>pub, wp<id>pv1, wp<id>pv2   bridges: public network, private networks
+//	wp<id>n<N>e<K>                    tap of node N's NIC eth<K> (eth0 public, eth1.. private)
+//	wp<id>cl                          host end of the veth into the client netns
+//	wp<id>-client                     network namespace of the client (its end is eth0)
+//	qemu -name wp<id>-node<N>         one QEMU per node, TCG, 1 vCPU
+//	tgtd -C <ctl>                     the target, portal on 127.0.0.1:<free port>
+//	/run/wolfpack-testbed/wp<id>.json what the testbed owns, for sweeping after a crash
+//
+// Addresses (test-only, inside the bridges and netns above): node N has
+// 10.99.0.(10+N)/24 on the public network and 10.99.K.(10+N)/24 on private
+// network K; the client has 10.99.0.100/24. Nothing gets an address on the host.
+//
+// Every node has Config.Initiators I_T nexuses onto the one LUN: nexus M is a
+// QEMU iscsi blockdev with initiator name <target iqn>:node<N>-i<M>, passed
+// through as scsi-block with scsi-id M, so in the guest it is H:0:M:0 and
+// Node.Disk(M) names its /dev/sgX.
+//
+// # The guest
+//
+// The image is an initramfs built here in Go (newc cpio, gzip) and cached by
+// content hash under .cache/testbed/images: /init is cmd/wolfpack-agent (built
+// with CGO_ENABLED=0), the virtio, SCSI and virtio-net modules of the cloud
+// kernel in .cache/kernel (see scripts/deps.sh) with their load order, sg3-utils
+// tools with their shared libraries (an independent reader of the LUN),
+// busybox with its applets, and Config.Binaries in /bin.
+//
+// The agent mounts /proc, /sys, /dev, loads the modules, names and addresses the
+// NICs from the kernel command line, waits for the disks, and then serves one
+// JSON request per line on the guest's second serial port (the first is the
+// console, logged to <WorkDir>/node<N>.console). See package testbed/agent.
+//
+// # Teardown
+//
+// Close kills the VMs and tgtd and removes every link, namespace, socket and LUN
+// file the testbed created; it is idempotent, runs from t.Cleanup when the
+// testbed comes from New (also after t.Fatal or a panic in the test), and on
+// SIGINT/SIGTERM. QEMU and tgtd die with the test process (PDEATHSIG), and a
+// later Start sweeps what a killed test process left behind.
+package testbed

@@ -1,0 +1,320 @@
+package testbed
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wolfpack-ha/wolfpack/testbed/agent"
+)
+
+// Config describes a testbed. Zero fields take the defaults noted.
+type Config struct {
+	Nodes       int   // VMs, default 2
+	Initiators  int   // I_T nexuses per VM onto the shared LUN, default 1
+	LUNSize     int64 // bytes, default 64 MiB
+	PrivateNets int   // private networks besides the public one, 0..2
+	Memory      int   // MiB per VM, default 128
+	Logger      *slog.Logger
+	// WorkDir holds console logs, sockets and the LUN file; New uses
+	// t.TempDir(), Start a new directory under os.TempDir().
+	WorkDir string
+	// Binaries are host files (static binaries) placed in the guest's /bin.
+	Binaries    []string
+	BootTimeout time.Duration // per VM, default 60 s
+}
+
+// Testbed is a running set of VMs, their networks and the iSCSI target.
+type Testbed struct {
+	cfg     Config
+	log     *slog.Logger
+	id      string
+	idBytes [2]byte
+	prefix  string
+	workDir string
+	state   *state
+	vmlinuz string
+	image   string
+	tgt     *tgt
+	net     *network
+	nodes   []*Node
+	client  *Client
+
+	ImageTime time.Duration // building (or finding) the image
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Require skips the test unless it can run a testbed: root, qemu, tgtd and
+// the guest kernel. Tests that call it are named TestIntegration*.
+func Require(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("testbed: skipped in -short mode")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("testbed: needs root (run the integration tests as root, e.g. sudo go test -run TestIntegration ./...)")
+	}
+	for _, prog := range []string{"qemu-system-x86_64", "tgtd", "tgtadm", "ip"} {
+		if _, err := exec.LookPath(prog); err != nil {
+			t.Skipf("testbed: %s not installed (run ./scripts/deps.sh)", prog)
+		}
+	}
+	dir, err := KernelDir()
+	if err != nil {
+		t.Skipf("testbed: %v", err)
+	}
+	if _, _, err := kernelImage(dir); err != nil {
+		t.Skipf("testbed: %v", err)
+	}
+}
+
+// New starts a testbed for a test, skipping it when Require would, and closes
+// it in t.Cleanup. When the test failed, the tail of each console is logged.
+func New(t testing.TB, cfg Config) *Testbed {
+	t.Helper()
+	Require(t)
+	if cfg.WorkDir == "" {
+		cfg.WorkDir = t.TempDir()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	tb, err := Start(ctx, cfg)
+	if tb != nil {
+		t.Cleanup(func() {
+			if t.Failed() {
+				tb.LogConsoles(t, 40)
+			}
+			if err := tb.Close(); err != nil {
+				t.Errorf("close testbed: %v", err)
+			}
+		})
+	}
+	if err != nil {
+		t.Fatalf("start testbed: %v", err)
+	}
+	return tb
+}
+
+// Start creates a testbed: tgtd with the LUN, the image, the networks, and
+// the VMs, booted in parallel. It returns when every agent answers and every
+// guest sees its disks. On error everything is torn down again and, so that
+// the caller can still read the consoles, the partial testbed is returned too.
+func Start(ctx context.Context, cfg Config) (*Testbed, error) {
+	if cfg.Nodes == 0 {
+		cfg.Nodes = 2
+	}
+	if cfg.Initiators == 0 {
+		cfg.Initiators = 1
+	}
+	if cfg.LUNSize == 0 {
+		cfg.LUNSize = 64 << 20
+	}
+	if cfg.Memory == 0 {
+		cfg.Memory = 128
+	}
+	if cfg.BootTimeout == 0 {
+		cfg.BootTimeout = 60 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case cfg.Nodes < 1 || cfg.Nodes > 9:
+		return nil, fmt.Errorf("testbed: Nodes %d out of range 1..9", cfg.Nodes)
+	case cfg.Initiators < 1 || cfg.Initiators > 9:
+		return nil, fmt.Errorf("testbed: Initiators %d out of range 1..9", cfg.Initiators)
+	case cfg.PrivateNets < 0 || cfg.PrivateNets > 2:
+		return nil, fmt.Errorf("testbed: PrivateNets %d out of range 0..2", cfg.PrivateNets)
+	}
+	if cfg.WorkDir == "" {
+		d, err := os.MkdirTemp("", "wolfpack-testbed-")
+		if err != nil {
+			return nil, fmt.Errorf("testbed: create work dir: %w", err)
+		}
+		cfg.WorkDir = d
+	}
+	kdir, err := KernelDir()
+	if err != nil {
+		return nil, fmt.Errorf("testbed: %w", err)
+	}
+	vmlinuz, modDir, err := kernelImage(kdir)
+	if err != nil {
+		return nil, fmt.Errorf("testbed: %w", err)
+	}
+	sweepStale(cfg.Logger)
+
+	tb := &Testbed{cfg: cfg, workDir: cfg.WorkDir, vmlinuz: vmlinuz}
+	for range 100 {
+		if _, err := rand.Read(tb.idBytes[:]); err != nil {
+			return nil, err
+		}
+		tb.id = hex.EncodeToString(tb.idBytes[:])
+		tb.prefix = "wp" + tb.id
+		if links, _ := linksWithPrefix(tb.prefix); len(links) > 0 {
+			continue
+		}
+		if tb.state, err = newState(tb.id, tb.prefix, tb.workDir); err == nil {
+			break
+		}
+	}
+	if tb.state == nil {
+		return nil, fmt.Errorf("testbed: no free id: %w", err)
+	}
+	tb.log = cfg.Logger.With("testbed", tb.prefix)
+	tb.client = &Client{netns: tb.prefix + "-client"}
+	register(tb)
+	if err := tb.start(ctx, modDir); err != nil {
+		if cerr := tb.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("and tearing down: %w", cerr))
+		}
+		return tb, fmt.Errorf("testbed %s: %w", tb.prefix, err)
+	}
+	return tb, nil
+}
+
+func (tb *Testbed) start(ctx context.Context, modDir string) error {
+	t0 := time.Now()
+	imageDone := make(chan error, 1)
+	go func() {
+		var err error
+		tb.image, err = buildImage(ctx, modDir, tb.cfg.Nodes, tb.cfg.Binaries)
+		tb.ImageTime = time.Since(t0)
+		imageDone <- err
+	}()
+	var err error
+	tb.tgt, err = startTgt(ctx, tb.log, tb.workDir, tb.id, tb.cfg.LUNSize, tb.state)
+	if err != nil {
+		<-imageDone
+		return fmt.Errorf("start iSCSI target: %w", err)
+	}
+	tb.net, err = setupNetwork(ctx, tb.log, tb.prefix, tb.cfg.Nodes, tb.cfg.PrivateNets, tb.state)
+	if err != nil {
+		<-imageDone
+		return fmt.Errorf("set up networks: %w", err)
+	}
+	if err := <-imageDone; err != nil {
+		return fmt.Errorf("build image: %w", err)
+	}
+	tb.log.Info("host side ready", "image", filepath.Base(tb.image), "image_time", tb.ImageTime.Round(time.Millisecond),
+		"portal", tb.tgt.portal, "setup", time.Since(t0).Round(time.Millisecond))
+
+	for i := 1; i <= tb.cfg.Nodes; i++ {
+		name := fmt.Sprintf("node%d", i)
+		tb.nodes = append(tb.nodes, &Node{
+			tb: tb, index: i, name: name, log: tb.log.With("node", name),
+			console: filepath.Join(tb.workDir, name+".console"),
+			sock:    filepath.Join(tb.workDir, name+".agent"),
+			qmpSock: filepath.Join(tb.workDir, name+".qmp"),
+			pending: make(map[uint64]chan agent.Response),
+			down:    make(chan struct{}),
+			hello:   make(chan agent.Hello, 1),
+		})
+	}
+	errs := make([]error, len(tb.nodes))
+	var wg sync.WaitGroup
+	for i, n := range tb.nodes {
+		wg.Go(func() { errs[i] = n.boot(ctx) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Close kills the VMs and tgtd and removes the networks, sockets and LUN
+// file. Console logs stay in WorkDir. Calling it again returns the first result.
+func (tb *Testbed) Close() error {
+	tb.closeOnce.Do(func() {
+		var errs []error
+		for _, n := range tb.nodes {
+			if err := n.stop(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if tb.tgt != nil {
+			if err := tb.tgt.stop(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := removeNetwork(tb.prefix, tb.client.netns); err != nil {
+			errs = append(errs, err)
+		}
+		// Anything the steps above missed (e.g. a QEMU that was still starting).
+		for _, pid := range processes(tb.prefix, tb.tgtCtlPort()) {
+			errs = append(errs, fmt.Errorf("process %d still alive after teardown, killing it", pid))
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		if len(errs) == 0 {
+			if err := tb.state.remove(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		unregister(tb)
+		tb.closeErr = errors.Join(errs...)
+		tb.log.Info("closed", "err", tb.closeErr)
+	})
+	return tb.closeErr
+}
+
+func (tb *Testbed) tgtCtlPort() int {
+	if tb.tgt == nil {
+		return 0
+	}
+	return tb.tgt.ctlPort
+}
+
+// LogConsoles logs the last lines of every node's console to t.
+func (tb *Testbed) LogConsoles(t testing.TB, lines int) {
+	t.Helper()
+	for _, n := range tb.nodes {
+		t.Logf("console of %s (%s):\n%s", n.name, n.console, n.ConsoleTail(lines))
+	}
+}
+
+// ID is the testbed's id; every host object it creates is named "wp"+ID+...
+func (tb *Testbed) ID() string { return tb.id }
+
+// Prefix is "wp"+ID, the prefix of the testbed's links and namespace.
+func (tb *Testbed) Prefix() string { return tb.prefix }
+
+// WorkDir holds the console logs, sockets and LUN file.
+func (tb *Testbed) WorkDir() string { return tb.workDir }
+
+// Nodes lists the VMs.
+func (tb *Testbed) Nodes() []*Node { return tb.nodes }
+
+// Node returns VM i, 1-based.
+func (tb *Testbed) Node(i int) *Node { return tb.nodes[i-1] }
+
+// Client is the client network namespace on the public network.
+func (tb *Testbed) Client() *Client { return tb.client }
+
+// LUNPath is the host file behind the shared LUN.
+func (tb *Testbed) LUNPath() string { return tb.tgt.lunPath }
+
+// TargetIQN is the iSCSI name of the target; the LUN is LUN 1.
+func (tb *Testbed) TargetIQN() string { return tb.tgt.iqn }
+
+// Portal is the target's host:port on 127.0.0.1.
+func (tb *Testbed) Portal() string { return tb.tgt.portal }
+
+// LUNURL is the libiscsi URL of the LUN, for iscsi-inq and friends on the host.
+func (tb *Testbed) LUNURL() string { return "iscsi://" + tb.tgt.portal + "/" + tb.tgt.iqn + "/1" }
+
+// InitiatorName is the iSCSI initiator name of node's nexus m.
+func (tb *Testbed) InitiatorName(node, m int) string {
+	return fmt.Sprintf("%s:node%d-i%d", tb.tgt.iqn, node, m)
+}
+
+// TgtCtlPort is the control port of tgtd, for tgtadm -C.
+func (tb *Testbed) TgtCtlPort() int { return tb.tgtCtlPort() }
