@@ -62,6 +62,7 @@ type task struct {
 	// guarded by conn.mu
 	finished   bool
 	sent       bool
+	writing    bool // the command PDU is being written; write() settles sent
 	nextDataSN uint32
 	nextR2TSN  uint32
 	received   int
@@ -175,8 +176,11 @@ func (c *conn) kill(why error) {
 		cause = fmt.Errorf("%w: %w", ErrConnectionLost, why)
 	}
 	for itt, t := range c.tasks {
-		c.finishLocked(t, scsi.Response{}, &cmdError{sent: t.sent, cause: cause})
 		delete(c.tasks, itt)
+		if t.writing {
+			continue // write() finishes it once it knows whether anything left
+		}
+		c.finishLocked(t, scsi.Response{}, &cmdError{sent: t.sent, cause: cause})
 	}
 	close(c.done)
 	c.mu.Unlock()
@@ -289,6 +293,7 @@ func (c *conn) sendCommand(ctx context.Context, t *task, p *PDU) error {
 	p.Header.SetU32(offCmdSN, t.cmdSN)
 	p.Header.SetU32(offExpStatSN, c.expStatSN)
 	t.sent = true
+	t.writing = true
 	c.tasks[t.itt] = t
 	c.mu.Unlock()
 	c.write(ctx, t, p)
@@ -311,34 +316,49 @@ func (c *conn) sendImmediate(ctx context.Context, t *task, p *PDU) error {
 	p.Header.SetITT(t.itt)
 	p.Header.SetU32(offCmdSN, c.cmdSN)
 	p.Header.SetU32(offExpStatSN, c.expStatSN)
+	t.writing = true
 	c.tasks[t.itt] = t
 	c.mu.Unlock()
 	c.write(ctx, t, p)
 	return nil
 }
 
-// write writes a PDU belonging to t; on failure the connection dies, and t
-// learns whether any of it left.
+// write writes a PDU belonging to t (nil for none); on failure the
+// connection dies. For a command PDU (t.writing) it settles whether the
+// command may have left and finishes t if the connection died meanwhile.
 func (c *conn) write(ctx context.Context, t *task, p *PDU) {
 	err := c.writePDU(p, ctx)
-	if err == nil {
+	if t == nil || !t.writing {
+		if err != nil {
+			c.kill(fmt.Errorf("send %s: %w", p.Header.Opcode(), err))
+		}
 		return
 	}
+	c.mu.Lock()
+	t.writing = false
 	var we *writeError
-	if errors.As(err, &we) && we.n == 0 && t != nil {
-		c.mu.Lock()
-		if p.Header.Opcode() != OpDataOut {
-			t.sent = false
-		}
+	if err != nil && errors.As(err, &we) && we.n == 0 {
+		t.sent = false
 		// Nothing left: give the CmdSN back so the stream the target saw
 		// has no hole (sendCommand still holds cmdMu, nobody numbered
 		// after it).
 		if p.Header.Opcode() == OpSCSICommand && !p.Header.Immediate() && t.cmdSN+1 == c.cmdSN {
 			c.cmdSN--
 		}
-		c.mu.Unlock()
 	}
-	c.kill(fmt.Errorf("send %s: %w", p.Header.Opcode(), err))
+	c.mu.Unlock()
+	if err != nil {
+		c.kill(fmt.Errorf("send %s: %w", p.Header.Opcode(), err))
+	}
+	c.mu.Lock()
+	if c.err != nil && !t.finished {
+		cause := c.err
+		if !errors.Is(cause, ErrClosed) {
+			cause = fmt.Errorf("%w: %w", ErrConnectionLost, cause)
+		}
+		c.finishLocked(t, scsi.Response{}, &cmdError{sent: t.sent, cause: cause})
+	}
+	c.mu.Unlock()
 }
 
 // wait waits for t; on ctx expiry it abandons t (the reader drops whatever
