@@ -20,10 +20,18 @@
 //
 // When the connection fails (read or write error, protocol violation, header
 // digest error, keepalive timeout), every command in flight on it fails. The
-// next Execute logs in again with the same InitiatorName and ISID and TSIH 0:
-// at ErrorRecoveryLevel 0 this is session reinstatement, so the target keeps
-// the same I_T nexus and the persistent reservation registrations made
-// through it. A command is retried transparently on the new connection only
+// next Execute logs in again with the same InitiatorName and ISID. If the
+// target acknowledged every command of the old connection, the login first
+// asks for connection reinstatement with the old TSIH (RFC 7143 6.3.4, valid
+// at ErrorRecoveryLevel 0): when the target has not yet noticed the loss (a
+// partition rather than a reset) the session and so the I_T nexus survive.
+// Otherwise it logs in with TSIH 0 (session reinstatement, 6.3.5). SPC-4
+// keeps registrations per initiator port (name + ISID), but tgt keys them on
+// its session handle: after a new session they no longer admit this
+// initiator. Config.OnReconnect reports which of the two happened. The
+// initiator reconnects at once and does not wait DefaultTime2Wait.
+//
+// A command is retried transparently on the new connection only
 // when retrying cannot change the outcome (see Idempotent: READ, INQUIRY,
 // READ CAPACITY, TEST UNIT READY, PERSISTENT RESERVE IN, REPORT LUNS, MODE
 // SENSE) or when it provably never left the initiator. Any other command
