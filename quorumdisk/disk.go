@@ -77,7 +77,7 @@ func Format(ctx context.Context, dev BlockDevice, opts FormatOptions) (*Disk, er
 			for i, s := range sigs {
 				names[i] = s.String()
 			}
-			return nil, fmt.Errorf("%w: found %s (force to overwrite)", ErrInUse, strings.Join(names, ", "))
+			return nil, fmt.Errorf("%w: found %s", ErrInUse, strings.Join(names, ", "))
 		}
 	}
 	l, err := DefaultLayout(uint32(dev.BlockSize()), dev.Blocks(), opts.CheckpointBytes)

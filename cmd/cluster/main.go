@@ -55,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, open open
 		return usagef("missing command")
 	}
 	switch args[0] {
+	case "quorum":
+		return runQuorum(ctx, args[1:], stdout, stderr, open)
 	case "disk":
 		return runDisk(ctx, args[1:], stdout, stderr, open)
 	case "-h", "-help", "--help", "help":
