@@ -1,0 +1,457 @@
+package regroup
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+)
+
+// Join, form and leave (DESIGN §5.2).
+
+type joinPhase uint8
+
+const (
+	joinProbe    joinPhase = iota // JoinRequest sent, no sponsor chosen
+	joinAuthSent                  // JoinAuth sent to the sponsor
+	joinRestored                  // database restored, JoinStateAck sent; waiting for Welcome
+)
+
+type joinState struct {
+	phase     joinPhase
+	started   int64 // this Start
+	attempt   int64 // this attempt
+	lastProbe int64
+	contact   int64 // last answer from a member or a forming node
+	nonce     uint64
+	sponsor   NodeID
+	target    NodeID // redirect: where to probe
+	formRound uint64
+}
+
+type sponsorPhase uint8
+
+const (
+	spIdle      sponsorPhase = iota
+	spChallenge              // Challenge sent, waiting for JoinAuth
+	spState                  // JoinState sent, waiting for JoinStateAck
+	spHeartbeat              // waiting for the joiner's heartbeat
+	spCommit                 // JoinCommit sent, waiting for every member's ack
+	spWelcome                // Welcome sent, waiting for WelcomeAck
+)
+
+type sponsorState struct {
+	phase    sponsorPhase
+	joiner   NodeID
+	inc      uint64
+	jnonce   uint64
+	nonce    uint64
+	counter  uint64
+	since    int64
+	lastSend int64
+	epoch    Epoch
+	members  NodeSet
+	acks     NodeSet
+	queue    [65]Message // latest JoinRequest per waiting joiner
+	waiting  NodeSet
+}
+
+// Proofs: HMAC-SHA256 under the cluster secret over a label, the cluster,
+// both ids, the joiner's incarnation and both nonces. Each side proves it
+// knows the secret without sending it; the nonces make every proof fresh.
+func (n *Node) proof(label string, sponsor, joiner NodeID, inc, jnonce, snonce uint64) []byte {
+	mac := hmac.New(sha256.New, n.cfg.Secret)
+	var b []byte
+	b = append(b, label...)
+	b = binary.BigEndian.AppendUint32(b, n.cfg.Cluster)
+	b = binary.BigEndian.AppendUint32(b, uint32(sponsor))
+	b = binary.BigEndian.AppendUint32(b, uint32(joiner))
+	b = binary.BigEndian.AppendUint64(b, inc)
+	b = binary.BigEndian.AppendUint64(b, jnonce)
+	b = binary.BigEndian.AppendUint64(b, snonce)
+	mac.Write(b)
+	return mac.Sum(nil)
+}
+
+// Start begins joining: probe every configured node for a sponsor, and
+// form the cluster if no member answers within the form timeout.
+func (n *Node) Start() {
+	if n.state != StateDown {
+		return
+	}
+	n.state = StateJoining
+	n.jn = joinState{started: n.now, contact: n.now, lastProbe: n.now - int64(n.cfg.JoinRetryTicks)}
+	n.tickJoinProbe()
+}
+
+// Form forms a new cluster at once (the administrator's "cluster create"),
+// without looking for a sponsor. It still has to win the quorum disk.
+func (n *Node) Form() {
+	if n.state != StateDown && n.state != StateJoining {
+		return
+	}
+	n.form()
+}
+
+func (n *Node) form() {
+	n.state = StateForming
+	n.jn.formRound++
+	n.log.Info("forming the cluster")
+	n.ready.Arbitrate = &Arbitration{Round: n.jn.formRound, Members: NodeSet(0).Add(n.cfg.Self), Class: ClassForm}
+}
+
+func (n *Node) formDone(round uint64, won bool, reason string) {
+	if round != n.jn.formRound {
+		return
+	}
+	if !won {
+		n.state = StateJoining
+		n.jn = joinState{started: n.now, contact: n.now, formRound: n.jn.formRound}
+		n.event(Event{Kind: EventJoinFailed, Reason: "form: lost the quorum disk (a live cluster defends it): " + reason})
+		return
+	}
+	n.holdKey = true
+	n.rg.stage = StageStabilized
+	n.install(MakeEpoch(n.epoch.Gen()+1, n.cfg.Self), NodeSet(0).Add(n.cfg.Self), "formed")
+	n.event(Event{Kind: EventFormed, Epoch: n.epoch})
+	n.event(Event{Kind: EventStabilized, Epoch: n.epoch, Members: n.members})
+}
+
+// Leave is a planned shutdown: ClusterExit to every member, no regroup
+// follows; the arbiter removes this node's key.
+func (n *Node) Leave() error {
+	if n.state != StateUp || n.rg.stage != StageStabilized {
+		return fmt.Errorf("regroup: leave: node %d is %v (stage %v), not a stable member", n.cfg.Self, n.state, n.rg.stage)
+	}
+	n.abortSponsoring("sponsor leaving")
+	n.sendAll(n.members, Message{Type: MsgExit, Epoch: n.epoch, Members: n.members})
+	n.state = StateLeft
+	n.ready.Unregister = true
+	n.holdKey = false
+	n.event(Event{Kind: EventLeft, Epoch: n.epoch})
+	return nil
+}
+
+func (n *Node) stepExit(m Message) {
+	if !n.Member() || !n.members.Has(m.From) {
+		return
+	}
+	if n.rg.stage != StageStabilized || m.Epoch != n.epoch {
+		// Not in step: let the regroup (already running, or triggered when
+		// the detector loses it) take it out.
+		n.rg.excluded = n.rg.excluded.Add(m.From)
+		return
+	}
+	// Every member applies the same change to the same epoch, so all
+	// arrive at the same next one: generation+1, installed by the leaver.
+	n.abortSponsoring("member left")
+	n.install(MakeEpoch(n.epoch.Gen()+1, m.From), n.members.Remove(m.From), fmt.Sprintf("node %d left", m.From))
+	n.event(Event{Kind: EventNodeLeft, Node: m.From, Epoch: n.epoch})
+}
+
+// ---- joiner side ----
+
+func (n *Node) tickJoin() {
+	jn := &n.jn
+	formAfter := int64(n.cfg.FormTicks + int(n.cfg.Self-1)*n.cfg.FormStaggerTicks)
+	if jn.phase == joinProbe {
+		if n.now-max(jn.contact, jn.started) >= formAfter {
+			n.form()
+			return
+		}
+		n.tickJoinProbe()
+		return
+	}
+	if n.now-jn.attempt >= int64(n.cfg.JoinTicks) {
+		n.send(Message{Type: MsgJoinAbort, To: jn.sponsor, Joiner: n.cfg.Self, Reason: "joiner timed out"})
+		n.joinFailed(fmt.Sprintf("join through sponsor %d timed out", jn.sponsor), false)
+	}
+}
+
+func (n *Node) tickJoinProbe() {
+	jn := &n.jn
+	if n.now-jn.lastProbe < int64(n.cfg.JoinRetryTicks) {
+		return
+	}
+	jn.lastProbe = n.now
+	jn.nonce = n.cfg.Incarnation<<20 ^ uint64(n.now)
+	m := Message{Type: MsgJoinRequest, Incarnation: n.cfg.Incarnation, Nonce: jn.nonce}
+	if jn.target != 0 {
+		m.To = jn.target
+		n.send(m)
+		jn.target = 0 // one try; then everyone again
+		return
+	}
+	n.sendAll(n.cfg.Nodes, m)
+}
+
+func (n *Node) joinFailed(reason string, fatal bool) {
+	n.event(Event{Kind: EventJoinFailed, Reason: reason, Fatal: fatal})
+	if fatal {
+		n.state = StateDown
+		return
+	}
+	n.jn = joinState{started: n.jn.started, contact: n.now, lastProbe: n.now, formRound: n.jn.formRound}
+}
+
+func (n *Node) stepJoin(m Message) {
+	switch m.Type {
+	case MsgJoinRequest, MsgJoinAuth, MsgJoinStateAck, MsgJoinCommitAck, MsgWelcomeAck:
+		n.stepSponsor(m)
+		return
+	case MsgAnnounce, MsgJoinCommit:
+		n.stepMember(m)
+		return
+	case MsgJoinAbort:
+		if n.state == StateJoining {
+			if m.From == n.jn.sponsor && n.jn.phase != joinProbe {
+				n.joinFailed(fmt.Sprintf("sponsor %d aborted the join: %s", m.From, m.Reason), false)
+			}
+			return
+		}
+		n.stepSponsor(m)
+		return
+	}
+	if n.state != StateJoining {
+		return
+	}
+	jn := &n.jn
+	switch m.Type {
+	case MsgJoinRedirect:
+		jn.contact = n.now
+		if jn.phase == joinProbe && m.Leader.Valid() {
+			jn.target = m.Leader
+			jn.lastProbe = n.now - int64(n.cfg.JoinRetryTicks) // probe the leader now
+			n.tickJoinProbe()
+		}
+	case MsgJoinRefused:
+		jn.contact = n.now
+		if m.Fatal {
+			n.joinFailed(fmt.Sprintf("join refused by node %d: %s", m.From, m.Reason), true)
+		} else if jn.phase != joinProbe && m.From == jn.sponsor {
+			n.joinFailed(fmt.Sprintf("join refused by node %d: %s", m.From, m.Reason), false)
+		}
+	case MsgChallenge:
+		jn.contact = n.now
+		if jn.phase != joinProbe || m.Nonce != jn.nonce {
+			return
+		}
+		want := n.proof("wolfpack join sponsor", m.From, n.cfg.Self, n.cfg.Incarnation, m.Nonce, m.Nonce2)
+		if !hmac.Equal(want, m.Proof) {
+			n.event(Event{Kind: EventJoinFailed, Reason: fmt.Sprintf("sponsor %d failed authentication: it does not know this cluster's secret", m.From)})
+			return
+		}
+		jn.phase, jn.sponsor, jn.attempt = joinAuthSent, m.From, n.now
+		n.send(Message{Type: MsgJoinAuth, To: m.From, Nonce: jn.nonce, Nonce2: m.Nonce2,
+			Proof: n.proof("wolfpack join joiner", m.From, n.cfg.Self, n.cfg.Incarnation, jn.nonce, m.Nonce2)})
+	case MsgJoinState:
+		if m.From != jn.sponsor || jn.phase != joinAuthSent {
+			if m.From == jn.sponsor && jn.phase == joinRestored {
+				n.send(Message{Type: MsgJoinStateAck, To: m.From})
+			}
+			return
+		}
+		if n.cfg.Restore != nil {
+			if err := n.cfg.Restore(m.Snapshot); err != nil {
+				n.send(Message{Type: MsgJoinAbort, To: m.From, Joiner: n.cfg.Self, Reason: "restore database: " + err.Error()})
+				n.joinFailed(fmt.Sprintf("restore the database snapshot from sponsor %d: %v", m.From, err), false)
+				return
+			}
+		}
+		jn.phase = joinRestored
+		n.send(Message{Type: MsgJoinStateAck, To: m.From})
+	case MsgWelcome:
+		if m.From != jn.sponsor || jn.phase != joinRestored || !m.Members.Has(n.cfg.Self) {
+			return
+		}
+		n.rg = regroupState{round: n.rg.round}
+		n.install(m.Epoch, m.Members, fmt.Sprintf("joined through sponsor %d", m.From))
+		n.ready.Register = true
+		n.send(Message{Type: MsgWelcomeAck, To: m.From})
+		n.event(Event{Kind: EventJoined, Epoch: m.Epoch, Members: m.Members})
+	}
+}
+
+// ---- member side ----
+
+func (n *Node) stepMember(m Message) {
+	if !n.Member() || !n.members.Has(m.From) {
+		return
+	}
+	switch m.Type {
+	case MsgAnnounce:
+		n.log.Debug("join announced", "joiner", m.Joiner, "sponsor", m.From)
+	case MsgJoinCommit:
+		if n.rg.stage != StageStabilized {
+			return // regrouping: the sponsor's regroup aborts the join
+		}
+		if m.Epoch != n.epoch {
+			if m.Epoch.Gen() <= n.epoch.Gen() || m.Members&n.members != n.members {
+				return
+			}
+			n.install(m.Epoch, m.Members, fmt.Sprintf("node %d joined through sponsor %d", m.Joiner, m.From))
+			n.event(Event{Kind: EventNodeUp, Node: m.Joiner, Epoch: m.Epoch})
+		}
+		n.send(Message{Type: MsgJoinCommitAck, To: m.From, Epoch: m.Epoch})
+	}
+}
+
+// ---- sponsor side: the leader (lowest member) sponsors one join at a time ----
+
+func (n *Node) stepSponsor(m Message) {
+	sp := &n.sp
+	switch m.Type {
+	case MsgJoinRequest:
+		switch {
+		case n.state == StateForming:
+			n.send(Message{Type: MsgJoinRefused, To: m.From, Reason: fmt.Sprintf("node %d is forming the cluster; retry", n.cfg.Self)})
+		case !n.Member():
+		case n.members.Has(m.From):
+			// Its old incarnation is still a member: regroup it out first.
+			n.restarted = n.restarted.Add(m.From)
+			n.send(Message{Type: MsgJoinRefused, To: m.From, Reason: "still a member under an old incarnation; regrouping it out"})
+		case n.members.Min() != n.cfg.Self:
+			n.send(Message{Type: MsgJoinRedirect, To: m.From, Leader: n.members.Min()})
+		case n.rg.stage != StageStabilized || sp.phase != spIdle && sp.joiner != m.From:
+			sp.queue[m.From] = m
+			sp.waiting = sp.waiting.Add(m.From)
+			n.send(Message{Type: MsgJoinRefused, To: m.From, Reason: "busy; queued"})
+		case sp.phase == spIdle:
+			n.sponsor(m)
+		}
+	case MsgJoinAuth:
+		if sp.phase != spChallenge || m.From != sp.joiner || m.Nonce2 != sp.nonce {
+			return
+		}
+		want := n.proof("wolfpack join joiner", n.cfg.Self, m.From, sp.inc, sp.jnonce, sp.nonce)
+		if !hmac.Equal(want, m.Proof) {
+			n.log.Warn("join refused: authentication failed", "joiner", m.From)
+			n.send(Message{Type: MsgJoinRefused, To: m.From, Fatal: true,
+				Reason: fmt.Sprintf("authentication failed: node %d does not know the cluster secret of cluster %d", m.From, n.cfg.Cluster)})
+			n.sponsorDone()
+			return
+		}
+		// Announce the joiner, then send it the membership and database.
+		n.sendAll(n.members, Message{Type: MsgAnnounce, Joiner: m.From, Epoch: n.epoch})
+		var snap []byte
+		if n.cfg.Snapshot != nil {
+			snap = n.cfg.Snapshot()
+		}
+		sp.phase, sp.since, sp.lastSend = spState, n.now, n.now
+		sp.queue[0] = Message{Type: MsgJoinState, To: m.From, Epoch: n.epoch, Members: n.members, Snapshot: snap}
+		n.send(sp.queue[0])
+	case MsgJoinStateAck:
+		if sp.phase == spState && m.From == sp.joiner {
+			sp.phase, sp.since = spHeartbeat, n.now
+			n.tickSponsor()
+		}
+	case MsgJoinCommitAck:
+		if sp.phase == spCommit && m.Epoch == sp.epoch {
+			sp.acks = sp.acks.Add(m.From)
+			n.tickSponsor()
+		}
+	case MsgWelcomeAck:
+		if sp.phase == spWelcome && m.From == sp.joiner {
+			n.event(Event{Kind: EventNodeUp, Node: sp.joiner, Epoch: n.epoch})
+			n.sponsorDone()
+		}
+	case MsgJoinAbort:
+		if sp.phase != spIdle && m.From == sp.joiner {
+			n.abortSponsoring("joiner aborted: " + m.Reason)
+		}
+	}
+}
+
+func (n *Node) sponsor(m Message) {
+	sp := &n.sp
+	sp.counter++
+	sp.phase, sp.joiner, sp.inc, sp.jnonce = spChallenge, m.From, m.Incarnation, m.Nonce
+	sp.nonce = n.cfg.Incarnation<<20 ^ sp.counter
+	sp.since, sp.lastSend = n.now, n.now
+	sp.waiting = sp.waiting.Remove(m.From)
+	n.send(Message{Type: MsgChallenge, To: m.From, Nonce: m.Nonce, Nonce2: sp.nonce,
+		Proof: n.proof("wolfpack join sponsor", n.cfg.Self, m.From, m.Incarnation, m.Nonce, sp.nonce)})
+}
+
+func (n *Node) sponsorDone() {
+	n.sp.phase = spIdle
+	n.sp.joiner = 0
+	// Serve the next queued joiner, lowest id first.
+	for n.sp.waiting != 0 && n.rg.stage == StageStabilized && n.Member() && n.members.Min() == n.cfg.Self {
+		id := n.sp.waiting.Min()
+		n.sp.waiting = n.sp.waiting.Remove(id)
+		if !n.members.Has(id) && n.alive.Has(id) {
+			n.sponsor(n.sp.queue[id])
+			return
+		}
+	}
+}
+
+// abortSponsoring ends a join in progress: before the commit nothing is
+// left to undo but telling the joiner; after it, the regroup that follows
+// (or has begun) takes the joiner out unless it completed.
+func (n *Node) abortSponsoring(reason string) {
+	sp := &n.sp
+	if sp.phase == spIdle {
+		return
+	}
+	if sp.phase == spCommit || sp.phase == spWelcome {
+		n.restarted = n.restarted.Add(sp.joiner)
+	}
+	n.send(Message{Type: MsgJoinAbort, To: sp.joiner, Joiner: sp.joiner, Reason: reason})
+	n.log.Debug("join aborted", "joiner", sp.joiner, "reason", reason)
+	n.sp.phase, n.sp.joiner = spIdle, 0
+}
+
+func (n *Node) tickSponsor() {
+	sp := &n.sp
+	if sp.phase == spIdle {
+		if sp.waiting != 0 && n.rg.stage == StageStabilized {
+			n.sponsorDone()
+		}
+		return
+	}
+	if n.now-sp.since >= int64(n.cfg.JoinTicks) {
+		n.abortSponsoring("sponsor timed out")
+		if n.rg.stage == StageStabilized && n.restarted != 0 {
+			n.beginRegroup()
+		}
+		return
+	}
+	resend := n.now-sp.lastSend >= int64(n.cfg.ResendTicks)
+	if resend {
+		sp.lastSend = n.now
+	}
+	switch sp.phase {
+	case spState:
+		if resend {
+			n.send(sp.queue[0])
+		}
+	case spHeartbeat:
+		// Wait for the joiner's first heartbeat before committing.
+		if !n.alive.Has(sp.joiner) {
+			return
+		}
+		sp.epoch = MakeEpoch(n.epoch.Gen()+1, n.cfg.Self)
+		sp.members = n.members.Add(sp.joiner)
+		sp.phase, sp.since, sp.lastSend = spCommit, n.now, n.now
+		sp.acks = NodeSet(0).Add(n.cfg.Self).Add(sp.joiner)
+		joiner := sp.joiner
+		n.install(sp.epoch, sp.members, fmt.Sprintf("node %d joined through this sponsor", joiner))
+		n.sendAll(sp.members.Remove(joiner), Message{Type: MsgJoinCommit, Joiner: joiner, Epoch: sp.epoch, Members: sp.members})
+		n.tickSponsor()
+	case spCommit:
+		if sp.members&^sp.acks == 0 {
+			sp.phase, sp.since, sp.lastSend = spWelcome, n.now, n.now
+			n.send(Message{Type: MsgWelcome, To: sp.joiner, Epoch: sp.epoch, Members: sp.members})
+			return
+		}
+		if resend {
+			n.sendAll(sp.members&^sp.acks, Message{Type: MsgJoinCommit, Joiner: sp.joiner, Epoch: sp.epoch, Members: sp.members})
+		}
+	case spWelcome:
+		if resend {
+			n.send(Message{Type: MsgWelcome, To: sp.joiner, Epoch: sp.epoch, Members: sp.members})
+		}
+	}
+}

@@ -1,0 +1,321 @@
+package regroup
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+)
+
+// Default timings in ticks (10 ms each in the simulator and the daemon).
+const (
+	DefaultResendTicks      = 2   // retransmit unacknowledged barrier messages
+	DefaultActivateTicks    = 10  // Activate: wait for every reachable member's status
+	DefaultStageTicks       = 15  // Closing/Pruning/Cleanup barriers
+	DefaultArbitrationTicks = 250 // a follower's wait for the leader's arbitration (covers the defence delays)
+	DefaultJoinTicks        = 50  // one join attempt, end to end
+	DefaultJoinRetryTicks   = 10  // between JoinRequests
+	DefaultFormTicks        = 60  // no member answered for this long: form
+	DefaultFormStaggerTicks = 20  // per node id, so nodes booting together do not all form
+)
+
+// Config configures a Node.
+type Config struct {
+	Cluster     uint32
+	Self        NodeID
+	Incarnation uint64
+	// Nodes is the configured cluster: every node that may be a member.
+	Nodes NodeSet
+	// Secret is the cluster secret that authenticates joins.
+	Secret []byte
+	// TieBreaker breaks exact halves (rule b). 0: the lowest id of the
+	// original membership.
+	TieBreaker NodeID
+
+	ResendTicks, ActivateTicks, StageTicks, ArbitrationTicks int
+	JoinTicks, JoinRetryTicks, FormTicks, FormStaggerTicks   int
+
+	// Snapshot returns the cluster database for a joiner (sponsor side);
+	// Restore installs it (joiner side). Either may be nil.
+	Snapshot func() []byte
+	Restore  func([]byte) error
+
+	Logger *slog.Logger
+}
+
+func (c *Config) defaults() {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.ResendTicks, DefaultResendTicks)
+	def(&c.ActivateTicks, DefaultActivateTicks)
+	def(&c.StageTicks, DefaultStageTicks)
+	def(&c.ArbitrationTicks, DefaultArbitrationTicks)
+	def(&c.JoinTicks, DefaultJoinTicks)
+	def(&c.JoinRetryTicks, DefaultJoinRetryTicks)
+	def(&c.FormTicks, DefaultFormTicks)
+	def(&c.FormStaggerTicks, DefaultFormStaggerTicks)
+}
+
+// ErrConfig wraps configuration errors.
+var ErrConfig = errors.New("regroup: bad config")
+
+// Node is one node's membership state machine. It is not safe for
+// concurrent use.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	now   int64
+	state State
+	ready Ready
+
+	epoch     Epoch
+	members   NodeSet
+	alive     NodeSet // peers the failure detector hears
+	restarted NodeSet // members heard with a new incarnation: their old self is gone
+	evict     NodeSet // evictions requested here, not yet carried out
+	holdKey   bool    // registered on the quorum disk (as far as we know)
+
+	rg regroupState
+	jn joinState
+	sp sponsorState
+}
+
+type regroupState struct {
+	round      uint64
+	stage      Stage
+	since      int64 // tick the stage began
+	lastSend   int64
+	leader     NodeID
+	rows       [65]NodeSet // Hears row per responder
+	gens       [65]uint64  // epoch generation per responder
+	evict      NodeSet
+	responders NodeSet
+	closing    NodeSet // leader: Closing received from
+	excluded   NodeSet // timed out on during this regroup episode
+	survivors  NodeSet
+	pruned     NodeSet
+	class      Class
+	acks       NodeSet
+	original   NodeSet
+	arbitrate  bool // waiting for ArbitrationDone
+	accepted   bool // follower: accepted a Pruning decision this round
+}
+
+// New returns a Node in StateDown; call Start (join or form) or Form.
+func New(cfg Config) (*Node, error) {
+	if !cfg.Self.Valid() {
+		return nil, fmt.Errorf("%w: node id %d out of range", ErrConfig, cfg.Self)
+	}
+	if len(cfg.Secret) == 0 {
+		return nil, fmt.Errorf("%w: empty cluster secret", ErrConfig)
+	}
+	cfg.Nodes = cfg.Nodes.Add(cfg.Self)
+	cfg.defaults()
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Node{cfg: cfg, log: log.With("node", cfg.Self)}, nil
+}
+
+// ID is this node's id.
+func (n *Node) ID() NodeID { return n.cfg.Self }
+
+// State is this node's state.
+func (n *Node) State() State { return n.state }
+
+// Stage is the regroup stage (StageStabilized when not regrouping).
+func (n *Node) Stage() Stage { return n.rg.stage }
+
+// Round is the current or last regroup round.
+func (n *Node) Round() uint64 { return n.rg.round }
+
+// Membership returns the installed membership and its epoch.
+func (n *Node) Membership() (Epoch, NodeSet) { return n.epoch, n.members }
+
+// Member reports whether this node holds an installed membership (Up or
+// Paused).
+func (n *Node) Member() bool { return n.state == StateUp || n.state == StatePaused }
+
+// Registered reports whether this node believes its key is on the quorum
+// disk.
+func (n *Node) Registered() bool { return n.holdKey }
+
+// Now is the number of ticks so far.
+func (n *Node) Now() int64 { return n.now }
+
+// HasReady reports whether Ready has anything.
+func (n *Node) HasReady() bool {
+	r := &n.ready
+	return len(r.Messages) > 0 || len(r.Events) > 0 || r.Arbitrate != nil || r.Register || r.Unregister
+}
+
+// Ready returns and clears what accumulated since the last call.
+func (n *Node) Ready() Ready {
+	r := n.ready
+	n.ready = Ready{}
+	return r
+}
+
+func (n *Node) send(m Message) {
+	m.From = n.cfg.Self
+	n.ready.Messages = append(n.ready.Messages, m)
+}
+
+func (n *Node) sendAll(to NodeSet, m Message) {
+	for _, id := range to.Remove(n.cfg.Self).IDs() {
+		m.To = id
+		n.send(m)
+	}
+}
+
+func (n *Node) event(e Event) { n.ready.Events = append(n.ready.Events, e) }
+
+func (n *Node) halt(reason string) {
+	if n.state == StateHalted || n.state == StateLeft {
+		return
+	}
+	n.log.Info("halt", "reason", reason)
+	n.state = StateHalted
+	n.rg.stage = StageStabilized
+	n.rg.arbitrate = false
+	n.event(Event{Kind: EventHalt, Reason: reason, Epoch: n.epoch, Members: n.members})
+}
+
+func (n *Node) dead() bool {
+	return n.state == StateHalted || n.state == StateLeft || n.state == StateDown
+}
+
+// PeerUp tells the node the failure detector hears peer.
+func (n *Node) PeerUp(peer NodeID) { n.alive = n.alive.Add(peer) }
+
+// PeerDown tells the node the failure detector suspects peer.
+func (n *Node) PeerDown(peer NodeID) {
+	n.alive = n.alive.Remove(peer)
+	if n.Member() && n.members.Has(peer) && n.rg.stage == StageStabilized {
+		n.log.Info("member suspected", "peer", peer)
+		n.beginRegroup()
+	}
+}
+
+// PeerRestarted tells the node peer came back with a new incarnation: if it
+// was a member, that member is gone and must be regrouped out before it can
+// join again.
+func (n *Node) PeerRestarted(peer NodeID) {
+	if n.Member() && n.members.Has(peer) {
+		n.restarted = n.restarted.Add(peer)
+		if n.rg.stage == StageStabilized {
+			n.beginRegroup()
+		}
+	}
+}
+
+// Evict removes peer from the membership through a regroup; the winner of
+// the arbitration fences it.
+func (n *Node) Evict(peer NodeID) error {
+	if !n.Member() {
+		return fmt.Errorf("regroup: evict %d: node %d is %v, not a member", peer, n.cfg.Self, n.state)
+	}
+	if peer == n.cfg.Self || !n.members.Has(peer) {
+		return fmt.Errorf("regroup: evict %d: not another member of %v", peer, n.members)
+	}
+	n.evict = n.evict.Add(peer)
+	if n.rg.stage == StageStabilized {
+		n.beginRegroup()
+	}
+	return nil
+}
+
+// QuorumLost tells the node the arbiter found its key gone or the
+// reservation lost: it must stop at once (self-fence, DESIGN §5.3).
+func (n *Node) QuorumLost(reason string) {
+	n.holdKey = false
+	if n.dead() {
+		return
+	}
+	n.halt("lost quorum: " + reason)
+}
+
+// DiskRegistered reports the result of a Ready.Register.
+func (n *Node) DiskRegistered(err error) {
+	if n.dead() {
+		return
+	}
+	if err != nil {
+		n.halt(fmt.Sprintf("register on the quorum disk: %v", err))
+		return
+	}
+	n.holdKey = true
+}
+
+// Tick advances the logical clock by one tick.
+func (n *Node) Tick() {
+	n.now++
+	switch n.state {
+	case StateJoining:
+		n.tickJoin()
+	case StateUp, StatePaused:
+		n.tickSponsor()
+		n.tickRegroup()
+	}
+}
+
+// Step processes a message from a peer.
+func (n *Node) Step(m Message) {
+	if n.dead() || m.To != n.cfg.Self || !n.cfg.Nodes.Has(m.From) || m.From == n.cfg.Self {
+		return
+	}
+	switch m.Type {
+	case MsgRegroup, MsgRegroupAck, MsgAbandon:
+		n.stepRegroup(m)
+	case MsgExit:
+		n.stepExit(m)
+	default:
+		n.stepJoin(m)
+	}
+}
+
+// ArbitrationDone is the arbiter's answer to the Arbitration of round.
+func (n *Node) ArbitrationDone(round uint64, won bool, reason string) {
+	if n.state == StateForming {
+		n.formDone(round, won, reason)
+		return
+	}
+	if !n.Member() || !n.rg.arbitrate || round != n.rg.round {
+		return
+	}
+	n.rg.arbitrate = false
+	if !won {
+		n.sendAll(n.rg.survivors, Message{Type: MsgAbandon, Round: n.rg.round, Reason: "partition lost quorum arbitration: " + reason})
+		n.halt("lost quorum arbitration: " + reason)
+		return
+	}
+	n.holdKey = true
+	n.installAsLeader()
+}
+
+func (n *Node) install(e Epoch, members NodeSet, why string) {
+	lost := n.members &^ members
+	for _, id := range lost.IDs() {
+		n.event(Event{Kind: EventNodeDown, Node: id, Epoch: e})
+	}
+	n.restarted &= members
+	n.evict &= members
+	n.epoch, n.members = e, members
+	n.state = StateUp
+	if n.rg.stage != StageStabilized {
+		n.state = StatePaused
+	}
+	n.log.Debug("install", "epoch", e, "members", members, "why", why)
+	n.event(Event{Kind: EventMembershipInstalled, Epoch: e, Members: members, Reason: why})
+}
+
+// tieBreaker is the node that breaks exact halves of original.
+func (n *Node) tieBreaker(original NodeSet) NodeID {
+	if tb := n.cfg.TieBreaker; tb != 0 && original.Has(tb) {
+		return tb
+	}
+	return original.Min()
+}
