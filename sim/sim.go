@@ -1,0 +1,609 @@
+package sim
+
+import (
+	"container/heap"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+
+	"github.com/wolfpack-ha/wolfpack/heartbeat"
+	"github.com/wolfpack-ha/wolfpack/regroup"
+	"github.com/wolfpack-ha/wolfpack/scsi"
+	"github.com/wolfpack-ha/wolfpack/scsi/memtarget"
+)
+
+// Virtual time is in microseconds.
+const (
+	Microsecond int64 = 1
+	Millisecond       = 1000 * Microsecond
+	Second            = 1000 * Millisecond
+)
+
+// Config describes one simulation run.
+type Config struct {
+	Seed     uint64
+	Nodes    int // 2..64
+	Networks int // private networks (default 2)
+	// Tick is the base tick of every state machine (default 10 ms); the
+	// heartbeat interval and threshold are heartbeat's defaults in ticks.
+	Tick int64
+	// DefenceDelay is the arbiter's wait before a non-priority claim
+	// (default 150 ms); FormDelay a forming node's (default 1.5 s, more than
+	// QuorumCheck so a live owner defends); QuorumCheck the owner's
+	// re-check interval (default 1 s).
+	DefenceDelay, FormDelay, QuorumCheck int64
+	// Faults turns on the random fault schedule between FaultStart and
+	// FaultEnd (defaults 1 s and 4 s). After FaultEnd everything heals and
+	// the cluster must stabilise within Settle (default 20 s).
+	Faults               bool
+	FaultStart, FaultEnd int64
+	Settle               int64
+	// Loss is the base probability that a datagram or message is lost
+	// (default 0.01 with Faults); Dup the probability it is duplicated.
+	Loss, Dup float64
+	// ClusterTag is the upper half of every reservation key.
+	ClusterTag uint32
+	// Trace, if set, receives the event trace.
+	Trace io.Writer
+	// TraceHeartbeats adds every heartbeat datagram to the trace.
+	TraceHeartbeats bool
+}
+
+func (c *Config) defaults() {
+	def := func(v *int64, d int64) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if c.Networks <= 0 {
+		c.Networks = 2
+	}
+	def(&c.Tick, 10*Millisecond)
+	def(&c.DefenceDelay, 150*Millisecond)
+	def(&c.FormDelay, 1500*Millisecond)
+	def(&c.QuorumCheck, Second)
+	def(&c.FaultStart, Second)
+	def(&c.FaultEnd, 4*Second)
+	def(&c.Settle, 20*Second)
+	if c.ClusterTag == 0 {
+		c.ClusterTag = 0x57504b31 // "WPK1"
+	}
+}
+
+// ClusterID is the heartbeat cluster id of every simulated cluster.
+const ClusterID = 0xC0FFEE
+
+var clusterKey = []byte("wolfpack simulator cluster key")
+
+type node struct {
+	id      regroup.NodeID
+	inc     uint64
+	running bool // process alive (not crashed, not halted, not left)
+	frozen  bool // SIGSTOP: alive, but neither ticks nor receives
+	det     *heartbeat.Detector
+	rg      *regroup.Node
+	arb     *arbiter
+	nexus   scsi.Device
+	// fencedSince is when this node became a member whose key is not on
+	// the target (-1: not so).
+	fencedSince int64
+	frozenFor   int64 // time spent frozen since fencedSince
+	frozeAt     int64
+}
+
+// Sim is one simulation. It is not safe for concurrent use; run many in
+// parallel, one per goroutine.
+type Sim struct {
+	cfg    Config
+	rng    *rand.Rand
+	now    int64
+	seq    uint64
+	queue  eventQueue
+	nodes  []*node // index = id; [0] unused
+	all    regroup.NodeSet
+	target *memtarget.Target
+	cut    []bool // [net][from][to]
+	loss   float64
+	dirty  bool
+
+	regKeys  regroup.NodeSet // nodes whose key is registered, cached by PRgeneration
+	regGen   uint32
+	regValid bool
+
+	Violations []string
+	Metrics    Metrics
+	trace      io.Writer
+	events     int
+}
+
+// New builds a simulation of cfg.Nodes nodes.
+func New(cfg Config) *Sim {
+	cfg.defaults()
+	if cfg.Faults && cfg.Loss == 0 {
+		cfg.Loss = 0.01
+	}
+	if cfg.Faults && cfg.Dup == 0 {
+		cfg.Dup = 0.01
+	}
+	s := &Sim{
+		cfg:    cfg,
+		rng:    rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		target: memtarget.New(memtarget.Config{NoPowerOnAttention: true}),
+		cut:    make([]bool, cfg.Networks*65*65),
+		loss:   cfg.Loss,
+		trace:  cfg.Trace,
+	}
+	s.nodes = make([]*node, cfg.Nodes+1)
+	for i := 1; i <= cfg.Nodes; i++ {
+		s.all = s.all.Add(regroup.NodeID(i))
+	}
+	for i := 1; i <= cfg.Nodes; i++ {
+		n := &node{id: regroup.NodeID(i), fencedSince: -1}
+		n.nexus = s.target.Nexus(fmt.Sprintf("iqn.2026-01.org.wolfpack:node%d", i))
+		n.arb = &arbiter{s: s, n: n}
+		s.nodes[i] = n
+	}
+	return s
+}
+
+// Now is the virtual time in microseconds.
+func (s *Sim) Now() int64 { return s.now }
+
+// Node returns node id's regroup state machine (nil if not running).
+func (s *Sim) Node(id regroup.NodeID) *regroup.Node { return s.nodes[id].rg }
+
+// Target is the shared quorum LUN.
+func (s *Sim) Target() *memtarget.Target { return s.target }
+
+func (s *Sim) tracef(id regroup.NodeID, format string, args ...any) {
+	if s.trace == nil {
+		return
+	}
+	fmt.Fprintf(s.trace, "%10.6fs n%-2d %s\n", float64(s.now)/float64(Second), id, fmt.Sprintf(format, args...))
+}
+
+// ---- event queue ----
+
+type event struct {
+	at  int64
+	seq uint64
+	fn  func()
+}
+
+type eventQueue []event
+
+func (q eventQueue) Len() int { return len(q) }
+func (q eventQueue) Less(i, j int) bool {
+	return q[i].at < q[j].at || q[i].at == q[j].at && q[i].seq < q[j].seq
+}
+func (q eventQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *eventQueue) Push(x any)   { *q = append(*q, x.(event)) }
+func (q *eventQueue) Pop() any {
+	old := *q
+	e := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return e
+}
+
+func (s *Sim) after(d int64, fn func()) {
+	s.seq++
+	heap.Push(&s.queue, event{at: s.now + max(d, 0), seq: s.seq, fn: fn})
+}
+
+// RunUntil processes events until virtual time t (or stop returns true
+// after an event). It returns whether stop fired.
+func (s *Sim) RunUntil(t int64, stop func() bool) bool {
+	for len(s.queue) > 0 && s.queue[0].at <= t {
+		e := heap.Pop(&s.queue).(event)
+		s.now = e.at
+		e.fn()
+		s.events++
+		if s.dirty {
+			s.dirty = false
+			s.check()
+		}
+		if stop != nil && stop() {
+			return true
+		}
+	}
+	s.now = max(s.now, t)
+	return false
+}
+
+// ---- nodes ----
+
+// Boot starts node id's process with a new incarnation; form makes it form
+// the cluster at once, otherwise it joins (or forms if nobody answers).
+func (s *Sim) Boot(id regroup.NodeID, form bool) {
+	n := s.nodes[id]
+	n.inc++
+	var peers []heartbeat.NodeID
+	peers = append(peers, s.all.IDs()...)
+	det, err := heartbeat.New(heartbeat.Config{
+		Cluster: ClusterID, Self: id, Incarnation: n.inc, Key: clusterKey, Peers: peers,
+		Networks: s.cfg.Networks, Phase: s.rng.IntN(heartbeat.DefaultIntervalTicks),
+	})
+	if err != nil {
+		panic(err)
+	}
+	rg, err := regroup.New(regroup.Config{
+		Cluster: ClusterID, Self: id, Incarnation: n.inc, Nodes: s.all, Secret: clusterKey,
+		Snapshot: func() []byte { return []byte("db") },
+	})
+	if err != nil {
+		panic(err)
+	}
+	n.det, n.rg, n.running, n.frozen = det, rg, true, false
+	n.arb.cancel()
+	s.tracef(id, "boot incarnation %d (form=%v)", n.inc, form)
+	if form {
+		rg.Form()
+	} else {
+		rg.Start()
+	}
+	s.flush(n)
+	// Ticks, with a random phase within the first tick.
+	inc := n.inc
+	var tick func()
+	tick = func() {
+		if n.inc != inc || !n.running {
+			return
+		}
+		s.after(s.cfg.Tick, tick)
+		if n.frozen {
+			return
+		}
+		n.det.Tick()
+		n.rg.Tick()
+		s.flush(n)
+	}
+	s.after(s.rng.Int64N(s.cfg.Tick), tick)
+	var check func()
+	check = func() {
+		if n.inc != inc || !n.running {
+			return
+		}
+		s.after(s.cfg.QuorumCheck, check)
+		if !n.frozen {
+			n.arb.check()
+			s.dirty = true
+		}
+	}
+	s.after(s.cfg.QuorumCheck+s.rng.Int64N(s.cfg.QuorumCheck), check)
+	s.dirty = true
+}
+
+// Crash kills node id's process; it restarts after down (if > 0).
+func (s *Sim) Crash(id regroup.NodeID, down int64) {
+	n := s.nodes[id]
+	if !n.running {
+		return
+	}
+	s.tracef(id, "CRASH (restart in %dms)", down/Millisecond)
+	s.Metrics.noteCrash(s, id)
+	n.running, n.frozen = false, false
+	n.arb.cancel()
+	s.dirty = true
+	if down > 0 {
+		inc := n.inc
+		s.after(down, func() {
+			if n.inc == inc && !n.running {
+				s.Boot(id, false)
+			}
+		})
+	}
+}
+
+// Freeze stops node id (SIGSTOP) for d: it neither ticks nor receives, and
+// its in-flight disk commands are held, then it continues where it was.
+func (s *Sim) Freeze(id regroup.NodeID, d int64) {
+	n := s.nodes[id]
+	if !n.running || n.frozen {
+		return
+	}
+	s.tracef(id, "FREEZE for %dms", d/Millisecond)
+	n.frozen, n.frozeAt = true, s.now
+	inc := n.inc
+	s.after(d, func() {
+		if n.inc == inc && n.frozen {
+			n.frozen = false
+			if n.fencedSince >= 0 {
+				n.frozenFor += s.now - max(n.frozeAt, n.fencedSince)
+			}
+			s.tracef(id, "THAW")
+			s.dirty = true
+		}
+	})
+}
+
+// flush drains node n's Ready until both machines are quiet.
+func (s *Sim) flush(n *node) {
+	for n.running && (n.det.HasReady() || n.rg.HasReady()) {
+		dr := n.det.Ready()
+		for _, snd := range dr.Sends {
+			s.sendHeartbeat(n, snd)
+		}
+		for _, e := range dr.Events {
+			s.tracef(n.id, "detector: %v", e)
+			switch e.Kind {
+			case heartbeat.PeerAlive:
+				n.rg.PeerUp(e.Peer)
+			case heartbeat.PeerSuspected:
+				s.Metrics.noteSuspect(s, n.id, e)
+				n.rg.PeerDown(e.Peer)
+			case heartbeat.PeerRestarted:
+				n.rg.PeerRestarted(e.Peer)
+			}
+		}
+		rd := n.rg.Ready()
+		for _, m := range rd.Messages {
+			s.sendMessage(m)
+		}
+		if rd.Arbitrate != nil {
+			n.arb.claim(*rd.Arbitrate)
+		}
+		if rd.Register {
+			n.arb.register()
+		}
+		if rd.Unregister {
+			n.arb.unregister()
+		}
+		for _, e := range rd.Events {
+			s.tracef(n.id, "%v", e)
+			s.Metrics.noteEvent(s, n.id, e)
+			s.dirty = true
+			switch e.Kind {
+			case regroup.EventHalt, regroup.EventLeft:
+				s.stop(n)
+			case regroup.EventJoinFailed:
+				if e.Fatal {
+					s.stop(n)
+				}
+			}
+		}
+		if n.running {
+			ep, _ := n.rg.Membership()
+			n.det.SetEpoch(uint64(ep))
+		}
+	}
+}
+
+// stop ends a halted or departed node's process; the service manager
+// restarts it after a while (it then joins again).
+func (s *Sim) stop(n *node) {
+	n.running = false
+	n.arb.cancel()
+	if s.now < s.cfg.FaultEnd+s.cfg.Settle {
+		inc := n.inc
+		s.after(200*Millisecond+s.rng.Int64N(800*Millisecond), func() {
+			if n.inc == inc && !n.running {
+				s.Boot(n.id, false)
+			}
+		})
+	}
+}
+
+// ---- network ----
+
+func (s *Sim) cutIdx(net int, from, to regroup.NodeID) int { return (net*65+int(from))*65 + int(to) }
+
+// Cut sets whether net carries from -> to.
+func (s *Sim) Cut(net int, from, to regroup.NodeID, cut bool) {
+	s.cut[s.cutIdx(net, from, to)] = cut
+}
+
+// CutAll cuts (or heals) from -> to on every network.
+func (s *Sim) CutAll(from, to regroup.NodeID, cut bool) {
+	for net := range s.cfg.Networks {
+		s.Cut(net, from, to, cut)
+	}
+}
+
+// Isolate cuts id from every other node on every network, both ways.
+func (s *Sim) Isolate(id regroup.NodeID) {
+	for _, o := range s.all.IDs() {
+		s.CutAll(id, o, true)
+		s.CutAll(o, id, true)
+	}
+}
+
+// Partition cuts every link between different groups, both ways.
+func (s *Sim) Partition(groups ...regroup.NodeSet) {
+	for i, a := range groups {
+		for j, b := range groups {
+			if i == j {
+				continue
+			}
+			for _, x := range a.IDs() {
+				for _, y := range b.IDs() {
+					s.CutAll(x, y, true)
+				}
+			}
+		}
+	}
+}
+
+// Heal restores every link.
+func (s *Sim) Heal() { clear(s.cut) }
+
+func (s *Sim) netDelay() int64 {
+	return 100*Microsecond + s.rng.Int64N(900*Microsecond)
+}
+
+func (s *Sim) diskLatency() int64 {
+	return 200*Microsecond + s.rng.Int64N(1800*Microsecond)
+}
+
+func (s *Sim) sendHeartbeat(from *node, snd heartbeat.Send) {
+	if s.cut[s.cutIdx(snd.Network, from.id, snd.To)] || s.rng.Float64() < s.loss {
+		return
+	}
+	copies := 1
+	if s.rng.Float64() < s.cfg.Dup {
+		copies = 2
+	}
+	to := s.nodes[snd.To]
+	for range copies {
+		d := s.netDelay()
+		s.after(d, func() {
+			if !to.running || to.frozen {
+				return
+			}
+			if s.cfg.TraceHeartbeats {
+				s.tracef(to.id, "heartbeat from %d on net %d", from.id, snd.Network)
+			}
+			_ = to.det.Receive(snd.Network, snd.Datagram)
+			if to.det.HasReady() {
+				s.flush(to)
+			}
+		})
+	}
+}
+
+// sendMessage carries a regroup message over the first private network
+// that connects the two nodes (the daemon's RPC fails over between them).
+func (s *Sim) sendMessage(m regroup.Message) {
+	ok := false
+	for net := range s.cfg.Networks {
+		if !s.cut[s.cutIdx(net, m.From, m.To)] {
+			ok = true
+			break
+		}
+	}
+	if !ok || s.rng.Float64() < s.loss {
+		return
+	}
+	copies := 1
+	if s.rng.Float64() < s.cfg.Dup {
+		copies = 2
+	}
+	to := s.nodes[m.To]
+	for range copies {
+		s.after(s.netDelay(), func() {
+			if !to.running || to.frozen {
+				return
+			}
+			s.tracef(to.id, "<- %v", m)
+			to.rg.Step(m)
+			s.flush(to)
+		})
+	}
+}
+
+// ---- invariants ----
+
+func (s *Sim) violate(format string, args ...any) {
+	msg := fmt.Sprintf("t=%.6fs: ", float64(s.now)/float64(Second)) + fmt.Sprintf(format, args...)
+	s.Violations = append(s.Violations, msg)
+	if s.trace != nil {
+		fmt.Fprintf(s.trace, "VIOLATION %s\n", msg)
+	}
+}
+
+func (s *Sim) registered() regroup.NodeSet {
+	if g := s.target.Generation(); !s.regValid || g != s.regGen {
+		s.regKeys = 0
+		for _, r := range s.target.Registrations() {
+			if r.Key>>32 == uint64(s.cfg.ClusterTag) {
+				s.regKeys = s.regKeys.Add(regroup.NodeID(r.Key & 0xffffffff))
+			}
+		}
+		s.regGen, s.regValid = g, true
+	}
+	return s.regKeys
+}
+
+// FenceBound is how long a member whose key was removed may go on
+// believing it is a member: one quorum check plus disk latency.
+func (s *Sim) FenceBound() int64 { return s.cfg.QuorumCheck + 100*Millisecond }
+
+// check verifies the safety invariants (docs/membership.md):
+//
+//  1. No split brain: any two active nodes (running, holding an installed
+//     membership, key registered on the target) each have the other in
+//     their membership, or at least one has; two active nodes each outside
+//     the other's membership would be two live partitions.
+//  2. Agreement: active nodes with the same epoch have the same members.
+//  3. Fencing: a member whose key is gone from the target halts within
+//     FenceBound (time frozen does not count: a frozen node does nothing).
+func (s *Sim) check() {
+	reg := s.registered()
+	var active [65]*node
+	var act regroup.NodeSet
+	for _, n := range s.nodes[1:] {
+		if !n.running || !n.rg.Member() {
+			n.fencedSince = -1
+			continue
+		}
+		if !reg.Has(n.id) {
+			if n.fencedSince < 0 {
+				n.fencedSince, n.frozenFor = s.now, 0
+			}
+			frozen := n.frozenFor
+			if n.frozen {
+				frozen += s.now - max(n.frozeAt, n.fencedSince)
+			}
+			if s.now-n.fencedSince-frozen > s.FenceBound() {
+				s.violate("node %d is a member (%v) without its key on the quorum disk for %dms and has not halted",
+					n.id, n.rg.State(), (s.now-n.fencedSince)/Millisecond)
+				n.fencedSince = s.now // report once per bound
+			}
+			continue
+		}
+		n.fencedSince = -1
+		active[n.id] = n
+		act = act.Add(n.id)
+	}
+	ids := act.IDs()
+	for i, x := range ids {
+		ex, mx := active[x].rg.Membership()
+		for _, y := range ids[i+1:] {
+			ey, my := active[y].rg.Membership()
+			if !mx.Has(y) && !my.Has(x) {
+				s.violate("split brain: active node %d (epoch %v %v) and node %d (epoch %v %v) are each outside the other's membership", x, ex, mx, y, ey, my)
+			}
+			if ex == ey && mx != my {
+				s.violate("disagreement: nodes %d and %d share epoch %v with members %v and %v", x, y, ex, mx, my)
+			}
+		}
+	}
+}
+
+// Stable reports whether every node is up, stabilised, registered, and
+// all agree on one membership of every node.
+func (s *Sim) Stable() bool {
+	reg := s.registered()
+	var e0 regroup.Epoch
+	for _, n := range s.nodes[1:] {
+		if !n.running || n.frozen || n.rg.State() != regroup.StateUp || n.rg.Stage() != regroup.StageStabilized || !reg.Has(n.id) {
+			return false
+		}
+		e, m := n.rg.Membership()
+		if m != s.all {
+			return false
+		}
+		if n.id == 1 {
+			e0 = e
+		} else if e != e0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Describe summarises every node's state.
+func (s *Sim) Describe() string {
+	var b strings.Builder
+	reg := s.registered()
+	for _, n := range s.nodes[1:] {
+		if !n.running {
+			fmt.Fprintf(&b, "  n%d: not running\n", n.id)
+			continue
+		}
+		e, m := n.rg.Membership()
+		fmt.Fprintf(&b, "  n%d: inc %d %v stage %v round %d epoch %v members %v registered %v frozen %v hears %v\n",
+			n.id, n.inc, n.rg.State(), n.rg.Stage(), n.rg.Round(), e, m, reg.Has(n.id), n.frozen, n.det.Alive())
+	}
+	return b.String()
+}
