@@ -515,7 +515,22 @@ func holdQuorum(ctx context.Context, d scsi.Device, dev string, f *quorumFlags, 
 	for {
 		select {
 		case err := <-errc:
-			return lostError(err, lw)
+			rerr := lostError(err, lw)
+			if errors.Is(err, quorumdisk.ErrLostQuorum) && log.Err() == nil {
+				// Show that the disk fences this node: one more log write,
+				// which must fail (the daemon would not try it).
+				_, werr := log.Append(context.WithoutCancel(ctx), quorumdisk.Record{Type: quorumdisk.RecordNote, Payload: []byte("after lost quorum")})
+				kv := []any{"ok", werr == nil}
+				var se *scsi.SenseError
+				if errors.As(werr, &se) {
+					kv = append(kv, "status", se.Status.String())
+				}
+				if werr != nil {
+					kv = append(kv, "error", werr.Error())
+				}
+				lw.event("fenced write", kv...)
+			}
+			return rerr
 		case <-holdC:
 			cancel()
 			<-errc
