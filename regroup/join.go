@@ -219,7 +219,7 @@ func (n *Node) stepJoin(m Message) {
 	switch m.Type {
 	case MsgJoinRedirect:
 		jn.contact = n.now
-		if jn.phase == joinProbe && m.Leader.Valid() {
+		if jn.phase == joinProbe && m.Leader.Valid() && jn.target != m.Leader {
 			jn.target = m.Leader
 			jn.lastProbe = n.now - int64(n.cfg.JoinRetryTicks) // probe the leader now
 			n.tickJoinProbe()
@@ -264,7 +264,7 @@ func (n *Node) stepJoin(m Message) {
 		if m.From != jn.sponsor || jn.phase != joinRestored || !m.Members.Has(n.cfg.Self) {
 			return
 		}
-		n.rg = regroupState{round: n.rg.round}
+		n.rg = regroupState{round: max(n.rg.round, m.Round)}
 		n.install(m.Epoch, m.Members, fmt.Sprintf("joined through sponsor %d", m.From))
 		n.ready.Register = true
 		n.send(Message{Type: MsgWelcomeAck, To: m.From})
@@ -443,7 +443,7 @@ func (n *Node) tickSponsor() {
 	case spCommit:
 		if sp.members&^sp.acks == 0 {
 			sp.phase, sp.since, sp.lastSend = spWelcome, n.now, n.now
-			n.send(Message{Type: MsgWelcome, To: sp.joiner, Epoch: sp.epoch, Members: sp.members})
+			n.send(Message{Type: MsgWelcome, To: sp.joiner, Epoch: sp.epoch, Members: sp.members, Round: n.rg.round})
 			return
 		}
 		if resend {
@@ -451,7 +451,7 @@ func (n *Node) tickSponsor() {
 		}
 	case spWelcome:
 		if resend {
-			n.send(Message{Type: MsgWelcome, To: sp.joiner, Epoch: sp.epoch, Members: sp.members})
+			n.send(Message{Type: MsgWelcome, To: sp.joiner, Epoch: sp.epoch, Members: sp.members, Round: n.rg.round})
 		}
 	}
 }

@@ -73,6 +73,7 @@ type Node struct {
 	epoch     Epoch
 	members   NodeSet
 	alive     NodeSet // peers the failure detector hears
+	suspected NodeSet // peers the failure detector suspects (heard before, silent now)
 	restarted NodeSet // members heard with a new incarnation: their old self is gone
 	evict     NodeSet // evictions requested here, not yet carried out
 	holdKey   bool    // registered on the quorum disk (as far as we know)
@@ -189,11 +190,15 @@ func (n *Node) dead() bool {
 }
 
 // PeerUp tells the node the failure detector hears peer.
-func (n *Node) PeerUp(peer NodeID) { n.alive = n.alive.Add(peer) }
+func (n *Node) PeerUp(peer NodeID) {
+	n.alive = n.alive.Add(peer)
+	n.suspected = n.suspected.Remove(peer)
+}
 
 // PeerDown tells the node the failure detector suspects peer.
 func (n *Node) PeerDown(peer NodeID) {
 	n.alive = n.alive.Remove(peer)
+	n.suspected = n.suspected.Add(peer)
 	if n.Member() && n.members.Has(peer) && n.rg.stage == StageStabilized {
 		n.log.Info("member suspected", "peer", peer)
 		n.beginRegroup()
@@ -294,6 +299,16 @@ func (n *Node) ArbitrationDone(round uint64, won bool, reason string) {
 	}
 	n.holdKey = true
 	n.installAsLeader()
+}
+
+// WantsArbitration reports whether the Arbitration of round is still
+// wanted. An arbiter checks it before every disk command: a regroup that
+// moved on to a new round must not go on preempting for the old one.
+func (n *Node) WantsArbitration(round uint64) bool {
+	if n.state == StateForming {
+		return round == n.jn.formRound
+	}
+	return n.Member() && n.rg.arbitrate && round == n.rg.round
 }
 
 func (n *Node) install(e Epoch, members NodeSet, why string) {

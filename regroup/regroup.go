@@ -54,7 +54,18 @@ func (n *Node) stepRegroup(m Message) {
 		return
 	}
 	if m.Round < n.rg.round {
-		return // stale: its sender times out and moves on
+		// A member behind us (restarted, or it missed a round) is
+		// regrouping: bring it to our round, or start one above both.
+		if m.Type == MsgRegroup && m.Stage == StageActivate {
+			if n.rg.stage == StageStabilized {
+				n.beginRegroup()
+			} else {
+				st := n.statusMsg(StageActivate)
+				st.To = m.From
+				n.send(st)
+			}
+		}
+		return
 	}
 	if m.Round > n.rg.round {
 		if m.Type != MsgRegroup || m.Stage != StageActivate && m.Stage != StageClosing && m.Stage != StagePruning {
@@ -274,7 +285,7 @@ func (n *Node) tickRegroup() {
 	if rg.stage == StageStabilized {
 		// A member the detector no longer hears, one that restarted, or an
 		// eviction: regroup (DESIGN §5.2 triggers).
-		if n.members.Remove(n.cfg.Self)&^n.alive != 0 || n.restarted != 0 || n.evict != 0 {
+		if n.members&n.suspected != 0 || n.restarted != 0 || n.evict != 0 {
 			n.beginRegroup()
 		}
 		return
@@ -297,7 +308,8 @@ func (n *Node) tickRegroup() {
 			n.maybeDecide()
 			return
 		}
-		if elapsed >= int64(n.cfg.StageTicks) {
+		// The leader may wait StageTicks for every Closing before it decides.
+		if elapsed >= int64(2*n.cfg.StageTicks+n.cfg.ActivateTicks) {
 			n.timeout(NodeSet(0).Add(rg.leader), "leader's pruning decision")
 			return
 		}

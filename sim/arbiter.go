@@ -24,29 +24,48 @@ import (
 func Key(tag uint32, id regroup.NodeID) uint64 { return uint64(tag)<<32 | uint64(id) }
 
 type arbiter struct {
-	s    *Sim
-	n    *node
-	gen  uint64 // bumps cancel in-flight operations
-	busy bool   // a claim is running: the quorum check waits
+	s     *Sim
+	n     *node
+	gen   uint64 // bumps cancel in-flight operations
+	busy  bool   // a claim is running: the quorum check waits
+	round uint64 // the claim's round, 0 for other operations
 }
 
 var ctx = context.Background()
 
 func (a *arbiter) key() uint64 { return Key(a.s.cfg.ClusterTag, a.n.id) }
 
-// step schedules f after one disk command latency, unless cancelled.
-func (a *arbiter) step(extra int64, f func()) {
+// step schedules a claim's next command after one disk command latency,
+// unless the claim was cancelled or is no longer wanted.
+func (a *arbiter) step(extra int64, f func()) { a.schedule(extra, true, f) }
+
+// op schedules a command that is not part of a claim (register, quorum
+// check): only a crash or halt cancels it.
+func (a *arbiter) op(f func()) { a.schedule(0, false, f) }
+
+func (a *arbiter) schedule(extra int64, claim bool, f func()) {
 	gen, inc := a.gen, a.n.inc
-	a.s.after(extra+a.s.diskLatency(), func() {
-		if a.gen != gen || a.n.inc != inc || !a.n.running {
+	var run func()
+	run = func() {
+		if a.n.inc != inc || !a.n.running || claim && a.gen != gen {
+			return
+		}
+		if claim && a.round != 0 && !a.n.rg.WantsArbitration(a.round) {
+			a.s.tracef(a.n.id, "arbiter: round %d no longer wanted", a.round)
+			a.round, a.busy = 0, false
+			return
+		}
+		if a.n.frozen { // a stopped process issues no command
+			a.s.after(Millisecond, run)
 			return
 		}
 		f()
 		a.s.dirty = true
-	})
+	}
+	a.s.after(extra+a.s.diskLatency(), run)
 }
 
-func (a *arbiter) cancel() { a.gen++; a.busy = false }
+func (a *arbiter) cancel() { a.gen++; a.busy = false; a.round = 0 }
 
 func (a *arbiter) keys() ([]uint64, error) {
 	k, err := scsi.ReadKeys(ctx, a.n.nexus)
@@ -60,10 +79,10 @@ func (a *arbiter) reservation() (scsi.Reservation, error) {
 // claim runs one Arbitration.
 func (a *arbiter) claim(req regroup.Arbitration) {
 	a.cancel()
-	a.busy = true
+	a.busy, a.round = true, req.Round
 	a.s.tracef(a.n.id, "arbiter: claim round %d for %v (%v)", req.Round, req.Members, req.Class)
 	done := func(won bool, reason string) {
-		a.busy = false
+		a.busy, a.round = false, 0
 		a.s.tracef(a.n.id, "arbiter: round %d won=%v %s", req.Round, won, reason)
 		a.n.rg.ArbitrationDone(req.Round, won, reason)
 		a.s.flush(a.n)
@@ -170,17 +189,41 @@ func (a *arbiter) memberKey(k uint64, members regroup.NodeSet) bool {
 	return k>>32 == uint64(a.s.cfg.ClusterTag) && members.Has(regroup.NodeID(k&0xffffffff))
 }
 
+// register puts a joined node's key on the disk, then checks that the
+// reservation is held by a member of the membership it joined: if not, its
+// sponsor's partition was fenced while the join ran, and the key comes off
+// again at once (registration itself is not protected by the target).
 func (a *arbiter) register() {
-	a.step(0, func() {
-		err := scsi.RegisterAndIgnore(ctx, a.n.nexus, a.key())
-		a.s.tracef(a.n.id, "arbiter: register %#x: %v", a.key(), err)
+	fail := func(err error) {
+		a.s.tracef(a.n.id, "arbiter: register: %v", err)
 		a.n.rg.DiskRegistered(err)
 		a.s.flush(a.n)
+	}
+	a.op(func() {
+		if err := scsi.RegisterAndIgnore(ctx, a.n.nexus, a.key()); err != nil {
+			fail(err)
+			return
+		}
+		a.op(func() {
+			res, err := a.reservation()
+			if err != nil {
+				fail(err)
+				return
+			}
+			if _, members := a.n.rg.Membership(); res.Held && !a.memberKey(res.Key, members) {
+				a.op(func() { _ = scsi.RegisterAndIgnore(ctx, a.n.nexus, 0) })
+				fail(fmt.Errorf("reservation holder %#x is outside membership %v: the sponsor's partition was fenced", res.Key, members))
+				return
+			}
+			a.s.tracef(a.n.id, "arbiter: registered %#x", a.key())
+			a.n.rg.DiskRegistered(nil)
+			a.s.flush(a.n)
+		})
 	})
 }
 
 func (a *arbiter) unregister() {
-	a.step(0, func() {
+	a.op(func() {
 		err := scsi.RegisterAndIgnore(ctx, a.n.nexus, 0)
 		a.s.tracef(a.n.id, "arbiter: unregister: %v", err)
 	})
@@ -214,7 +257,7 @@ func (a *arbiter) check() {
 		for _, k := range keys {
 			if !a.memberKey(k, members) {
 				victim := k
-				a.step(0, func() {
+				a.op(func() {
 					err := scsi.Preempt(ctx, a.n.nexus, a.key(), victim, scsi.WriteExclusiveRegistrantsOnly)
 					a.s.tracef(a.n.id, "arbiter: defend: preempt %#x: %v", victim, err)
 				})
@@ -222,6 +265,6 @@ func (a *arbiter) check() {
 			}
 		}
 	case !res.Held && members.Min() == a.n.id:
-		a.step(0, func() { _ = scsi.Reserve(ctx, a.n.nexus, a.key(), scsi.WriteExclusiveRegistrantsOnly) })
+		a.op(func() { _ = scsi.Reserve(ctx, a.n.nexus, a.key(), scsi.WriteExclusiveRegistrantsOnly) })
 	}
 }

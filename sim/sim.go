@@ -270,7 +270,7 @@ func (s *Sim) Boot(id regroup.NodeID, form bool) {
 			s.dirty = true
 		}
 	}
-	s.after(s.cfg.QuorumCheck+s.rng.Int64N(s.cfg.QuorumCheck), check)
+	s.after(s.rng.Int64N(s.cfg.QuorumCheck), check)
 	s.dirty = true
 }
 
@@ -312,6 +312,8 @@ func (s *Sim) Freeze(id regroup.NodeID, d int64) {
 				n.frozenFor += s.now - max(n.frozeAt, n.fencedSince)
 			}
 			s.tracef(id, "THAW")
+			// Timers that expired while stopped fire at once.
+			n.arb.check()
 			s.dirty = true
 		}
 	})
@@ -495,6 +497,9 @@ func (s *Sim) sendMessage(m regroup.Message) {
 
 func (s *Sim) violate(format string, args ...any) {
 	msg := fmt.Sprintf("t=%.6fs: ", float64(s.now)/float64(Second)) + fmt.Sprintf(format, args...)
+	if len(s.Violations) >= 20 {
+		return
+	}
 	s.Violations = append(s.Violations, msg)
 	if s.trace != nil {
 		fmt.Fprintf(s.trace, "VIOLATION %s\n", msg)
@@ -515,8 +520,9 @@ func (s *Sim) registered() regroup.NodeSet {
 }
 
 // FenceBound is how long a member whose key was removed may go on
-// believing it is a member: one quorum check plus disk latency.
-func (s *Sim) FenceBound() int64 { return s.cfg.QuorumCheck + 100*Millisecond }
+// believing it is a member: one quorum check, or a claim's longest wait,
+// plus disk latency.
+func (s *Sim) FenceBound() int64 { return s.cfg.QuorumCheck + 2*s.cfg.DefenceDelay + 100*Millisecond }
 
 // check verifies the safety invariants (docs/membership.md):
 //
@@ -532,7 +538,7 @@ func (s *Sim) check() {
 	var active [65]*node
 	var act regroup.NodeSet
 	for _, n := range s.nodes[1:] {
-		if !n.running || !n.rg.Member() {
+		if !n.running || !n.rg.Member() || !n.rg.Registered() {
 			n.fencedSince = -1
 			continue
 		}

@@ -1,0 +1,49 @@
+package sim
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+// runSeeds runs Run over seeds [from, from+count) with nodes(seed) nodes
+// on a worker pool, and fails the test with the replay command of every
+// seed that broke an invariant.
+func runSeeds(t *testing.T, from, count uint64, nodes func(seed uint64) int) (maxStable int64) {
+	t.Helper()
+	start := time.Now()
+	seeds := make(chan uint64)
+	var mu sync.Mutex
+	var failed []string
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seed := range seeds {
+				k := nodes(seed)
+				r := Run(Config{Seed: seed, Nodes: k, Faults: true})
+				mu.Lock()
+				maxStable = max(maxStable, r.StableAfter)
+				if len(r.Violations) > 0 {
+					failed = append(failed, fmt.Sprintf("seed %d, %d nodes: %s\n  replay: go run ./cmd/wolfpack-sim -seed %d -nodes %d -v",
+						seed, k, r.Violations[0], seed, k))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for seed := from; seed < from+count; seed++ {
+		seeds <- seed
+	}
+	close(seeds)
+	wg.Wait()
+	t.Logf("%d seeds in %v, slowest stabilisation %s after faults stopped", count, time.Since(start).Round(time.Millisecond), fmtDur(maxStable))
+	if len(failed) > 0 {
+		n := min(len(failed), 10)
+		t.Fatalf("%d of %d seeds broke an invariant; first %d:\n%s", len(failed), count, n, fmt.Sprint(failed[:n]))
+	}
+	return maxStable
+}
