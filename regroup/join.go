@@ -174,7 +174,9 @@ func (n *Node) tickJoinProbe() {
 		return
 	}
 	jn.lastProbe = n.now
-	jn.nonce = n.cfg.Incarnation<<20 ^ uint64(n.now)
+	if jn.nonce == 0 { // one nonce per attempt: a Challenge may answer any probe of it
+		jn.nonce = n.cfg.Incarnation<<20 ^ uint64(n.now) | 1
+	}
 	m := Message{Type: MsgJoinRequest, Incarnation: n.cfg.Incarnation, Nonce: jn.nonce}
 	if jn.target != 0 {
 		m.To = jn.target
@@ -289,6 +291,9 @@ func (n *Node) stepMember(m Message) {
 			if m.Epoch.Gen() <= n.epoch.Gen() || m.Members&n.members != n.members {
 				return
 			}
+			if m.Joiner.Valid() {
+				n.memberInc[m.Joiner] = m.Incarnation
+			}
 			n.install(m.Epoch, m.Members, fmt.Sprintf("node %d joined through sponsor %d", m.Joiner, m.From))
 			n.event(Event{Kind: EventNodeUp, Node: m.Joiner, Epoch: m.Epoch})
 		}
@@ -316,8 +321,8 @@ func (n *Node) stepSponsor(m Message) {
 			sp.queue[m.From] = m
 			sp.waiting = sp.waiting.Add(m.From)
 			n.send(Message{Type: MsgJoinRefused, To: m.From, Reason: "busy; queued"})
-		case sp.phase == spIdle:
-			n.sponsor(m)
+		case sp.phase == spIdle || sp.phase == spChallenge && sp.joiner == m.From && sp.jnonce != m.Nonce:
+			n.sponsor(m) // a new attempt by the same joiner restarts the challenge
 		}
 	case MsgJoinAuth:
 		if sp.phase != spChallenge || m.From != sp.joiner || m.Nonce2 != sp.nonce {
@@ -437,8 +442,9 @@ func (n *Node) tickSponsor() {
 		sp.phase, sp.since, sp.lastSend = spCommit, n.now, n.now
 		sp.acks = NodeSet(0).Add(n.cfg.Self).Add(sp.joiner)
 		joiner := sp.joiner
+		n.memberInc[joiner] = sp.inc
 		n.install(sp.epoch, sp.members, fmt.Sprintf("node %d joined through this sponsor", joiner))
-		n.sendAll(sp.members.Remove(joiner), Message{Type: MsgJoinCommit, Joiner: joiner, Epoch: sp.epoch, Members: sp.members})
+		n.sendAll(sp.members.Remove(joiner), Message{Type: MsgJoinCommit, Joiner: joiner, Incarnation: sp.inc, Epoch: sp.epoch, Members: sp.members})
 		n.tickSponsor()
 	case spCommit:
 		if sp.members&^sp.acks == 0 {
@@ -447,7 +453,7 @@ func (n *Node) tickSponsor() {
 			return
 		}
 		if resend {
-			n.sendAll(sp.members&^sp.acks, Message{Type: MsgJoinCommit, Joiner: sp.joiner, Epoch: sp.epoch, Members: sp.members})
+			n.sendAll(sp.members&^sp.acks, Message{Type: MsgJoinCommit, Joiner: sp.joiner, Incarnation: sp.inc, Epoch: sp.epoch, Members: sp.members})
 		}
 	case spWelcome:
 		if resend {

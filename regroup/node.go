@@ -72,11 +72,12 @@ type Node struct {
 
 	epoch     Epoch
 	members   NodeSet
-	alive     NodeSet // peers the failure detector hears
-	suspected NodeSet // peers the failure detector suspects (heard before, silent now)
-	restarted NodeSet // members heard with a new incarnation: their old self is gone
-	evict     NodeSet // evictions requested here, not yet carried out
-	holdKey   bool    // registered on the quorum disk (as far as we know)
+	alive     NodeSet    // peers the failure detector hears
+	suspected NodeSet    // peers the failure detector suspects (heard before, silent now)
+	memberInc [65]uint64 // incarnation a member joined with, where known
+	restarted NodeSet    // members heard with a new incarnation: their old self is gone
+	evict     NodeSet    // evictions requested here, not yet carried out
+	holdKey   bool       // registered on the quorum disk (as far as we know)
 
 	rg regroupState
 	jn joinState
@@ -208,7 +209,12 @@ func (n *Node) PeerDown(peer NodeID) {
 // PeerRestarted tells the node peer came back with a new incarnation: if it
 // was a member, that member is gone and must be regrouped out before it can
 // join again.
-func (n *Node) PeerRestarted(peer NodeID) {
+// inc is the new incarnation: a member that joined with it (its join
+// committed before this node's detector heard it) is not a restart.
+func (n *Node) PeerRestarted(peer NodeID, inc uint64) {
+	if peer.Valid() && inc <= n.memberInc[peer] {
+		return
+	}
 	if n.Member() && n.members.Has(peer) {
 		n.restarted = n.restarted.Add(peer)
 		if n.rg.stage == StageStabilized {
@@ -317,6 +323,9 @@ func (n *Node) install(e Epoch, members NodeSet, why string) {
 		n.event(Event{Kind: EventNodeDown, Node: id, Epoch: e})
 	}
 	n.restarted &= members
+	// A node added by a join was heard by its sponsor: an old suspicion
+	// of its previous incarnation no longer holds.
+	n.suspected &^= members &^ n.members
 	n.evict &= members
 	n.epoch, n.members = e, members
 	n.state = StateUp

@@ -239,7 +239,12 @@ func (a *arbiter) check() {
 	}
 	keys, err := a.keys()
 	if err != nil {
-		return // transport: try again next interval
+		// A member that cannot confirm its registration cannot tell a
+		// dead path from being fenced: it stops, like a fenced one.
+		a.s.tracef(a.n.id, "arbiter: quorum check: %v", err)
+		a.n.rg.QuorumLost(fmt.Sprintf("quorum disk unreachable: %v", err))
+		a.s.flush(a.n)
+		return
 	}
 	if !slices.Contains(keys, a.key()) {
 		a.s.tracef(a.n.id, "arbiter: quorum check: key gone")

@@ -335,7 +335,7 @@ func (s *Sim) flush(n *node) {
 				s.Metrics.noteSuspect(s, n.id, e)
 				n.rg.PeerDown(e.Peer)
 			case heartbeat.PeerRestarted:
-				n.rg.PeerRestarted(e.Peer)
+				n.rg.PeerRestarted(e.Peer, e.Incarnation)
 			}
 		}
 		rd := n.rg.Ready()
