@@ -22,6 +22,9 @@ import (
 // DefaultTarget is the target name Start uses when Options.Target is empty.
 const DefaultTarget = "iqn.2024-01.org.example:quorum"
 
+// DefaultPort is the portal's port when Options.Wrap is set and Port is zero.
+const DefaultPort = 3260
+
 // Options configure Start.
 type Options struct {
 	// Target is the target's iSCSI name; empty means DefaultTarget.
@@ -32,11 +35,13 @@ type Options struct {
 	Size int64
 	// Host is the address the portal listens on; empty means 127.0.0.1.
 	Host string
-	// Port is the portal's port; zero picks a free one.
+	// Port is the portal's port; zero picks a free one (DefaultPort when
+	// Wrap is set).
 	Port int
 	// Wrap, if set, prefixes the tgtd command line, e.g.
 	// {"ip", "netns", "exec", "ns0"} to run the target in a namespace.
-	// tgtadm talks to tgtd over a unix socket and runs unwrapped.
+	// tgtadm talks to tgtd over a unix socket and runs unwrapped; Start
+	// then learns from tgtadm, not by dialing, that the portal listens.
 	Wrap []string
 	// Digests makes the target offer CRC32C header and data digests (tgt
 	// offers only None unless told).
@@ -164,6 +169,11 @@ func Start(t testing.TB, o Options) *Tgt {
 
 func start(t testing.TB, o Options, dir string) (*Tgt, error) {
 	port := o.Port
+	if port == 0 && len(o.Wrap) > 0 {
+		// A wrapped tgtd (another network namespace) cannot be probed
+		// for a free port from here; a fresh namespace has them all.
+		port = DefaultPort
+	}
 	if port == 0 {
 		var err error
 		if port, err = freePort(o.Host); err != nil {
@@ -194,7 +204,13 @@ func start(t testing.TB, o Options, dir string) (*Tgt, error) {
 		default:
 		}
 		if tg.Admin("--op", "show", "--mode", "system") == nil {
-			if c, err := net.DialTimeout("tcp", portal, time.Second); err == nil {
+			if len(o.Wrap) > 0 {
+				// This process may not reach the portal (another
+				// network namespace): ask tgtd whether it listens.
+				if out, err := exec.Command("tgtadm", "-C", strconv.Itoa(ctl), "--lld", "iscsi", "--op", "show", "--mode", "portal").CombinedOutput(); err == nil && bytes.Contains(out, []byte("Portal: "+portal)) {
+					return tg, nil
+				}
+			} else if c, err := net.DialTimeout("tcp", portal, time.Second); err == nil {
 				c.Close()
 				return tg, nil
 			}

@@ -1,0 +1,510 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wolfpack-ha/wolfpack/scsi"
+	"github.com/wolfpack-ha/wolfpack/scsi/iscsi"
+	"github.com/wolfpack-ha/wolfpack/scsi/iscsi/iscsitest"
+)
+
+// The iSCSI test rig (issue 3): tgtd in a "storage" network namespace,
+// a bridge there, and one veth from it into each "node" namespace. Every
+// node runs a real initiator in its own process (this test binary again,
+// as TestISCSIWorkerProcess, under `ip netns exec`): a network namespace
+// belongs to a thread, and a separate process is the simplest way never to
+// hand a thread in another namespace back to the Go scheduler.
+//
+//	wpi<pid>x<seq>-st          storage netns: br0 10.98.0.1/24, tgtd on 10.98.0.1:3260
+//	                           n<N>: the storage end of node N's veth, in br0
+//	wpi<pid>x<seq>-n<N>        node N's netns: eth0 10.98.0.(10+N)/24
+//
+// Nothing is created in the host's namespace, and the netns names carry the
+// creating process's pid so that a later run can sweep what a killed run
+// left behind.
+
+const (
+	rigPortalHost = "10.98.0.1"
+	rigPrefix     = "wpi"
+)
+
+var rigSeq struct {
+	sync.Mutex
+	n int
+}
+
+type rig struct {
+	t       *testing.T
+	storage string
+	nodes   []string
+	tgt     *iscsitest.Tgt
+}
+
+// requireRig skips t unless it runs as root with ip and tgtd.
+func requireRig(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("iSCSI netns rig skipped in -short mode")
+	}
+	if err := iscsitest.Available(); err != nil {
+		t.Skipf("iSCSI netns rig skipped: %v", err)
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("iSCSI netns rig skipped: ip (iproute2) not found")
+	}
+}
+
+// newRig makes the namespaces, the bridge and n node veths, and starts tgtd
+// in the storage namespace with a fresh LUN. Everything goes at t's cleanup.
+func newRig(t *testing.T, n int) *rig {
+	t.Helper()
+	requireRig(t)
+	sweepRigs(t)
+	rigSeq.Lock()
+	rigSeq.n++
+	base := fmt.Sprintf("%s%dx%d", rigPrefix, os.Getpid(), rigSeq.n)
+	rigSeq.Unlock()
+	r := &rig{t: t, storage: base + "-st"}
+	t.Cleanup(r.remove)
+	r.ip("netns", "add", r.storage)
+	r.ip("-n", r.storage, "link", "set", "lo", "up")
+	r.ip("-n", r.storage, "link", "add", "br0", "type", "bridge")
+	r.ip("-n", r.storage, "addr", "add", rigPortalHost+"/24", "dev", "br0")
+	r.ip("-n", r.storage, "link", "set", "br0", "up")
+	for i := 1; i <= n; i++ {
+		ns := fmt.Sprintf("%s-n%d", base, i)
+		r.ip("netns", "add", ns)
+		r.nodes = append(r.nodes, ns)
+		port := fmt.Sprintf("n%d", i)
+		r.ip("-n", r.storage, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
+		r.ip("-n", r.storage, "link", "set", port, "master", "br0", "up")
+		r.ip("-n", ns, "link", "set", "lo", "up")
+		r.ip("-n", ns, "addr", "add", fmt.Sprintf("10.98.0.%d/24", 10+i), "dev", "eth0")
+		r.ip("-n", ns, "link", "set", "eth0", "up")
+	}
+	r.tgt = iscsitest.Start(t, iscsitest.Options{Wrap: []string{"ip", "netns", "exec", r.storage}, Host: rigPortalHost})
+	return r
+}
+
+func (r *rig) ip(args ...string) {
+	r.t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		r.t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+}
+
+// cut and heal take node i's veth down and up at the storage end: the
+// node's packets go nowhere and neither side hears a FIN or an RST.
+func (r *rig) cut(i int)  { r.ip("-n", r.storage, "link", "set", fmt.Sprintf("n%d", i), "down") }
+func (r *rig) heal(i int) { r.ip("-n", r.storage, "link", "set", fmt.Sprintf("n%d", i), "up") }
+
+// remove deletes the namespaces; the veths and the bridge live in them and
+// go with them. tgtd and the workers have stopped by then (cleanups run last
+// registered first).
+func (r *rig) remove() {
+	for _, ns := range append([]string{r.storage}, r.nodes...) {
+		if out, err := exec.Command("ip", "netns", "delete", ns).CombinedOutput(); err != nil && !strings.Contains(string(out), "No such file") {
+			r.t.Errorf("ip netns delete %s: %v: %s", ns, err, bytes.TrimSpace(out))
+		}
+	}
+}
+
+// sweepRigs deletes rig namespaces whose creating process is gone.
+func sweepRigs(t *testing.T) {
+	ents, err := os.ReadDir("/run/netns")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		name := e.Name()
+		rest, ok := strings.CutPrefix(name, rigPrefix)
+		if !ok {
+			continue
+		}
+		pidStr, _, ok := strings.Cut(rest, "x")
+		pid, err := strconv.Atoi(pidStr)
+		if !ok || err != nil || pid == os.Getpid() {
+			continue
+		}
+		if syscall.Kill(pid, 0) == nil {
+			continue // its test is still running
+		}
+		t.Logf("sweeping %s, left by process %d", name, pid)
+		exec.Command("ip", "netns", "delete", name).Run()
+	}
+}
+
+// workerSpec configures one initiator process.
+type workerSpec struct {
+	Addr          string        `json:"addr"`
+	InitiatorName string        `json:"initiator_name"`
+	Timeout       time.Duration `json:"timeout"`
+	LoginTimeout  time.Duration `json:"login_timeout"`
+	KeepAlive     time.Duration `json:"keep_alive"`
+}
+
+// workerReq is one request to a worker; workerResp its answer.
+type workerReq struct {
+	ID   int      `json:"id"`
+	Op   string   `json:"op"`             // cli, load, events
+	Args []string `json:"args,omitempty"` // cli: `cluster` arguments; the device is appended
+	// load: LBA of the 64 KiB region, and how long.
+	LBA uint64        `json:"lba,omitempty"`
+	For time.Duration `json:"for,omitempty"`
+}
+
+type workerResp struct {
+	ID     int             `json:"id"`
+	Stdout string          `json:"stdout,omitempty"`
+	Err    string          `json:"err,omitempty"`
+	Load   *loadResult     `json:"load,omitempty"`
+	Events []reconnectInfo `json:"events,omitempty"`
+}
+
+// loadResult counts outcomes of a load run by class. Anything but ok,
+// unknown (writes only) and conflict (writes only) is a failure.
+type loadResult struct {
+	ReadOK, ReadWrong, ReadErr                        int
+	WriteOK, WriteUnknown, WriteConflict, WriteOthers int
+	Errors                                            []string
+}
+
+type reconnectInfo struct {
+	OldTSIH, NewTSIH uint16
+	SameSession      bool
+	Cause            string
+}
+
+const workerEnv = "WOLFPACK_ISCSI_WORKER"
+
+// worker is the parent's handle on one initiator process.
+type worker struct {
+	name string
+	cmd  *exec.Cmd
+	in   io.WriteCloser
+
+	mu      sync.Mutex
+	nextID  int
+	pending map[int]chan workerResp
+	stderr  *bytes.Buffer
+	dead    chan struct{}
+}
+
+// startWorker runs an initiator in netns ns (none: this namespace) that
+// logs in to spec.Addr as spec.InitiatorName and keeps the session open
+// until the test ends.
+func startWorker(t *testing.T, ns string, spec workerSpec) *worker {
+	t.Helper()
+	js, _ := json.Marshal(spec)
+	argv := []string{os.Args[0], "-test.run=^TestISCSIWorkerProcess$", "-test.count=1"}
+	if ns != "" {
+		argv = append([]string{"ip", "netns", "exec", ns}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), workerEnv+"="+string(js))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &worker{name: spec.InitiatorName, cmd: cmd, in: in, pending: map[int]chan workerResp{}, stderr: &bytes.Buffer{}, dead: make(chan struct{})}
+	cmd.Stderr = &lockedWriter{mu: &w.mu, w: w.stderr}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start worker %s: %v", spec.InitiatorName, err)
+	}
+	go w.readLoop(out)
+	t.Cleanup(func() {
+		in.Close() // the worker logs out and exits at EOF
+		select {
+		case <-w.dead:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-w.dead
+		}
+		cmd.Wait()
+	})
+	return w
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+const workerReplyPrefix = "@@wolfpack-worker "
+
+func (w *worker) readLoop(out io.Reader) {
+	defer close(w.dead)
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), workerReplyPrefix)
+		if !ok {
+			continue // the test framework's own output
+		}
+		var resp workerResp
+		if err := json.Unmarshal([]byte(line), &resp); err != nil {
+			continue
+		}
+		w.mu.Lock()
+		ch := w.pending[resp.ID]
+		delete(w.pending, resp.ID)
+		w.mu.Unlock()
+		if ch != nil {
+			ch <- resp
+		}
+	}
+}
+
+// send starts a request and returns the channel its answer comes on.
+func (w *worker) send(t *testing.T, req workerReq) chan workerResp {
+	t.Helper()
+	w.mu.Lock()
+	w.nextID++
+	req.ID = w.nextID
+	ch := make(chan workerResp, 1)
+	w.pending[req.ID] = ch
+	w.mu.Unlock()
+	b, _ := json.Marshal(req)
+	if _, err := w.in.Write(append(b, '\n')); err != nil {
+		t.Fatalf("worker %s: send: %v", w.name, err)
+	}
+	return ch
+}
+
+// wait waits for an answer, the worker's death, or 60 s.
+func (w *worker) wait(t *testing.T, ch chan workerResp) workerResp {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-w.dead:
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		t.Fatalf("worker %s died:\n%s", w.name, w.stderr)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("worker %s: no answer in 60 s", w.name)
+	}
+	return workerResp{}
+}
+
+// cli runs `cluster disk ...` in the worker on its session and returns stdout.
+func (w *worker) cli(t *testing.T, args ...string) []byte {
+	t.Helper()
+	return []byte(w.wait(t, w.send(t, workerReq{Op: "cli", Args: args})).Stdout)
+}
+
+func (w *worker) events(t *testing.T) []reconnectInfo {
+	t.Helper()
+	return w.wait(t, w.send(t, workerReq{Op: "events"})).Events
+}
+
+// TestISCSIWorkerProcess is not a test: it is the body of an initiator
+// process the iSCSI rig tests start (see startWorker).
+func TestISCSIWorkerProcess(t *testing.T) {
+	js := os.Getenv(workerEnv)
+	if js == "" {
+		t.Skip("helper process for the iSCSI rig tests")
+	}
+	var spec workerSpec
+	if err := json.Unmarshal([]byte(js), &spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := workerMain(spec, os.Stdin, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// workerSession is one session shared by every request of a worker; the
+// CLI's Close does not log out of it.
+type workerSession struct{ *iscsi.Session }
+
+func (workerSession) Close() error { return nil }
+
+func workerMain(spec workerSpec, in io.Reader, out io.Writer) error {
+	var mu sync.Mutex
+	var events []reconnectInfo
+	cfg := iscsi.Config{
+		InitiatorName: spec.InitiatorName,
+		Timeout:       spec.Timeout,
+		LoginTimeout:  spec.LoginTimeout,
+		KeepAlive:     spec.KeepAlive,
+		OnReconnect: func(r iscsi.ReconnectInfo) {
+			mu.Lock()
+			events = append(events, reconnectInfo{r.OldTSIH, r.NewTSIH, r.SameSession, fmt.Sprint(r.Cause)})
+			mu.Unlock()
+		},
+	}
+	if os.Getenv("ISCSI_DEBUG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	ctx := context.Background()
+	lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	s, err := iscsi.Open(lctx, spec.Addr, cfg)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	open := func(string) (scsi.Device, error) { return workerSession{s}, nil }
+
+	var wmu sync.Mutex
+	reply := func(r workerResp) {
+		b, _ := json.Marshal(r)
+		wmu.Lock()
+		fmt.Fprintf(out, "%s%s\n", workerReplyPrefix, b)
+		wmu.Unlock()
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sc := bufio.NewScanner(in)
+	for sc.Scan() {
+		var req workerReq
+		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
+			return fmt.Errorf("request %q: %w", sc.Text(), err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp := workerResp{ID: req.ID}
+			switch req.Op {
+			case "cli":
+				var stdout, stderr bytes.Buffer
+				err := run(ctx, append(append([]string(nil), req.Args...), spec.Addr), &stdout, &stderr, open)
+				resp.Stdout = stdout.String()
+				if err != nil && !errors.Is(err, errReported) {
+					resp.Err = err.Error()
+				}
+			case "load":
+				resp.Load = runLoad(ctx, s, req.LBA, req.For)
+			case "events":
+				mu.Lock()
+				resp.Events = append([]reconnectInfo(nil), events...)
+				mu.Unlock()
+			default:
+				resp.Err = "unknown op " + req.Op
+			}
+			reply(resp)
+		}()
+	}
+	return sc.Err()
+}
+
+// runLoad writes a random 64 KiB pattern at lba, then for d has two
+// goroutines read it back and two write the same pattern again (4 KiB FUA
+// writes, so the content never changes), and counts outcomes. A read must
+// return the pattern; a write must succeed, report an unknown outcome, or
+// be refused with RESERVATION CONFLICT.
+func runLoad(ctx context.Context, d scsi.Device, lba uint64, dur time.Duration) *loadResult {
+	res := &loadResult{}
+	pattern := make([]byte, 64<<10)
+	rand.Read(pattern)
+	if err := scsi.Write16(ctx, d, lba, uint32(len(pattern)/512), pattern, true); err != nil {
+		res.Errors = append(res.Errors, "initial write: "+err.Error())
+		return res
+	}
+	want := sha256.Sum256(pattern)
+	var mu sync.Mutex
+	note := func(f func()) { mu.Lock(); f(); mu.Unlock() }
+	deadline := time.Now().Add(dur)
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, len(pattern))
+			for i := 0; time.Now().Before(deadline); i++ {
+				if g < 2 {
+					for j := range buf {
+						buf[j] = 0
+					}
+					err := scsi.Read16(ctx, d, lba, uint32(len(buf)/512), buf)
+					switch {
+					case err != nil:
+						note(func() { res.ReadErr++; res.Errors = append(res.Errors, "read: "+err.Error()) })
+					case sha256.Sum256(buf) != want:
+						note(func() { res.ReadWrong++; res.Errors = append(res.Errors, "read: wrong data "+hex.EncodeToString(buf[:16])) })
+					default:
+						note(func() { res.ReadOK++ })
+					}
+					continue
+				}
+				off := (i*2 + g) % 16 * 4096
+				err := scsi.Write16(ctx, d, lba+uint64(off/512), 8, pattern[off:off+4096], true)
+				switch {
+				case err == nil:
+					note(func() { res.WriteOK++ })
+				case errors.Is(err, iscsi.ErrOutcomeUnknown):
+					note(func() { res.WriteUnknown++ })
+				case errors.Is(err, scsi.ErrReservationConflict):
+					note(func() { res.WriteConflict++ })
+				default:
+					note(func() { res.WriteOthers++; res.Errors = append(res.Errors, "write: "+err.Error()) })
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(res.Errors) > 10 {
+		res.Errors = res.Errors[:10]
+	}
+	return res
+}
+
+// itNexusSID finds the tgt session id (I_T nexus) of initiator name in
+// `tgtadm --op show --mode target` output.
+func itNexusSID(show, name string) (string, bool) {
+	var sid string
+	for _, line := range strings.Split(show, "\n") {
+		line = strings.TrimSpace(line)
+		if v, ok := strings.CutPrefix(line, "I_T nexus: "); ok {
+			sid = v
+		}
+		if v, ok := strings.CutPrefix(line, "Initiator: "); ok && sid != "" {
+			if f := strings.Fields(v); len(f) > 0 && f[0] == name {
+				return sid, true
+			}
+		}
+	}
+	return "", false
+}
+
+// jsonField reads a top-level string or bool field of a CLI JSON output.
+func jsonField(t *testing.T, out []byte, field string) any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(out, &m); err != nil {
+		t.Fatalf("CLI output is not JSON: %v\n%s", err, out)
+	}
+	return m[field]
+}
