@@ -453,7 +453,10 @@ func runLoad(ctx context.Context, d scsi.Device, lba uint64, dur time.Duration) 
 					case err != nil:
 						note(func() { res.ReadErr++; res.Errors = append(res.Errors, "read: "+err.Error()) })
 					case sha256.Sum256(buf) != want:
-						note(func() { res.ReadWrong++; res.Errors = append(res.Errors, "read: wrong data "+hex.EncodeToString(buf[:16])) })
+						note(func() {
+							res.ReadWrong++
+							res.Errors = append(res.Errors, "read: wrong data "+hex.EncodeToString(buf[:16]))
+						})
 					default:
 						note(func() { res.ReadOK++ })
 					}
