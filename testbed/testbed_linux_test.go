@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -12,16 +11,7 @@ import (
 )
 
 func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-// tWriter sends log lines to t.Log.
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
 func TestIntegrationBoot(t *testing.T) {
@@ -83,6 +73,60 @@ func TestIntegrationBoot(t *testing.T) {
 
 // runRetryUA runs an sg3-utils command, again while it reports UNIT ATTENTION
 // (exit status 6), which tgt raises after reservation changes.
+// TestIntegrationFaults boots one VM and checks that a frozen node does not
+// answer until it is thawed, and that a killed node fails requests at once.
+func TestIntegrationFaults(t *testing.T) {
+	tb := New(t, Config{Nodes: 1, Logger: testLogger(t)})
+	n := tb.Node(1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	if err := n.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 500*time.Millisecond)
+	_, err := n.Run(short, "true")
+	cancelShort()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("frozen node answered: err %v", err)
+	}
+	if err := n.Thaw(); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := n.Run(ctx, "hostname"); err != nil || strings.TrimSpace(string(res.Stdout)) != "node1" {
+		t.Errorf("thawed node: %q, %v", res.Stdout, err)
+	}
+
+	// Exit status, stderr and timeouts come back as they are.
+	_, err = n.Run(ctx, "sh", "-c", "echo oops >&2; exit 3")
+	var ee *ExitError
+	if !errors.As(err, &ee) || ee.ExitCode != 3 || strings.TrimSpace(string(ee.Stderr)) != "oops" {
+		t.Errorf("exit 3: got %v", err)
+	}
+	short, cancelShort = context.WithTimeout(ctx, 300*time.Millisecond)
+	t0 := time.Now()
+	_, err = n.Run(short, "sleep", "30")
+	cancelShort()
+	if err == nil || time.Since(t0) > 5*time.Second {
+		t.Errorf("sleep 30 with a 300 ms deadline: %v after %v", err, time.Since(t0))
+	}
+	pid, err := n.Start(ctx, "sleep", "600")
+	if err != nil || pid <= 1 {
+		t.Errorf("start in background: pid %d, %v", pid, err)
+	}
+
+	if err := n.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	t0 = time.Now()
+	if _, err := n.Run(ctx, "true"); !errors.Is(err, ErrNodeDown) {
+		t.Errorf("killed node: err %v, want ErrNodeDown", err)
+	}
+	if d := time.Since(t0); d > time.Second {
+		t.Errorf("killed node took %v to fail a request", d)
+	}
+}
+
 func runRetryUA(ctx context.Context, n *Node, argv ...string) (Result, error) {
 	for i := 0; ; i++ {
 		res, err := n.Run(ctx, argv...)
@@ -92,8 +136,4 @@ func runRetryUA(ctx context.Context, n *Node, argv ...string) (Result, error) {
 		}
 		return res, err
 	}
-}
-
-func TestMain(m *testing.M) {
-	os.Exit(m.Run())
 }

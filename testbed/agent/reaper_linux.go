@@ -20,6 +20,10 @@ type reaper struct {
 	waiting map[int]chan unix.WaitStatus
 }
 
+// processReaper is the one reaper of the process: a second one would steal
+// the first one's children.
+var processReaper = sync.OnceValue(newReaper)
+
 func newReaper() *reaper {
 	r := &reaper{waiting: make(map[int]chan unix.WaitStatus)}
 	sig := make(chan os.Signal, 1)

@@ -39,7 +39,7 @@ type Server struct {
 
 // NewServer returns a server that logs to log.
 func NewServer(log *slog.Logger) *Server {
-	return &Server{log: log, reaper: newReaper(), running: make(map[uint64]int)}
+	return &Server{log: log, reaper: processReaper(), running: make(map[uint64]int)}
 }
 
 // Serve reads requests from r until it fails or ctx ends, runs each on its own
