@@ -22,7 +22,8 @@
 // Every node has Config.Initiators I_T nexuses onto the one LUN: nexus M is a
 // QEMU iscsi blockdev with initiator name <target iqn>:node<N>-i<M>, passed
 // through as scsi-block with scsi-id M, so in the guest it is H:0:M:0 and
-// Node.Disk(M) names its /dev/sgX.
+// Node.Disk(M) names its /dev/sgX. Use Disk, not /dev/sdX names: the sd driver
+// probes asynchronously and hands out sda/sdb in either order.
 //
 // # The guest
 //
@@ -37,6 +38,10 @@
 // NICs from the kernel command line, waits for the disks, and then serves one
 // JSON request per line on the guest's second serial port (the first is the
 // console, logged to <WorkDir>/node<N>.console). See package testbed/agent.
+// Node.Run runs a program and returns its output (*ExitError for a non-zero
+// exit), Node.Start runs one in the background (output in the guest's
+// /var/log/<name>.log); Freeze/Thaw stop and continue the VM through QMP and
+// Kill pulls its power. Client.Run runs a host program in the client netns.
 //
 // # Teardown
 //

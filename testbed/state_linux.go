@@ -230,6 +230,7 @@ func register(tb *Testbed) {
 				tbs = append(tbs, tb)
 			}
 			live.Unlock()
+			fmt.Fprintf(os.Stderr, "testbed: %v: closing %d testbed(s)\n", s, len(tbs))
 			for _, tb := range tbs {
 				_ = tb.Close()
 			}

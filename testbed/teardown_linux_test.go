@@ -54,14 +54,14 @@ func TestHelperFailingTestbed(t *testing.T) {
 		t.Fatal("failing on purpose with a live testbed")
 	case "panic":
 		panic("panicking on purpose with a live testbed")
-	case "hang":
-		select {} // the parent kills the process
+	case "hang", "interrupt":
+		select {} // the parent kills or interrupts the process
 	}
 }
 
 func TestIntegrationHarnessLeavesNothing(t *testing.T) {
 	Require(t)
-	for _, mode := range []string{"fatal", "panic", "hang"} {
+	for _, mode := range []string{"fatal", "panic", "interrupt", "hang"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -87,9 +87,13 @@ func TestIntegrationHarnessLeavesNothing(t *testing.T) {
 					if err := json.Unmarshal([]byte(js), info); err != nil {
 						t.Fatalf("parse helper info: %v", err)
 					}
-					if mode == "hang" {
+					switch mode {
+					case "hang":
 						// Like a test binary killed by a timeout or by hand: no cleanup runs.
 						_ = cmd.Process.Kill()
+					case "interrupt":
+						// Like ^C: the testbed's signal handler closes it.
+						_ = cmd.Process.Signal(os.Interrupt)
 					}
 				}
 			}
@@ -100,7 +104,7 @@ func TestIntegrationHarnessLeavesNothing(t *testing.T) {
 			if err == nil {
 				t.Fatalf("helper test passed, want a failure:\n%s", out.String())
 			}
-			want := map[string]string{"fatal": "--- FAIL: TestHelperFailingTestbed", "panic": "panic: panicking on purpose"}[mode]
+			want := map[string]string{"fatal": "--- FAIL: TestHelperFailingTestbed", "panic": "panic: panicking on purpose", "interrupt": "testbed: interrupt: closing 1 testbed(s)"}[mode]
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("helper output lacks %q:\n%s", want, out.String())
 			}
