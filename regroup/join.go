@@ -240,7 +240,9 @@ func (n *Node) stepJoin(m Message) {
 		}
 		want := n.proof("wolfpack join sponsor", m.From, n.cfg.Self, n.cfg.Incarnation, m.Nonce, m.Nonce2)
 		if !hmac.Equal(want, m.Proof) {
-			n.event(Event{Kind: EventJoinFailed, Reason: fmt.Sprintf("sponsor %d failed authentication: it does not know this cluster's secret", m.From)})
+			// Mutual authentication failed: this node's secret is not the
+			// cluster's (or the sponsor is an impostor). Retrying cannot help.
+			n.joinFailed(fmt.Sprintf("join refused: sponsor %d's proof does not verify: this node's cluster secret differs from cluster %d's", m.From, n.cfg.Cluster), true)
 			return
 		}
 		jn.phase, jn.sponsor, jn.attempt = joinAuthSent, m.From, n.now

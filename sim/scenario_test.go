@@ -1,0 +1,113 @@
+package sim
+
+import (
+	"testing"
+
+	"github.com/wolfpack-ha/wolfpack/heartbeat"
+	"github.com/wolfpack-ha/wolfpack/regroup"
+)
+
+// boot forms a stable cluster of n nodes (node 1 forms and holds the
+// reservation) without random faults or loss.
+func boot(t *testing.T, n int) *Sim {
+	t.Helper()
+	s := New(Config{Seed: 7, Nodes: n})
+	s.Boot(1, true)
+	for i := 2; i <= n; i++ {
+		s.Boot(regroup.NodeID(i), false)
+	}
+	if !s.RunUntil(10*Second, s.Stable) {
+		t.Fatalf("cluster of %d did not form:\n%s", n, s.Describe())
+	}
+	return s
+}
+
+// settle runs for d and returns the nodes that are running, stable
+// members of the one membership of the running, unfrozen members; it fails the test
+// on any invariant violation.
+func (s *Sim) settle(t *testing.T, d int64) regroup.NodeSet {
+	t.Helper()
+	s.RunUntil(s.now+d, nil)
+	if len(s.Violations) > 0 {
+		t.Fatalf("violations: %v", s.Violations)
+	}
+	var live regroup.NodeSet
+	for _, n := range s.nodes[1:] {
+		if n.running && !n.frozen && n.rg.Member() {
+			live = live.Add(n.id)
+		}
+	}
+	for _, id := range live.IDs() {
+		if _, m := s.nodes[id].rg.Membership(); m != live || !s.registered().Has(id) {
+			t.Fatalf("node %d: members %v registered %v, live members %v\n%s", id, m, s.registered().Has(id), live, s.Describe())
+		}
+	}
+	return live
+}
+
+// Reference: DESIGN §5.2 partition survival (a): the majority survives,
+// the minority halts or is fenced.
+func TestPartitionMajoritySurvives(t *testing.T) {
+	s := boot(t, 5)
+	s.Partition(heartbeat.SetOf(1, 2), heartbeat.SetOf(3, 4, 5))
+	if got := s.settle(t, 1500*Millisecond); got != heartbeat.SetOf(3, 4, 5) {
+		t.Fatalf("survivors %v, want {3,4,5}\n%s", got, s.Describe())
+	}
+}
+
+// Reference: DESIGN §5.2 (b): an exact half survives if it holds the
+// tie-breaker (the lowest id of the original membership).
+func TestPartitionTieBreaker(t *testing.T) {
+	s := boot(t, 4)
+	s.Partition(heartbeat.SetOf(1, 2), heartbeat.SetOf(3, 4))
+	if got := s.settle(t, 1500*Millisecond); got != heartbeat.SetOf(1, 2) {
+		t.Fatalf("survivors %v, want {1,2}\n%s", got, s.Describe())
+	}
+}
+
+// Reference: DESIGN §5.2 (c) and §5.3: two nodes that lose every private
+// network: the reservation holder defends at once and wins; the other's
+// PREEMPT after the defence delay fails and it halts.
+func TestTwoNodeSplitHolderWins(t *testing.T) {
+	s := boot(t, 2)
+	s.CutAll(1, 2, true)
+	s.CutAll(2, 1, true)
+	if got := s.settle(t, 1500*Millisecond); got != heartbeat.SetOf(1) {
+		t.Fatalf("survivors %v, want {1} (the holder)\n%s", got, s.Describe())
+	}
+}
+
+// Silence on one network only is a network failure, not a regroup
+// (DESIGN §5.1).
+func TestOneNetworkCutNoRegroup(t *testing.T) {
+	s := boot(t, 3)
+	s.Metrics.Mark()
+	before := s.Metrics.Counts[regroup.EventRegroupStarted]
+	for _, o := range []regroup.NodeID{1, 2} {
+		s.Cut(0, 3, o, true)
+		s.Cut(0, o, 3, true)
+	}
+	if got := s.settle(t, 2*Second); got != heartbeat.SetOf(1, 2, 3) {
+		t.Fatalf("members %v after a single-network cut", got)
+	}
+	if after := s.Metrics.Counts[regroup.EventRegroupStarted]; after != before {
+		t.Fatalf("%d regroups after a single-network cut, want none", after-before)
+	}
+}
+
+// Reference: DESIGN §4 ring 3 fault "freeze": the zombie that wakes up
+// finds itself fenced and halts.
+func TestFrozenNodeFencedOnWake(t *testing.T) {
+	s := boot(t, 3)
+	s.Freeze(3, 3*Second)
+	if got := s.settle(t, 1500*Millisecond); got&heartbeat.SetOf(1, 2) != heartbeat.SetOf(1, 2) || s.registered().Has(3) {
+		t.Fatalf("after freezing node 3: live %v, registered %v", got, s.registered())
+	}
+	s.RunUntil(s.now+2*Second, nil) // it thaws, finds its key gone, halts, restarts, rejoins
+	if len(s.Violations) > 0 {
+		t.Fatal(s.Violations)
+	}
+	if !s.RunUntil(s.now+5*Second, s.Stable) {
+		t.Fatalf("node 3 did not rejoin:\n%s", s.Describe())
+	}
+}
