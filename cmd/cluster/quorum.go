@@ -512,8 +512,18 @@ func holdQuorum(ctx context.Context, d scsi.Device, dev string, f *quorumFlags, 
 	} else {
 		lw.event("append", "lsn", log.LastLSN())
 	}
+	// The disk heartbeat: this node's slot, every QuorumCheckInterval.
+	hb := &quorumdisk.Heartbeat{Node: uint32(f.node), Incarnation: uint64(lw.start.UnixNano())}
+	beat := time.NewTicker(f.checkInterval)
+	defer beat.Stop()
 	for {
 		select {
+		case <-beat.C:
+			if log.Err() == nil {
+				if err := qd.Beat(ctx, hb, time.Now().UnixNano(), 1); err != nil {
+					lw.event("heartbeat failed", "error", err.Error())
+				}
+			}
 		case err := <-errc:
 			rerr := lostError(err, lw)
 			if errors.Is(err, quorumdisk.ErrLostQuorum) && log.Err() == nil {
@@ -555,9 +565,9 @@ type benchResult struct {
 	Appends       int     `json:"appends"`
 	PayloadBytes  int     `json:"payload_bytes"`
 	ArbitrationMS int64   `json:"arbitration_ms"`
-	P50us         int64   `json:"p50_us"`
-	P99us         int64   `json:"p99_us"`
-	MaxUS         int64   `json:"max_us"`
+	P50us         float64 `json:"p50_us"`
+	P99us         float64 `json:"p99_us"`
+	MaxUS         float64 `json:"max_us"`
 	PerSecond     float64 `json:"appends_per_second"`
 	Checkpoints   int     `json:"checkpoints"`
 }
@@ -618,9 +628,10 @@ func benchAppends(ctx context.Context, log *quorumdisk.Log, n, payload int) (ben
 	}
 	slices.Sort(lat)
 	if n > 0 {
-		r.P50us = lat[n/2].Microseconds()
-		r.P99us = lat[min(n-1, n*99/100)].Microseconds()
-		r.MaxUS = lat[n-1].Microseconds()
+		us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+		r.P50us = us(lat[n/2])
+		r.P99us = us(lat[min(n-1, n*99/100)])
+		r.MaxUS = us(lat[n-1])
 		r.PerSecond = float64(n) / total.Seconds()
 	}
 	return r, nil

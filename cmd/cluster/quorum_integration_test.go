@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -213,7 +214,9 @@ func TestIntegrationFrozenOwnerFenced(t *testing.T) {
 	const log1, log2 = "/var/log/hold1.log", "/var/log/hold2.log"
 	pid1 := startGuest(ctx, t, n1, log1, "/bin/cluster", "quorum", "hold", "--node", "1", "--members", "1",
 		"--append-every", "200ms", n1.Disk(1))
-	waitGuestEvent(ctx, t, n1, log1, "append", 60*time.Second, 10)
+	// Freeze after 10 to 15 appends (every 200 ms), so that the freeze falls
+	// anywhere between two quorum checks (every 1 s).
+	waitGuestEvent(ctx, t, n1, log1, "append", 60*time.Second, 10+rand.IntN(6))
 
 	if err := n1.Freeze(); err != nil {
 		t.Fatal(err)
@@ -312,7 +315,7 @@ func TestIntegrationQuorumBench(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &r); err != nil {
 			t.Fatalf("bench output: %v\n%s", err, out)
 		}
-		t.Logf("tgt, guest: %d appends of %d bytes: p50 %d us, p99 %d us, max %d us, %.0f appends/s; uncontested arbitration %d ms",
+		t.Logf("tgt, guest: %d appends of %d bytes: p50 %.0f us, p99 %.0f us, max %.0f us, %.0f appends/s; uncontested arbitration %d ms",
 			r.Appends, r.PayloadBytes, r.P50us, r.P99us, r.MaxUS, r.PerSecond, r.ArbitrationMS)
 	}
 }

@@ -197,5 +197,5 @@ func TestQuorumBenchMemtarget(t *testing.T) {
 	if err := json.Unmarshal([]byte(out[:strings.LastIndex(out, "}")+1]), &r); err != nil || r.Appends != 5000 {
 		t.Fatalf("bench output: %v\n%s", err, out)
 	}
-	t.Logf("memtarget: %d appends of %d bytes: p50 %d us, p99 %d us, %.0f appends/s", r.Appends, r.PayloadBytes, r.P50us, r.P99us, r.PerSecond)
+	t.Logf("memtarget: %d appends of %d bytes: p50 %.1f us, p99 %.1f us, %.0f appends/s", r.Appends, r.PayloadBytes, r.P50us, r.P99us, r.PerSecond)
 }
