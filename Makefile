@@ -6,7 +6,7 @@ FUZZTIME  ?= 5s
 # Integration tests boot QEMU guests and start tgtd; they need root.
 INTEGRATION_TIMEOUT ?= 20m
 
-.PHONY: all build deps check test unit fuzz integration demo bench clean
+.PHONY: all build deps check test unit sim fuzz integration demo bench clean
 
 all: build
 
@@ -29,6 +29,11 @@ check:
 unit:
 	$(GO) test -race -short -count=1 ./...
 
+# Ring 1 at full size: 10,000 simulator seeds over 2..16 nodes and 40 at 64
+# (about 2 minutes on 2 cores); `unit` runs a few hundred under -race.
+sim:
+	$(GO) test -count=1 -timeout 15m -run 'TestSimulator' ./sim/
+
 # Every fuzz target, briefly (FUZZTIME each).
 fuzz:
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
@@ -37,7 +42,7 @@ fuzz:
 integration: deps
 	$(GO) test -count=1 -p 1 -timeout $(INTEGRATION_TIMEOUT) -run 'TestIntegration' ./...
 
-test: deps check unit fuzz integration
+test: deps check unit sim fuzz integration
 
 demo: deps
 	$(GO) run ./cmd/wolfpack-demo
