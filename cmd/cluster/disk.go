@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -182,6 +183,7 @@ type diskFlags struct {
 	ignoreExisting bool
 	abort          bool
 	initiatorName  string
+	count          int
 }
 
 func runDisk(ctx context.Context, args []string, stdout, stderr io.Writer, open opener) error {
@@ -212,6 +214,7 @@ func runDisk(ctx context.Context, args []string, stdout, stderr io.Writer, open 
 	fs.BoolVar(&f.ignoreExisting, "ignore-existing", false, "")
 	fs.BoolVar(&f.abort, "abort", false, "")
 	fs.StringVar(&f.initiatorName, "initiator-name", "", "")
+	fs.IntVar(&f.count, "count", 1000, "")
 	pos, err := parseInterspersed(fs, args[1:])
 	if err != nil {
 		return usagef("disk %s: %v", action, err)
@@ -296,6 +299,7 @@ type request struct {
 	typ                 scsi.ReservationType
 	ignoreExisting      bool
 	abort               bool
+	count               int
 }
 
 type diskAction struct {
@@ -309,6 +313,14 @@ var diskActions = map[string]diskAction{
 	"reservation": {parse: none, do: doReservation},
 	"status":      {parse: none, do: doStatus},
 	"check":       {parse: none, do: doCheck},
+	// bench is not in the usage: a measurement for BENCHMARKS.md, run the
+	// same way on every transport (see docs/iscsi.md).
+	"bench": {parse: func(f *diskFlags) (request, error) {
+		if f.count < 1 || f.count > 1000000 {
+			return request{}, fmt.Errorf("--count %d: want 1..1000000", f.count)
+		}
+		return request{count: f.count}, nil
+	}, do: doBench},
 	"register": {parse: func(f *diskFlags) (request, error) {
 		r, err := needKey(f)
 		if err != nil {
@@ -762,4 +774,75 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// diskBenchOp is the latency distribution of one command repeated.
+type diskBenchOp struct {
+	Count  int     `json:"count"`
+	P50us  float64 `json:"p50_us"`
+	P99us  float64 `json:"p99_us"`
+	MeanUs float64 `json:"mean_us"`
+	IOPS   float64 `json:"iops"` // one command at a time: count / elapsed
+}
+
+type diskBenchResult struct {
+	LBA          uint64      `json:"lba"`
+	Write4KFUA   diskBenchOp `json:"write_4k_fua"`
+	PRINReadKeys diskBenchOp `json:"prin_read_keys"`
+}
+
+func (r diskBenchResult) human(dev string) string {
+	line := func(name string, o diskBenchOp) string {
+		return fmt.Sprintf("  %-22s %6d ops  p50 %8.1f us  p99 %8.1f us  mean %8.1f us  %8.0f IOPS\n", name, o.Count, o.P50us, o.P99us, o.MeanUs, o.IOPS)
+	}
+	return fmt.Sprintf("%s: block %d\n", dev, r.LBA) + line("WRITE(16) 4 KiB FUA", r.Write4KFUA) + line("PRIN READ KEYS", r.PRINReadKeys)
+}
+
+// doBench times --count 4 KiB WRITE(16)s with FUA and --count PERSISTENT
+// RESERVE IN (READ KEYS), one at a time. The writes put back the LUN's
+// last 4 KiB as they were read, so the LUN's contents do not change (a
+// path fenced by a reservation fails on the first write).
+func doBench(ctx context.Context, d scsi.Device, r request) (any, error) {
+	c, err := scsi.ReadCapacity16(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	if c.BlockSize == 0 || 4096%c.BlockSize != 0 || c.LastLBA+1 < uint64(4096/c.BlockSize) {
+		return nil, fmt.Errorf("bench: block size %d and %d blocks do not fit a 4 KiB write", c.BlockSize, c.LastLBA+1)
+	}
+	blocks := uint32(4096 / c.BlockSize)
+	lba := c.LastLBA + 1 - uint64(blocks)
+	buf := make([]byte, 4096)
+	if err := scsi.Read16(ctx, d, lba, blocks, buf); err != nil {
+		return nil, err
+	}
+	keys := make([]byte, 8192)
+	write := &scsi.Command{CDB: scsi.Write16CDB(lba, blocks, true), Dir: scsi.DirToDevice, Data: buf}
+	prin := &scsi.Command{CDB: scsi.PRINCDB(scsi.PRINReadKeys, uint16(len(keys))), Dir: scsi.DirFromDevice, Data: keys}
+	res := diskBenchResult{LBA: lba}
+	for _, b := range []struct {
+		op  string
+		cmd *scsi.Command
+		out *diskBenchOp
+	}{{"WRITE(16)", write, &res.Write4KFUA}, {"PERSISTENT RESERVE IN", prin, &res.PRINReadKeys}} {
+		// The first command may meet a UNIT ATTENTION; Run retries it.
+		if _, err := scsi.Run(ctx, d, b.op, b.cmd); err != nil {
+			return nil, err
+		}
+		lat := make([]time.Duration, r.count)
+		start := time.Now()
+		for i := range lat {
+			t0 := time.Now()
+			if _, err := scsi.Run(ctx, d, b.op, b.cmd); err != nil {
+				return nil, err
+			}
+			lat[i] = time.Since(t0)
+		}
+		elapsed := time.Since(start)
+		slices.Sort(lat)
+		us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+		*b.out = diskBenchOp{Count: r.count, P50us: us(lat[len(lat)/2]), P99us: us(lat[len(lat)*99/100]),
+			MeanUs: us(elapsed) / float64(r.count), IOPS: float64(r.count) / elapsed.Seconds()}
+	}
+	return res, nil
 }

@@ -316,6 +316,13 @@ func (w *worker) wait(t *testing.T, ch chan workerResp) workerResp {
 	return workerResp{}
 }
 
+// log returns what the worker wrote to stderr (its log with ISCSI_DEBUG set).
+func (w *worker) log() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stderr.String()
+}
+
 // cli runs `cluster disk ...` in the worker on its session and returns stdout.
 func (w *worker) cli(t *testing.T, args ...string) []byte {
 	t.Helper()

@@ -182,9 +182,24 @@ func (c *conn) kill(why error) {
 		}
 		c.finishLocked(t, scsi.Response{}, &cmdError{sent: t.sent, cause: cause})
 	}
+	contiguous := c.expCmdSN == c.cmdSN
 	close(c.done)
 	c.mu.Unlock()
-	c.nc.Close()
+	switch {
+	case errors.Is(why, ErrClosed) || c.closing.Load():
+		c.nc.Close()
+	case contiguous:
+		// Park the socket: stop every read and write on it, but keep it
+		// open until the next login (release). The target acknowledged
+		// every command, so nothing that could still reach it matters;
+		// and as long as the socket exists our kernel acknowledges what
+		// the target retransmits when a partition heals instead of
+		// answering it with an RST, on which tgt would free the session
+		// before the login can reinstate the connection in it.
+		c.nc.SetDeadline(time.Unix(1, 0))
+	default:
+		c.release()
+	}
 	if errors.Is(why, ErrClosed) || c.closing.Load() {
 		c.log.Debug("iscsi connection closed", "why", why)
 	} else {
@@ -844,5 +859,25 @@ func (c *conn) keepAlive() {
 			c.kill(fmt.Errorf("keepalive NOP-Out unanswered for %v: %w", ka, err))
 			return
 		}
+	}
+}
+
+// release closes a dead connection's socket for good.
+func (c *conn) release() {
+	abortTCP(c.nc)
+	c.nc.Close()
+}
+
+// abortTCP makes the coming Close of a connection given up for lost send
+// one RST instead of a FIN. The kernel retransmits a FIN until it is
+// acknowledged: after a partition it would reach the target when the path
+// heals, possibly before the reinstating login, and tgt frees the session
+// (and with it, since it binds them to the session, the registrations) on
+// it. An RST is sent once: lost in a partition, so the target keeps the
+// session for the login with the old TSIH (RFC 7143 6.3.4); seen by a
+// live target, it ends the connection as the FIN would have.
+func abortTCP(nc net.Conn) {
+	if tc, ok := nc.(interface{ SetLinger(int) error }); ok {
+		_ = tc.SetLinger(0)
 	}
 }

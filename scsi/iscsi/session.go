@@ -178,6 +178,9 @@ func (s *Session) conn(ctx context.Context) (*conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("iscsi: log in to %s as %s: %w", s.addr, s.cfg.InitiatorName, err)
 	}
+	if c != nil {
+		c.release() // a parked socket (see conn.kill) has served its purpose
+	}
 	c = nc
 	s.mu.Lock()
 	if s.closed {
@@ -405,6 +408,9 @@ func (s *Session) Close() error {
 		return nil
 	}
 	var err error
+	if !c.alive() {
+		c.release()
+	}
 	if c.alive() {
 		c.closing.Store(true)
 		ctx, cancel := context.WithTimeout(context.Background(), min(5*time.Second, s.cfg.Timeout))
