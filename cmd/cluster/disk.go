@@ -61,9 +61,9 @@ func (d *iscsiDevice) session(ctx context.Context) (*iscsi.Session, error) {
 	if d.s != nil {
 		return d.s, nil
 	}
-	s, err := iscsi.Dial(ctx, d.addr, d.cfg)
+	s, err := iscsi.Dial(ctx, d.addr, d.cfg) // its errors name the address and the initiator
 	if err != nil {
-		return nil, fmt.Errorf("log in to %s as %s: %w", d.addr, d.cfg.InitiatorName, err)
+		return nil, err
 	}
 	d.s = s
 	return s, nil

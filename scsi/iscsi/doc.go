@@ -25,7 +25,12 @@
 // asks for connection reinstatement with the old TSIH (RFC 7143 6.3.4, valid
 // at ErrorRecoveryLevel 0): when the target has not yet noticed the loss (a
 // partition rather than a reset) the session and so the I_T nexus survive.
-// Otherwise it logs in with TSIH 0 (session reinstatement, 6.3.5). SPC-4
+// To keep the target from noticing, the old socket stays open (parked, no
+// longer read or written) until that login: when the path heals, the
+// target's retransmissions are acknowledged rather than answered with an
+// RST, on which tgt would free the session. A connection with commands
+// unacknowledged is closed with an RST at once instead, so that none of them
+// reaches the target late. Otherwise it logs in with TSIH 0 (session reinstatement, 6.3.5). SPC-4
 // keeps registrations per initiator port (name + ISID), but tgt keys them on
 // its session handle: after a new session they no longer admit this
 // initiator. Config.OnReconnect reports which of the two happened. The
