@@ -25,7 +25,8 @@ type helperInfo struct {
 	Portal    string
 	LUN       string
 	Sockets   []string
-	Pids      []int // QEMU and tgtd
+	Pids      []int    // QEMU and tgtd
+	Starts    []string // their start times, as pids get reused fast
 	StateFile string
 }
 
@@ -46,6 +47,9 @@ func TestHelperFailingTestbed(t *testing.T) {
 	for _, n := range tb.Nodes() {
 		info.Sockets = append(info.Sockets, n.AgentSocket(), n.QMPSocket())
 		info.Pids = append(info.Pids, n.Pid())
+	}
+	for _, pid := range info.Pids {
+		info.Starts = append(info.Starts, procStart(pid))
 	}
 	b, _ := json.Marshal(info)
 	fmt.Printf("TESTBED-INFO %s\n", b)
@@ -112,9 +116,9 @@ func TestIntegrationHarnessLeavesNothing(t *testing.T) {
 
 			if mode == "hang" {
 				// QEMU and tgtd die with their parent (PDEATHSIG), a little later.
-				err := waitFor(ctx, 10*time.Second, nil, func() (bool, error) { return len(alive(info.Pids)) == 0, nil })
+				err := waitFor(ctx, 10*time.Second, nil, func() (bool, error) { return len(alive(info)) == 0, nil })
 				if err != nil {
-					t.Errorf("processes of the killed helper still alive: %v", alive(info.Pids))
+					t.Errorf("processes of the killed helper still alive: %v", alive(info))
 				}
 				// Links, namespace and files stay until the next testbed sweeps.
 				if left := leftovers(info); len(left) == 0 {
@@ -131,17 +135,15 @@ func TestIntegrationHarnessLeavesNothing(t *testing.T) {
 	}
 }
 
-// alive lists those of pids that still run.
-func alive(pids []int) []int {
+// alive lists the helper's processes that still run (zombies do not count).
+func alive(info *helperInfo) []int {
 	var live []int
-	for _, pid := range pids {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
-			// A zombie is not a leak of ours if its parent is gone; check the state.
-			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && strings.Contains(string(b), ") Z ") {
-				continue
-			}
-			live = append(live, pid)
+	for i, pid := range info.Pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil || strings.Contains(string(b), ") Z ") || procStart(pid) != info.Starts[i] {
+			continue
 		}
+		live = append(live, pid)
 	}
 	return live
 }
@@ -152,7 +154,7 @@ func leftovers(info *helperInfo) []string {
 	for _, pid := range processes(info.Prefix, info.CtlPort) {
 		left = append(left, fmt.Sprintf("process %d: %s", pid, strings.Join(procCmdline(pid), " ")))
 	}
-	for _, pid := range alive(info.Pids) {
+	for _, pid := range alive(info) {
 		left = append(left, fmt.Sprintf("process %d (%s) alive", pid, strings.Join(procCmdline(pid), " ")))
 	}
 	links, err := linksWithPrefix(info.Prefix)
