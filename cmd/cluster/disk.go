@@ -158,6 +158,8 @@ actions:
   preempt       --key K --victim K --type T [--abort]: remove another key (and
                 take its reservation if it holds it); --abort also aborts its tasks
   clear         --key K: remove every registration and the reservation
+  format        [--force]: write an empty quorum disk (see 'cluster quorum -h');
+                refuses a LUN that holds data unless --force
   check         can this path read and write the LUN? (rewrites the last block
                 with its own contents, FUA; exits 1 if either fails)
 
@@ -184,6 +186,7 @@ type diskFlags struct {
 	abort          bool
 	initiatorName  string
 	count          int
+	force          bool
 }
 
 func runDisk(ctx context.Context, args []string, stdout, stderr io.Writer, open opener) error {
@@ -213,6 +216,7 @@ func runDisk(ctx context.Context, args []string, stdout, stderr io.Writer, open 
 	fs.StringVar(&f.typ, "type", "", "")
 	fs.BoolVar(&f.ignoreExisting, "ignore-existing", false, "")
 	fs.BoolVar(&f.abort, "abort", false, "")
+	fs.BoolVar(&f.force, "force", false, "")
 	fs.StringVar(&f.initiatorName, "initiator-name", "", "")
 	fs.IntVar(&f.count, "count", 1000, "")
 	pos, err := parseInterspersed(fs, args[1:])
@@ -300,6 +304,7 @@ type request struct {
 	ignoreExisting      bool
 	abort               bool
 	count               int
+	force               bool
 }
 
 type diskAction struct {

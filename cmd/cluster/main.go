@@ -26,6 +26,12 @@ func main() {
 		if !errors.Is(err, errReported) {
 			fmt.Fprintln(os.Stderr, "cluster:", err)
 		}
+		// Some actions give scripts a specific status (quorum hold: 3 lost
+		// the arbitration, 4 lost quorum).
+		var ec interface{ ExitCode() int }
+		if errors.As(err, &ec) {
+			os.Exit(ec.ExitCode())
+		}
 		os.Exit(1)
 	}
 }

@@ -19,12 +19,15 @@ import (
 	"github.com/wolfpack-ha/wolfpack/scsi"
 )
 
-// `cluster disk format` is the quorum format without --force (the disk
-// actions share one flag set); `cluster quorum format --force` overwrites.
+// `cluster disk format [--force]` is `cluster quorum format` with the
+// default tag and id.
 func init() {
-	diskActions["format"] = diskAction{parse: none, do: func(ctx context.Context, d scsi.Device, _ request) (any, error) {
-		return formatQuorum(ctx, d, quorumdisk.FormatOptions{})
-	}}
+	diskActions["format"] = diskAction{
+		parse: func(f *diskFlags) (request, error) { return request{force: f.force}, nil },
+		do: func(ctx context.Context, d scsi.Device, r request) (any, error) {
+			return formatQuorum(ctx, d, quorumdisk.FormatOptions{Force: r.force})
+		},
+	}
 }
 
 const quorumUsage = `usage: cluster quorum <action> [flags] DEVICE

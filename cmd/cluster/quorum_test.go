@@ -66,6 +66,10 @@ func TestQuorumFormatRefuses(t *testing.T) {
 	if err != nil || !strings.Contains(out, "Wolfpack quorum disk v1") {
 		t.Fatalf("show: %v\n%s", err, out)
 	}
+	out, err = cli(t, open, "disk", "format", "--force", "/dev/mem1")
+	if err != nil || !strings.Contains(out, "formatted quorum disk") {
+		t.Fatalf("disk format --force over a quorum disk: %v\n%s", err, out)
+	}
 }
 
 type holdLine struct {
