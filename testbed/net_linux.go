@@ -129,9 +129,9 @@ func removeNetwork(prefix, netns string) error {
 			}
 		}
 	}
-	links, err := netlink.LinkList()
+	links, err := listLinks()
 	if err != nil {
-		return errors.Join(append(errs, fmt.Errorf("list links: %w", err))...)
+		return errors.Join(append(errs, err)...)
 	}
 	// Taps and veths first, then the bridges they were on.
 	for _, bridges := range []bool{false, true} {
@@ -150,11 +150,29 @@ func removeNetwork(prefix, netns string) error {
 	return errors.Join(errs...)
 }
 
+// listLinks lists the host's links. The kernel interrupts a dump when links
+// change under it (another testbed starting or stopping); netlink then
+// returns a possibly incomplete list with ErrDumpInterrupted, and the cure
+// is to dump again.
+func listLinks() ([]netlink.Link, error) {
+	var err error
+	for try := 0; try < 20; try++ {
+		var links []netlink.Link
+		if links, err = netlink.LinkList(); err == nil {
+			return links, nil
+		}
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
+	return nil, fmt.Errorf("list links: %w", err)
+}
+
 // linksWithPrefix lists the host's links whose names start with prefix.
 func linksWithPrefix(prefix string) ([]string, error) {
-	links, err := netlink.LinkList()
+	links, err := listLinks()
 	if err != nil {
-		return nil, fmt.Errorf("list links: %w", err)
+		return nil, err
 	}
 	var names []string
 	for _, l := range links {
