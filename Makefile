@@ -1,10 +1,12 @@
 # Wolfpack. The two commands a new user needs: `make demo` and `make test`.
 # Both install what they need (scripts/deps.sh) and are safe to run again.
 
+SHELL     := /bin/bash
 GO        ?= go
 FUZZTIME  ?= 5s
 # Integration tests boot QEMU guests and start tgtd; they need root.
 INTEGRATION_TIMEOUT ?= 20m
+INTEGRATION_RUN     ?= TestIntegration
 
 .PHONY: all build deps check test unit sim fuzz integration demo bench clean
 
@@ -20,9 +22,7 @@ deps:
 check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt wants changes in:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	@cp go.mod /tmp/wolfpack-go.mod.$$$$ && cp go.sum /tmp/wolfpack-go.sum.$$$$ && $(GO) mod tidy && \
-	  if ! cmp -s go.mod /tmp/wolfpack-go.mod.$$$$ || ! cmp -s go.sum /tmp/wolfpack-go.sum.$$$$; then \
-	    echo "go mod tidy changed go.mod/go.sum: commit the tidy result"; exit 1; fi; rm -f /tmp/wolfpack-go.*.$$$$
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy and commit the result"; exit 1; }
 
 # Unit tests and the simulator: no root, race detector on. Integration tests
 # skip themselves under -short.
@@ -39,8 +39,13 @@ fuzz:
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
 # Ring 2 and 3: real tgt, real QEMU guests, real SG_IO.
+# Each test's result is printed; the whole -v output is kept in
+# .cache/integration.log for when one fails.
 integration: deps
-	$(GO) test -count=1 -p 1 -timeout $(INTEGRATION_TIMEOUT) -run 'TestIntegration' ./...
+	@mkdir -p .cache; set -o pipefail; \
+	$(GO) test -v -count=1 -p 1 -timeout $(INTEGRATION_TIMEOUT) -run '$(INTEGRATION_RUN)' ./... 2>&1 | \
+	  tee .cache/integration.log | grep --line-buffered -E '^(--- |ok |FAIL|panic:)|^\s+--- '; \
+	st=$$?; if [ $$st -ne 0 ]; then echo "integration: failed; the last 300 lines of .cache/integration.log:"; tail -n 300 .cache/integration.log; fi; exit $$st
 
 test: deps check unit sim fuzz integration
 
