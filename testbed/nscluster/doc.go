@@ -1,0 +1,44 @@
+// Package nscluster runs a Wolfpack cluster of real clusterd processes, each
+// in its own Linux network namespace, on one machine (DESIGN §4, ring 2), for
+// integration tests run as root.
+//
+// # Layout
+//
+// A rig has a per-run prefix wpn<pid>x<seq> (the creating process's pid, so
+// that a later run can sweep what a killed run left behind). Every bridge
+// lives in a namespace of the rig's own; nothing is created in, addressed in,
+// or sent from the host's network namespace.
+//
+//	<prefix>-fab    fabric: bridges pub, priv1, priv2 (PrivateNets of them),
+//	                stor; the fabric end of every veth, named n<N>-<bridge>
+//	                (st, cl for the storage and client namespaces)
+//	<prefix>-n<N>   node N: eth0 public 10.97.0.(10+N), eth<K> private network
+//	                K 10.97.K.(10+N), the next eth storage 10.98.0.(10+N)
+//	<prefix>-st     tgtd (package iscsitest) on eth0 10.98.0.1:3260, one LUN
+//	<prefix>-cl     the client: eth0 public 10.97.0.100
+//
+// Networks are cut at the fabric end of a node's veth (Cut, Restore): the
+// link goes down on both sides and no packet crosses in either direction,
+// like a pulled cable. Partition moves the fabric ends of the private
+// networks onto one bridge per group; the public and storage networks stay
+// whole, so the quorum disk can arbitrate.
+//
+// # Processes
+//
+// Each node's daemon runs as `ip netns exec <prefix>-n<N> BINARY -config
+// FILE` with the config the clusterd contract describes (DaemonConfig); its
+// stdout and stderr go to <Dir>/node<N>.log, and every JSON line (slog's JSON
+// handler) becomes an Event in the cluster's event stream, which tests wait
+// on (WaitEvent) instead of sleeping. The admin socket is a file on the host,
+// so Status dials it directly.
+//
+// # Teardown
+//
+// Close kills every process the rig started (and anything else left in its
+// namespaces), stops tgtd, deletes the namespaces (and with them the bridges
+// and veths) and removes Dir unless the test failed (then it is kept and
+// the tail of every node's log is printed). New registers Close with
+// t.Cleanup; SIGINT and SIGTERM also close open rigs; daemons die with the
+// test process (PDEATHSIG); and New sweeps the namespaces and directories
+// of runs whose process is gone.
+package nscluster

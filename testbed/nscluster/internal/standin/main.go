@@ -1,0 +1,166 @@
+// Command standin is a stand-in for clusterd that the nscluster rig's own
+// tests run: it reads the same config file, sends a small UDP datagram to
+// every peer on every private network each heartbeat interval, and logs in
+// clusterd's shape ("formed", "network down"/"network up" per peer and
+// network), serves GET /v1/status on the admin socket, and exits 0 on
+// SIGTERM. It has no membership protocol; it only shows that the rig wires
+// processes, networks, logs and sockets the way the contract says.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+type config struct {
+	NodeID int `json:"node_id"`
+	Nodes  []struct {
+		ID    int      `json:"id"`
+		Name  string   `json:"name"`
+		Addrs []string `json:"addrs"`
+	} `json:"nodes"`
+	Networks []struct {
+		Name      string `json:"name"`
+		Interface string `json:"interface"`
+	} `json:"networks"`
+	Port        int    `json:"port"`
+	AdminSocket string `json:"admin_socket"`
+	Timing      struct {
+		HeartbeatInterval  string `json:"heartbeat_interval"`
+		HeartbeatThreshold int    `json:"heartbeat_threshold"`
+	} `json:"timing"`
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "standin:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	if len(os.Args) != 3 || os.Args[1] != "-config" {
+		return fmt.Errorf("usage: standin -config FILE")
+	}
+	b, err := os.ReadFile(os.Args[2])
+	if err != nil {
+		return err
+	}
+	var cfg config
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	interval := 100 * time.Millisecond
+	if d, err := time.ParseDuration(cfg.Timing.HeartbeatInterval); err == nil {
+		interval = d
+	}
+	threshold := 5
+	if cfg.Timing.HeartbeatThreshold > 0 {
+		threshold = cfg.Timing.HeartbeatThreshold
+	}
+	var name string
+	for _, n := range cfg.Nodes {
+		if n.ID == cfg.NodeID {
+			name = n.Name
+		}
+	}
+
+	var mu sync.Mutex
+	last := map[[2]int]time.Time{} // peer, network -> last datagram
+	down := map[[2]int]bool{}
+	var conns []*net.UDPConn
+	for k := range cfg.Networks {
+		var self string
+		for _, n := range cfg.Nodes {
+			if n.ID == cfg.NodeID {
+				self = n.Addrs[k]
+			}
+		}
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(self), Port: cfg.Port})
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", cfg.Networks[k].Name, err)
+		}
+		conns = append(conns, c)
+		go func() {
+			buf := make([]byte, 64)
+			for {
+				n, _, err := c.ReadFromUDP(buf)
+				if err != nil {
+					return
+				}
+				peer, err := strconv.Atoi(string(buf[:n]))
+				if err != nil {
+					continue
+				}
+				mu.Lock()
+				key := [2]int{peer, k}
+				last[key] = time.Now()
+				if down[key] {
+					down[key] = false
+					log.Info("network up", "peer", peer, "network", cfg.Networks[k].Name)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		members := []int{}
+		for _, n := range cfg.Nodes {
+			members = append(members, n.ID)
+		}
+		json.NewEncoder(w).Encode(map[string]any{"node": cfg.NodeID, "name": name, "state": "member", "epoch": 1, "members": members})
+	})}
+	os.Remove(cfg.AdminSocket)
+	l, err := net.Listen("unix", cfg.AdminSocket)
+	if err != nil {
+		return err
+	}
+	go srv.Serve(l)
+	log.Info("formed", "epoch", 1, "members", []int{cfg.NodeID})
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	start := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			srv.Close()
+			log.Info("left")
+			return nil
+		case <-tick.C:
+		}
+		for k, c := range conns {
+			for _, n := range cfg.Nodes {
+				if n.ID == cfg.NodeID {
+					continue
+				}
+				c.WriteToUDP([]byte(strconv.Itoa(cfg.NodeID)), &net.UDPAddr{IP: net.ParseIP(n.Addrs[k]), Port: cfg.Port})
+				key := [2]int{n.ID, k}
+				mu.Lock()
+				seen := last[key]
+				if seen.IsZero() {
+					seen = start
+				}
+				if !down[key] && time.Since(seen) > time.Duration(threshold)*interval {
+					down[key] = true
+					log.Info("network down", "peer", n.ID, "network", cfg.Networks[k].Name)
+				}
+				mu.Unlock()
+			}
+		}
+	}
+}

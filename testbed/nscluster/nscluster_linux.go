@@ -1,0 +1,991 @@
+package nscluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wolfpack-ha/wolfpack/scsi/iscsi/iscsitest"
+	"github.com/wolfpack-ha/wolfpack/testbed"
+)
+
+// Contract constants (docs/clusterd.md).
+const (
+	ClusterName = "test"
+	ClusterTag  = "574c4650"
+	Port        = 7400
+	// StorageHost is tgtd's address on the storage network.
+	StorageHost = "10.98.0.1"
+	// InitiatorPrefix + "node<N>" is node N's iSCSI initiator name.
+	InitiatorPrefix = "iqn.2024-01.org.example:"
+
+	prefix = "wpn"
+)
+
+// Net names one of the rig's networks (the name of its bridge).
+type Net string
+
+// The networks. Private(k) names private network k (1-based).
+const (
+	Public  Net = "pub"
+	Priv1   Net = "priv1"
+	Priv2   Net = "priv2"
+	Storage Net = "stor"
+)
+
+// Private returns the name of private network k (1-based).
+func Private(k int) Net { return Net("priv" + strconv.Itoa(k)) }
+
+// Addr returns node's address on network nw (node 0 on Storage is tgtd,
+// node 90 on Public is the client).
+func Addr(nw Net, node int) netip.Addr {
+	host := byte(10 + node)
+	switch {
+	case nw == Public:
+		return netip.AddrFrom4([4]byte{10, 97, 0, host})
+	case nw == Storage:
+		if node == 0 {
+			return netip.MustParseAddr(StorageHost)
+		}
+		return netip.AddrFrom4([4]byte{10, 98, 0, host})
+	default:
+		k, _ := strconv.Atoi(strings.TrimPrefix(string(nw), "priv"))
+		return netip.AddrFrom4([4]byte{10, 97, byte(k), host})
+	}
+}
+
+// ClientAddr is the client namespace's address on the public network.
+var ClientAddr = netip.MustParseAddr("10.97.0.100")
+
+// Timing overrides the daemon's timing; zero fields are left out of the
+// config file (the daemon's defaults apply).
+type Timing struct {
+	HeartbeatInterval   time.Duration
+	HeartbeatThreshold  int
+	QuorumCheckInterval time.Duration
+}
+
+// Config configures New.
+type Config struct {
+	// Nodes is the number of configured nodes, 2..16.
+	Nodes int
+	// PrivateNets is the number of private (heartbeat) networks, 1..4;
+	// zero means 2.
+	PrivateNets int
+	// Binary is the daemon; empty builds ./cmd/clusterd (testbed.BuildGo).
+	Binary string
+	// CLI is the cluster admin tool; empty builds ./cmd/cluster.
+	CLI string
+	// Timing overrides the daemon's timing.
+	Timing Timing
+	// Deferred nodes are configured (every config file lists them) but
+	// not started by New; start them with Node(i).Start.
+	Deferred []int
+	// Logger gets the rig's own progress; nil discards it.
+	Logger *slog.Logger
+}
+
+// DaemonConfig is the daemon's config file (the clusterd contract).
+type DaemonConfig struct {
+	Cluster     string         `json:"cluster"`
+	ClusterTag  string         `json:"cluster_tag"`
+	KeyFile     string         `json:"key_file"`
+	NodeID      int            `json:"node_id"`
+	Nodes       []ConfigNode   `json:"nodes"`
+	Networks    []ConfigNet    `json:"networks"`
+	Port        int            `json:"port"`
+	Quorum      ConfigQuorum   `json:"quorum"`
+	AdminSocket string         `json:"admin_socket"`
+	Timing      map[string]any `json:"timing,omitempty"`
+}
+
+// ConfigNode is one entry of DaemonConfig.Nodes; Addrs[k] is the node's
+// address on Networks[k].
+type ConfigNode struct {
+	ID    int      `json:"id"`
+	Name  string   `json:"name"`
+	Addrs []string `json:"addrs"`
+}
+
+// ConfigNet is one entry of DaemonConfig.Networks.
+type ConfigNet struct {
+	Name      string `json:"name"`
+	Interface string `json:"interface"`
+}
+
+// ConfigQuorum is DaemonConfig.Quorum.
+type ConfigQuorum struct {
+	Device        string `json:"device"`
+	InitiatorName string `json:"initiator_name"`
+}
+
+// Cluster is a running rig.
+type Cluster struct {
+	// Prefix names everything the rig created.
+	Prefix string
+	// Dir holds the key, config and log files and the admin sockets.
+	Dir string
+	// KeyFile is the cluster secret every node's config names.
+	KeyFile string
+	// Device is the quorum LUN's iscsi:// address.
+	Device string
+	// Fabric, StorageNS and ClientNS are namespace names.
+	Fabric, StorageNS, ClientNS string
+	// Tgt is the target.
+	Tgt *iscsitest.Tgt
+
+	cfg    Config
+	log    *slog.Logger
+	t      testing.TB
+	nodes  []*Node
+	events *eventLog
+
+	mu        sync.Mutex
+	netns     []string          // every namespace created, fabric first
+	spawned   []*exec.Cmd       // Spawn'd processes
+	partBr    map[string]bool   // bridges Partition created
+	partOf    map[string]string // fabric port -> bridge it was moved to
+	closed    bool
+	closeErr  error
+	closeOnce sync.Once
+}
+
+var seq struct {
+	sync.Mutex
+	n int
+}
+
+// Require skips t unless the rig can run here: root, ip (iproute2) and
+// tgtd, and not -short.
+func Require(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("namespace cluster skipped in -short mode")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("namespace cluster skipped: needs root (network namespaces, tgtd); run as root, e.g. sudo -E go test ...")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("namespace cluster skipped: ip not found (apt-get install iproute2)")
+	}
+	if err := iscsitest.Available(); err != nil {
+		t.Skipf("namespace cluster skipped: %v (apt-get install tgt)", err)
+	}
+}
+
+// New builds the rig for t, formats the quorum LUN and starts every node
+// but cfg.Deferred; it skips t when the rig cannot run here and fails t
+// when building it fails. Close runs at t's cleanup.
+func New(t testing.TB, cfg Config) *Cluster {
+	t.Helper()
+	Require(t)
+	if cfg.Nodes < 2 || cfg.Nodes > 16 {
+		t.Fatalf("nscluster: %d nodes: want 2..16", cfg.Nodes)
+	}
+	if cfg.PrivateNets == 0 {
+		cfg.PrivateNets = 2
+	}
+	if cfg.PrivateNets < 1 || cfg.PrivateNets > 4 {
+		t.Fatalf("nscluster: %d private networks: want 1..4", cfg.PrivateNets)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	ctx := t.Context()
+	for _, b := range []struct {
+		path *string
+		pkg  string
+	}{{&cfg.Binary, "./cmd/clusterd"}, {&cfg.CLI, "./cmd/cluster"}} {
+		if *b.path != "" {
+			continue
+		}
+		p, err := testbed.BuildGo(ctx, b.pkg)
+		if err != nil {
+			t.Fatalf("nscluster: build %s: %v", b.pkg, err)
+		}
+		*b.path = p
+	}
+	Sweep(cfg.Logger)
+
+	seq.Lock()
+	seq.n++
+	pfx := fmt.Sprintf("%s%dx%d", prefix, os.Getpid(), seq.n)
+	seq.Unlock()
+	dir, err := os.MkdirTemp("", pfx+"-")
+	if err != nil {
+		t.Fatalf("nscluster: %v", err)
+	}
+	c := &Cluster{
+		Prefix: pfx, Dir: dir, Fabric: pfx + "-fab", StorageNS: pfx + "-st", ClientNS: pfx + "-cl",
+		cfg: cfg, log: cfg.Logger.With("rig", pfx), t: t, events: newEventLog(),
+		partBr: map[string]bool{}, partOf: map[string]string{},
+	}
+	register(c)
+	t.Cleanup(func() { c.Close() }) // if building the network fails
+	if err := c.buildNetwork(ctx); err != nil {
+		t.Fatalf("nscluster: %v", err)
+	}
+	c.Tgt = iscsitest.Start(t, iscsitest.Options{Wrap: []string{"ip", "netns", "exec", c.StorageNS}, Host: StorageHost})
+	// Cleanups run last registered first: this Close (idempotent) stops
+	// the daemons before iscsitest's cleanup stops tgtd.
+	t.Cleanup(func() { c.Close() })
+	c.Device = c.Tgt.Addr(1)
+
+	key := make([]byte, 32)
+	rand.Read(key)
+	c.KeyFile = filepath.Join(dir, "cluster.key")
+	if err := os.WriteFile(c.KeyFile, []byte(hex.EncodeToString(key)), 0o600); err != nil {
+		t.Fatalf("nscluster: %v", err)
+	}
+	if out, err := exec.CommandContext(ctx, "ip", "netns", "exec", c.StorageNS, cfg.CLI, "quorum", "format", "--force", "--cluster-tag", ClusterTag, c.Device).CombinedOutput(); err != nil {
+		t.Fatalf("nscluster: format the quorum LUN: %v: %s", err, bytes.TrimSpace(out))
+	}
+	for i := 1; i <= cfg.Nodes; i++ {
+		c.nodes = append(c.nodes, c.newNode(i))
+	}
+	for _, n := range c.nodes {
+		if slices.Contains(cfg.Deferred, n.ID) {
+			continue
+		}
+		if err := n.Start(); err != nil {
+			t.Fatalf("nscluster: %v", err)
+		}
+	}
+	return c
+}
+
+// nets lists the networks in the order of a node's eth<K> interfaces.
+func (c *Cluster) nets() []Net {
+	l := []Net{Public}
+	for k := 1; k <= c.cfg.PrivateNets; k++ {
+		l = append(l, Private(k))
+	}
+	return append(l, Storage)
+}
+
+func port(node int, nw Net) string { return fmt.Sprintf("n%d-%s", node, nw) }
+
+func (c *Cluster) nodeNS(i int) string { return fmt.Sprintf("%s-n%d", c.Prefix, i) }
+
+func (c *Cluster) addNetns(ctx context.Context, name string) error {
+	if err := run(ctx, "ip", "netns", "add", name); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.netns = append(c.netns, name)
+	c.mu.Unlock()
+	return nil
+}
+
+// buildNetwork creates the namespaces, bridges and veths. Every command
+// names a namespace of ours (ip -n, or a veth's peer moved into one).
+func (c *Cluster) buildNetwork(ctx context.Context) error {
+	start := time.Now()
+	names := []string{c.Fabric, c.StorageNS, c.ClientNS}
+	for i := 1; i <= c.cfg.Nodes; i++ {
+		names = append(names, c.nodeNS(i))
+	}
+	for _, ns := range names {
+		if err := c.addNetns(ctx, ns); err != nil {
+			return err
+		}
+	}
+	var fab []string
+	fab = append(fab, "link set lo up")
+	for _, nw := range c.nets() {
+		// No STP: a port moved between bridges forwards at once.
+		fab = append(fab, fmt.Sprintf("link add %s type bridge stp_state 0 mcast_snooping 0", nw), fmt.Sprintf("link set %s up", nw))
+	}
+	veth := func(fabPort, br, ns, ifname string) {
+		fab = append(fab,
+			fmt.Sprintf("link add %s type veth peer name %s netns %s", fabPort, ifname, ns),
+			fmt.Sprintf("link set %s master %s up", fabPort, br))
+	}
+	veth("st", string(Storage), c.StorageNS, "eth0")
+	veth("cl", string(Public), c.ClientNS, "eth0")
+	for i := 1; i <= c.cfg.Nodes; i++ {
+		for k, nw := range c.nets() {
+			veth(port(i, nw), string(nw), c.nodeNS(i), fmt.Sprintf("eth%d", k))
+		}
+	}
+	if err := ipBatch(ctx, c.Fabric, fab); err != nil {
+		return err
+	}
+	one := func(ns string, addrs ...string) error {
+		cmds := []string{"link set lo up"}
+		for k, a := range addrs {
+			cmds = append(cmds, fmt.Sprintf("addr add %s/24 dev eth%d", a, k), fmt.Sprintf("link set eth%d up", k))
+		}
+		return ipBatch(ctx, ns, cmds)
+	}
+	if err := one(c.StorageNS, StorageHost); err != nil {
+		return err
+	}
+	if err := one(c.ClientNS, ClientAddr.String()); err != nil {
+		return err
+	}
+	for i := 1; i <= c.cfg.Nodes; i++ {
+		var addrs []string
+		for _, nw := range c.nets() {
+			addrs = append(addrs, Addr(nw, i).String())
+		}
+		if err := one(c.nodeNS(i), addrs...); err != nil {
+			return err
+		}
+	}
+	c.log.Info("network built", "nodes", c.cfg.Nodes, "private", c.cfg.PrivateNets, "took", time.Since(start))
+	return nil
+}
+
+func ipBatch(ctx context.Context, ns string, cmds []string) error {
+	cmd := exec.CommandContext(ctx, "ip", "-n", ns, "-batch", "-")
+	cmd.Stdin = strings.NewReader(strings.Join(cmds, "\n") + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("ip -n %s -batch: %v: %s", ns, err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+func run(ctx context.Context, argv ...string) error {
+	if out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// Node returns node i (1-based).
+func (c *Cluster) Node(i int) *Node { return c.nodes[i-1] }
+
+// Nodes returns every configured node.
+func (c *Cluster) Nodes() []*Node { return c.nodes }
+
+// Config returns the rig's configuration (with the built binaries' paths).
+func (c *Cluster) Config() Config { return c.cfg }
+
+func (c *Cluster) setLink(nw Net, node int, state string) error {
+	if !slices.Contains(c.nets(), nw) {
+		return fmt.Errorf("nscluster: no network %q", nw)
+	}
+	c.log.Info("link "+state, "node", node, "net", nw)
+	return ipBatch(context.Background(), c.Fabric, []string{fmt.Sprintf("link set %s %s", port(node, nw), state)})
+}
+
+// Cut takes node i off network nw: its veth goes down at the fabric end,
+// so no packet crosses in either direction and both ends lose carrier.
+func (c *Cluster) Cut(i int, nw Net) error { return c.setLink(nw, i, "down") }
+
+// Restore undoes Cut.
+func (c *Cluster) Restore(i int, nw Net) error { return c.setLink(nw, i, "up") }
+
+// Partition splits every private network into the groups: the fabric ends
+// of group g's nodes move onto a bridge of their own, so nodes hear each
+// other only within a group. Nodes named in no group stay on the original
+// bridges together. The public and storage networks stay whole. Heal
+// undoes it.
+func (c *Cluster) Partition(groups ...[]int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var cmds []string
+	for k := 1; k <= c.cfg.PrivateNets; k++ {
+		nw := Private(k)
+		for g, nodes := range groups {
+			br := fmt.Sprintf("%s.%d", nw, g+1)
+			if !c.partBr[br] {
+				cmds = append(cmds, fmt.Sprintf("link add %s type bridge stp_state 0 mcast_snooping 0", br), fmt.Sprintf("link set %s up", br))
+				c.partBr[br] = true
+			}
+			for _, i := range nodes {
+				p := port(i, nw)
+				cmds = append(cmds, fmt.Sprintf("link set %s master %s", p, br))
+				c.partOf[p] = br
+			}
+		}
+	}
+	c.log.Info("partition", "groups", fmt.Sprint(groups))
+	return ipBatch(context.Background(), c.Fabric, cmds)
+}
+
+// Heal puts every private network back together after Partition.
+func (c *Cluster) Heal() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var cmds []string
+	for p := range c.partOf {
+		_, nw, _ := strings.Cut(p, "-")
+		cmds = append(cmds, fmt.Sprintf("link set %s master %s", p, nw))
+	}
+	for br := range c.partBr {
+		cmds = append(cmds, "link delete "+br)
+	}
+	clear(c.partOf)
+	clear(c.partBr)
+	c.log.Info("heal")
+	if len(cmds) == 0 {
+		return nil
+	}
+	return ipBatch(context.Background(), c.Fabric, cmds)
+}
+
+// Events returns every event so far that matches (see Match).
+func (c *Cluster) Events(node int, msg string, pred func(Event) bool) []Event {
+	m := Match(node, msg, pred)
+	var out []Event
+	for _, e := range c.events.snapshot() {
+		if m(e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Mark returns the sequence number the next event will get; After(mark)
+// selects the events from then on.
+func (c *Cluster) Mark() int { return c.events.len() }
+
+// WaitEvent returns the first event, in the whole stream, of node (0: any)
+// with message msg ("" any) for which pred (nil: any) holds, waiting for
+// it until ctx ends.
+func (c *Cluster) WaitEvent(ctx context.Context, node int, msg string, pred func(Event) bool) (Event, error) {
+	e, err := c.events.wait(ctx, Match(node, msg, pred))
+	if err != nil {
+		who := "any node"
+		if node != 0 {
+			who = fmt.Sprintf("node %d", node)
+		}
+		return e, fmt.Errorf("nscluster: waiting for %q on %s: %w", msg, who, err)
+	}
+	return e, nil
+}
+
+// ClientExec runs argv in the client namespace and returns its combined
+// output.
+func (c *Cluster) ClientExec(ctx context.Context, argv ...string) ([]byte, error) {
+	return nsExec(ctx, c.ClientNS, argv...)
+}
+
+func nsExec(ctx context.Context, ns string, argv ...string) ([]byte, error) {
+	out, err := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns}, argv...)...).CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("in %s: %s: %w", ns, strings.Join(argv, " "), err)
+	}
+	return out, nil
+}
+
+// LogTail returns the last n lines of node i's log file.
+func (c *Cluster) LogTail(i, n int) string {
+	b, _ := os.ReadFile(c.Node(i).LogFile)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Close kills every process the rig started, stops tgtd, deletes the
+// namespaces and removes Dir (kept, with log tails printed, if the test
+// failed). It is idempotent and safe from any goroutine.
+func (c *Cluster) Close() error {
+	c.closeOnce.Do(func() { c.closeErr = c.close() })
+	return c.closeErr
+}
+
+func (c *Cluster) close() error {
+	unregister(c)
+	c.mu.Lock()
+	c.closed = true
+	spawned := c.spawned
+	c.mu.Unlock()
+	var errs []error
+	for _, n := range c.nodes {
+		if err := n.Kill(); err != nil && !errors.Is(err, ErrNotRunning) {
+			errs = append(errs, err)
+		}
+	}
+	for _, cmd := range spawned {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+	if c.Tgt != nil {
+		if err := c.Tgt.Stop(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	c.mu.Lock()
+	names := c.netns
+	c.netns = nil
+	c.mu.Unlock()
+	for _, ns := range names {
+		if err := removeNetns(ns); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	failed := c.t != nil && c.t.Failed()
+	if failed {
+		for _, n := range c.nodes {
+			c.t.Logf("node%d log tail (%s):\n%s", n.ID, n.LogFile, c.LogTail(n.ID, 40))
+		}
+		c.t.Logf("nscluster: kept %s", c.Dir)
+	} else if err := os.RemoveAll(c.Dir); err != nil {
+		errs = append(errs, err)
+	}
+	c.log.Info("closed")
+	return errors.Join(errs...)
+}
+
+// removeNetns kills whatever still runs in namespace ns (only ever one of
+// ours) and deletes it; its links go with it.
+func removeNetns(ns string) error {
+	if out, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
+		for _, f := range strings.Fields(string(out)) {
+			if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+	out, err := exec.Command("ip", "netns", "delete", ns).CombinedOutput()
+	if err != nil && !strings.Contains(string(out), "No such file") {
+		return fmt.Errorf("ip netns delete %s: %v: %s", ns, err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// Sweep removes the namespaces and directories of rigs whose process is
+// gone (a run killed before its cleanup). New calls it.
+func Sweep(log *slog.Logger) {
+	dead := func(name string) bool {
+		rest, ok := strings.CutPrefix(name, prefix)
+		if !ok {
+			return false
+		}
+		pidStr, _, ok := strings.Cut(rest, "x")
+		pid, err := strconv.Atoi(pidStr)
+		if !ok || err != nil || pid == os.Getpid() {
+			return false
+		}
+		return syscall.Kill(pid, 0) == syscall.ESRCH
+	}
+	if ents, err := os.ReadDir("/run/netns"); err == nil {
+		for _, e := range ents {
+			if dead(e.Name()) {
+				log.Info("sweeping namespace of a dead run", "netns", e.Name())
+				removeNetns(e.Name())
+			}
+		}
+	}
+	if ents, err := os.ReadDir(os.TempDir()); err == nil {
+		for _, e := range ents {
+			if e.IsDir() && dead(e.Name()) {
+				os.RemoveAll(filepath.Join(os.TempDir(), e.Name()))
+			}
+		}
+	}
+}
+
+// live is the set of open rigs, closed on SIGINT or SIGTERM.
+var live struct {
+	sync.Mutex
+	once sync.Once
+	set  map[*Cluster]struct{}
+}
+
+func register(c *Cluster) {
+	live.Lock()
+	defer live.Unlock()
+	if live.set == nil {
+		live.set = map[*Cluster]struct{}{}
+	}
+	live.set[c] = struct{}{}
+	live.once.Do(func() {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+		go func() {
+			s := <-sig
+			live.Lock()
+			var cs []*Cluster
+			for c := range live.set {
+				cs = append(cs, c)
+			}
+			live.Unlock()
+			fmt.Fprintf(os.Stderr, "nscluster: %v: closing %d rig(s)\n", s, len(cs))
+			for _, c := range cs {
+				c.Close()
+			}
+			signal.Reset(s)
+			syscall.Kill(os.Getpid(), s.(syscall.Signal))
+		}()
+	})
+}
+
+func unregister(c *Cluster) {
+	live.Lock()
+	defer live.Unlock()
+	delete(live.set, c)
+}
+
+// ErrNotRunning is returned for a signal to a node whose process is not
+// running.
+var ErrNotRunning = errors.New("nscluster: node not running")
+
+// Node is one configured node.
+type Node struct {
+	ID   int
+	Name string
+	// Netns is the node's network namespace.
+	Netns string
+	// ConfigFile, LogFile and Socket are files in the rig's Dir.
+	ConfigFile, LogFile, Socket string
+	// Config is what the next Start writes to ConfigFile.
+	Config DaemonConfig
+
+	c  *Cluster
+	mu sync.Mutex
+	p  *proc
+}
+
+type proc struct {
+	cmd     *exec.Cmd
+	started time.Time
+	done    chan struct{}
+	state   *os.ProcessState
+}
+
+func (c *Cluster) newNode(i int) *Node {
+	n := &Node{
+		ID: i, Name: fmt.Sprintf("node%d", i), Netns: c.nodeNS(i), c: c,
+		ConfigFile: filepath.Join(c.Dir, fmt.Sprintf("node%d.json", i)),
+		LogFile:    filepath.Join(c.Dir, fmt.Sprintf("node%d.log", i)),
+		Socket:     filepath.Join(c.Dir, fmt.Sprintf("node%d.sock", i)),
+	}
+	cfg := DaemonConfig{
+		Cluster: ClusterName, ClusterTag: ClusterTag, KeyFile: c.KeyFile, NodeID: i, Port: Port,
+		Quorum:      ConfigQuorum{Device: c.Device, InitiatorName: fmt.Sprintf("%snode%d", InitiatorPrefix, i)},
+		AdminSocket: n.Socket,
+	}
+	for j := 1; j <= c.cfg.Nodes; j++ {
+		e := ConfigNode{ID: j, Name: fmt.Sprintf("node%d", j)}
+		for k := 1; k <= c.cfg.PrivateNets; k++ {
+			e.Addrs = append(e.Addrs, Addr(Private(k), j).String())
+		}
+		cfg.Nodes = append(cfg.Nodes, e)
+	}
+	for k := 1; k <= c.cfg.PrivateNets; k++ {
+		cfg.Networks = append(cfg.Networks, ConfigNet{Name: string(Private(k)), Interface: fmt.Sprintf("eth%d", k)})
+	}
+	tm := map[string]any{}
+	if d := c.cfg.Timing.HeartbeatInterval; d != 0 {
+		tm["heartbeat_interval"] = d.String()
+	}
+	if v := c.cfg.Timing.HeartbeatThreshold; v != 0 {
+		tm["heartbeat_threshold"] = v
+	}
+	if d := c.cfg.Timing.QuorumCheckInterval; d != 0 {
+		tm["quorum_check_interval"] = d.String()
+	}
+	if len(tm) > 0 {
+		cfg.Timing = tm
+	}
+	n.Config = cfg
+	return n
+}
+
+// Start writes the node's config file (after edit, if given, changed
+// n.Config) and starts its daemon. The process's output is appended to
+// LogFile and parsed into the event stream.
+func (n *Node) Start(edit ...func(*DaemonConfig)) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.p != nil && n.p.state == nil {
+		return fmt.Errorf("nscluster: node %d is already running", n.ID)
+	}
+	n.c.mu.Lock()
+	closed := n.c.closed
+	n.c.mu.Unlock()
+	if closed {
+		return fmt.Errorf("nscluster: node %d: rig closed", n.ID)
+	}
+	for _, f := range edit {
+		f(&n.Config)
+	}
+	b, err := json.MarshalIndent(n.Config, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(n.ConfigFile, b, 0o644); err != nil {
+		return err
+	}
+	os.Remove(n.Socket)
+	f, err := os.OpenFile(n.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("ip", "netns", "exec", n.Netns, n.c.cfg.Binary, "-config", n.ConfigFile)
+	lw := &lineWriter{node: n.ID, file: f, events: n.c.events}
+	cmd.Stdout, cmd.Stderr = lw, lw
+	cmd.WaitDelay = 2 * time.Second // a child holding the pipes must not stall Wait
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return fmt.Errorf("nscluster: start node %d: %w", n.ID, err)
+	}
+	p := &proc{cmd: cmd, started: time.Now(), done: make(chan struct{})}
+	n.p = p
+	n.c.events.add(Event{Node: n.ID, Time: p.started, Read: p.started, Msg: MsgStarted, Attrs: map[string]any{"pid": float64(cmd.Process.Pid)}})
+	n.c.log.Info("node started", "node", n.ID, "pid", cmd.Process.Pid)
+	go func() {
+		cmd.Wait()
+		lw.flush()
+		f.Close()
+		now := time.Now()
+		st := cmd.ProcessState
+		attrs := map[string]any{"status": float64(st.ExitCode())}
+		if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			attrs["signal"] = ws.Signal().String()
+		}
+		n.mu.Lock()
+		p.state = st
+		n.mu.Unlock()
+		n.c.events.add(Event{Node: n.ID, Time: now, Read: now, Msg: MsgExited, Attrs: attrs})
+		n.c.log.Info("node exited", "node", n.ID, "state", st.String())
+		close(p.done)
+	}()
+	return nil
+}
+
+func (n *Node) current() *proc {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.p
+}
+
+// Running reports whether the node's process is running (or stopped).
+func (n *Node) Running() bool {
+	p := n.current()
+	if p == nil {
+		return false
+	}
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Pid is the daemon's pid (ip netns exec execs it), 0 if never started.
+func (n *Node) Pid() int {
+	if p := n.current(); p != nil {
+		return p.cmd.Process.Pid
+	}
+	return 0
+}
+
+// Started is when the current (or last) process was started.
+func (n *Node) Started() time.Time {
+	if p := n.current(); p != nil {
+		return p.started
+	}
+	return time.Time{}
+}
+
+// Signal sends sig to the daemon.
+func (n *Node) Signal(sig syscall.Signal) error {
+	p := n.current()
+	if p == nil {
+		return ErrNotRunning
+	}
+	select {
+	case <-p.done:
+		return ErrNotRunning
+	default:
+	}
+	n.c.log.Info("signal", "node", n.ID, "signal", sig.String())
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("nscluster: node %d: %v: %w", n.ID, sig, err)
+	}
+	return nil
+}
+
+// Kill sends SIGKILL and waits (up to 10 s) for the process to be gone.
+func (n *Node) Kill() error {
+	if err := n.Signal(syscall.SIGKILL); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := n.Wait(ctx)
+	return err
+}
+
+// Stop freezes the daemon (SIGSTOP); Cont thaws it.
+func (n *Node) Stop() error { return n.Signal(syscall.SIGSTOP) }
+
+// Cont thaws a daemon Stop froze (SIGCONT).
+func (n *Node) Cont() error { return n.Signal(syscall.SIGCONT) }
+
+// Term asks the daemon to leave the cluster and exit (SIGTERM); Wait
+// for its exit.
+func (n *Node) Term() error { return n.Signal(syscall.SIGTERM) }
+
+// Wait waits for the current process to exit and returns its state.
+func (n *Node) Wait(ctx context.Context) (*os.ProcessState, error) {
+	p := n.current()
+	if p == nil {
+		return nil, ErrNotRunning
+	}
+	select {
+	case <-p.done:
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return p.state, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("nscluster: waiting for node %d to exit: %w", n.ID, ctx.Err())
+	}
+}
+
+// Restart kills the daemon if it runs and starts it again (a new
+// incarnation).
+func (n *Node) Restart(edit ...func(*DaemonConfig)) error {
+	if err := n.Kill(); err != nil && !errors.Is(err, ErrNotRunning) {
+		return err
+	}
+	return n.Start(edit...)
+}
+
+// Exec runs argv in the node's namespace and returns its combined output.
+func (n *Node) Exec(ctx context.Context, argv ...string) ([]byte, error) {
+	return nsExec(ctx, n.Netns, argv...)
+}
+
+// Spawn starts argv in the background in the node's namespace (a CPU hog,
+// a load generator); Close kills it.
+func (n *Node) Spawn(argv ...string) (*exec.Cmd, error) {
+	cmd := exec.Command("ip", append([]string{"netns", "exec", n.Netns}, argv...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	n.c.mu.Lock()
+	defer n.c.mu.Unlock()
+	if n.c.closed {
+		return nil, fmt.Errorf("nscluster: rig closed")
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	n.c.spawned = append(n.c.spawned, cmd)
+	return cmd, nil
+}
+
+// Status is GET /v1/status of the admin API.
+type Status struct {
+	Node        int             `json:"node"`
+	Name        string          `json:"name"`
+	State       string          `json:"state"`
+	Epoch       uint64          `json:"epoch"`
+	Members     []int           `json:"members"`
+	QuorumOwner json.RawMessage `json:"quorum_owner"`
+	Networks    json.RawMessage `json:"networks"`
+	Counters    json.RawMessage `json:"counters"`
+	// Raw is the whole answer.
+	Raw json.RawMessage `json:"-"`
+}
+
+// Status asks the node's admin API (its unix socket, a file on the host,
+// dialled from here) for its status.
+func (n *Node) Status(ctx context.Context) (*Status, error) {
+	b, err := n.Get(ctx, "/v1/status")
+	if err != nil {
+		return nil, err
+	}
+	var st Status
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("nscluster: node %d status: %w: %s", n.ID, err, b)
+	}
+	st.Raw = b
+	return &st, nil
+}
+
+// Get does GET path on the node's admin socket and returns the body.
+func (n *Node) Get(ctx context.Context, path string) ([]byte, error) {
+	cl := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", n.Socket)
+		},
+	}}
+	defer cl.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://clusterd"+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := cl.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("nscluster: node %d: GET %s: %w", n.ID, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return b, fmt.Errorf("nscluster: node %d: GET %s: %s: %s", n.ID, path, resp.Status, bytes.TrimSpace(b))
+	}
+	return b, nil
+}
+
+// lineWriter appends a process's output to its log file and turns each
+// complete line into an event.
+type lineWriter struct {
+	mu     sync.Mutex
+	node   int
+	file   *os.File
+	events *eventLog
+	buf    []byte
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := time.Now()
+	w.file.Write(p)
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		if e, ok := parseLine(w.node, w.buf[:i], now); ok {
+			w.events.add(e)
+		}
+		w.buf = w.buf[i+1:]
+	}
+	return len(p), nil
+}
+
+func (w *lineWriter) flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.buf) > 0 {
+		if e, ok := parseLine(w.node, w.buf, time.Now()); ok {
+			w.events.add(e)
+		}
+		w.buf = nil
+	}
+}
