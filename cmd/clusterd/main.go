@@ -1,0 +1,110 @@
+// Command clusterd is the Wolfpack cluster service (DESIGN §2). This version
+// runs membership only: heartbeats on every private network, join through a
+// sponsor or form on the quorum disk, regroup, leave on SIGTERM; see
+// docs/clusterd.md.
+//
+//	clusterd -config /etc/wolfpack/clusterd.json [-log-level debug|info]
+//
+// Exit status: 0 after a planned stop, 3 after a halt (pruned, lost the
+// arbitration, lost quorum), 1 on any other error, 2 for a bad command line.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/wolfpack-ha/wolfpack/internal/config"
+	"github.com/wolfpack-ha/wolfpack/internal/daemon"
+	"github.com/wolfpack-ha/wolfpack/regroup"
+	"github.com/wolfpack-ha/wolfpack/scsi/iscsi"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stderr)
+	stop()
+	if err == nil {
+		os.Exit(0)
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintln(os.Stderr, "clusterd:", err)
+		os.Exit(2)
+	}
+	var he *daemon.HaltError
+	if errors.As(err, &he) {
+		os.Exit(he.ExitCode()) // already logged as "halt"
+	}
+	fmt.Fprintln(os.Stderr, "clusterd:", err)
+	os.Exit(1)
+}
+
+type usageError struct{ error }
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("clusterd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "configuration file (JSON, docs/clusterd.md)")
+	level := fs.String("log-level", "info", "debug or info")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	if *path == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return usageError{errors.New("usage: clusterd -config FILE [-log-level debug|info]")}
+	}
+	var lv slog.Level
+	switch *level {
+	case "debug":
+		lv = slog.LevelDebug
+	case "info":
+		lv = slog.LevelInfo
+	default:
+		return usageError{fmt.Errorf("-log-level %q: want debug or info", *level)}
+	}
+	cfg, err := config.Load(*path, config.Options{})
+	if err != nil {
+		return err
+	}
+	self := cfg.Self()
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lv})).With("node", cfg.NodeID)
+
+	var d *daemon.Daemon
+	dev, err := daemon.OpenDevice(ctx, cfg.Quorum.Device, cfg.Quorum.InitiatorName, log.With("component", "iscsi"),
+		func(info iscsi.ReconnectInfo) { d.PathReplaced(info) })
+	if err != nil {
+		return err
+	}
+	dc := daemon.Config{
+		ClusterTag:          cfg.ClusterTag,
+		Key:                 cfg.Key,
+		Self:                regroup.NodeID(cfg.NodeID),
+		Port:                cfg.Port,
+		AdminSocket:         cfg.AdminSocket,
+		HeartbeatInterval:   cfg.HeartbeatInterval,
+		HeartbeatThreshold:  cfg.HeartbeatThreshold,
+		QuorumCheckInterval: cfg.QuorumCheckInterval,
+		Device:              dev,
+		Logger:              log,
+	}
+	for _, n := range cfg.Nodes {
+		dc.Nodes = append(dc.Nodes, daemon.Node{ID: regroup.NodeID(n.ID), Name: n.Name, Addrs: n.Addrs})
+	}
+	for _, n := range cfg.Networks {
+		dc.Networks = append(dc.Networks, daemon.Network{Name: n.Name, Interface: n.Interface})
+	}
+	d, err = daemon.New(dc)
+	if err != nil {
+		dev.Close()
+		return err
+	}
+	log.Info("clusterd", "cluster", cfg.Cluster, "name", self.Name, "quorum", cfg.Quorum.Device)
+	return d.Run(ctx)
+}

@@ -1,0 +1,162 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/wolfpack-ha/wolfpack/heartbeat"
+)
+
+// Status is the answer of GET /v1/status on the admin socket.
+type Status struct {
+	Node        int                      `json:"node"`
+	Name        string                   `json:"name"`
+	Incarnation uint64                   `json:"incarnation"`
+	State       string                   `json:"state"`
+	Stage       string                   `json:"stage"`
+	Round       uint64                   `json:"round"`
+	Epoch       string                   `json:"epoch"`
+	Members     []int                    `json:"members"`
+	Registered  bool                     `json:"registered"`
+	QuorumOwner bool                     `json:"quorum_owner"`
+	Alive       []int                    `json:"alive"`
+	Networks    map[string]NetworkStatus `json:"networks"`
+	Counters    Counters                 `json:"counters"`
+	UptimeMS    int64                    `json:"uptime_ms"`
+}
+
+// NetworkStatus lists the peers heard on one network.
+type NetworkStatus struct {
+	Up         []int  `json:"up"`
+	SendErrors uint64 `json:"send_errors"`
+}
+
+// Counters are receive and protocol counters.
+type Counters struct {
+	HeartbeatAccepted uint64            `json:"heartbeat_accepted"`
+	HeartbeatDropped  map[string]uint64 `json:"heartbeat_dropped"`
+	RegroupAccepted   uint64            `json:"regroup_accepted"`
+	RegroupDropped    map[string]uint64 `json:"regroup_dropped"`
+	Regroups          uint64            `json:"regroups"`
+}
+
+// snapshot builds the status on the loop goroutine.
+func (d *Daemon) snapshot() Status {
+	ep, m := d.rg.Membership()
+	s := Status{
+		Node: int(d.cfg.Self), Name: d.self.Name, Incarnation: d.inc,
+		State: d.rg.State().String(), Stage: strings.ToLower(d.rg.Stage().String()), Round: d.rg.Round(),
+		Epoch: ep.String(), Members: ids(m), Registered: d.rg.Registered(), QuorumOwner: d.owner,
+		Alive: ids(d.det.Alive()), Networks: map[string]NetworkStatus{},
+		UptimeMS: d.cfg.Now().Sub(d.startedAt).Milliseconds(),
+	}
+	for k, n := range d.cfg.Networks {
+		ns := NetworkStatus{Up: []int{}}
+		if k < len(d.counters.sendErrors) {
+			ns.SendErrors = d.counters.sendErrors[k]
+		}
+		for _, id := range d.det.Alive().IDs() {
+			if pv, ok := d.det.Peer(id); ok && k < len(pv.NetworksUp) && pv.NetworksUp[k] {
+				ns.Up = append(ns.Up, int(id))
+			}
+		}
+		s.Networks[n.Name] = ns
+	}
+	c := d.det.Counters()
+	s.Counters = Counters{
+		HeartbeatAccepted: c.Accepted, HeartbeatDropped: map[string]uint64{},
+		RegroupAccepted: d.counters.regroupAccepted, RegroupDropped: map[string]uint64{},
+		Regroups: d.regroups,
+	}
+	for r := heartbeat.DropMalformed; r <= heartbeat.DropWrongNetwork; r++ {
+		s.Counters.HeartbeatDropped[r.String()] = c.Drops(r)
+	}
+	for k, v := range d.counters.regroupDropped {
+		s.Counters.RegroupDropped[k] = v
+	}
+	return s
+}
+
+// Status asks the running loop for its status.
+func (d *Daemon) Status(ctx context.Context) (Status, error) {
+	reply := make(chan Status, 1)
+	select {
+	case d.status <- reply:
+	case <-d.stopped:
+		return Status{}, errors.New("daemon: not running")
+	case <-ctx.Done():
+		return Status{}, ctx.Err()
+	}
+	select {
+	case s := <-reply:
+		return s, nil
+	case <-ctx.Done():
+		return Status{}, ctx.Err()
+	}
+}
+
+type adminServer struct {
+	srv  *http.Server
+	path string
+	done chan struct{}
+}
+
+// serveAdmin serves the admin API over HTTP on the unix socket
+// cfg.AdminSocket (mode 0660; a stale socket file is replaced).
+func (d *Daemon) serveAdmin() (*adminServer, error) {
+	path := d.cfg.AdminSocket
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		os.Remove(path)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		s, err := d.Status(ctx)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(s)
+	})
+	a := &adminServer{
+		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
+		path: path,
+		done: make(chan struct{}),
+	}
+	go func() {
+		defer close(a.done)
+		if err := a.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Warn("admin server", "err", err.Error())
+		}
+	}()
+	return a, nil
+}
+
+func (a *adminServer) close() {
+	a.srv.Close()
+	<-a.done
+	os.Remove(a.path)
+}

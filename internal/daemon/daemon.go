@@ -1,0 +1,503 @@
+// Package daemon is clusterd's driver for the membership cores
+// (DESIGN §2-§3, §5.1-§5.3): it connects the heartbeat Detector and the
+// regroup Node to UDP sockets, a clock and the quorum LUN's persistent
+// reservations, in the same way sim/ connects them to a simulated world.
+//
+// One goroutine (Run's) owns both cores. Socket readers hand it datagrams
+// over a channel, a ticker drives Tick, and a single disk worker executes
+// every SCSI command so that disk I/O never delays a tick; the worker's
+// results come back to the loop as closures the loop runs.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wolfpack-ha/wolfpack/heartbeat"
+	"github.com/wolfpack-ha/wolfpack/quorumdisk"
+	"github.com/wolfpack-ha/wolfpack/regroup"
+	"github.com/wolfpack-ha/wolfpack/scsi"
+)
+
+// Defaults (docs/membership.md, docs/clusterd.md).
+const (
+	DefaultTick           = 10 * time.Millisecond
+	DefaultDefenceDelay   = 150 * time.Millisecond
+	DefaultFormDelay      = 1500 * time.Millisecond
+	DefaultJoinWindow     = time.Second
+	DefaultCommandTimeout = 2 * time.Second
+	// ExitHalt is the exit status of a daemon that halted (pruned, lost
+	// the arbitration, lost quorum).
+	ExitHalt = 3
+)
+
+// Node is one configured node.
+type Node struct {
+	ID    regroup.NodeID
+	Name  string
+	Addrs []netip.Addr // Addrs[k] on Networks[k]
+}
+
+// Network is one private network; Interface empty binds to no device.
+type Network struct {
+	Name      string
+	Interface string
+}
+
+// Config configures a Daemon. Zero durations take the defaults.
+type Config struct {
+	ClusterTag uint32 // heartbeat and regroup cluster id, and the high half of reservation keys
+	Key        []byte // cluster secret
+	Self       regroup.NodeID
+	Nodes      []Node
+	Networks   []Network
+	Port       int
+	// AdminSocket is the unix socket of the admin API; empty: none.
+	AdminSocket string
+
+	Tick                time.Duration
+	HeartbeatInterval   time.Duration
+	HeartbeatThreshold  int
+	QuorumCheckInterval time.Duration
+	DefenceDelay        time.Duration
+	FormDelay           time.Duration
+	JoinWindow          time.Duration
+	CommandTimeout      time.Duration
+
+	// Device is this node's path to the quorum LUN (its own I_T nexus).
+	// The daemon closes it when Run returns.
+	Device scsi.Device
+	// Incarnation is this process's boot id; it must grow across
+	// restarts. Zero: Now().UnixNano().
+	Incarnation uint64
+
+	Logger *slog.Logger
+	// Now, NewTicker and After replace the clock; time's by default.
+	Now       func() time.Time
+	NewTicker func(time.Duration) (<-chan time.Time, func())
+	After     func(time.Duration) <-chan time.Time
+}
+
+// HaltError is returned by Run when the node halted: pruned, lost the
+// arbitration, lost quorum. Its exit status is ExitHalt.
+type HaltError struct{ Reason string }
+
+func (e *HaltError) Error() string { return "halt: " + e.Reason }
+
+// ExitCode is the process exit status for a halt.
+func (e *HaltError) ExitCode() int { return ExitHalt }
+
+// ErrJoinRefused is returned (wrapped) when a sponsor refused the join for
+// a reason retrying cannot fix (the cluster secret differs).
+var ErrJoinRefused = errors.New("daemon: join refused")
+
+// ErrAbandon, as the cause of Run's context (context.WithCancelCause),
+// stops the daemon without ClusterExit and without touching the disk: to
+// the others it looks like a crash (tests; an operator's emergency stop).
+var ErrAbandon = errors.New("daemon: abandoned without ClusterExit")
+
+// Daemon is one node's membership service.
+type Daemon struct {
+	cfg  Config
+	log  *slog.Logger
+	self Node
+	key  uint64 // reservation key
+	inc  uint64
+
+	det  *heartbeat.Detector
+	rg   *regroup.Node
+	seal *regroup.Sealer // loop only
+	seq  uint64
+	win  map[regroup.NodeID]*replayWindow
+
+	socks []*heartbeat.UDP
+	peers map[regroup.NodeID][]netip.AddrPort
+
+	recv    chan packet
+	jobs    chan job
+	results chan func()
+	status  chan chan Status
+	stopped chan struct{}
+
+	// members is the installed membership, published for the disk worker.
+	members atomic.Uint64
+
+	// Loop state.
+	claimRound  uint64
+	claimCancel context.CancelFunc
+	checking    bool
+	checkEvery  int64
+	owner       bool
+	halt        string
+	left        bool
+	fatal       error
+	regroups    uint64
+	counters    transportCounters
+	startedAt   time.Time
+	diskNoAbort bool // worker only: the target refused PREEMPT AND ABORT
+
+	wg sync.WaitGroup
+}
+
+func (c *Config) defaults() {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.Tick, DefaultTick)
+	def(&c.HeartbeatInterval, 10*c.Tick)
+	if c.HeartbeatThreshold <= 0 {
+		c.HeartbeatThreshold = heartbeat.DefaultThreshold
+	}
+	def(&c.QuorumCheckInterval, time.Second)
+	def(&c.DefenceDelay, DefaultDefenceDelay)
+	def(&c.FormDelay, max(DefaultFormDelay, c.QuorumCheckInterval+500*time.Millisecond))
+	def(&c.JoinWindow, DefaultJoinWindow)
+	def(&c.CommandTimeout, DefaultCommandTimeout)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.NewTicker == nil {
+		c.NewTicker = func(d time.Duration) (<-chan time.Time, func()) {
+			t := time.NewTicker(d)
+			return t.C, t.Stop
+		}
+	}
+	if c.After == nil {
+		c.After = time.After
+	}
+}
+
+func ticks(d, tick time.Duration) int { return max(1, int((d+tick-1)/tick)) }
+
+// New checks cfg and builds the cores. It opens nothing: Run does.
+func New(cfg Config) (*Daemon, error) {
+	cfg.defaults()
+	if cfg.Device == nil {
+		return nil, errors.New("daemon: no quorum device")
+	}
+	if len(cfg.Networks) == 0 {
+		return nil, errors.New("daemon: no networks")
+	}
+	if cfg.Port < 1 || cfg.Port > 65535 {
+		return nil, fmt.Errorf("daemon: port %d", cfg.Port)
+	}
+	d := &Daemon{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		inc:     cfg.Incarnation,
+		seal:    regroup.NewSealer(cfg.Key),
+		win:     map[regroup.NodeID]*replayWindow{},
+		peers:   map[regroup.NodeID][]netip.AddrPort{},
+		recv:    make(chan packet, 1024),
+		jobs:    make(chan job, 64),
+		results: make(chan func(), 64),
+		status:  make(chan chan Status),
+		stopped: make(chan struct{}),
+	}
+	if d.inc == 0 {
+		d.inc = uint64(cfg.Now().UnixNano())
+	}
+	var all regroup.NodeSet
+	var peerIDs []heartbeat.NodeID
+	found := false
+	for _, n := range cfg.Nodes {
+		if !n.ID.Valid() {
+			return nil, fmt.Errorf("daemon: node id %d", n.ID)
+		}
+		if len(n.Addrs) != len(cfg.Networks) {
+			return nil, fmt.Errorf("daemon: node %d has %d addresses for %d networks", n.ID, len(n.Addrs), len(cfg.Networks))
+		}
+		all = all.Add(n.ID)
+		if n.ID == cfg.Self {
+			d.self, found = n, true
+			continue
+		}
+		peerIDs = append(peerIDs, n.ID)
+		for _, a := range n.Addrs {
+			d.peers[n.ID] = append(d.peers[n.ID], netip.AddrPortFrom(a, uint16(cfg.Port)))
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("daemon: node %d is not among the configured nodes", cfg.Self)
+	}
+	d.key = quorumdisk.Key(cfg.ClusterTag, uint32(cfg.Self))
+	interval := ticks(cfg.HeartbeatInterval, cfg.Tick)
+	det, err := heartbeat.New(heartbeat.Config{
+		Cluster: cfg.ClusterTag, Self: cfg.Self, Incarnation: d.inc, Key: cfg.Key,
+		Peers: peerIDs, Networks: len(cfg.Networks),
+		IntervalTicks: interval, Threshold: cfg.HeartbeatThreshold,
+		Phase:  int(d.inc % uint64(interval)),
+		Logger: coreLogger(cfg.Logger, "heartbeat"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("daemon: failure detector: %w", err)
+	}
+	rg, err := regroup.New(regroup.Config{
+		Cluster: cfg.ClusterTag, Self: cfg.Self, Incarnation: d.inc, Nodes: all, Secret: cfg.Key,
+		FormTicks: ticks(cfg.JoinWindow, cfg.Tick),
+		// A follower waits for the leader's arbitration: cover the longest
+		// class wait, a few commands each up to the command timeout.
+		ArbitrationTicks: max(regroup.DefaultArbitrationTicks, ticks(2*cfg.DefenceDelay+2*cfg.CommandTimeout, cfg.Tick)),
+		Logger:           coreLogger(cfg.Logger, "regroup"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("daemon: membership: %w", err)
+	}
+	d.det, d.rg = det, rg
+	d.checkEvery = int64(ticks(cfg.QuorumCheckInterval, cfg.Tick))
+	return d, nil
+}
+
+// Incarnation is this process's boot id.
+func (d *Daemon) Incarnation() uint64 { return d.inc }
+
+// Run runs the node until ctx ends (a planned stop: ClusterExit, nil) or
+// the node halts (*HaltError) or fails. It joins the cluster through a
+// sponsor, or forms it when no member answers within the join window.
+func (d *Daemon) Run(ctx context.Context) (err error) {
+	d.startedAt = d.cfg.Now()
+	defer func() {
+		if cerr := d.cfg.Device.Close(); cerr != nil && err == nil {
+			d.log.Warn("close quorum device", "err", cerr)
+		}
+	}()
+	if err := d.checkDisk(ctx); err != nil {
+		return err
+	}
+	if err := d.openSockets(); err != nil {
+		return err
+	}
+	workCtx, stopWork := context.WithCancel(context.Background())
+	d.wg.Add(1)
+	go d.worker(workCtx)
+	var admin *adminServer
+	if d.cfg.AdminSocket != "" {
+		if admin, err = d.serveAdmin(); err != nil {
+			d.closeSockets()
+			stopWork()
+			close(d.stopped)
+			d.wg.Wait()
+			return err
+		}
+	}
+	defer func() {
+		if admin != nil {
+			admin.close()
+		}
+		d.closeSockets()
+		stopWork()
+		close(d.stopped)
+		d.wg.Wait()
+	}()
+	d.log.Info("starting", "incarnation", d.inc, "networks", len(d.cfg.Networks),
+		"join_window", d.cfg.JoinWindow.String())
+	d.rg.Start()
+	d.flush()
+	return d.loop(ctx)
+}
+
+func (d *Daemon) loop(ctx context.Context) error {
+	tick, stopTick := d.cfg.NewTicker(d.cfg.Tick)
+	defer stopTick()
+	for {
+		select {
+		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), ErrAbandon) {
+				d.log.Warn("abandoned without ClusterExit")
+				return ErrAbandon
+			}
+			return d.leave()
+		case <-tick:
+			d.det.Tick()
+			d.rg.Tick()
+			if d.rg.Now()%d.checkEvery == 0 {
+				d.quorumCheck()
+			}
+		case p := <-d.recv:
+			d.receive(p)
+		case f := <-d.results:
+			f()
+		case reply := <-d.status:
+			reply <- d.snapshot()
+		}
+		d.flush()
+		if d.fatal != nil {
+			return d.fatal
+		}
+		if d.halt != "" {
+			return &HaltError{Reason: d.halt}
+		}
+		if d.left {
+			return nil
+		}
+	}
+}
+
+// leave is the planned stop: ClusterExit to every member, and the key
+// comes off the disk (waited for, up to a few command timeouts).
+func (d *Daemon) leave() error {
+	if err := d.rg.Leave(); err != nil {
+		d.log.Warn("stopping without ClusterExit", "reason", err.Error())
+		return nil
+	}
+	done := make(chan struct{})
+	d.flushWith(func() { close(done) })
+	timeout := d.cfg.After(3 * d.cfg.CommandTimeout)
+	for {
+		select {
+		case f := <-d.results:
+			f()
+		case <-done:
+			return nil
+		case <-timeout:
+			d.log.Warn("leave: key removal did not finish in time")
+			return nil
+		}
+	}
+}
+
+// flush drains both cores' Ready until they are quiet: it sends, starts
+// disk work and logs events. It runs on the loop goroutine only.
+func (d *Daemon) flush() { d.flushWith(nil) }
+
+func (d *Daemon) flushWith(afterUnregister func()) {
+	for d.det.HasReady() || d.rg.HasReady() {
+		dr := d.det.Ready()
+		for _, s := range dr.Sends {
+			d.sendHeartbeat(s)
+		}
+		for _, e := range dr.Events {
+			d.detectorEvent(e)
+		}
+		rd := d.rg.Ready()
+		for _, m := range rd.Messages {
+			d.sendMessage(m)
+		}
+		if rd.Arbitrate != nil {
+			d.startClaim(*rd.Arbitrate)
+		}
+		if rd.Register {
+			d.submit(job{name: "register", run: d.register})
+		}
+		if rd.Unregister {
+			d.submit(job{name: "unregister", run: func(ctx context.Context) func() {
+				err := d.unregister(ctx)
+				return func() {
+					if err != nil {
+						d.log.Warn("remove key", "err", err.Error())
+					}
+					if afterUnregister != nil {
+						afterUnregister()
+					}
+				}
+			}})
+		}
+		for _, e := range rd.Events {
+			d.membershipEvent(e)
+		}
+		ep, m := d.rg.Membership()
+		d.det.SetEpoch(uint64(ep))
+		d.members.Store(uint64(m))
+	}
+	if d.claimCancel != nil && !d.rg.WantsArbitration(d.claimRound) {
+		d.log.Debug("arbitration no longer wanted", "round", d.claimRound)
+		d.claimCancel()
+		d.claimCancel, d.claimRound = nil, 0
+	}
+}
+
+func ids(s regroup.NodeSet) []int {
+	out := []int{}
+	for _, id := range s.IDs() {
+		out = append(out, int(id))
+	}
+	return out
+}
+
+func (d *Daemon) netName(k int) string {
+	if k >= 0 && k < len(d.cfg.Networks) {
+		return d.cfg.Networks[k].Name
+	}
+	return fmt.Sprint(k)
+}
+
+func (d *Daemon) detectorEvent(e heartbeat.Event) {
+	switch e.Kind {
+	case heartbeat.PeerAlive:
+		d.log.Info("peer alive", "peer", int(e.Peer), "incarnation", e.Incarnation)
+		d.rg.PeerUp(e.Peer)
+	case heartbeat.PeerSuspected:
+		d.log.Info("peer suspected", "peer", int(e.Peer), "silent_ms", (d.det.Now()-e.LastHeard)*d.cfg.Tick.Milliseconds())
+		d.rg.PeerDown(e.Peer)
+	case heartbeat.PeerRestarted:
+		d.log.Info("peer restarted", "peer", int(e.Peer), "incarnation", e.Incarnation)
+		d.rg.PeerRestarted(e.Peer, e.Incarnation)
+	case heartbeat.NetworkDown:
+		d.log.Info("network down", "peer", int(e.Peer), "network", d.netName(e.Network))
+	case heartbeat.NetworkUp:
+		d.log.Info("network up", "peer", int(e.Peer), "network", d.netName(e.Network))
+	}
+}
+
+func (d *Daemon) membershipEvent(e regroup.Event) {
+	switch e.Kind {
+	case regroup.EventRegroupStarted:
+		d.regroups++
+		ep, _ := d.rg.Membership()
+		d.log.Info("regroup started", "round", e.Round, "epoch", ep.String())
+	case regroup.EventMembershipInstalled:
+		d.log.Info("membership installed", "epoch", e.Epoch.String(), "members", ids(e.Members), "reason", e.Reason)
+	case regroup.EventNodeDown:
+		d.log.Info("node down", "peer", int(e.Node))
+	case regroup.EventNodeUp:
+		d.log.Info("node up", "peer", int(e.Node))
+	case regroup.EventNodeLeft:
+		d.log.Info("node left", "peer", int(e.Node))
+	case regroup.EventCleanup2:
+		d.log.Debug("cleanup2", "epoch", e.Epoch.String())
+	case regroup.EventStabilized:
+		d.log.Info("stabilized", "epoch", e.Epoch.String(), "members", ids(e.Members))
+	case regroup.EventJoined:
+		d.log.Info("joined", "epoch", e.Epoch.String(), "members", ids(e.Members))
+	case regroup.EventFormed:
+		_, m := d.rg.Membership()
+		d.log.Info("formed", "epoch", e.Epoch.String(), "members", ids(m))
+	case regroup.EventJoinFailed:
+		d.log.Info("join failed", "reason", e.Reason, "fatal", e.Fatal)
+		if e.Fatal {
+			d.fatal = fmt.Errorf("%w: %s", ErrJoinRefused, e.Reason)
+		}
+	case regroup.EventLeft:
+		d.log.Info("left", "epoch", e.Epoch.String())
+		d.left = true
+	case regroup.EventHalt:
+		d.log.Error("halt", "reason", e.Reason)
+		if d.halt == "" {
+			d.halt = e.Reason
+		}
+	default:
+		d.log.Debug("membership event", "event", e.String())
+	}
+}
+
+// lostQuorum is the self-fence (DESIGN §5.3): the key is gone or the disk
+// cannot be read. regroup turns it into a halt.
+func (d *Daemon) lostQuorum(reason string) {
+	if d.halt != "" {
+		return
+	}
+	d.log.Error("lost quorum", "reason", reason)
+	d.owner = false
+	d.rg.QuorumLost(reason)
+}
