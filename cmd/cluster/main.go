@@ -65,6 +65,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, open open
 		return runQuorum(ctx, args[1:], stdout, stderr, open)
 	case "disk":
 		return runDisk(ctx, args[1:], stdout, stderr, open)
+	case "status":
+		return runStatus(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, topUsage)
 		return nil

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/wolfpack-ha/wolfpack/internal/daemon"
+)
+
+const statusUsage = `usage: cluster status --socket PATH [--json] [--timeout D]
+
+Asks a running clusterd for its view of the cluster (GET /v1/status on its
+admin socket) and prints it.
+`
+
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("cluster status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, statusUsage) }
+	socket := fs.String("socket", "", "clusterd's admin socket")
+	asJSON := fs.Bool("json", false, "print the daemon's JSON")
+	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the daemon")
+	if err := fs.Parse(args); err != nil {
+		return usagef("%v", err)
+	}
+	if *socket == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return usagef("status needs --socket PATH and no arguments")
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	raw, st, err := fetchStatus(ctx, *socket)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		_, err := stdout.Write(raw)
+		return err
+	}
+	return printStatus(stdout, st)
+}
+
+func fetchStatus(ctx context.Context, socket string) ([]byte, daemon.Status, error) {
+	var st daemon.Status
+	c := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+	}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://clusterd/v1/status", nil)
+	if err != nil {
+		return nil, st, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, st, fmt.Errorf("status from %s: %w", socket, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, st, fmt.Errorf("status from %s: %w", socket, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, st, fmt.Errorf("status from %s: %s: %s", socket, resp.Status, strings.TrimSpace(string(raw)))
+	}
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return nil, st, fmt.Errorf("status from %s: %w", socket, err)
+	}
+	return raw, st, nil
+}
+
+func intsString(v []int) string {
+	if len(v) == 0 {
+		return "-"
+	}
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmt.Sprint(x)
+	}
+	return strings.Join(s, ",")
+}
+
+func printStatus(w io.Writer, st daemon.Status) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "node\t%d (%s)\n", st.Node, st.Name)
+	state := st.State
+	if st.Stage != "" && st.Stage != "stabilized" {
+		state += " (regroup round " + fmt.Sprint(st.Round) + ", " + st.Stage + ")"
+	}
+	fmt.Fprintf(tw, "state\t%s\n", state)
+	fmt.Fprintf(tw, "epoch\t%s\n", st.Epoch)
+	fmt.Fprintf(tw, "members\t%s\n", intsString(st.Members))
+	fmt.Fprintf(tw, "quorum owner\t%v\n", st.QuorumOwner)
+	fmt.Fprintf(tw, "key registered\t%v\n", st.Registered)
+	names := make([]string, 0, len(st.Networks))
+	for n := range st.Networks {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		fmt.Fprintf(tw, "network %s\thears %s\n", n, intsString(st.Networks[n].Up))
+	}
+	var dropped uint64
+	for _, v := range st.Counters.HeartbeatDropped {
+		dropped += v
+	}
+	fmt.Fprintf(tw, "regroups\t%d\n", st.Counters.Regroups)
+	fmt.Fprintf(tw, "heartbeats\t%d accepted, %d dropped\n", st.Counters.HeartbeatAccepted, dropped)
+	return tw.Flush()
+}
