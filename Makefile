@@ -8,7 +8,7 @@ FUZZTIME  ?= 5s
 INTEGRATION_TIMEOUT ?= 20m
 INTEGRATION_RUN     ?= TestIntegration
 
-.PHONY: all build deps check test unit sim fuzz integration demo bench clean
+.PHONY: all build deps check test unit sim fuzz integration demo bench bench-membership soak clean
 
 all: build
 
@@ -54,6 +54,17 @@ demo: deps
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Ring 2 membership figures: real clusterd processes in network namespaces
+# on tgt, 2/4/8/16 nodes, detection / regroup / join (a few minutes; root).
+bench-membership: deps
+	WOLFPACK_BENCH_MEMBERSHIP=2,4,8,16 $(GO) test -count=1 -p 1 -timeout 30m -run 'TestIntegrationBenchMembership' -v ./testbed/nscluster/membership/
+
+# False-suspicion soak: 10 minutes, a CPU hog in every node's namespace,
+# default timings; any suspicion or regroup fails it (root).
+SOAK ?= 10m
+soak: deps
+	WOLFPACK_SOAK=$(SOAK) $(GO) test -count=1 -p 1 -timeout 30m -run 'TestIntegrationSoakCPUHog' -v ./testbed/nscluster/membership/
 
 clean:
 	rm -rf bin

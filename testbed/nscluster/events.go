@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -50,19 +51,35 @@ func (e Event) Int(key string) (int, bool) {
 	return 0, false
 }
 
-// Uint returns attribute key as a uint64 (epochs exceed 2^53 only in
-// theory: generation << 8 | installer).
-func (e Event) Uint(key string) (uint64, bool) {
-	switch v := e.Attrs[key].(type) {
-	case float64:
-		return uint64(v), true
-	case json.Number:
-		var n uint64
-		_, err := fmt.Sscan(v.String(), &n)
-		return n, err == nil
+// Epoch is a membership epoch as clusterd writes it: "generation.installer"
+// (regroup.Epoch's String), or a plain number.
+type Epoch string
+
+// UnmarshalJSON accepts a string or a number.
+func (e *Epoch) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		*e = Epoch(s)
+		return nil
 	}
-	return 0, false
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("epoch %s: %w", b, err)
+	}
+	*e = Epoch(n.String())
+	return nil
 }
+
+// Gen is the epoch's generation (the number before the dot), which orders
+// epochs.
+func (e Epoch) Gen() uint64 {
+	g, _, _ := strings.Cut(string(e), ".")
+	n, _ := strconv.ParseUint(g, 10, 64)
+	return n
+}
+
+// Epoch returns the event's "epoch" attribute.
+func (e Event) Epoch() Epoch { return Epoch(e.String("epoch")) }
 
 // Ints returns attribute key, a list of numbers (members), as ints.
 func (e Event) Ints(key string) []int {
@@ -87,6 +104,8 @@ func (e Event) String(key string) string {
 		return ""
 	case string:
 		return v
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
 	default:
 		return fmt.Sprint(v)
 	}

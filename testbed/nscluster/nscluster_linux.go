@@ -898,7 +898,7 @@ type Status struct {
 	Node        int             `json:"node"`
 	Name        string          `json:"name"`
 	State       string          `json:"state"`
-	Epoch       uint64          `json:"epoch"`
+	Epoch       Epoch           `json:"epoch"`
 	Members     []int           `json:"members"`
 	QuorumOwner json.RawMessage `json:"quorum_owner"`
 	Networks    json.RawMessage `json:"networks"`

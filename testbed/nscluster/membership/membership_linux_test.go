@@ -1,0 +1,267 @@
+package membership
+
+import (
+	"context"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wolfpack-ha/wolfpack/testbed/nscluster"
+)
+
+// TestIntegrationNodeCrash: five nodes form one membership; SIGKILL one;
+// the other four install the same new membership (same epoch, same four
+// members). Reference: DESIGN §5.2 (regroup), docs/membership.md.
+func TestIntegrationNodeCrash(t *testing.T) {
+	c := newCluster(t, nscluster.Config{Nodes: 5})
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	all := ids(5)
+	epoch := formCluster(ctx, t, c, all)
+	t.Logf("formed: 5 members at epoch %s", epoch)
+
+	const victim = 4
+	mark := c.Mark()
+	killed := time.Now()
+	if err := c.Node(victim).Kill(); err != nil {
+		t.Fatal(err)
+	}
+	survivors := without(all, victim)
+	evs := waitMembership(ctx, t, c, mark, survivors, survivors)
+	ep := evs[survivors[0]].Epoch()
+	if ep.Gen() <= epoch.Gen() {
+		t.Fatalf("new membership at epoch %s, not after %s", ep, epoch)
+	}
+	first, err := c.WaitEvent(ctx, 0, msgSuspected, nscluster.After(mark))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("kill → first suspicion (node %d): %v; kill → last install of %v at epoch %s: %v",
+		first.Node, first.Time.Sub(killed).Round(time.Millisecond), survivors, ep, lastInstall(evs).Sub(killed).Round(time.Millisecond))
+	for _, i := range survivors {
+		st, err := c.Node(i).Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Epoch != ep || !sameSet(st.Members, survivors) {
+			t.Errorf("node %d status: epoch %s members %v, want %s %v", i, st.Epoch, st.Members, ep, survivors)
+		}
+	}
+}
+
+// TestIntegrationOneNetworkDown: with one of two private networks cut for
+// a node, its peers report "network down" within 3 s and nobody regroups
+// (heartbeats still arrive on the other network); restored, "network up".
+// Reference: docs/membership.md (suspicion needs silence on every network).
+func TestIntegrationOneNetworkDown(t *testing.T) {
+	c := newCluster(t, nscluster.Config{Nodes: 3})
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	all := ids(3)
+	epoch := formCluster(ctx, t, c, all)
+
+	const cut = 2
+	net := nscluster.Priv1
+	mark := c.Mark()
+	cutAt := time.Now()
+	if err := c.Cut(cut, net); err != nil {
+		t.Fatal(err)
+	}
+	isNet := func(peer int) func(nscluster.Event) bool {
+		return func(e nscluster.Event) bool {
+			p, _ := e.Int("peer")
+			return p == peer && e.String("network") == string(net)
+		}
+	}
+	within, cancelW := context.WithTimeout(ctx, 3*time.Second)
+	for _, i := range without(all, cut) {
+		e, err := c.WaitEvent(within, i, msgNetDown, nscluster.And(nscluster.After(mark), isNet(cut)))
+		if err != nil {
+			t.Fatalf("%v\n%s", err, recent(c, mark))
+		}
+		t.Logf("node %d: network %s down for node %d after %v", i, net, cut, e.Time.Sub(cutAt).Round(time.Millisecond))
+	}
+	cancelW()
+	// The cut node sees the others go down on that network too.
+	if _, err := c.WaitEvent(ctx, cut, msgNetDown, nscluster.After(mark)); err != nil {
+		t.Fatal(err)
+	}
+	// No regroup, no suspicion, while the network stays cut.
+	quiet, cancelQ := context.WithTimeout(ctx, 5*time.Second)
+	noEvent(quiet, t, c, nil, "", nscluster.And(nscluster.After(mark), func(e nscluster.Event) bool {
+		return e.Msg == msgRegroup || e.Msg == msgSuspected || e.Msg == msgInstalled || e.Msg == nscluster.MsgExited
+	}))
+	cancelQ()
+	for _, i := range all {
+		st, err := c.Node(i).Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Epoch != epoch || !sameSet(st.Members, all) {
+			t.Errorf("node %d: epoch %s members %v, want %s %v", i, st.Epoch, st.Members, epoch, all)
+		}
+	}
+
+	mark = c.Mark()
+	if err := c.Restore(cut, net); err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range without(all, cut) {
+		if _, err := c.WaitEvent(ctx, i, msgNetUp, nscluster.And(nscluster.After(mark), isNet(cut))); err != nil {
+			t.Fatalf("%v\n%s", err, recent(c, mark))
+		}
+	}
+}
+
+// TestIntegrationPartition cuts both private networks between groups; the
+// storage network stays up, so the quorum disk arbitrates. Reference:
+// docs/membership.md "Partition survival".
+func TestIntegrationPartition(t *testing.T) {
+	t.Run("2+3", func(t *testing.T) {
+		c := newCluster(t, nscluster.Config{Nodes: 5})
+		ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+		defer cancel()
+		all := ids(5)
+		formCluster(ctx, t, c, all)
+		minority, majority := []int{1, 2}, []int{3, 4, 5}
+		mark := c.Mark()
+		if err := c.Partition(minority, majority); err != nil {
+			t.Fatal(err)
+		}
+		waitMembership(ctx, t, c, mark, majority, majority)
+		for _, i := range minority {
+			waitHalted(ctx, t, c, i, mark)
+		}
+		survives(ctx, t, c, majority, mark)
+	})
+	t.Run("1+1", func(t *testing.T) {
+		c := newCluster(t, nscluster.Config{Nodes: 2})
+		ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+		defer cancel()
+		formCluster(ctx, t, c, ids(2))
+		mark := c.Mark()
+		if err := c.Partition([]int{1}, []int{2}); err != nil {
+			t.Fatal(err)
+		}
+		// Exactly one survives: the first to halt is the loser.
+		e, err := c.WaitEvent(ctx, 0, nscluster.MsgExited, nscluster.After(mark))
+		if err != nil {
+			t.Fatalf("%v\n%s", err, recent(c, mark))
+		}
+		loser := e.Node
+		winner := 3 - loser
+		waitHalted(ctx, t, c, loser, mark)
+		waitMembership(ctx, t, c, mark, []int{winner}, []int{winner})
+		survives(ctx, t, c, []int{winner}, mark)
+		t.Logf("node %d survived, node %d halted", winner, loser)
+	})
+}
+
+// waitHalted waits for node i to exit with the halt status after mark.
+func waitHalted(ctx context.Context, t *testing.T, c *nscluster.Cluster, i, mark int) {
+	t.Helper()
+	e, err := c.WaitEvent(ctx, i, nscluster.MsgExited, nscluster.After(mark))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, recent(c, mark))
+	}
+	if st, _ := e.Int("status"); st != haltStatus {
+		t.Fatalf("node %d exited with status %d, want %d (halt)\n%s", i, st, haltStatus, recent(c, mark))
+	}
+	h, err := c.WaitEvent(ctx, i, "", nscluster.And(nscluster.After(mark), func(e nscluster.Event) bool {
+		return e.Msg == msgHalt || e.Msg == msgLostQuorum
+	}))
+	if err != nil {
+		t.Fatalf("node %d exited %d without logging halt: %v", i, haltStatus, err)
+	}
+	t.Logf("node %d halted: %s", i, h.Format())
+}
+
+// survives checks that the nodes stay up and members of each other for
+// three quorum checks (1 s each by default) after they installed their
+// membership: a fenced partition would have found its key gone by then.
+func survives(ctx context.Context, t *testing.T, c *nscluster.Cluster, nodes []int, mark int) {
+	t.Helper()
+	quiet, cancel := context.WithTimeout(ctx, 3500*time.Millisecond)
+	defer cancel()
+	noEvent(quiet, t, c, nodes, "", nscluster.And(nscluster.After(mark), func(e nscluster.Event) bool {
+		return e.Msg == nscluster.MsgExited || e.Msg == msgHalt || e.Msg == msgLostQuorum
+	}))
+	for _, i := range nodes {
+		st, err := c.Node(i).Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !sameSet(st.Members, nodes) {
+			t.Errorf("node %d: members %v, want %v", i, st.Members, nodes)
+		}
+	}
+}
+
+// TestIntegrationWrongSecret: a sixth node configured with a different
+// cluster secret is refused (its heartbeats and join requests do not
+// authenticate) with a clear error in its log, and the membership does not
+// change. Reference: docs/membership.md "Join".
+func TestIntegrationWrongSecret(t *testing.T) {
+	c := newCluster(t, nscluster.Config{Nodes: 6, Deferred: []int{6}})
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	members := ids(5)
+	epoch := formCluster(ctx, t, c, members)
+
+	wrong := filepath.Join(c.Dir, "wrong.key")
+	key := make([]byte, 32)
+	for i := range key {
+		key[i] = byte(i * 7)
+	}
+	if err := os.WriteFile(wrong, []byte(hex.EncodeToString(key)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mark := c.Mark()
+	if err := c.Node(6).Start(func(cfg *nscluster.DaemonConfig) { cfg.KeyFile = wrong }); err != nil {
+		t.Fatal(err)
+	}
+	// The refusal names the secret (or the authentication) in node 6's log.
+	e, err := c.WaitEvent(ctx, 6, "", nscluster.And(nscluster.After(mark), func(e nscluster.Event) bool {
+		if e.Level != "ERROR" && e.Msg != msgHalt && e.Msg != nscluster.MsgExited {
+			return false
+		}
+		s := strings.ToLower(e.Format())
+		return strings.Contains(s, "secret") || strings.Contains(s, "authenticat")
+	}))
+	if err != nil {
+		t.Fatalf("no refusal naming the secret in node 6's log: %v\n%s", err, c.LogTail(6, 30))
+	}
+	t.Logf("node 6: %s", e.Format())
+	if ev := c.Events(6, "", nscluster.And(nscluster.After(mark), installs)); len(ev) > 0 {
+		t.Fatalf("node 6 installed a membership: %s", ev[0].Format())
+	}
+	// Give it time to do harm (form attempts, the owner's quorum check),
+	// then the membership must be what it was.
+	quiet, cancelQ := context.WithTimeout(ctx, 5*time.Second)
+	noEvent(quiet, t, c, members, "", nscluster.And(nscluster.After(mark), func(e nscluster.Event) bool {
+		return e.Msg == msgRegroup || e.Msg == msgInstalled || e.Msg == msgSuspected || e.Msg == nscluster.MsgExited
+	}))
+	cancelQ()
+	for _, i := range members {
+		st, err := c.Node(i).Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Epoch != epoch || !sameSet(st.Members, members) {
+			t.Errorf("node %d: epoch %s members %v, want %s %v", i, st.Epoch, st.Members, epoch, members)
+		}
+		if slices.Contains(st.Members, 6) {
+			t.Errorf("node %d counts node 6 as a member", i)
+		}
+	}
+	if c.Node(6).Running() {
+		st, err := c.Node(6).Status(ctx)
+		if err == nil && slices.Contains(st.Members, 6) && st.State == "member" {
+			t.Errorf("node 6 thinks it is a member: %s", st.Raw)
+		}
+	}
+}
