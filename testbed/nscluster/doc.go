@@ -36,9 +36,9 @@
 //
 // Close kills every process the rig started (and anything else left in its
 // namespaces), stops tgtd, deletes the namespaces (and with them the bridges
-// and veths) and removes Dir unless the test failed (then it is kept and
-// the tail of every node's log is printed). New registers Close with
-// t.Cleanup; SIGINT and SIGTERM also close open rigs; daemons die with the
-// test process (PDEATHSIG); and New sweeps the namespaces and directories
-// of runs whose process is gone.
+// and veths) and removes Dir, unless the test failed: then Dir is renamed to
+// $TMPDIR/wolfpack-nscluster-<prefix>-* and the tail of every node's log is
+// printed. New registers Close with t.Cleanup; SIGINT and SIGTERM also close
+// open rigs; daemons die with the test process (PDEATHSIG); and New sweeps
+// the namespaces and directories of runs whose process is gone.
 package nscluster

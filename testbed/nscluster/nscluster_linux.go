@@ -492,8 +492,10 @@ func nsExec(ctx context.Context, ns string, argv ...string) ([]byte, error) {
 }
 
 // LogTail returns the last n lines of node i's log file.
-func (c *Cluster) LogTail(i, n int) string {
-	b, _ := os.ReadFile(c.Node(i).LogFile)
+func (c *Cluster) LogTail(i, n int) string { return tail(c.Node(i).LogFile, n) }
+
+func tail(file string, n int) string {
+	b, _ := os.ReadFile(file)
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
@@ -539,12 +541,16 @@ func (c *Cluster) close() error {
 			errs = append(errs, err)
 		}
 	}
-	failed := c.t != nil && c.t.Failed()
-	if failed {
-		for _, n := range c.nodes {
-			c.t.Logf("node%d log tail (%s):\n%s", n.ID, n.LogFile, c.LogTail(n.ID, 40))
+	if c.t != nil && c.t.Failed() {
+		// Keep the logs under a name Sweep leaves alone.
+		kept := filepath.Join(os.TempDir(), "wolfpack-nscluster-"+filepath.Base(c.Dir))
+		if err := os.Rename(c.Dir, kept); err != nil {
+			kept = c.Dir
 		}
-		c.t.Logf("nscluster: kept %s", c.Dir)
+		for _, n := range c.nodes {
+			c.t.Logf("node%d log tail:\n%s", n.ID, tail(filepath.Join(kept, filepath.Base(n.LogFile)), 40))
+		}
+		c.t.Logf("nscluster: kept the logs in %s", kept)
 	} else if err := os.RemoveAll(c.Dir); err != nil {
 		errs = append(errs, err)
 	}

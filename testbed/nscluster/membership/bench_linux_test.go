@@ -14,7 +14,9 @@ import (
 
 // TestIntegrationBenchMembership measures, on real processes in namespaces,
 // for each cluster size: detection (SIGKILL of the highest-id node → the
-// first "peer suspected" of it on a survivor), regroup (that suspicion →
+// first "peer suspected" of it on a survivor; also the silence the
+// detector reports with it, last heartbeat heard → suspicion, "silent_ms"),
+// regroup (that suspicion →
 // the last survivor's "membership installed") and join (the restarted
 // node's process start → its "joined"), over WOLFPACK_BENCH_RUNS kills and
 // restarts (default 7). It runs only with WOLFPACK_BENCH_MEMBERSHIP set to
@@ -47,8 +49,8 @@ func TestIntegrationBenchMembership(t *testing.T) {
 		})
 	}
 	t.Logf("membership on real processes, %d kill/restart cycles per size, median / p95:\n"+
-		"| nodes | kill → first suspicion | kill → last suspicion | regroup (first suspicion → last install) | kill → last install | join (process start → joined) | join → every node installed | cold start: first process → all members |\n"+
-		"|---|---|---|---|---|---|---|---|\n%s", runs, strings.Join(table, "\n"))
+		"| nodes | last heard → suspicion (detector's silent_ms) | kill → first suspicion | kill → last suspicion | regroup (first suspicion → last install) | kill → last install | join (process start → joined) | join → every node installed | cold start: first process → all members |\n"+
+		"|---|---|---|---|---|---|---|---|---|\n%s", runs, strings.Join(table, "\n"))
 }
 
 func benchSize(t *testing.T, n, runs int) string {
@@ -62,7 +64,7 @@ func benchSize(t *testing.T, n, runs int) string {
 
 	victim := n
 	survivors := without(all, victim)
-	var detFirst, detLast, regroup, total, join, joinAll stats
+	var detFirst, detLast, silent, regroup, total, join, joinAll stats
 	for r := 0; r < runs; r++ {
 		mark := c.Mark()
 		killed := time.Now()
@@ -78,9 +80,11 @@ func benchSize(t *testing.T, n, runs int) string {
 			t.Fatalf("run %d: survivors installed %v without suspecting node %d\n%s", r, survivors, victim, recent(c, mark))
 		}
 		firstS, lastS := susp[0].Time, susp[0].Time
+		sil, _ := susp[0].Int("silent_ms")
 		for _, e := range susp {
 			if e.Time.Before(firstS) {
 				firstS = e.Time
+				sil, _ = e.Int("silent_ms")
 			}
 			if e.Time.After(lastS) {
 				lastS = e.Time
@@ -89,6 +93,7 @@ func benchSize(t *testing.T, n, runs int) string {
 		inst := lastInstall(evs)
 		detFirst = append(detFirst, firstS.Sub(killed))
 		detLast = append(detLast, lastS.Sub(killed))
+		silent = append(silent, time.Duration(sil)*time.Millisecond)
 		regroup = append(regroup, inst.Sub(firstS))
 		total = append(total, inst.Sub(killed))
 
@@ -109,8 +114,8 @@ func benchSize(t *testing.T, n, runs int) string {
 			join[r].Round(time.Millisecond), joinAll[r].Round(time.Millisecond))
 	}
 	med := func(s stats) string { return fmt.Sprintf("%d / %d", ms(s.quantile(0.5)), ms(s.quantile(0.95))) }
-	row := fmt.Sprintf("| %d | %s | %s | %s | %s | %s | %s | %d |", n, med(detFirst), med(detLast), med(regroup), med(total), med(join), med(joinAll), ms(cold))
-	t.Logf("nodes=%d detection %s; last suspicion %s; regroup %s; kill→install %s; join %s; join→all %s; cold start %v",
-		n, detFirst, detLast, regroup, total, join, joinAll, cold.Round(time.Millisecond))
+	row := fmt.Sprintf("| %d | %s | %s | %s | %s | %s | %s | %s | %d |", n, med(silent), med(detFirst), med(detLast), med(regroup), med(total), med(join), med(joinAll), ms(cold))
+	t.Logf("nodes=%d last heard→suspicion %s; kill→suspicion %s; last suspicion %s; regroup %s; kill→install %s; join %s; join→all %s; cold start %v",
+		n, silent, detFirst, detLast, regroup, total, join, joinAll, cold.Round(time.Millisecond))
 	return row
 }
