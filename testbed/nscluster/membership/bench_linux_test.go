@@ -14,13 +14,13 @@ import (
 
 // TestIntegrationBenchMembership measures, on real processes in namespaces,
 // for each cluster size: detection (SIGKILL of the highest-id node → the
-// first "peer suspected" of it on a survivor; also the silence the
-// detector reports with it, last heartbeat heard → suspicion, "silent_ms"),
-// regroup (that suspicion →
-// the last survivor's "membership installed") and join (the restarted
-// node's process start → its "joined"), over WOLFPACK_BENCH_RUNS kills and
-// restarts (default 7). It runs only with WOLFPACK_BENCH_MEMBERSHIP set to
-// a list of sizes ("2,4,8,16"; make bench-membership).
+// first "peer suspected" of it on a survivor; also the silence the detector
+// reports with it, last heartbeat heard → suspicion, "silent_ms"), regroup
+// (that suspicion → the last survivor's "membership installed") and join
+// (the restarted node's process start → its "joined"), over
+// WOLFPACK_BENCH_RUNS kills and restarts (default 7). It runs only with
+// WOLFPACK_BENCH_MEMBERSHIP set to a list of sizes ("2,4,8,16"; make
+// bench-membership).
 func TestIntegrationBenchMembership(t *testing.T) {
 	sizesEnv := os.Getenv("WOLFPACK_BENCH_MEMBERSHIP")
 	if sizesEnv == "" {
