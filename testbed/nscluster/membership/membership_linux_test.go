@@ -129,10 +129,12 @@ func TestIntegrationPartition(t *testing.T) {
 		formCluster(ctx, t, c, all)
 		minority, majority := []int{1, 2}, []int{3, 4, 5}
 		mark := c.Mark()
+		cut := time.Now()
 		if err := c.Partition(minority, majority); err != nil {
 			t.Fatal(err)
 		}
-		waitMembership(ctx, t, c, mark, majority, majority)
+		evs := waitMembership(ctx, t, c, mark, majority, majority)
+		t.Logf("partition → %v installed at epoch %s: %v", majority, evs[3].Epoch(), lastInstall(evs).Sub(cut).Round(time.Millisecond))
 		for _, i := range minority {
 			waitHalted(ctx, t, c, i, mark)
 		}
