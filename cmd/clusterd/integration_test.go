@@ -84,7 +84,7 @@ func (p *proc) wait(t *testing.T, timeout time.Duration, since time.Time, what s
 		select {
 		case <-ch:
 		case <-deadline:
-			t.Fatalf("node %d: no %s within %v; log:\n%s", p.id, what, timeout, p.logText())
+			t.Fatalf("node %d: no %s within %v", p.id, what, timeout)
 		}
 	}
 }
@@ -143,10 +143,10 @@ func TestIntegrationLoopbackCluster(t *testing.T) {
 	cfgFile := func(id int) string {
 		c := map[string]any{
 			"cluster": "test", "cluster_tag": "574c4650", "key_file": keyFile, "node_id": id,
-			"nodes":    nodes,
-			"networks": []map[string]string{{"name": "priv1", "interface": "lo"}, {"name": "priv2", "interface": "lo"}},
-			"port":     port,
-			"quorum":   map[string]string{"device": lun, "initiator_name": fmt.Sprintf("iqn.2024-01.dev.wolfpack:node%d", id)},
+			"nodes":        nodes,
+			"networks":     []map[string]string{{"name": "priv1", "interface": "lo"}, {"name": "priv2", "interface": "lo"}},
+			"port":         port,
+			"quorum":       map[string]string{"device": lun, "initiator_name": fmt.Sprintf("iqn.2024-01.dev.wolfpack:node%d", id)},
 			"admin_socket": filepath.Join(dir, fmt.Sprintf("node%d.sock", id)),
 			"timing":       map[string]any{"heartbeat_interval": "100ms", "heartbeat_threshold": 5, "quorum_check_interval": "1s"},
 		}
@@ -158,8 +158,9 @@ func TestIntegrationLoopbackCluster(t *testing.T) {
 		return p
 	}
 	procs := map[int]*proc{}
+	var all []*proc
 	start := func(id int) *proc {
-		cmd := exec.Command(bin, "-config", cfgFile(id))
+		cmd := exec.Command(bin, "-config", cfgFile(id), "-log-level", "debug")
 		stderr, err := cmd.StderrPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -185,12 +186,18 @@ func TestIntegrationLoopbackCluster(t *testing.T) {
 			close(p.exited)
 		}()
 		procs[id] = p
+		all = append(all, p)
 		return p
 	}
 	t.Cleanup(func() {
 		for _, p := range procs {
 			p.cmd.Process.Kill()
 			<-p.exited
+		}
+		if t.Failed() {
+			for _, p := range all {
+				t.Logf("node %d (pid %d) log:\n%s", p.id, p.cmd.Process.Pid, p.logText())
+			}
 		}
 	})
 
@@ -214,11 +221,19 @@ func TestIntegrationLoopbackCluster(t *testing.T) {
 	if st.State != "up" || !slices.Equal(st.Members, []int{1, 2, 3}) || !st.QuorumOwner {
 		t.Fatalf("node 1 status: %+v", st)
 	}
-	// Both networks carry heartbeats (status polled until both peers are
-	// heard on both, a few intervals after the joins).
-	waitStatus(t, n1.sock, 3*time.Second, func(s daemon.Status) bool {
-		return slices.Equal(s.Networks["priv1"].Up, []int{2, 3}) && slices.Equal(s.Networks["priv2"].Up, []int{2, 3})
-	})
+	// Both networks carry heartbeats (status polled until every node hears
+	// both peers on both, a few intervals after the joins).
+	for _, p := range []*proc{n1, n2, n3} {
+		var peers []int
+		for id := 1; id <= 3; id++ {
+			if id != p.id {
+				peers = append(peers, id)
+			}
+		}
+		waitStatus(t, p.sock, 3*time.Second, func(s daemon.Status) bool {
+			return slices.Equal(s.Networks["priv1"].Up, peers) && slices.Equal(s.Networks["priv2"].Up, peers)
+		})
+	}
 
 	// Kill the owner and leader.
 	tk := time.Now()

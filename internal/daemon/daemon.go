@@ -140,6 +140,11 @@ type Daemon struct {
 	regroups    uint64
 	counters    transportCounters
 	startedAt   time.Time
+	// unheard: members the detector has not heard since they became
+	// members (or since it suspected them), by the tick that began; -1
+	// once suspected. See watchUnheard.
+	unheard map[regroup.NodeID]int64
+	silence int64 // ticks of silence before suspicion
 	diskNoAbort bool // worker only: the target refused PREEMPT AND ABORT
 
 	wg sync.WaitGroup
@@ -204,6 +209,7 @@ func New(cfg Config) (*Daemon, error) {
 		results: make(chan func(), 64),
 		status:  make(chan chan Status),
 		stopped: make(chan struct{}),
+		unheard: map[regroup.NodeID]int64{},
 	}
 	if d.inc == 0 {
 		d.inc = uint64(cfg.Now().UnixNano())
@@ -256,6 +262,7 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	d.det, d.rg = det, rg
 	d.checkEvery = int64(ticks(cfg.QuorumCheckInterval, cfg.Tick))
+	d.silence = int64(interval * cfg.HeartbeatThreshold)
 	return d, nil
 }
 
@@ -321,6 +328,7 @@ func (d *Daemon) loop(ctx context.Context) error {
 		case <-tick:
 			d.det.Tick()
 			d.rg.Tick()
+			d.watchUnheard()
 			if d.rg.Now()%d.checkEvery == 0 {
 				d.quorumCheck()
 			}
@@ -381,6 +389,11 @@ func (d *Daemon) flushWith(afterUnregister func()) {
 			d.detectorEvent(e)
 		}
 		rd := d.rg.Ready()
+		// Publish the membership before any disk job of this Ready runs:
+		// register checks the holder against it.
+		ep, m := d.rg.Membership()
+		d.det.SetEpoch(uint64(ep))
+		d.members.Store(uint64(m))
 		for _, m := range rd.Messages {
 			d.sendMessage(m)
 		}
@@ -406,9 +419,6 @@ func (d *Daemon) flushWith(afterUnregister func()) {
 		for _, e := range rd.Events {
 			d.membershipEvent(e)
 		}
-		ep, m := d.rg.Membership()
-		d.det.SetEpoch(uint64(ep))
-		d.members.Store(uint64(m))
 	}
 	if d.claimCancel != nil && !d.rg.WantsArbitration(d.claimRound) {
 		d.log.Debug("arbitration no longer wanted", "round", d.claimRound)
@@ -438,6 +448,7 @@ func (d *Daemon) detectorEvent(e heartbeat.Event) {
 		d.log.Info("peer alive", "peer", int(e.Peer), "incarnation", e.Incarnation)
 		d.rg.PeerUp(e.Peer)
 	case heartbeat.PeerSuspected:
+		d.unheard[e.Peer] = -1
 		d.log.Info("peer suspected", "peer", int(e.Peer), "silent_ms", (d.det.Now()-e.LastHeard)*d.cfg.Tick.Milliseconds())
 		d.rg.PeerDown(e.Peer)
 	case heartbeat.PeerRestarted:
@@ -488,6 +499,40 @@ func (d *Daemon) membershipEvent(e regroup.Event) {
 		}
 	default:
 		d.log.Debug("membership event", "event", e.String())
+	}
+}
+
+// watchUnheard suspects a member that the detector has never heard since
+// it became a member: the detector reports suspicion only of peers it heard
+// once, so a member that dies right after a join, before the joiner heard
+// its first heartbeat, would otherwise never be regrouped out by the joiner
+// (and by nobody, if the rest died too). Silence is counted from the tick
+// the member was first found unheard.
+func (d *Daemon) watchUnheard() {
+	_, members := d.rg.Membership()
+	alive := d.det.Alive()
+	now := d.det.Now()
+	for id := range d.unheard {
+		if !members.Has(id) || alive.Has(id) {
+			delete(d.unheard, id)
+		}
+	}
+	if !d.rg.Member() {
+		return
+	}
+	for _, id := range members.Remove(d.cfg.Self).IDs() {
+		if alive.Has(id) {
+			continue
+		}
+		since, ok := d.unheard[id]
+		switch {
+		case !ok:
+			d.unheard[id] = now
+		case since >= 0 && now-since >= d.silence:
+			d.unheard[id] = -1
+			d.log.Info("peer suspected", "peer", int(id), "silent_ms", (now-since)*d.cfg.Tick.Milliseconds(), "never_heard", true)
+			d.rg.PeerDown(id)
+		}
 	}
 }
 
