@@ -143,9 +143,9 @@ type Daemon struct {
 	// unheard: members the detector has not heard since they became
 	// members (or since it suspected them), by the tick that began; -1
 	// once suspected. See watchUnheard.
-	unheard map[regroup.NodeID]int64
-	silence int64 // ticks of silence before suspicion
-	diskNoAbort bool // worker only: the target refused PREEMPT AND ABORT
+	unheard     map[regroup.NodeID]int64
+	silence     int64 // ticks of silence before suspicion
+	diskNoAbort bool  // worker only: the target refused PREEMPT AND ABORT
 
 	wg sync.WaitGroup
 }
