@@ -770,9 +770,11 @@ func (n *Node) Start(edit ...func(*DaemonConfig)) error {
 		n.mu.Lock()
 		p.state = st
 		n.mu.Unlock()
+		// Done before the event: a test that saw it may start the node
+		// again at once.
+		close(p.done)
 		n.c.events.add(Event{Node: n.ID, Time: now, Read: now, Msg: MsgExited, Attrs: attrs})
 		n.c.log.Info("node exited", "node", n.ID, "state", st.String())
-		close(p.done)
 	}()
 	return nil
 }
@@ -826,6 +828,9 @@ func (n *Node) Signal(sig syscall.Signal) error {
 	}
 	n.c.log.Info("signal", "node", n.ID, "signal", sig.String())
 	if err := p.cmd.Process.Signal(sig); err != nil {
+		if errors.Is(err, os.ErrProcessDone) {
+			return ErrNotRunning
+		}
 		return fmt.Errorf("nscluster: node %d: %v: %w", n.ID, sig, err)
 	}
 	return nil
