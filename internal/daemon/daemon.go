@@ -145,6 +145,11 @@ type Daemon struct {
 	// once suspected. See watchUnheard.
 	unheard     map[regroup.NodeID]int64
 	silence     int64 // ticks of silence before suspicion
+	addrPeer    map[netip.Addr]regroup.NodeID
+	badFrom     regroup.NodeSet // peers whose datagrams failed authentication
+	badCount    int
+	badSince    int64 // tick of the first
+	interval    int64 // heartbeat interval in ticks
 	diskNoAbort bool  // worker only: the target refused PREEMPT AND ABORT
 
 	wg sync.WaitGroup
@@ -198,18 +203,19 @@ func New(cfg Config) (*Daemon, error) {
 		return nil, fmt.Errorf("daemon: port %d", cfg.Port)
 	}
 	d := &Daemon{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		inc:     cfg.Incarnation,
-		seal:    regroup.NewSealer(cfg.Key),
-		win:     map[regroup.NodeID]*replayWindow{},
-		peers:   map[regroup.NodeID][]netip.AddrPort{},
-		recv:    make(chan packet, 1024),
-		jobs:    make(chan job, 64),
-		results: make(chan func(), 64),
-		status:  make(chan chan Status),
-		stopped: make(chan struct{}),
-		unheard: map[regroup.NodeID]int64{},
+		cfg:      cfg,
+		log:      cfg.Logger,
+		inc:      cfg.Incarnation,
+		seal:     regroup.NewSealer(cfg.Key),
+		win:      map[regroup.NodeID]*replayWindow{},
+		peers:    map[regroup.NodeID][]netip.AddrPort{},
+		recv:     make(chan packet, 1024),
+		jobs:     make(chan job, 64),
+		results:  make(chan func(), 64),
+		status:   make(chan chan Status),
+		stopped:  make(chan struct{}),
+		unheard:  map[regroup.NodeID]int64{},
+		addrPeer: map[netip.Addr]regroup.NodeID{},
 	}
 	if d.inc == 0 {
 		d.inc = uint64(cfg.Now().UnixNano())
@@ -232,6 +238,7 @@ func New(cfg Config) (*Daemon, error) {
 		peerIDs = append(peerIDs, n.ID)
 		for _, a := range n.Addrs {
 			d.peers[n.ID] = append(d.peers[n.ID], netip.AddrPortFrom(a, uint16(cfg.Port)))
+			d.addrPeer[a.Unmap()] = n.ID
 		}
 	}
 	if !found {
@@ -263,6 +270,7 @@ func New(cfg Config) (*Daemon, error) {
 	d.det, d.rg = det, rg
 	d.checkEvery = int64(ticks(cfg.QuorumCheckInterval, cfg.Tick))
 	d.silence = int64(interval * cfg.HeartbeatThreshold)
+	d.interval = int64(interval)
 	return d, nil
 }
 

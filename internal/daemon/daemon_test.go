@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -120,7 +121,9 @@ func newTestCluster(t *testing.T, n, nets int) *testCluster {
 	return c
 }
 
-func (c *testCluster) start(id regroup.NodeID) *testNode {
+func (c *testCluster) start(id regroup.NodeID) *testNode { return c.startWithKey(id, testKey) }
+
+func (c *testCluster) startWithKey(id regroup.NodeID, key []byte) *testNode {
 	c.t.Helper()
 	lb := &syncBuffer{}
 	c.logs = append(c.logs, lb)
@@ -129,7 +132,7 @@ func (c *testCluster) start(id regroup.NodeID) *testNode {
 		nets = append(nets, Network{Name: fmt.Sprintf("priv%d", k+1)})
 	}
 	d, err := New(Config{
-		ClusterTag: testTag, Key: testKey, Self: id, Nodes: c.nodes, Networks: nets, Port: c.port,
+		ClusterTag: testTag, Key: key, Self: id, Nodes: c.nodes, Networks: nets, Port: c.port,
 		Device: c.target.Nexus(fmt.Sprintf("iqn.2024-01.dev.wolfpack:node%d", id)),
 		Logger: slog.New(slog.NewJSONHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", int(id)),
 	})
@@ -301,20 +304,50 @@ func TestFencedMemberHalts(t *testing.T) {
 	c.waitMembers(5*time.Second, []int{1}, 1)
 }
 
+// A node holding another cluster secret hears only datagrams that fail
+// authentication; it stops with a fatal reason naming the secret before it
+// tries to form, and the cluster does not change.
+func TestWrongSecretRefused(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes a few seconds of real time")
+	}
+	c := newTestCluster(t, 2, 2)
+	c.start(1)
+	c.waitMembers(5*time.Second, []int{1}, 1)
+	n2 := c.startWithKey(2, []byte("another secret, another cluster!"))
+	select {
+	case err := <-n2.done:
+		delete(c.run, 2)
+		if !errors.Is(err, ErrJoinRefused) || !strings.Contains(err.Error(), "secret") {
+			t.Fatalf("node 2 ended with %v, want a join refusal naming the secret", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("node 2 with a wrong secret did not stop")
+	}
+	if len(n2.log.records("arbitration started")) != 0 {
+		t.Fatalf("node 2 went for the disk")
+	}
+	c.waitMembers(time.Second, []int{1}, 1)
+	if s, _ := c.status(1); s.Counters.HeartbeatDropped["bad MAC"] == 0 {
+		t.Fatalf("node 1 counted no bad MAC: %+v", s.Counters)
+	}
+}
+
 func TestReplayWindow(t *testing.T) {
 	var w replayWindow
+	const n, d, o = replayNew, replayDuplicate, replayOld
 	steps := []struct {
 		inc, seq uint64
-		ok       bool
+		want     int
 	}{
-		{5, 1, true}, {5, 1, false}, {5, 3, true}, {5, 2, true}, {5, 2, false},
-		{5, 100, true}, {5, 37, true}, {5, 37, false}, {5, 36, false}, // 36 is 64 behind: outside the window
-		{4, 200, false}, // older incarnation
-		{6, 1, true}, {6, 1, false},
+		{5, 1, n}, {5, 1, d}, {5, 3, n}, {5, 2, n}, {5, 2, d},
+		{5, 100, n}, {5, 37, n}, {5, 37, d}, {5, 36, o}, // 36 is 64 behind: outside the window
+		{4, 200, o}, // older incarnation
+		{6, 1, n}, {6, 1, d},
 	}
 	for i, s := range steps {
-		if got := w.accept(s.inc, s.seq); got != s.ok {
-			t.Fatalf("step %d: accept(%d, %d) = %v, want %v", i, s.inc, s.seq, got, s.ok)
+		if got := w.accept(s.inc, s.seq); got != s.want {
+			t.Fatalf("step %d: accept(%d, %d) = %v, want %v", i, s.inc, s.seq, got, s.want)
 		}
 	}
 }

@@ -135,6 +135,9 @@ func (d *Daemon) receive(p packet) {
 	if !regroup.IsFrame(p.data) {
 		if err := d.det.Receive(p.net, p.data); err != nil {
 			d.log.Debug("heartbeat dropped", "network", d.netName(p.net), "from", p.from.String(), "err", err.Error())
+			if errors.Is(err, heartbeat.ErrBadMAC) {
+				d.badMAC(p)
+			}
 		}
 		return
 	}
@@ -142,6 +145,7 @@ func (d *Daemon) receive(p packet) {
 	switch {
 	case errors.Is(err, regroup.ErrBadMAC):
 		d.counters.drop("bad_mac")
+		d.badMAC(p)
 	case err != nil:
 		d.counters.drop("malformed")
 	case h.Cluster != d.cfg.ClusterTag || m.To != d.cfg.Self || m.From == d.cfg.Self || d.peers[m.From] == nil:
@@ -152,7 +156,12 @@ func (d *Daemon) receive(p packet) {
 			w = &replayWindow{}
 			d.win[m.From] = w
 		}
-		if !w.accept(h.Incarnation, h.Seq) {
+		switch w.accept(h.Incarnation, h.Seq) {
+		case replayDuplicate:
+			// Usually the copy sent on another network.
+			d.counters.drop("duplicate")
+			return
+		case replayOld:
 			d.counters.drop("replay")
 			return
 		}
@@ -173,13 +182,20 @@ type replayWindow struct {
 	bits     uint64 // bit i: top-i seen
 }
 
-func (w *replayWindow) accept(inc, seq uint64) bool {
+// Verdicts of replayWindow.accept.
+const (
+	replayNew       = iota
+	replayDuplicate // seen within the window
+	replayOld       // older incarnation, or too far behind the window
+)
+
+func (w *replayWindow) accept(inc, seq uint64) int {
 	switch {
 	case inc < w.inc:
-		return false
+		return replayOld
 	case inc > w.inc:
 		*w = replayWindow{inc: inc, top: seq, bits: 1}
-		return true
+		return replayNew
 	case seq > w.top:
 		if shift := seq - w.top; shift >= 64 {
 			w.bits = 1
@@ -187,12 +203,50 @@ func (w *replayWindow) accept(inc, seq uint64) bool {
 			w.bits = w.bits<<shift | 1
 		}
 		w.top = seq
-		return true
+		return replayNew
 	}
 	off := w.top - seq
-	if off >= 64 || w.bits&(1<<off) != 0 {
-		return false
+	switch {
+	case off >= 64:
+		return replayOld
+	case w.bits&(1<<off) != 0:
+		return replayDuplicate
 	}
 	w.bits |= 1 << off
-	return true
+	return replayNew
+}
+
+// wrongSecretThreshold is how many datagrams from configured peers must
+// fail authentication, with none verifying, before a joining node
+// concludes that its cluster secret is not the cluster's.
+const wrongSecretThreshold = 10
+
+// badMAC counts a datagram that failed authentication. A node that is not
+// yet a member and has heard only such datagrams from the configured peers'
+// own addresses, for at least two heartbeat intervals, holds another
+// cluster secret than they do: no join can succeed (the members drop
+// everything it sends), and forming would only contend for the disk, so it
+// stops with a fatal, explicit reason (docs/membership.md "Join").
+// Datagrams from other addresses do not count, so strangers on the network
+// cannot trigger this as easily; docs/clusterd.md says what remains.
+func (d *Daemon) badMAC(p packet) {
+	peer, ok := d.addrPeer[p.from.Addr().Unmap()]
+	if !ok || d.rg.Member() || d.fatal != nil {
+		return
+	}
+	if d.badCount == 0 {
+		d.badSince = d.det.Now()
+	}
+	d.badFrom = d.badFrom.Add(peer)
+	d.badCount++
+	// Two heartbeat intervals at least: a burst is not a conclusion, and
+	// the members see this node's own heartbeats fail (their counters).
+	if d.badCount < wrongSecretThreshold || d.det.Now()-d.badSince < 2*d.interval ||
+		d.det.Counters().Accepted+d.counters.regroupAccepted > 0 {
+		return
+	}
+	reason := fmt.Sprintf("%d datagrams from configured peers %v failed HMAC authentication and none verified: "+
+		"this node's cluster secret (key_file) differs from the cluster's", d.badCount, ids(d.badFrom))
+	d.log.Error("join refused", "reason", reason, "fatal", true)
+	d.fatal = fmt.Errorf("%w: %s", ErrJoinRefused, reason)
 }
