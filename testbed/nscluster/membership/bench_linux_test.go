@@ -3,6 +3,7 @@ package membership
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"strconv"
 	"strings"
@@ -18,7 +19,7 @@ import (
 // reports with it, last heartbeat heard → suspicion, "silent_ms"), regroup
 // (that suspicion → the last survivor's "membership installed") and join
 // (the restarted node's process start → its "joined"), over
-// WOLFPACK_BENCH_RUNS kills and restarts (default 7). It runs only with
+// WOLFPACK_BENCH_RUNS kills and restarts (default 15). It runs only with
 // WOLFPACK_BENCH_MEMBERSHIP set to a list of sizes ("2,4,8,16"; make
 // bench-membership).
 func TestIntegrationBenchMembership(t *testing.T) {
@@ -26,7 +27,7 @@ func TestIntegrationBenchMembership(t *testing.T) {
 	if sizesEnv == "" {
 		t.Skip("set WOLFPACK_BENCH_MEMBERSHIP=2,4,8,16 (make bench-membership) to run the membership benchmark")
 	}
-	runs := 7
+	runs := 15
 	if s := os.Getenv("WOLFPACK_BENCH_RUNS"); s != "" {
 		var err error
 		if runs, err = strconv.Atoi(s); err != nil || runs < 1 {
@@ -66,6 +67,10 @@ func benchSize(t *testing.T, n, runs int) string {
 	survivors := without(all, victim)
 	var detFirst, detLast, silent, regroup, total, join, joinAll stats
 	for r := 0; r < runs; r++ {
+		// The loop runs right after an install, which follows a heartbeat:
+		// a random phase keeps the kill (and the restart) from landing at
+		// the same point of the heartbeat interval every time.
+		randomPhase(ctx, t)
 		mark := c.Mark()
 		killed := time.Now()
 		if err := c.Node(victim).Kill(); err != nil {
@@ -97,6 +102,7 @@ func benchSize(t *testing.T, n, runs int) string {
 		regroup = append(regroup, inst.Sub(firstS))
 		total = append(total, inst.Sub(killed))
 
+		randomPhase(ctx, t)
 		mark = c.Mark()
 		if err := c.Node(victim).Start(); err != nil {
 			t.Fatal(err)
@@ -118,4 +124,17 @@ func benchSize(t *testing.T, n, runs int) string {
 	t.Logf("nodes=%d last heard→suspicion %s; kill→suspicion %s; last suspicion %s; regroup %s; kill→install %s; join %s; join→all %s; cold start %v",
 		n, silent, detFirst, detLast, regroup, total, join, joinAll, cold.Round(time.Millisecond))
 	return row
+}
+
+// randomPhase waits a random 0-200 ms (two heartbeat intervals) to put the
+// next fault at a random point of the heartbeat cycle. It is not a wait for
+// a condition: the timing itself is the point.
+func randomPhase(ctx context.Context, t *testing.T) {
+	tm := time.NewTimer(rand.N(200 * time.Millisecond))
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
 }
