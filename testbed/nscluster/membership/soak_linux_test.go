@@ -2,6 +2,7 @@ package membership
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"strconv"
 	"testing"
@@ -41,6 +42,10 @@ func TestIntegrationSoakCPUHog(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	accepted0 := map[int]uint64{}
+	for _, i := range all {
+		accepted0[i] = heartbeatsAccepted(ctx, t, c, i)
+	}
 	mark := c.Mark()
 	start := time.Now()
 	t.Logf("soak: %d nodes, %d CPU hogs, %v, default timings, epoch %s", nodes, nodes, dur, epoch)
@@ -79,10 +84,31 @@ func TestIntegrationSoakCPUHog(t *testing.T) {
 			t.Errorf("node %d: epoch %s members %v, want %s %v", i, st.Epoch, st.Members, epoch, all)
 		}
 		t.Logf("node %d networks %s counters %s", i, st.Networks, st.Counters)
+		// Every peer sends on every private network each interval (100 ms
+		// by default): what did not arrive was lost or late past the
+		// detector's replay window.
+		got := heartbeatsAccepted(ctx, t, c, i) - accepted0[i]
+		want := float64(nodes-1) * 2 * elapsed.Seconds() / 0.1
+		t.Logf("node %d accepted %d heartbeats during the soak, %.1f%% of the %.0f sent to it", i, got, 100*float64(got)/want, want)
 	}
 	t.Logf("SOAK RESULT: nodes=%d hogs=%d duration=%v regroup_started=%d peer_suspected=%d network_down=%d exits=%d",
 		nodes, nodes, elapsed.Round(time.Second), regroups, suspected, down, exits)
 	if regroups+suspected+exits > 0 {
 		t.Errorf("false suspicion under CPU load: %d regroups, %d suspicions, %d exits", regroups, suspected, exits)
 	}
+}
+
+func heartbeatsAccepted(ctx context.Context, t *testing.T, c *nscluster.Cluster, i int) uint64 {
+	t.Helper()
+	st, err := c.Node(i).Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ctr struct {
+		Accepted uint64 `json:"heartbeat_accepted"`
+	}
+	if err := json.Unmarshal(st.Counters, &ctr); err != nil {
+		t.Fatalf("node %d counters: %v", i, err)
+	}
+	return ctr.Accepted
 }
