@@ -1,6 +1,6 @@
 // Command cluster is the Wolfpack administration tool (in the manner of
-// cluster.exe and pcs). This version carries the disk commands, which work
-// on a shared LUN directly and need no running cluster.
+// cluster.exe and pcs): status asks a running clusterd; the disk and quorum
+// commands work on a shared LUN directly and need no running cluster.
 package main
 
 import (
@@ -50,7 +50,9 @@ var errReported = errors.New("error already reported")
 const topUsage = `usage: cluster <command> [arguments]
 
 commands:
+  status   the membership as a running clusterd sees it (its admin socket)
   disk     inspect and manage SCSI-3 persistent reservations on a shared LUN
+  quorum   the quorum disk: format, show, replay its recovery log, hold it
 
 Run 'cluster <command> -h' for the command's help.
 `
