@@ -141,12 +141,12 @@ func (n *Node) qemuArgs(tb *Testbed) []string {
 	}
 	cmdline := []string{"console=ttyS0", "quiet", "panic=-1", "8250.nr_uarts=2",
 		"wolfpack.hostname=" + n.name, "wolfpack.disks=" + strconv.Itoa(tb.cfg.Initiators)}
-	host, port, _ := net.SplitHostPort(tb.tgt.portal)
+	host, port, _ := net.SplitHostPort(tb.tgt.Portal)
 	for m := 1; m <= tb.cfg.Initiators; m++ {
 		node := fmt.Sprintf("lun%d", m)
 		args = append(args,
 			"-blockdev", fmt.Sprintf("driver=iscsi,node-name=%s,transport=tcp,portal=%s:%s,target=%s,lun=1,initiator-name=%s",
-				node, host, port, tb.tgt.iqn, tb.InitiatorName(n.index, m)),
+				node, host, port, tb.tgt.Target, tb.InitiatorName(n.index, m)),
 			"-device", fmt.Sprintf("scsi-block,drive=%s,bus=scsi0.0,channel=0,scsi-id=%d,lun=0", node, m))
 	}
 	for k := 0; k <= tb.cfg.PrivateNets; k++ {

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/wolfpack-ha/wolfpack/scsi/iscsi/iscsitest"
 )
 
 // StateDir holds one file per live testbed naming what it owns, so that a
@@ -187,7 +189,7 @@ func sweep(s stateFile) error {
 	}
 	var files []string
 	if s.TgtCtlPort != 0 {
-		files = append(files, tgtSocket(s.TgtCtlPort), tgtSocket(s.TgtCtlPort)+".lock")
+		files = append(files, iscsitest.Sockets(s.TgtCtlPort)...)
 	}
 	if s.LUNPath != "" {
 		files = append(files, s.LUNPath)

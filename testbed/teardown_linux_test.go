@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wolfpack-ha/wolfpack/scsi/iscsi/iscsitest"
 )
 
 const helperEnv = "WOLFPACK_TESTBED_HELPER"
@@ -41,7 +43,7 @@ func TestHelperFailingTestbed(t *testing.T) {
 	tb := New(t, Config{Nodes: 1, PrivateNets: 1, WorkDir: os.Getenv(helperEnv + "_DIR")})
 	info := helperInfo{
 		Prefix: tb.Prefix(), CtlPort: tb.TgtCtlPort(), Portal: tb.Portal(), LUN: tb.LUNPath(),
-		Pids:      []int{tb.tgt.cmd.Process.Pid},
+		Pids:      []int{tb.tgt.Pid()},
 		StateFile: tb.state.path,
 	}
 	for _, n := range tb.Nodes() {
@@ -168,13 +170,13 @@ func leftovers(info *helperInfo) []string {
 	for _, ns := range nss {
 		left = append(left, "netns "+filepath.Base(ns))
 	}
-	files := append([]string{info.LUN, info.StateFile, tgtSocket(info.CtlPort), tgtSocket(info.CtlPort) + ".lock"}, info.Sockets...)
+	files := append([]string{info.LUN, info.StateFile}, append(iscsitest.Sockets(info.CtlPort), info.Sockets...)...)
 	for _, f := range files {
 		if _, err := os.Lstat(f); !errors.Is(err, os.ErrNotExist) {
 			left = append(left, "file "+f)
 		}
 	}
-	if c, err := net.DialTimeout("unix", tgtSocket(info.CtlPort), time.Second); err == nil {
+	if c, err := net.DialTimeout("unix", iscsitest.Sockets(info.CtlPort)[0], time.Second); err == nil {
 		c.Close()
 		left = append(left, "tgtd control socket answers")
 	}

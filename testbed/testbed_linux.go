@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wolfpack-ha/wolfpack/scsi/iscsi/iscsitest"
 	"github.com/wolfpack-ha/wolfpack/testbed/agent"
 )
 
@@ -45,7 +46,7 @@ type Testbed struct {
 	state   *state
 	vmlinuz string
 	image   string
-	tgt     *tgt
+	tgt     *iscsitest.Tgt
 	net     *network
 	nodes   []*Node
 	client  *Client
@@ -194,11 +195,18 @@ func (tb *Testbed) start(ctx context.Context, modDir string) error {
 		imageDone <- err
 	}()
 	var err error
-	tb.tgt, err = startTgt(ctx, tb.log, tb.workDir, tb.id, tb.cfg.LUNSize, tb.state)
+	tb.tgt, err = iscsitest.Run(ctx, iscsitest.Options{
+		Target: "iqn.2024-01.org.wolfpack-ha.testbed:" + tb.id, Size: tb.cfg.LUNSize, Dir: tb.workDir,
+		LUNParams: "vendor_id=WOLFPACK,product_id=TESTBED-" + tb.id,
+		OnStart: func(t *iscsitest.Tgt) { // recorded before tgtd starts, for a later sweep
+			tb.state.update(func(s *stateFile) { s.TgtCtlPort, s.TgtPortal, s.LUNPath = t.Control, t.Portal, t.Images[0] })
+		},
+	})
 	if err != nil {
 		<-imageDone
 		return fmt.Errorf("start iSCSI target: %w", err)
 	}
+	tb.state.update(func(s *stateFile) { s.TgtPid = tb.tgt.Pid() })
 	tb.net, err = setupNetwork(ctx, tb.log, tb.prefix, tb.cfg.Nodes, tb.cfg.PrivateNets, tb.state)
 	if err != nil {
 		<-imageDone
@@ -208,7 +216,7 @@ func (tb *Testbed) start(ctx context.Context, modDir string) error {
 		return fmt.Errorf("build image: %w", err)
 	}
 	tb.log.Info("host side ready", "image", filepath.Base(tb.image), "image_time", tb.ImageTime.Round(time.Millisecond),
-		"portal", tb.tgt.portal, "setup", time.Since(t0).Round(time.Millisecond))
+		"portal", tb.tgt.Portal, "setup", time.Since(t0).Round(time.Millisecond))
 
 	for i := 1; i <= tb.cfg.Nodes; i++ {
 		name := fmt.Sprintf("node%d", i)
@@ -242,7 +250,7 @@ func (tb *Testbed) Close() error {
 			}
 		}
 		if tb.tgt != nil {
-			if err := tb.tgt.stop(); err != nil {
+			if err := tb.tgt.Stop(); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -270,7 +278,7 @@ func (tb *Testbed) tgtCtlPort() int {
 	if tb.tgt == nil {
 		return 0
 	}
-	return tb.tgt.ctlPort
+	return tb.tgt.Control
 }
 
 // LogConsoles logs the last lines of every node's console to t.
@@ -300,20 +308,20 @@ func (tb *Testbed) Node(i int) *Node { return tb.nodes[i-1] }
 func (tb *Testbed) Client() *Client { return tb.client }
 
 // LUNPath is the host file behind the shared LUN.
-func (tb *Testbed) LUNPath() string { return tb.tgt.lunPath }
+func (tb *Testbed) LUNPath() string { return tb.tgt.Images[0] }
 
 // TargetIQN is the iSCSI name of the target; the LUN is LUN 1.
-func (tb *Testbed) TargetIQN() string { return tb.tgt.iqn }
+func (tb *Testbed) TargetIQN() string { return tb.tgt.Target }
 
 // Portal is the target's host:port on 127.0.0.1.
-func (tb *Testbed) Portal() string { return tb.tgt.portal }
+func (tb *Testbed) Portal() string { return tb.tgt.Portal }
 
 // LUNURL is the libiscsi URL of the LUN, for iscsi-inq and friends on the host.
-func (tb *Testbed) LUNURL() string { return "iscsi://" + tb.tgt.portal + "/" + tb.tgt.iqn + "/1" }
+func (tb *Testbed) LUNURL() string { return "iscsi://" + tb.tgt.Portal + "/" + tb.tgt.Target + "/1" }
 
 // InitiatorName is the iSCSI initiator name of node's nexus m.
 func (tb *Testbed) InitiatorName(node, m int) string {
-	return fmt.Sprintf("%s:node%d-i%d", tb.tgt.iqn, node, m)
+	return fmt.Sprintf("%s:node%d-i%d", tb.tgt.Target, node, m)
 }
 
 // TgtCtlPort is the control port of tgtd, for tgtadm -C.
