@@ -51,7 +51,8 @@ const (
 	// suspicion).
 	PeerAlive EventKind = iota + 1
 	// PeerSuspected: a peer was silent on every network for Threshold
-	// intervals.
+	// intervals; or a member (SetMembers) was not heard at all for
+	// Threshold intervals since it became one (NeverHeard).
 	PeerSuspected
 	// PeerRestarted: a peer was heard with a higher incarnation than before.
 	PeerRestarted
@@ -87,7 +88,12 @@ type Event struct {
 	Incarnation uint64 // PeerAlive, PeerRestarted
 	// LastHeard is the tick at which the peer was last heard on any
 	// network (PeerSuspected): detection time is the event's tick minus it.
+	// For a NeverHeard suspicion it is the tick silence was counted from:
+	// when the peer became a member.
 	LastHeard int64
+	// NeverHeard (PeerSuspected): the peer was not heard since it became a
+	// member, so it was never alive to go silent.
+	NeverHeard bool
 }
 
 func (e Event) String() string {
@@ -95,6 +101,9 @@ func (e Event) String() string {
 	case NetworkDown, NetworkUp:
 		return fmt.Sprintf("%v(peer %d, net %d)", e.Kind, e.Peer, e.Network)
 	case PeerSuspected:
+		if e.NeverHeard {
+			return fmt.Sprintf("%v(peer %d, never heard since tick %d)", e.Kind, e.Peer, e.LastHeard)
+		}
 		return fmt.Sprintf("%v(peer %d, last heard tick %d)", e.Kind, e.Peer, e.LastHeard)
 	}
 	return fmt.Sprintf("%v(peer %d, inc %d)", e.Kind, e.Peer, e.Incarnation)
@@ -173,6 +182,12 @@ type peerState struct {
 	epoch       uint64
 	hears       NodeSet
 	nets        []netState
+	// member: the peer is in the membership (SetMembers); since is the
+	// tick it became one. suspected: PeerSuspected was reported and the
+	// peer was not heard since.
+	member    bool
+	since     int64
+	suspected bool
 }
 
 // Detector is the per-node failure detector. It is not safe for concurrent
@@ -239,6 +254,25 @@ func (d *Detector) Now() int64 { return d.now }
 // SetEpoch sets the membership epoch carried in this node's heartbeats.
 func (d *Detector) SetEpoch(e uint64) { d.epoch = e }
 
+// SetMembers tells the detector the current membership (Self and peers
+// not configured are ignored). A member that is not alive when it becomes
+// one and is then not heard for Threshold intervals is suspected like a
+// peer gone silent (PeerSuspected with NeverHeard): otherwise a member that
+// died before this node first heard it, e.g. right after this node joined,
+// would never be suspected. Suspicion is reported once per silence: again
+// only after the peer was heard, or left and re-entered the membership.
+// Pass the empty set while this node is not a member. The check runs in
+// Tick; SetMembers itself reports nothing.
+func (d *Detector) SetMembers(s NodeSet) {
+	for _, p := range d.order {
+		in := s.Has(p.id)
+		if in && !p.member {
+			p.since, p.suspected = d.now, false
+		}
+		p.member = in
+	}
+}
+
 // Alive is the set of peers currently considered alive.
 func (d *Detector) Alive() NodeSet {
 	var s NodeSet
@@ -286,10 +320,15 @@ func (d *Detector) Tick() {
 	limit := int64(d.cfg.Threshold * d.cfg.IntervalTicks)
 	for _, p := range d.order {
 		if !p.alive {
+			if p.member && !p.suspected && d.now-p.since >= limit {
+				p.suspected = true
+				d.log.Debug("member never heard suspected", "peer", p.id, "member_since", p.since, "now", d.now)
+				d.ready.Events = append(d.ready.Events, Event{Kind: PeerSuspected, Peer: p.id, Incarnation: p.incarnation, LastHeard: p.since, NeverHeard: true})
+			}
 			continue
 		}
 		if d.now-p.lastAny >= limit {
-			p.alive = false
+			p.alive, p.suspected = false, true
 			for i := range p.nets {
 				p.nets[i].up, p.nets[i].reported = false, false
 			}
@@ -366,7 +405,7 @@ func (d *Detector) Receive(net int, datagram []byte) error {
 	if !p.alive {
 		// Every network starts up when the peer comes alive, so one that
 		// stays silent is reported down after Threshold intervals.
-		p.alive = true
+		p.alive, p.suspected = true, false
 		for i := range p.nets {
 			p.nets[i].up, p.nets[i].reported, p.nets[i].last = true, false, d.now
 		}

@@ -365,8 +365,14 @@ func (s *Sim) flush(n *node) {
 			}
 		}
 		if n.running {
-			ep, _ := n.rg.Membership()
+			ep, m := n.rg.Membership()
 			n.det.SetEpoch(uint64(ep))
+			// As the daemon: the detector suspects members it never hears.
+			if n.rg.Member() {
+				n.det.SetMembers(m)
+			} else {
+				n.det.SetMembers(0)
+			}
 		}
 	}
 }

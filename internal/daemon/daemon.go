@@ -140,11 +140,6 @@ type Daemon struct {
 	regroups    uint64
 	counters    transportCounters
 	startedAt   time.Time
-	// unheard: members the detector has not heard since they became
-	// members (or since it suspected them), by the tick that began; -1
-	// once suspected. See watchUnheard.
-	unheard     map[regroup.NodeID]int64
-	silence     int64 // ticks of silence before suspicion
 	addrPeer    map[netip.Addr]regroup.NodeID
 	badFrom     regroup.NodeSet // peers whose datagrams failed authentication
 	badCount    int
@@ -214,7 +209,6 @@ func New(cfg Config) (*Daemon, error) {
 		results:  make(chan func(), 64),
 		status:   make(chan chan Status),
 		stopped:  make(chan struct{}),
-		unheard:  map[regroup.NodeID]int64{},
 		addrPeer: map[netip.Addr]regroup.NodeID{},
 	}
 	if d.inc == 0 {
@@ -269,7 +263,6 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	d.det, d.rg = det, rg
 	d.checkEvery = int64(ticks(cfg.QuorumCheckInterval, cfg.Tick))
-	d.silence = int64(interval * cfg.HeartbeatThreshold)
 	d.interval = int64(interval)
 	return d, nil
 }
@@ -336,7 +329,6 @@ func (d *Daemon) loop(ctx context.Context) error {
 		case <-tick:
 			d.det.Tick()
 			d.rg.Tick()
-			d.watchUnheard()
 			if d.rg.Now()%d.checkEvery == 0 {
 				d.quorumCheck()
 			}
@@ -401,6 +393,13 @@ func (d *Daemon) flushWith(afterUnregister func()) {
 		// register checks the holder against it.
 		ep, m := d.rg.Membership()
 		d.det.SetEpoch(uint64(ep))
+		// The detector suspects a member it never hears (one that died
+		// before this node first heard it, e.g. right after a join).
+		if d.rg.Member() {
+			d.det.SetMembers(m)
+		} else {
+			d.det.SetMembers(0)
+		}
 		d.members.Store(uint64(m))
 		for _, m := range rd.Messages {
 			d.sendMessage(m)
@@ -456,8 +455,11 @@ func (d *Daemon) detectorEvent(e heartbeat.Event) {
 		d.log.Info("peer alive", "peer", int(e.Peer), "incarnation", e.Incarnation)
 		d.rg.PeerUp(e.Peer)
 	case heartbeat.PeerSuspected:
-		d.unheard[e.Peer] = -1
-		d.log.Info("peer suspected", "peer", int(e.Peer), "silent_ms", (d.det.Now()-e.LastHeard)*d.cfg.Tick.Milliseconds())
+		if e.NeverHeard {
+			d.log.Info("peer suspected", "peer", int(e.Peer), "silent_ms", (d.det.Now()-e.LastHeard)*d.cfg.Tick.Milliseconds(), "never_heard", true)
+		} else {
+			d.log.Info("peer suspected", "peer", int(e.Peer), "silent_ms", (d.det.Now()-e.LastHeard)*d.cfg.Tick.Milliseconds())
+		}
 		d.rg.PeerDown(e.Peer)
 	case heartbeat.PeerRestarted:
 		d.log.Info("peer restarted", "peer", int(e.Peer), "incarnation", e.Incarnation)
@@ -507,40 +509,6 @@ func (d *Daemon) membershipEvent(e regroup.Event) {
 		}
 	default:
 		d.log.Debug("membership event", "event", e.String())
-	}
-}
-
-// watchUnheard suspects a member that the detector has never heard since
-// it became a member: the detector reports suspicion only of peers it heard
-// once, so a member that dies right after a join, before the joiner heard
-// its first heartbeat, would otherwise never be regrouped out by the joiner
-// (and by nobody, if the rest died too). Silence is counted from the tick
-// the member was first found unheard.
-func (d *Daemon) watchUnheard() {
-	_, members := d.rg.Membership()
-	alive := d.det.Alive()
-	now := d.det.Now()
-	for id := range d.unheard {
-		if !members.Has(id) || alive.Has(id) {
-			delete(d.unheard, id)
-		}
-	}
-	if !d.rg.Member() {
-		return
-	}
-	for _, id := range members.Remove(d.cfg.Self).IDs() {
-		if alive.Has(id) {
-			continue
-		}
-		since, ok := d.unheard[id]
-		switch {
-		case !ok:
-			d.unheard[id] = now
-		case since >= 0 && now-since >= d.silence:
-			d.unheard[id] = -1
-			d.log.Info("peer suspected", "peer", int(id), "silent_ms", (now-since)*d.cfg.Tick.Milliseconds(), "never_heard", true)
-			d.rg.PeerDown(id)
-		}
 	}
 }
 
