@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -205,45 +204,4 @@ func sweep(s stateFile) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// live is the set of open testbeds, closed on SIGINT or SIGTERM.
-var live struct {
-	sync.Mutex
-	once sync.Once
-	set  map[*Testbed]struct{}
-}
-
-func register(tb *Testbed) {
-	live.Lock()
-	defer live.Unlock()
-	if live.set == nil {
-		live.set = make(map[*Testbed]struct{})
-	}
-	live.set[tb] = struct{}{}
-	live.once.Do(func() {
-		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-		go func() {
-			s := <-sig
-			live.Lock()
-			tbs := make([]*Testbed, 0, len(live.set))
-			for tb := range live.set {
-				tbs = append(tbs, tb)
-			}
-			live.Unlock()
-			fmt.Fprintf(os.Stderr, "testbed: %v: closing %d testbed(s)\n", s, len(tbs))
-			for _, tb := range tbs {
-				_ = tb.Close()
-			}
-			signal.Reset(s)
-			_ = syscall.Kill(os.Getpid(), s.(syscall.Signal))
-		}()
-	})
-}
-
-func unregister(tb *Testbed) {
-	live.Lock()
-	defer live.Unlock()
-	delete(live.set, tb)
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/wolfpack-ha/wolfpack/scsi/iscsi/iscsitest"
 	"github.com/wolfpack-ha/wolfpack/testbed/agent"
+	"github.com/wolfpack-ha/wolfpack/testbed/internal/onsignal"
 )
 
 // Config describes a testbed. Zero fields take the defaults noted.
@@ -175,7 +176,7 @@ func Start(ctx context.Context, cfg Config) (*Testbed, error) {
 	}
 	tb.log = cfg.Logger.With("testbed", tb.prefix)
 	tb.client = &Client{netns: tb.prefix + "-client"}
-	register(tb)
+	onsignal.Register(tb, onsignal.Kind{Package: "testbed", Noun: "testbed"})
 	if err := tb.start(ctx, modDir); err != nil {
 		if cerr := tb.Close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("and tearing down: %w", cerr))
@@ -267,7 +268,7 @@ func (tb *Testbed) Close() error {
 				errs = append(errs, err)
 			}
 		}
-		unregister(tb)
+		onsignal.Unregister(tb)
 		tb.closeErr = errors.Join(errs...)
 		tb.log.Info("closed", "err", tb.closeErr)
 	})

@@ -15,7 +15,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/wolfpack-ha/wolfpack/scsi/iscsi/iscsitest"
 	"github.com/wolfpack-ha/wolfpack/testbed"
+	"github.com/wolfpack-ha/wolfpack/testbed/internal/onsignal"
 )
 
 // Contract constants (docs/clusterd.md).
@@ -240,7 +240,7 @@ func New(t testing.TB, cfg Config) *Cluster {
 		cfg: cfg, log: cfg.Logger.With("rig", pfx), t: t, events: newEventLog(),
 		partBr: map[string]bool{}, partOf: map[string]string{},
 	}
-	register(c)
+	onsignal.Register(c, onsignal.Kind{Package: "nscluster", Noun: "rig"})
 	t.Cleanup(func() { c.Close() }) // if building the network fails
 	if err := c.buildNetwork(ctx); err != nil {
 		t.Fatalf("nscluster: %v", err)
@@ -512,7 +512,7 @@ func (c *Cluster) Close() error {
 }
 
 func (c *Cluster) close() error {
-	unregister(c)
+	onsignal.Unregister(c)
 	c.mu.Lock()
 	c.closed = true
 	spawned := c.spawned
@@ -605,47 +605,6 @@ func Sweep(log *slog.Logger) {
 			}
 		}
 	}
-}
-
-// live is the set of open rigs, closed on SIGINT or SIGTERM.
-var live struct {
-	sync.Mutex
-	once sync.Once
-	set  map[*Cluster]struct{}
-}
-
-func register(c *Cluster) {
-	live.Lock()
-	defer live.Unlock()
-	if live.set == nil {
-		live.set = map[*Cluster]struct{}{}
-	}
-	live.set[c] = struct{}{}
-	live.once.Do(func() {
-		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-		go func() {
-			s := <-sig
-			live.Lock()
-			var cs []*Cluster
-			for c := range live.set {
-				cs = append(cs, c)
-			}
-			live.Unlock()
-			fmt.Fprintf(os.Stderr, "nscluster: %v: closing %d rig(s)\n", s, len(cs))
-			for _, c := range cs {
-				c.Close()
-			}
-			signal.Reset(s)
-			syscall.Kill(os.Getpid(), s.(syscall.Signal))
-		}()
-	})
-}
-
-func unregister(c *Cluster) {
-	live.Lock()
-	defer live.Unlock()
-	delete(live.set, c)
 }
 
 // ErrNotRunning is returned for a signal to a node whose process is not
