@@ -7,87 +7,24 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"math/bits"
-	"strconv"
-	"strings"
+
+	"github.com/wolfpack-ha/wolfpack/internal/nodes"
 )
 
-// NodeID is a node's small integer id, 1..MaxNodes.
-type NodeID uint32
+// NodeID, NodeSet and MaxNodes are the nodes package's.
+type (
+	NodeID  = nodes.ID
+	NodeSet = nodes.Set
+)
 
-// MaxNodes is the largest node id (DESIGN §1: ids 1..64).
-const MaxNodes = 64
+// MaxNodes is the largest node id.
+const MaxNodes = nodes.Max
+
+// SetOf returns the set holding ids.
+func SetOf(ids ...NodeID) NodeSet { return nodes.SetOf(ids...) }
 
 // MaxNetworks is the number of private networks a packet can name.
 const MaxNetworks = 8
-
-// Valid reports whether id is in 1..MaxNodes.
-func (id NodeID) Valid() bool { return id >= 1 && id <= MaxNodes }
-
-// NodeSet is a set of node ids 1..64, bit id-1 for node id.
-type NodeSet uint64
-
-// SetOf returns the set holding ids.
-func SetOf(ids ...NodeID) NodeSet {
-	var s NodeSet
-	for _, id := range ids {
-		s = s.Add(id)
-	}
-	return s
-}
-
-// Add returns s with id added; invalid ids are ignored.
-func (s NodeSet) Add(id NodeID) NodeSet {
-	if !id.Valid() {
-		return s
-	}
-	return s | 1<<(id-1)
-}
-
-// Remove returns s without id.
-func (s NodeSet) Remove(id NodeID) NodeSet {
-	if !id.Valid() {
-		return s
-	}
-	return s &^ (1 << (id - 1))
-}
-
-// Has reports whether id is in s.
-func (s NodeSet) Has(id NodeID) bool { return id.Valid() && s&(1<<(id-1)) != 0 }
-
-// Len is the number of ids in s.
-func (s NodeSet) Len() int { return bits.OnesCount64(uint64(s)) }
-
-// Min is the lowest id in s, or 0 for the empty set.
-func (s NodeSet) Min() NodeID {
-	if s == 0 {
-		return 0
-	}
-	return NodeID(bits.TrailingZeros64(uint64(s)) + 1)
-}
-
-// IDs lists the ids in s in increasing order.
-func (s NodeSet) IDs() []NodeID {
-	out := make([]NodeID, 0, s.Len())
-	for v := uint64(s); v != 0; v &= v - 1 {
-		out = append(out, NodeID(bits.TrailingZeros64(v)+1))
-	}
-	return out
-}
-
-// String formats s as {1,2,5}.
-func (s NodeSet) String() string {
-	var b strings.Builder
-	b.WriteByte('{')
-	for i, id := range s.IDs() {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(strconv.Itoa(int(id)))
-	}
-	b.WriteByte('}')
-	return b.String()
-}
 
 // Wire format of a heartbeat datagram, big endian:
 //

@@ -243,6 +243,34 @@ func (d *Disk) ReadHeartbeats(ctx context.Context) ([]Heartbeat, error) {
 	return hs, nil
 }
 
+// ReadSlots reads the heartbeat slots and mailboxes of nodes 1..upTo (and
+// of self) in one command: the slots as ReadHeartbeats returns them, and
+// the pill in self's mailbox, if it holds one of this format.
+func (d *Disk) ReadSlots(ctx context.Context, self, upTo uint32) (hs []Heartbeat, pill PoisonPill, ok bool, err error) {
+	if self < 1 || self > MaxNodes {
+		return nil, pill, false, fmt.Errorf("read slots: node id %d out of 1..%d", self, MaxNodes)
+	}
+	upTo = min(max(upTo, self), MaxNodes)
+	l := d.sb.Layout
+	bs := d.dev.BlockSize()
+	b := make([]byte, 2*int(upTo)*bs)
+	if err := d.dev.ReadBlocks(ctx, l.SlotsLBA, b); err != nil {
+		return nil, pill, false, fmt.Errorf("read heartbeat slots and mailboxes: %w", err)
+	}
+	hs = make([]Heartbeat, upTo)
+	for i := range hs {
+		var h Heartbeat
+		if h.UnmarshalBinary(b[2*i*bs:(2*i+1)*bs]) == nil && h.FormatID == d.sb.FormatID && h.Node == uint32(i+1) {
+			hs[i] = h
+		}
+	}
+	mb := b[(2*int(self-1)+1)*bs : (2*int(self-1)+2)*bs]
+	if pill.UnmarshalBinary(mb) == nil && pill.FormatID == d.sb.FormatID && pill.Target == self {
+		return hs, pill, true, nil
+	}
+	return hs, PoisonPill{}, false, nil
+}
+
 // WriteHeartbeat writes h into slot h.Node (its FormatID is set).
 func (d *Disk) WriteHeartbeat(ctx context.Context, h Heartbeat) error {
 	if h.Node < 1 || h.Node > MaxNodes {

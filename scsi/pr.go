@@ -416,6 +416,28 @@ func PreemptAndAbort(ctx context.Context, dev Device, key, victim uint64, t Rese
 	return PersistentReserveOut(ctx, dev, PROUTPreemptAndAbort, PROUTParams{Key: key, SAKey: victim, Type: t})
 }
 
+// PreemptAbortOrPreempt sends PREEMPT AND ABORT and, if the target refuses
+// that service action with ILLEGAL REQUEST, INVALID FIELD IN CDB (tgt
+// 1.0.85 does not implement it), PREEMPT: a refused command was not
+// executed, so the second is safe, and PREEMPT fences the victim the same
+// way. fellBack reports that PREEMPT was sent. This is the project's one
+// copy of the fallback.
+func PreemptAbortOrPreempt(ctx context.Context, dev Device, key, victim uint64, t ReservationType) (fellBack bool, err error) {
+	err = PreemptAndAbort(ctx, dev, key, victim, t)
+	if !IsInvalidFieldInCDB(err) {
+		return false, err
+	}
+	return true, Preempt(ctx, dev, key, victim, t)
+}
+
+// IsInvalidFieldInCDB reports whether err is CHECK CONDITION, ILLEGAL
+// REQUEST, INVALID FIELD IN CDB (24/00): the command was refused unexecuted.
+func IsInvalidFieldInCDB(err error) bool {
+	var se *SenseError
+	return errors.As(err, &se) && se.Status == StatusCheckCondition &&
+		se.Key == SenseIllegalRequest && se.ASC == 0x24 && se.ASCQ == 0x00
+}
+
 // Allocation lengths for PERSISTENT RESERVE IN: the first try, and the cap
 // (the field is 16 bits).
 const (

@@ -47,10 +47,10 @@ func Measure(cfg Config, victim regroup.NodeID) (Figures, error) {
 		reg := s.registered()
 		for _, id := range survivors.IDs() {
 			n := s.nodes[id]
-			if !n.running || n.rg.Stage() != regroup.StageStabilized || !reg.Has(id) {
+			if !n.running || n.core.Stage() != regroup.StageStabilized || !reg.Has(id) {
 				return false
 			}
-			if _, m := n.rg.Membership(); m != survivors {
+			if _, m := n.core.Membership(); m != survivors {
 				return false
 			}
 		}

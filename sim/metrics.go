@@ -33,7 +33,7 @@ func (m *Metrics) noteSuspect(s *Sim, by regroup.NodeID, e heartbeat.Event) {
 	if !m.crashed.Has(e.Peer) || s.nodes[e.Peer].running {
 		return
 	}
-	d := s.nodes[by].det
+	d := s.nodes[by].core.Detector()
 	m.Detections = append(m.Detections, (d.Now()-e.LastHeard)*s.cfg.Tick)
 	if m.FirstSuspicion < 0 {
 		m.FirstSuspicion = s.now

@@ -61,8 +61,11 @@ func (s *Sim) healAll() {
 	s.tracef(0, "FAULTS END: heal every link and disk path")
 	s.Heal()
 	s.loss = s.cfg.Loss
-	for _, id := range s.all.IDs() {
-		s.target.SetFault(s.initiator(id), memtarget.FaultNone)
+	for _, n := range s.nodes[1:] {
+		if n.diskFault || n.slow > 0 {
+			s.setDiskFault(n, memtarget.FaultNone)
+			s.setDiskSlow(n, 0)
+		}
 	}
 }
 
@@ -113,8 +116,10 @@ func (s *Sim) scheduleFaults() []string {
 			desc = fmt.Sprintf("partition %v | %v | %v for %s", groups[0], groups[1], groups[2], fmtDur(d))
 			do = func() { s.Partition(groups[:k]...) }
 			undo = s.Heal
-		case kind < 72:
-			desc = fmt.Sprintf("isolate node %d for %s", a, fmtDur(d))
+		case kind < 74:
+			// Every private network of one node cut, its disk path
+			// working: the others regroup it out and poison it.
+			desc = fmt.Sprintf("isolate node %d on every network, disk working, for %s", a, fmtDur(d))
 			do = func() { s.Isolate(a) }
 			undo = s.Heal
 		case kind < 80:
@@ -123,8 +128,13 @@ func (s *Sim) scheduleFaults() []string {
 				f = memtarget.FaultLoseCompletion
 			}
 			desc = fmt.Sprintf("disk path fault %d on node %d for %s", f, a, fmtDur(d))
-			do = func() { s.target.SetFault(s.initiator(a), f) }
-			undo = func() { s.target.SetFault(s.initiator(a), memtarget.FaultNone) }
+			do = func() { s.setDiskFault(s.nodes[a], f) }
+			undo = func() { s.setDiskFault(s.nodes[a], memtarget.FaultNone) }
+		case kind < 83:
+			extra := s.randDur(20*Millisecond, 400*Millisecond)
+			desc = fmt.Sprintf("disk path of node %d slow (+%s a command) for %s", a, fmtDur(extra), fmtDur(d))
+			do = func() { s.setDiskSlow(s.nodes[a], extra) }
+			undo = func() { s.setDiskSlow(s.nodes[a], 0) }
 		case kind < 88:
 			loss := 0.05 + 0.3*s.rng.Float64()
 			desc = fmt.Sprintf("loss %.0f%% for %s", loss*100, fmtDur(d))
@@ -134,7 +144,7 @@ func (s *Sim) scheduleFaults() []string {
 			desc = fmt.Sprintf("node %d leaves (ClusterExit)", a)
 			do = func() {
 				if n := s.nodes[a]; n.running && !n.frozen {
-					if err := n.rg.Leave(); err == nil {
+					if err := n.core.Leave(); err == nil {
 						s.flush(n)
 					}
 				}
@@ -143,7 +153,7 @@ func (s *Sim) scheduleFaults() []string {
 			desc = fmt.Sprintf("node %d evicts node %d", a, b)
 			do = func() {
 				if n := s.nodes[a]; n.running && !n.frozen {
-					if err := n.rg.Evict(b); err == nil {
+					if err := n.core.Evict(b); err == nil {
 						s.flush(n)
 					}
 				}

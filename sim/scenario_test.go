@@ -33,12 +33,12 @@ func (s *Sim) settle(t *testing.T, d int64) regroup.NodeSet {
 	}
 	var live regroup.NodeSet
 	for _, n := range s.nodes[1:] {
-		if n.running && !n.frozen && n.rg.Member() {
+		if n.running && !n.frozen && n.core.Member() {
 			live = live.Add(n.id)
 		}
 	}
 	for _, id := range live.IDs() {
-		if _, m := s.nodes[id].rg.Membership(); m != live || !s.registered().Has(id) {
+		if _, m := s.nodes[id].core.Membership(); m != live || !s.registered().Has(id) {
 			t.Fatalf("node %d: members %v registered %v, live members %v\n%s", id, m, s.registered().Has(id), live, s.Describe())
 		}
 	}

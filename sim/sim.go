@@ -2,12 +2,16 @@ package sim
 
 import (
 	"container/heap"
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"strings"
 
 	"github.com/wolfpack-ha/wolfpack/heartbeat"
+	"github.com/wolfpack-ha/wolfpack/internal/core"
+	"github.com/wolfpack-ha/wolfpack/internal/quorumio"
+	"github.com/wolfpack-ha/wolfpack/quorumdisk"
 	"github.com/wolfpack-ha/wolfpack/regroup"
 	"github.com/wolfpack-ha/wolfpack/scsi"
 	"github.com/wolfpack-ha/wolfpack/scsi/memtarget"
@@ -33,6 +37,10 @@ type Config struct {
 	// QuorumCheck so a live owner defends); QuorumCheck the owner's
 	// re-check interval (default 1 s).
 	DefenceDelay, FormDelay, QuorumCheck int64
+	// DiskBeat is the disk heartbeat interval (default 100 ms);
+	// CommandTimeout how long a command on a cut disk path takes to fail
+	// (default 1 s).
+	DiskBeat, CommandTimeout int64
 	// Faults turns on the random fault schedule between FaultStart and
 	// FaultEnd (defaults 1 s and 4 s). After FaultEnd everything heals and
 	// the cluster must stabilise within Settle (default 20 s).
@@ -63,6 +71,8 @@ func (c *Config) defaults() {
 	def(&c.DefenceDelay, 150*Millisecond)
 	def(&c.FormDelay, 1500*Millisecond)
 	def(&c.QuorumCheck, Second)
+	def(&c.DiskBeat, 100*Millisecond)
+	def(&c.CommandTimeout, Second)
 	def(&c.FaultStart, Second)
 	def(&c.FaultEnd, 4*Second)
 	def(&c.Settle, 20*Second)
@@ -71,9 +81,6 @@ func (c *Config) defaults() {
 	}
 }
 
-// ClusterID is the heartbeat cluster id of every simulated cluster.
-const ClusterID = 0xC0FFEE
-
 var clusterKey = []byte("wolfpack simulator cluster key")
 
 type node struct {
@@ -81,15 +88,23 @@ type node struct {
 	inc     uint64
 	running bool // process alive (not crashed, not halted, not left)
 	frozen  bool // SIGSTOP: alive, but neither ticks nor receives
-	det     *heartbeat.Detector
-	rg      *regroup.Node
-	arb     *arbiter
+	core    *core.Node
 	nexus   scsi.Device
+	exec    *quorumio.Executor
+	disk    diskQueue
+	// slow is extra latency on this node's disk path (a disk-path fault).
+	slow int64
 	// fencedSince is when this node became a member whose key is not on
 	// the target (-1: not so).
 	fencedSince int64
 	frozenFor   int64 // time spent frozen since fencedSince
 	frozeAt     int64
+	// pillAt is when a poison pill for this incarnation was written (-1:
+	// none); frozenSincePill is time frozen since then.
+	pillAt          int64
+	frozenSincePill int64
+	diskFault       bool  // a transport fault is on this node's path
+	diskTroubleAt   int64 // last time a disk fault or slowness began or ended
 }
 
 // Sim is one simulation. It is not safe for concurrent use; run many in
@@ -129,7 +144,7 @@ func New(cfg Config) *Sim {
 	s := &Sim{
 		cfg:    cfg,
 		rng:    rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
-		target: memtarget.New(memtarget.Config{NoPowerOnAttention: true}),
+		target: memtarget.New(memtarget.Config{NoPowerOnAttention: true, Blocks: 1024}),
 		cut:    make([]bool, cfg.Networks*65*65),
 		loss:   cfg.Loss,
 		trace:  cfg.Trace,
@@ -139,19 +154,37 @@ func New(cfg Config) *Sim {
 		s.all = s.all.Add(regroup.NodeID(i))
 	}
 	for i := 1; i <= cfg.Nodes; i++ {
-		n := &node{id: regroup.NodeID(i), fencedSince: -1}
-		n.nexus = s.target.Nexus(fmt.Sprintf("iqn.2026-01.org.wolfpack:node%d", i))
-		n.arb = &arbiter{s: s, n: n}
+		n := &node{id: regroup.NodeID(i), fencedSince: -1, pillAt: -1, diskTroubleAt: -1}
+		n.nexus = s.target.Nexus(s.initiator(n.id))
 		s.nodes[i] = n
+	}
+	// The shared LUN is a formatted quorum disk, as `cluster quorum format`
+	// leaves it.
+	blocks, err := quorumdisk.NewSCSIBlocks(ctx, s.nodes[1].nexus)
+	if err == nil {
+		_, err = quorumdisk.Format(ctx, blocks, quorumdisk.FormatOptions{
+			ClusterTag: cfg.ClusterTag, CheckpointBytes: 8 << 10, ClusterID: [16]byte{'s', 'i', 'm'}, Force: true,
+		})
+	}
+	if err != nil {
+		panic(fmt.Sprintf("sim: format the quorum disk: %v", err))
+	}
+	for _, n := range s.nodes[1:] {
+		if n.exec, err = quorumio.Open(ctx, n.nexus, cfg.ClusterTag, uint32(n.id)); err != nil {
+			panic(fmt.Sprintf("sim: open the quorum disk: %v", err))
+		}
+		n.exec.Nodes = uint32(cfg.Nodes)
 	}
 	return s
 }
 
+var ctx = context.Background()
+
 // Now is the virtual time in microseconds.
 func (s *Sim) Now() int64 { return s.now }
 
-// Node returns node id's regroup state machine (nil if not running).
-func (s *Sim) Node(id regroup.NodeID) *regroup.Node { return s.nodes[id].rg }
+// Node returns node id's node core (nil before its first boot).
+func (s *Sim) Node(id regroup.NodeID) *core.Node { return s.nodes[id].core }
 
 // Target is the shared quorum LUN.
 func (s *Sim) Target() *memtarget.Target { return s.target }
@@ -218,59 +251,50 @@ func (s *Sim) RunUntil(t int64, stop func() bool) bool {
 func (s *Sim) Boot(id regroup.NodeID, form bool) {
 	n := s.nodes[id]
 	n.inc++
-	var peers []heartbeat.NodeID
-	peers = append(peers, s.all.IDs()...)
-	det, err := heartbeat.New(heartbeat.Config{
-		Cluster: ClusterID, Self: id, Incarnation: n.inc, Key: clusterKey, Peers: peers,
-		Networks: s.cfg.Networks, Phase: s.rng.IntN(heartbeat.DefaultIntervalTicks),
+	tick := s.cfg.Tick
+	ticks := func(d int64) int { return int(max(1, (d+tick-1)/tick)) }
+	c, err := core.New(core.Config{
+		ClusterTag: s.cfg.ClusterTag, Self: id, Incarnation: n.inc, Nodes: s.all,
+		Networks: s.cfg.Networks, Secret: clusterKey,
+		HeartbeatPhase: s.rng.IntN(heartbeat.DefaultIntervalTicks),
+		// As clusterd: a follower waits for the leader's arbitration: the
+		// longest class wait and a few commands that may each time out.
+		ArbitrationTicks: max(regroup.DefaultArbitrationTicks, ticks(2*s.cfg.DefenceDelay+2*s.cfg.CommandTimeout)),
+		DefenceTicks:     ticks(s.cfg.DefenceDelay),
+		FormTicks:        ticks(s.cfg.FormDelay),
+		CheckTicks:       ticks(s.cfg.QuorumCheck),
+		DiskBeatTicks:    ticks(s.cfg.DiskBeat),
+		Snapshot:         func() []byte { return []byte("db") },
 	})
 	if err != nil {
 		panic(err)
 	}
-	rg, err := regroup.New(regroup.Config{
-		Cluster: ClusterID, Self: id, Incarnation: n.inc, Nodes: s.all, Secret: clusterKey,
-		Snapshot: func() []byte { return []byte("db") },
-	})
-	if err != nil {
-		panic(err)
-	}
-	n.det, n.rg, n.running, n.frozen = det, rg, true, false
-	n.arb.cancel()
+	n.core, n.running, n.frozen = c, true, false
+	n.pillAt = -1
+	n.disk.reset()
+	n.exec.Incarnation = n.inc
 	s.tracef(id, "boot incarnation %d (form=%v)", n.inc, form)
 	if form {
-		rg.Form()
+		c.Form()
 	} else {
-		rg.Start()
+		c.Start()
 	}
 	s.flush(n)
 	// Ticks, with a random phase within the first tick.
 	inc := n.inc
-	var tick func()
-	tick = func() {
+	var tickFn func()
+	tickFn = func() {
 		if n.inc != inc || !n.running {
 			return
 		}
-		s.after(s.cfg.Tick, tick)
+		s.after(s.cfg.Tick, tickFn)
 		if n.frozen {
 			return
 		}
-		n.det.Tick()
-		n.rg.Tick()
+		n.core.Tick()
 		s.flush(n)
 	}
-	s.after(s.rng.Int64N(s.cfg.Tick), tick)
-	var check func()
-	check = func() {
-		if n.inc != inc || !n.running {
-			return
-		}
-		s.after(s.cfg.QuorumCheck, check)
-		if !n.frozen {
-			n.arb.check()
-			s.dirty = true
-		}
-	}
-	s.after(s.rng.Int64N(s.cfg.QuorumCheck), check)
+	s.after(s.rng.Int64N(s.cfg.Tick), tickFn)
 	s.dirty = true
 }
 
@@ -283,7 +307,7 @@ func (s *Sim) Crash(id regroup.NodeID, down int64) {
 	s.tracef(id, "CRASH (restart in %dms)", down/Millisecond)
 	s.Metrics.noteCrash(s, id)
 	n.running, n.frozen = false, false
-	n.arb.cancel()
+	n.disk.reset()
 	s.dirty = true
 	if down > 0 {
 		inc := n.inc
@@ -296,7 +320,7 @@ func (s *Sim) Crash(id regroup.NodeID, down int64) {
 }
 
 // Freeze stops node id (SIGSTOP) for d: it neither ticks nor receives, and
-// its in-flight disk commands are held, then it continues where it was.
+// its disk commands are held, then it continues where it was.
 func (s *Sim) Freeze(id regroup.NodeID, d int64) {
 	n := s.nodes[id]
 	if !n.running || n.frozen {
@@ -311,67 +335,62 @@ func (s *Sim) Freeze(id regroup.NodeID, d int64) {
 			if n.fencedSince >= 0 {
 				n.frozenFor += s.now - max(n.frozeAt, n.fencedSince)
 			}
+			if n.pillAt >= 0 {
+				n.frozenSincePill += s.now - max(n.frozeAt, n.pillAt)
+			}
 			s.tracef(id, "THAW")
-			// Timers that expired while stopped fire at once.
-			n.arb.check()
 			s.dirty = true
 		}
 	})
 }
 
-// flush drains node n's Ready until both machines are quiet.
+// SlowDisk adds extra latency to every command on node id's disk path.
+func (s *Sim) SlowDisk(id regroup.NodeID, extra int64) { s.nodes[id].slow = extra }
+
+// flush drains node n's Ready: heartbeats and messages go on the network,
+// disk commands into its disk queue.
 func (s *Sim) flush(n *node) {
-	for n.running && (n.det.HasReady() || n.rg.HasReady()) {
-		dr := n.det.Ready()
-		for _, snd := range dr.Sends {
+	for n.running && n.core.HasReady() {
+		rd := n.core.Ready()
+		for _, snd := range rd.Sends {
 			s.sendHeartbeat(n, snd)
 		}
-		for _, e := range dr.Events {
-			s.tracef(n.id, "detector: %v", e)
-			switch e.Kind {
-			case heartbeat.PeerAlive:
-				n.rg.PeerUp(e.Peer)
-			case heartbeat.PeerSuspected:
-				s.Metrics.noteSuspect(s, n.id, e)
-				n.rg.PeerDown(e.Peer)
-			case heartbeat.PeerRestarted:
-				n.rg.PeerRestarted(e.Peer, e.Incarnation)
-			}
-		}
-		rd := n.rg.Ready()
 		for _, m := range rd.Messages {
 			s.sendMessage(m)
 		}
-		if rd.Arbitrate != nil {
-			n.arb.claim(*rd.Arbitrate)
+		for _, c := range rd.Disk {
+			s.tracef(n.id, "disk: %v", c)
+			s.submitDisk(n, c)
 		}
-		if rd.Register {
-			n.arb.register()
-		}
-		if rd.Unregister {
-			n.arb.unregister()
+		for _, e := range rd.Detector {
+			s.tracef(n.id, "detector: %v", e)
+			if e.Kind == heartbeat.PeerSuspected {
+				s.Metrics.noteSuspect(s, n.id, e)
+			}
 		}
 		for _, e := range rd.Events {
+			s.tracef(n.id, "core: %v", e)
+		}
+		for _, e := range rd.Membership {
 			s.tracef(n.id, "%v", e)
 			s.Metrics.noteEvent(s, n.id, e)
 			s.dirty = true
 			switch e.Kind {
-			case regroup.EventHalt, regroup.EventLeft:
+			case regroup.EventHalt:
+				s.checkHaltBound(n)
 				s.stop(n)
+			case regroup.EventLeft:
+				// Stops once the key is off the disk (or the attempt
+				// failed), as clusterd does.
 			case regroup.EventJoinFailed:
 				if e.Fatal {
 					s.stop(n)
 				}
 			}
 		}
-		if n.running {
-			ep, m := n.rg.Membership()
-			n.det.SetEpoch(uint64(ep))
-			// As the daemon: the detector suspects members it never hears.
-			if n.rg.Member() {
-				n.det.SetMembers(m)
-			} else {
-				n.det.SetMembers(0)
+		for _, e := range rd.Events {
+			if e.Kind == core.EventUnregistered && n.core.State() == regroup.StateLeft {
+				s.stop(n)
 			}
 		}
 	}
@@ -381,7 +400,7 @@ func (s *Sim) flush(n *node) {
 // restarts it after a while (it then joins again).
 func (s *Sim) stop(n *node) {
 	n.running = false
-	n.arb.cancel()
+	n.disk.reset()
 	if s.now < s.cfg.FaultEnd+s.cfg.Settle {
 		inc := n.inc
 		s.after(200*Millisecond+s.rng.Int64N(800*Millisecond), func() {
@@ -461,10 +480,8 @@ func (s *Sim) sendHeartbeat(from *node, snd heartbeat.Send) {
 			if s.cfg.TraceHeartbeats {
 				s.tracef(to.id, "heartbeat from %d on net %d", from.id, snd.Network)
 			}
-			_ = to.det.Receive(snd.Network, snd.Datagram)
-			if to.det.HasReady() {
-				s.flush(to)
-			}
+			_ = to.core.StepHeartbeat(snd.Network, snd.Datagram)
+			s.flush(to)
 		})
 	}
 }
@@ -493,7 +510,7 @@ func (s *Sim) sendMessage(m regroup.Message) {
 				return
 			}
 			s.tracef(to.id, "<- %v", m)
-			to.rg.Step(m)
+			to.core.Step(m)
 			s.flush(to)
 		})
 	}
@@ -526,25 +543,42 @@ func (s *Sim) registered() regroup.NodeSet {
 }
 
 // FenceBound is how long a member whose key was removed may go on
-// believing it is a member: one quorum check, or a claim's longest wait,
-// plus disk latency.
-func (s *Sim) FenceBound() int64 { return s.cfg.QuorumCheck + 2*s.cfg.DefenceDelay + 100*Millisecond }
+// believing it is a member: one quorum check that may wait behind a slot
+// command on a dead path and then time out itself, or a claim's longest
+// wait, plus latency.
+func (s *Sim) FenceBound() int64 {
+	return s.cfg.QuorumCheck + 2*s.cfg.CommandTimeout + 2*s.cfg.DefenceDelay + 100*Millisecond
+}
 
-// check verifies the safety invariants (docs/membership.md):
+// check verifies the safety invariants (docs/design.md, "Invariants")
+// after every event that changed state:
 //
 //  1. No split brain: any two active nodes (running, holding an installed
 //     membership, key registered on the target) each have the other in
 //     their membership, or at least one has; two active nodes each outside
-//     the other's membership would be two live partitions.
+//     the other's membership would be two live partitions. The check is
+//     symmetric: it looks at every unordered pair once and at both sides.
 //  2. Agreement: active nodes with the same epoch have the same members.
 //  3. Fencing: a member whose key is gone from the target halts within
-//     FenceBound (time frozen does not count: a frozen node does nothing).
+//     FenceBound (time frozen does not count: a frozen node does nothing),
+//     checked here while it runs and again at the moment it halts.
+//  4. Poison pill: a node with a healthy disk path halts within PillBound
+//     of a pill written for its incarnation.
 func (s *Sim) check() {
 	reg := s.registered()
 	var active [65]*node
 	var act regroup.NodeSet
 	for _, n := range s.nodes[1:] {
-		if !n.running || !n.rg.Member() || !n.rg.Registered() {
+		if !n.running {
+			n.fencedSince = -1
+			continue
+		}
+		if late := s.pillOverdue(n); late > 0 {
+			s.violate("pill bound: node %d (%v) still runs %dms after its poison pill was written",
+				n.id, n.core.State(), (s.now-n.pillAt)/Millisecond)
+			n.pillAt = -1 // report once
+		}
+		if !n.core.Member() || !n.core.Registered() {
 			n.fencedSince = -1
 			continue
 		}
@@ -552,13 +586,9 @@ func (s *Sim) check() {
 			if n.fencedSince < 0 {
 				n.fencedSince, n.frozenFor = s.now, 0
 			}
-			frozen := n.frozenFor
-			if n.frozen {
-				frozen += s.now - max(n.frozeAt, n.fencedSince)
-			}
-			if s.now-n.fencedSince-frozen > s.FenceBound() {
+			if s.fenceOverdue(n) > 0 {
 				s.violate("node %d is a member (%v) without its key on the quorum disk for %dms and has not halted",
-					n.id, n.rg.State(), (s.now-n.fencedSince)/Millisecond)
+					n.id, n.core.State(), (s.now-n.fencedSince)/Millisecond)
 				n.fencedSince = s.now // report once per bound
 			}
 			continue
@@ -569,9 +599,9 @@ func (s *Sim) check() {
 	}
 	ids := act.IDs()
 	for i, x := range ids {
-		ex, mx := active[x].rg.Membership()
+		ex, mx := active[x].core.Membership()
 		for _, y := range ids[i+1:] {
-			ey, my := active[y].rg.Membership()
+			ey, my := active[y].core.Membership()
 			if !mx.Has(y) && !my.Has(x) {
 				s.violate("split brain: active node %d (epoch %v %v) and node %d (epoch %v %v) are each outside the other's membership", x, ex, mx, y, ey, my)
 			}
@@ -588,10 +618,10 @@ func (s *Sim) Stable() bool {
 	reg := s.registered()
 	var e0 regroup.Epoch
 	for _, n := range s.nodes[1:] {
-		if !n.running || n.frozen || n.rg.State() != regroup.StateUp || n.rg.Stage() != regroup.StageStabilized || !reg.Has(n.id) {
+		if !n.running || n.frozen || n.core.State() != regroup.StateUp || n.core.Stage() != regroup.StageStabilized || !reg.Has(n.id) {
 			return false
 		}
-		e, m := n.rg.Membership()
+		e, m := n.core.Membership()
 		if m != s.all {
 			return false
 		}
@@ -613,9 +643,9 @@ func (s *Sim) Describe() string {
 			fmt.Fprintf(&b, "  n%d: not running\n", n.id)
 			continue
 		}
-		e, m := n.rg.Membership()
+		e, m := n.core.Membership()
 		fmt.Fprintf(&b, "  n%d: inc %d %v stage %v round %d epoch %v members %v registered %v frozen %v hears %v\n",
-			n.id, n.inc, n.rg.State(), n.rg.Stage(), n.rg.Round(), e, m, reg.Has(n.id), n.frozen, n.det.Alive())
+			n.id, n.inc, n.core.State(), n.core.Stage(), n.core.Round(), e, m, reg.Has(n.id), n.frozen, n.core.Detector().Alive())
 	}
 	return b.String()
 }

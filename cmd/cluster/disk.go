@@ -378,17 +378,12 @@ var diskActions = map[string]diskAction{
 			return res, scsi.Preempt(ctx, d, r.key, r.victim, r.typ)
 		}
 		res.ServiceAction = "PREEMPT AND ABORT"
-		err := scsi.PreemptAndAbort(ctx, d, r.key, r.victim, r.typ)
-		if !invalidFieldInCDB(err) {
-			return res, err
+		fellBack, err := scsi.PreemptAbortOrPreempt(ctx, d, r.key, r.victim, r.typ)
+		if fellBack {
+			res.ServiceAction = "PREEMPT"
+			res.Note = "the target refused PREEMPT AND ABORT (INVALID FIELD IN CDB); used PREEMPT"
 		}
-		// Some targets (tgt 1.0.85) do not implement PREEMPT AND ABORT and
-		// refuse it with INVALID FIELD IN CDB. A refused command was not
-		// executed, so PREEMPT is a safe second try: it fences the victim the
-		// same way; only its in-flight commands are not aborted.
-		res.ServiceAction = "PREEMPT"
-		res.Note = "the target refused PREEMPT AND ABORT (INVALID FIELD IN CDB); used PREEMPT"
-		return res, scsi.Preempt(ctx, d, r.key, r.victim, r.typ)
+		return res, err
 	}},
 }
 
@@ -450,14 +445,6 @@ func (r actionResult) human(dev string) string {
 		return fmt.Sprintf("%s: done (%s)\n", dev, r.Note)
 	}
 	return fmt.Sprintf("%s: done\n", dev)
-}
-
-// invalidFieldInCDB reports whether err is ILLEGAL REQUEST, INVALID FIELD IN
-// CDB (24/00): the device does not support what the CDB asked for.
-func invalidFieldInCDB(err error) bool {
-	var se *scsi.SenseError
-	return errors.As(err, &se) && se.Status == scsi.StatusCheckCondition &&
-		se.Key == scsi.SenseIllegalRequest && se.ASC == 0x24 && se.ASCQ == 0x00
 }
 
 type keysResult struct {

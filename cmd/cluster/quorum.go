@@ -15,7 +15,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wolfpack-ha/wolfpack/internal/core"
+	"github.com/wolfpack-ha/wolfpack/internal/nodes"
+	"github.com/wolfpack-ha/wolfpack/internal/quorumio"
 	"github.com/wolfpack-ha/wolfpack/quorumdisk"
+	"github.com/wolfpack-ha/wolfpack/regroup"
 	"github.com/wolfpack-ha/wolfpack/scsi"
 )
 
@@ -52,7 +56,9 @@ flags (every action):
   --json               machine-readable output (hold always writes JSON lines)
   --timeout D          time limit for format, show, replay (default 30s)
   --check-interval D   QuorumCheckInterval (default 1s)
-  --defence-delay D    wait before preempting another holder (default 2.5s)
+  --form-delay D       a forming node's wait before it preempts another holder,
+                       as clusterd's (default 1.5s; more than a check interval,
+                       so a live holder removes the challenger's key first)
 `
 
 // statusError is an error with an exit status for scripts: 3 lost the
@@ -78,7 +84,7 @@ type quorumFlags struct {
 	appendEvery   time.Duration
 	hold          time.Duration
 	checkInterval time.Duration
-	defenceDelay  time.Duration
+	formDelay     time.Duration
 	appends       int
 	payload       int
 }
@@ -105,8 +111,8 @@ func runQuorum(ctx context.Context, args []string, stdout, stderr io.Writer, ope
 	fs.StringVar(&f.members, "members", "", "")
 	fs.DurationVar(&f.appendEvery, "append-every", 0, "")
 	fs.DurationVar(&f.hold, "hold", 0, "")
-	fs.DurationVar(&f.checkInterval, "check-interval", quorumdisk.DefaultQuorumCheckInterval, "")
-	fs.DurationVar(&f.defenceDelay, "defence-delay", quorumdisk.DefaultDefenceDelay, "")
+	fs.DurationVar(&f.checkInterval, "check-interval", time.Second, "")
+	fs.DurationVar(&f.formDelay, "form-delay", 0, "")
 	fs.IntVar(&f.appends, "appends", 1000, "")
 	fs.IntVar(&f.payload, "payload", 128, "")
 	pos, err := parseInterspersed(fs, args[1:])
@@ -404,46 +410,153 @@ func (lw *lineWriter) event(name string, kv ...any) {
 	lw.w.Write(append(b, '\n'))
 }
 
-// arbitrate starts a driver on d and waits until it wins; the driver keeps
-// holding the disk until ctx ends. errc gets Run's result.
-func arbitrate(ctx context.Context, d scsi.Device, tag uint32, f *quorumFlags, members []uint32, lw *lineWriter, stderr io.Writer) (*quorumdisk.Driver, <-chan error, error) {
+// errLost and errLostQuorum end a holder: another node owns the disk, or
+// this node owned it and lost it (it must self-fence).
+var (
+	errLost       = errors.New("lost the arbitration")
+	errLostQuorum = errors.New("lost quorum")
+)
+
+// holder runs the node core alone on d, as clusterd runs it: a cluster of
+// the members given, formed at once by this node, which must win the
+// quorum disk, then checks it every --check-interval and removes every
+// other key. Its disk commands are executed inline.
+type holder struct {
+	node    *core.Node
+	exec    *quorumio.Executor
+	lw      *lineWriter
+	recheck chan struct{}
+}
+
+const holdTick = 10 * time.Millisecond
+
+// arbitrate starts a holder on d and waits until it wins; the holder keeps
+// holding the disk until ctx ends. errc gets its result.
+func arbitrate(ctx context.Context, d scsi.Device, tag uint32, f *quorumFlags, members []uint32, lw *lineWriter, stderr io.Writer) (*holder, <-chan error, error) {
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	exec, err := quorumio.Open(ctx, d, tag, uint32(f.node))
+	if err != nil {
+		lw.event("error", "error", err.Error())
+		return nil, nil, errReported
+	}
+	inc := uint64(lw.start.UnixNano())
+	exec.Incarnation, exec.Logger = inc, log
+	ticks := func(d time.Duration) int { return max(1, int((d+holdTick-1)/holdTick)) }
+	all := nodes.SetOf(nodes.ID(f.node))
+	for _, m := range members {
+		all = all.Add(nodes.ID(m))
+	}
+	cfg := core.Config{
+		ClusterTag: tag, Self: nodes.ID(f.node), Incarnation: inc, Nodes: all, Networks: 1,
+		Secret:     []byte("cluster quorum hold"),
+		CheckTicks: ticks(f.checkInterval), Logger: log,
+	}
+	if f.formDelay > 0 {
+		cfg.FormTicks = ticks(f.formDelay)
+	}
+	n, err := core.New(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	h := &holder{node: n, exec: exec, lw: lw, recheck: make(chan struct{}, 1)}
+	lw.event("start", "node", f.node, "key", keyString(n.Key()), "check_interval_ms", f.checkInterval.Milliseconds(),
+		"form_delay_ms", f.formDelay.Milliseconds())
 	won := make(chan struct{})
-	drv := quorumdisk.NewDriver(d, quorumdisk.DriverConfig{ClusterTag: tag, Node: uint32(f.node), Members: members,
-		QuorumCheckInterval: f.checkInterval, DefenceDelay: f.defenceDelay,
-		Logger: slog.New(slog.NewTextHandler(stderr, nil)),
-		OnEvent: func(e quorumdisk.Event) {
-			switch e.Kind {
-			case quorumdisk.EventWon:
-				lw.event("won", "arbitration_ms", lw.since())
-				close(won)
-			case quorumdisk.EventChallenged:
-				lw.event("challenging", "holder", keyString(e.Key))
-			case quorumdisk.EventKeyRemoved:
-				lw.event("key removed", "key", keyString(e.Key))
-			}
-		}})
-	lw.event("start", "node", f.node, "key", keyString(drv.Key()), "check_interval_ms", f.checkInterval.Milliseconds(),
-		"defence_delay_ms", f.defenceDelay.Milliseconds())
 	errc := make(chan error, 1)
-	go func() { errc <- drv.Run(ctx) }()
+	go func() { errc <- h.run(ctx, won) }()
 	select {
 	case <-won:
-		return drv, errc, nil
+		return h, errc, nil
 	case err := <-errc:
 		return nil, nil, lostError(err, lw)
 	}
 }
 
-// lostError reports how the driver ended: exit 3 for a lost arbitration, 4
+// Recheck makes the owner check its reservation now (a write of its failed
+// with RESERVATION CONFLICT). Safe from any goroutine.
+func (h *holder) Recheck() {
+	select {
+	case h.recheck <- struct{}{}:
+	default:
+	}
+}
+
+func (h *holder) run(ctx context.Context, won chan struct{}) error {
+	t := time.NewTicker(holdTick)
+	defer t.Stop()
+	start := time.Now()
+	h.node.Form()
+	if err := h.drain(ctx, won); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-h.recheck:
+			h.node.CheckQuorum()
+		case <-t.C:
+			// Ticks follow the clock, also across commands that took
+			// longer than a tick.
+			for due := int64(time.Since(start) / holdTick); h.node.Now() < due; {
+				h.node.Tick()
+				if err := h.drain(ctx, won); err != nil {
+					return err
+				}
+			}
+		}
+		if err := h.drain(ctx, won); err != nil {
+			return err
+		}
+	}
+}
+
+// drain executes the core's disk commands in order and reports its events
+// until it is quiet.
+func (h *holder) drain(ctx context.Context, won chan struct{}) error {
+	for h.node.HasReady() {
+		rd := h.node.Ready()
+		for _, e := range rd.Events {
+			switch e.Kind {
+			case core.EventArbitrationWaits:
+				h.lw.event("challenging", "wait_ms", e.Ticks*holdTick.Milliseconds(), "holder", e.Owner)
+			case core.EventKeyRemoved:
+				h.lw.event("key removed", "key", keyString(e.Key))
+			}
+		}
+		for _, e := range rd.Membership {
+			switch e.Kind {
+			case regroup.EventFormed:
+				h.lw.event("won", "arbitration_ms", h.lw.since())
+				close(won)
+			case regroup.EventJoinFailed:
+				return fmt.Errorf("%w: %s", errLost, e.Reason)
+			case regroup.EventHalt:
+				return fmt.Errorf("%w: %s", errLostQuorum, e.Reason)
+			}
+		}
+		for _, c := range rd.Disk {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			h.node.StepDisk(h.exec.Exec(ctx, c))
+		}
+	}
+	return nil
+}
+
+// lostError reports how the holder ended: exit 3 for a lost arbitration, 4
 // for lost quorum.
 func lostError(err error, lw *lineWriter) error {
 	switch {
-	case errors.Is(err, quorumdisk.ErrLostQuorum):
+	case errors.Is(err, errLostQuorum):
 		lw.event("lost quorum", "reason", err.Error())
 		return statusError{4, errReported}
-	case errors.Is(err, quorumdisk.ErrLost):
+	case errors.Is(err, errLost):
 		lw.event("lost", "reason", err.Error())
 		return statusError{3, errReported}
+	case errors.Is(err, errReported):
+		return err
 	case err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return nil
 	}
@@ -465,7 +578,8 @@ func holdQuorum(ctx context.Context, d scsi.Device, dev string, f *quorumFlags, 
 	if drv == nil {
 		return err
 	}
-	// The owner replays the log before anything else (DESIGN.md §5.2).
+	// The core replayed the log and appended an owner record when it won
+	// (docs/design.md, "Form"); this reads it again to report it.
 	log, rp, err := qd.OpenLog(ctx)
 	if err != nil {
 		lw.event("error", "error", "replay: "+err.Error())
@@ -515,21 +629,12 @@ func holdQuorum(ctx context.Context, d scsi.Device, dev string, f *quorumFlags, 
 	} else {
 		lw.event("append", "lsn", log.LastLSN())
 	}
-	// The disk heartbeat: this node's slot, every QuorumCheckInterval.
-	hb := &quorumdisk.Heartbeat{Node: uint32(f.node), Incarnation: uint64(lw.start.UnixNano())}
-	beat := time.NewTicker(f.checkInterval)
-	defer beat.Stop()
+	// The core writes this node's disk heartbeat slot.
 	for {
 		select {
-		case <-beat.C:
-			if log.Err() == nil {
-				if err := qd.Beat(ctx, hb, time.Now().UnixNano(), 1); err != nil {
-					lw.event("heartbeat failed", "error", err.Error())
-				}
-			}
 		case err := <-errc:
 			rerr := lostError(err, lw)
-			if errors.Is(err, quorumdisk.ErrLostQuorum) && log.Err() == nil {
+			if errors.Is(err, errLostQuorum) && log.Err() == nil {
 				// Show that the disk fences this node: one more log write,
 				// which must fail (the daemon would not try it).
 				_, werr := log.Append(context.WithoutCancel(ctx), quorumdisk.Record{Type: quorumdisk.RecordNote, Payload: []byte("after lost quorum")})

@@ -115,7 +115,7 @@ func TestQuorumHoldTakeover(t *testing.T) {
 	if out, err := cli(t, open, "disk", "format", "/dev/mem1"); err != nil {
 		t.Fatalf("format: %v\n%s", err, out)
 	}
-	fast := []string{"--check-interval", "100ms", "--defence-delay", "300ms"}
+	fast := []string{"--check-interval", "100ms", "--form-delay", "300ms"}
 	out, err := cli(t, open, append([]string{"quorum", "hold", "--node", "1", "--append-every", "10ms", "--hold", "200ms"}, append(fast, "/dev/mem1")...)...)
 	if err != nil {
 		t.Fatalf("node1 hold: %v\n%s", err, out)
@@ -160,7 +160,7 @@ func TestQuorumHoldDefended(t *testing.T) {
 	if out, err := cli(t, open, "disk", "format", "/dev/mem1"); err != nil {
 		t.Fatalf("format: %v\n%s", err, out)
 	}
-	fast := []string{"--check-interval", "50ms", "--defence-delay", "300ms"}
+	fast := []string{"--check-interval", "50ms", "--form-delay", "300ms"}
 	done := make(chan string)
 	go func() {
 		out, _ := cli(t, open, append([]string{"quorum", "hold", "--node", "1", "--hold", "1s"}, append(fast, "/dev/mem1")...)...)
@@ -193,7 +193,7 @@ func TestQuorumBenchMemtarget(t *testing.T) {
 	if out, err := cli(t, open, "disk", "format", "/dev/mem1"); err != nil {
 		t.Fatalf("format: %v\n%s", err, out)
 	}
-	out, err := cli(t, open, "quorum", "bench", "--node", "1", "--appends", "5000", "--defence-delay", "200ms", "/dev/mem1")
+	out, err := cli(t, open, "quorum", "bench", "--node", "1", "--appends", "5000", "--form-delay", "200ms", "/dev/mem1")
 	if err != nil {
 		t.Fatalf("bench: %v\n%s", err, out)
 	}

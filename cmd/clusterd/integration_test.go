@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wolfpack-ha/wolfpack/internal/core"
 	"github.com/wolfpack-ha/wolfpack/internal/daemon"
 	"github.com/wolfpack-ha/wolfpack/quorumdisk"
 	"github.com/wolfpack-ha/wolfpack/scsi"
@@ -263,7 +264,7 @@ func TestIntegrationLoopbackCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if slices.Contains(keys.Keys, quorumdisk.Key(0x574c4650, 1)) || !res.Held || res.Key != quorumdisk.Key(0x574c4650, 2) {
+	if slices.Contains(keys.Keys, core.Key(0x574c4650, 1)) || !res.Held || res.Key != core.Key(0x574c4650, 2) {
 		t.Fatalf("after the failover: keys %x, reservation %+v; want node 1 fenced and node 2 holding", keys.Keys, res)
 	}
 

@@ -50,12 +50,13 @@ type Counters struct {
 
 // snapshot builds the status on the loop goroutine.
 func (d *Daemon) snapshot() Status {
-	ep, m := d.rg.Membership()
+	ep, m := d.node.Membership()
+	det := d.node.Detector()
 	s := Status{
 		Node: int(d.cfg.Self), Name: d.self.Name, Incarnation: d.inc,
-		State: d.rg.State().String(), Stage: strings.ToLower(d.rg.Stage().String()), Round: d.rg.Round(),
-		Epoch: ep.String(), Members: ids(m), Registered: d.rg.Registered(), QuorumOwner: d.owner,
-		Alive: ids(d.det.Alive()), Networks: map[string]NetworkStatus{},
+		State: d.node.State().String(), Stage: strings.ToLower(d.node.Stage().String()), Round: d.node.Round(),
+		Epoch: ep.String(), Members: ids(m), Registered: d.node.Registered(), QuorumOwner: d.node.Owner(),
+		Alive: ids(det.Alive()), Networks: map[string]NetworkStatus{},
 		UptimeMS: d.cfg.Now().Sub(d.startedAt).Milliseconds(),
 	}
 	for k, n := range d.cfg.Networks {
@@ -63,14 +64,14 @@ func (d *Daemon) snapshot() Status {
 		if k < len(d.counters.sendErrors) {
 			ns.SendErrors = d.counters.sendErrors[k]
 		}
-		for _, id := range d.det.Alive().IDs() {
-			if pv, ok := d.det.Peer(id); ok && k < len(pv.NetworksUp) && pv.NetworksUp[k] {
+		for _, id := range det.Alive().IDs() {
+			if pv, ok := det.Peer(id); ok && k < len(pv.NetworksUp) && pv.NetworksUp[k] {
 				ns.Up = append(ns.Up, int(id))
 			}
 		}
 		s.Networks[n.Name] = ns
 	}
-	c := d.det.Counters()
+	c := det.Counters()
 	s.Counters = Counters{
 		HeartbeatAccepted: c.Accepted, HeartbeatDropped: map[string]uint64{},
 		RegroupAccepted: d.counters.regroupAccepted, RegroupDropped: map[string]uint64{},

@@ -1,12 +1,12 @@
-// Package daemon is clusterd's driver for the membership cores
-// (DESIGN §2-§3, §5.1-§5.3): it connects the heartbeat Detector and the
-// regroup Node to UDP sockets, a clock and the quorum LUN's persistent
-// reservations, in the same way sim/ connects them to a simulated world.
+// Package daemon is clusterd's driver of the node core (internal/core): it
+// connects the core to UDP sockets, a clock and the quorum LUN, in the same
+// way sim/ connects the same core to a simulated world. It makes no
+// protocol decision (docs/design.md, "The node core and its drivers").
 //
-// One goroutine (Run's) owns both cores. Socket readers hand it datagrams
+// One goroutine (Run's) owns the core. Socket readers hand it datagrams
 // over a channel, a ticker drives Tick, and a single disk worker executes
-// every SCSI command so that disk I/O never delays a tick; the worker's
-// results come back to the loop as closures the loop runs.
+// the core's disk commands in order (internal/quorumio) so that disk I/O
+// never delays a tick; the worker's results come back to the loop.
 package daemon
 
 import (
@@ -16,11 +16,12 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/wolfpack-ha/wolfpack/heartbeat"
-	"github.com/wolfpack-ha/wolfpack/quorumdisk"
+	"github.com/wolfpack-ha/wolfpack/internal/core"
+	"github.com/wolfpack-ha/wolfpack/internal/quorumio"
+	"github.com/wolfpack-ha/wolfpack/internal/udp"
 	"github.com/wolfpack-ha/wolfpack/regroup"
 	"github.com/wolfpack-ha/wolfpack/scsi"
 )
@@ -69,6 +70,7 @@ type Config struct {
 	FormDelay           time.Duration
 	JoinWindow          time.Duration
 	CommandTimeout      time.Duration
+	DiskBeatInterval    time.Duration
 
 	// Device is this node's path to the quorum LUN (its own I_T nexus).
 	// The daemon closes it when Run returns.
@@ -107,45 +109,34 @@ type Daemon struct {
 	cfg  Config
 	log  *slog.Logger
 	self Node
-	key  uint64 // reservation key
 	inc  uint64
 
-	det  *heartbeat.Detector
-	rg   *regroup.Node
+	node *core.Node
 	seal *regroup.Sealer // loop only
 	seq  uint64
 	win  map[regroup.NodeID]*replayWindow
 
-	socks []*heartbeat.UDP
+	socks []*udp.UDP
 	peers map[regroup.NodeID][]netip.AddrPort
 
 	recv    chan packet
-	jobs    chan job
-	results chan func()
+	jobs    chan core.DiskCommand
+	results chan core.DiskResult
+	calls   chan func()
 	status  chan chan Status
 	stopped chan struct{}
-
-	// members is the installed membership, published for the disk worker.
-	members atomic.Uint64
+	exec    *quorumio.Executor // worker only
 
 	// Loop state.
-	claimRound  uint64
-	claimCancel context.CancelFunc
-	checking    bool
-	checkEvery  int64
-	owner       bool
-	halt        string
-	left        bool
-	fatal       error
-	regroups    uint64
-	counters    transportCounters
-	startedAt   time.Time
-	addrPeer    map[netip.Addr]regroup.NodeID
-	badFrom     regroup.NodeSet // peers whose datagrams failed authentication
-	badCount    int
-	badSince    int64 // tick of the first
-	interval    int64 // heartbeat interval in ticks
-	diskNoAbort bool  // worker only: the target refused PREEMPT AND ABORT
+	halt      string
+	left      bool
+	leaving   bool
+	fatal     error
+	regroups  uint64
+	counters  transportCounters
+	startedAt time.Time
+	addrPeer  map[netip.Addr]regroup.NodeID
+	claimAt   time.Time
 
 	wg sync.WaitGroup
 }
@@ -166,6 +157,7 @@ func (c *Config) defaults() {
 	def(&c.FormDelay, max(DefaultFormDelay, c.QuorumCheckInterval+500*time.Millisecond))
 	def(&c.JoinWindow, DefaultJoinWindow)
 	def(&c.CommandTimeout, DefaultCommandTimeout)
+	def(&c.DiskBeatInterval, c.HeartbeatInterval)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -185,7 +177,7 @@ func (c *Config) defaults() {
 
 func ticks(d, tick time.Duration) int { return max(1, int((d+tick-1)/tick)) }
 
-// New checks cfg and builds the cores. It opens nothing: Run does.
+// New checks cfg and builds the node core. It opens nothing: Run does.
 func New(cfg Config) (*Daemon, error) {
 	cfg.defaults()
 	if cfg.Device == nil {
@@ -205,8 +197,9 @@ func New(cfg Config) (*Daemon, error) {
 		win:      map[regroup.NodeID]*replayWindow{},
 		peers:    map[regroup.NodeID][]netip.AddrPort{},
 		recv:     make(chan packet, 1024),
-		jobs:     make(chan job, 64),
-		results:  make(chan func(), 64),
+		jobs:     make(chan core.DiskCommand, 256),
+		results:  make(chan core.DiskResult, 256),
+		calls:    make(chan func(), 16),
 		status:   make(chan chan Status),
 		stopped:  make(chan struct{}),
 		addrPeer: map[netip.Addr]regroup.NodeID{},
@@ -215,7 +208,6 @@ func New(cfg Config) (*Daemon, error) {
 		d.inc = uint64(cfg.Now().UnixNano())
 	}
 	var all regroup.NodeSet
-	var peerIDs []heartbeat.NodeID
 	found := false
 	for _, n := range cfg.Nodes {
 		if !n.ID.Valid() {
@@ -229,7 +221,6 @@ func New(cfg Config) (*Daemon, error) {
 			d.self, found = n, true
 			continue
 		}
-		peerIDs = append(peerIDs, n.ID)
 		for _, a := range n.Addrs {
 			d.peers[n.ID] = append(d.peers[n.ID], netip.AddrPortFrom(a, uint16(cfg.Port)))
 			d.addrPeer[a.Unmap()] = n.ID
@@ -238,32 +229,26 @@ func New(cfg Config) (*Daemon, error) {
 	if !found {
 		return nil, fmt.Errorf("daemon: node %d is not among the configured nodes", cfg.Self)
 	}
-	d.key = quorumdisk.Key(cfg.ClusterTag, uint32(cfg.Self))
 	interval := ticks(cfg.HeartbeatInterval, cfg.Tick)
-	det, err := heartbeat.New(heartbeat.Config{
-		Cluster: cfg.ClusterTag, Self: cfg.Self, Incarnation: d.inc, Key: cfg.Key,
-		Peers: peerIDs, Networks: len(cfg.Networks),
-		IntervalTicks: interval, Threshold: cfg.HeartbeatThreshold,
-		Phase:  int(d.inc % uint64(interval)),
-		Logger: coreLogger(cfg.Logger, "heartbeat"),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("daemon: failure detector: %w", err)
-	}
-	rg, err := regroup.New(regroup.Config{
-		Cluster: cfg.ClusterTag, Self: cfg.Self, Incarnation: d.inc, Nodes: all, Secret: cfg.Key,
-		FormTicks: ticks(cfg.JoinWindow, cfg.Tick),
+	node, err := core.New(core.Config{
+		ClusterTag: cfg.ClusterTag, Self: cfg.Self, Incarnation: d.inc, Nodes: all,
+		Networks: len(cfg.Networks), Secret: cfg.Key,
+		HeartbeatTicks: interval, HeartbeatThreshold: cfg.HeartbeatThreshold,
+		HeartbeatPhase:  int(d.inc % uint64(interval)),
+		JoinWindowTicks: ticks(cfg.JoinWindow, cfg.Tick),
 		// A follower waits for the leader's arbitration: cover the longest
 		// class wait, a few commands each up to the command timeout.
 		ArbitrationTicks: max(regroup.DefaultArbitrationTicks, ticks(2*cfg.DefenceDelay+2*cfg.CommandTimeout, cfg.Tick)),
-		Logger:           coreLogger(cfg.Logger, "regroup"),
+		DefenceTicks:     ticks(cfg.DefenceDelay, cfg.Tick),
+		FormTicks:        ticks(cfg.FormDelay, cfg.Tick),
+		CheckTicks:       ticks(cfg.QuorumCheckInterval, cfg.Tick),
+		DiskBeatTicks:    ticks(cfg.DiskBeatInterval, cfg.Tick),
+		Logger:           coreLogger(cfg.Logger, "core"),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("daemon: membership: %w", err)
+		return nil, fmt.Errorf("daemon: %w", err)
 	}
-	d.det, d.rg = det, rg
-	d.checkEvery = int64(ticks(cfg.QuorumCheckInterval, cfg.Tick))
-	d.interval = int64(interval)
+	d.node = node
 	return d, nil
 }
 
@@ -280,7 +265,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 			d.log.Warn("close quorum device", "err", cerr)
 		}
 	}()
-	if err := d.checkDisk(ctx); err != nil {
+	if err := d.openDisk(ctx); err != nil {
 		return err
 	}
 	if err := d.openSockets(); err != nil {
@@ -310,7 +295,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}()
 	d.log.Info("starting", "incarnation", d.inc, "networks", len(d.cfg.Networks),
 		"join_window", d.cfg.JoinWindow.String())
-	d.rg.Start()
+	d.node.Start()
 	d.flush()
 	return d.loop(ctx)
 }
@@ -327,14 +312,12 @@ func (d *Daemon) loop(ctx context.Context) error {
 			}
 			return d.leave()
 		case <-tick:
-			d.det.Tick()
-			d.rg.Tick()
-			if d.rg.Now()%d.checkEvery == 0 {
-				d.quorumCheck()
-			}
+			d.node.Tick()
 		case p := <-d.recv:
 			d.receive(p)
-		case f := <-d.results:
+		case r := <-d.results:
+			d.node.StepDisk(r)
+		case f := <-d.calls:
 			f()
 		case reply := <-d.status:
 			reply <- d.snapshot()
@@ -355,82 +338,49 @@ func (d *Daemon) loop(ctx context.Context) error {
 // leave is the planned stop: ClusterExit to every member, and the key
 // comes off the disk (waited for, up to a few command timeouts).
 func (d *Daemon) leave() error {
-	if err := d.rg.Leave(); err != nil {
+	if err := d.node.Leave(); err != nil {
 		d.log.Warn("stopping without ClusterExit", "reason", err.Error())
 		return nil
 	}
-	done := make(chan struct{})
-	d.flushWith(func() { close(done) })
+	d.leaving = true
+	d.flush()
 	timeout := d.cfg.After(3 * d.cfg.CommandTimeout)
-	for {
+	for !d.left {
 		select {
-		case f := <-d.results:
-			f()
-		case <-done:
-			return nil
+		case r := <-d.results:
+			d.node.StepDisk(r)
+			d.flush()
 		case <-timeout:
 			d.log.Warn("leave: key removal did not finish in time")
 			return nil
 		}
 	}
+	return nil
 }
 
-// flush drains both cores' Ready until they are quiet: it sends, starts
-// disk work and logs events. It runs on the loop goroutine only.
-func (d *Daemon) flush() { d.flushWith(nil) }
-
-func (d *Daemon) flushWith(afterUnregister func()) {
-	for d.det.HasReady() || d.rg.HasReady() {
-		dr := d.det.Ready()
-		for _, s := range dr.Sends {
+// flush carries out the core's Ready: it sends, queues disk commands for
+// the worker and logs events. It runs on the loop goroutine only.
+func (d *Daemon) flush() {
+	for d.node.HasReady() {
+		rd := d.node.Ready()
+		for _, s := range rd.Sends {
 			d.sendHeartbeat(s)
 		}
-		for _, e := range dr.Events {
-			d.detectorEvent(e)
-		}
-		rd := d.rg.Ready()
-		// Publish the membership before any disk job of this Ready runs:
-		// register checks the holder against it.
-		ep, m := d.rg.Membership()
-		d.det.SetEpoch(uint64(ep))
-		// The detector suspects a member it never hears (one that died
-		// before this node first heard it, e.g. right after a join).
-		if d.rg.Member() {
-			d.det.SetMembers(m)
-		} else {
-			d.det.SetMembers(0)
-		}
-		d.members.Store(uint64(m))
 		for _, m := range rd.Messages {
 			d.sendMessage(m)
 		}
-		if rd.Arbitrate != nil {
-			d.startClaim(*rd.Arbitrate)
+		for _, c := range rd.Disk {
+			d.submit(c)
 		}
-		if rd.Register {
-			d.submit(job{name: "register", run: d.register})
-		}
-		if rd.Unregister {
-			d.submit(job{name: "unregister", run: func(ctx context.Context) func() {
-				err := d.unregister(ctx)
-				return func() {
-					if err != nil {
-						d.log.Warn("remove key", "err", err.Error())
-					}
-					if afterUnregister != nil {
-						afterUnregister()
-					}
-				}
-			}})
+		for _, e := range rd.Detector {
+			d.detectorEvent(e)
 		}
 		for _, e := range rd.Events {
+			d.coreEvent(e)
+		}
+		for _, e := range rd.Membership {
 			d.membershipEvent(e)
 		}
-	}
-	if d.claimCancel != nil && !d.rg.WantsArbitration(d.claimRound) {
-		d.log.Debug("arbitration no longer wanted", "round", d.claimRound)
-		d.claimCancel()
-		d.claimCancel, d.claimRound = nil, 0
 	}
 }
 
@@ -453,17 +403,16 @@ func (d *Daemon) detectorEvent(e heartbeat.Event) {
 	switch e.Kind {
 	case heartbeat.PeerAlive:
 		d.log.Info("peer alive", "peer", int(e.Peer), "incarnation", e.Incarnation)
-		d.rg.PeerUp(e.Peer)
 	case heartbeat.PeerSuspected:
+		silent := (d.node.Now() - e.LastHeard) * d.cfg.Tick.Milliseconds()
 		if e.NeverHeard {
-			d.log.Info("peer suspected", "peer", int(e.Peer), "silent_ms", (d.det.Now()-e.LastHeard)*d.cfg.Tick.Milliseconds(), "never_heard", true)
+			d.log.Info("peer suspected", "peer", int(e.Peer), "silent_ms", silent, "never_heard", true,
+				"disk_alive", d.node.DiskAlive(e.Peer))
 		} else {
-			d.log.Info("peer suspected", "peer", int(e.Peer), "silent_ms", (d.det.Now()-e.LastHeard)*d.cfg.Tick.Milliseconds())
+			d.log.Info("peer suspected", "peer", int(e.Peer), "silent_ms", silent, "disk_alive", d.node.DiskAlive(e.Peer))
 		}
-		d.rg.PeerDown(e.Peer)
 	case heartbeat.PeerRestarted:
 		d.log.Info("peer restarted", "peer", int(e.Peer), "incarnation", e.Incarnation)
-		d.rg.PeerRestarted(e.Peer, e.Incarnation)
 	case heartbeat.NetworkDown:
 		d.log.Info("network down", "peer", int(e.Peer), "network", d.netName(e.Network))
 	case heartbeat.NetworkUp:
@@ -475,7 +424,7 @@ func (d *Daemon) membershipEvent(e regroup.Event) {
 	switch e.Kind {
 	case regroup.EventRegroupStarted:
 		d.regroups++
-		ep, _ := d.rg.Membership()
+		ep, _ := d.node.Membership()
 		d.log.Info("regroup started", "round", e.Round, "epoch", ep.String())
 	case regroup.EventMembershipInstalled:
 		d.log.Info("membership installed", "epoch", e.Epoch.String(), "members", ids(e.Members), "reason", e.Reason)
@@ -492,16 +441,19 @@ func (d *Daemon) membershipEvent(e regroup.Event) {
 	case regroup.EventJoined:
 		d.log.Info("joined", "epoch", e.Epoch.String(), "members", ids(e.Members))
 	case regroup.EventFormed:
-		_, m := d.rg.Membership()
+		_, m := d.node.Membership()
 		d.log.Info("formed", "epoch", e.Epoch.String(), "members", ids(m))
 	case regroup.EventJoinFailed:
-		d.log.Info("join failed", "reason", e.Reason, "fatal", e.Fatal)
+		if e.Fatal && d.node.Refused() != "" {
+			d.log.Error("join refused", "reason", e.Reason, "fatal", true)
+		} else {
+			d.log.Info("join failed", "reason", e.Reason, "fatal", e.Fatal)
+		}
 		if e.Fatal {
 			d.fatal = fmt.Errorf("%w: %s", ErrJoinRefused, e.Reason)
 		}
 	case regroup.EventLeft:
 		d.log.Info("left", "epoch", e.Epoch.String())
-		d.left = true
 	case regroup.EventHalt:
 		d.log.Error("halt", "reason", e.Reason)
 		if d.halt == "" {
@@ -512,13 +464,37 @@ func (d *Daemon) membershipEvent(e regroup.Event) {
 	}
 }
 
-// lostQuorum is the self-fence (DESIGN §5.3): the key is gone or the disk
-// cannot be read. regroup turns it into a halt.
-func (d *Daemon) lostQuorum(reason string) {
-	if d.halt != "" {
-		return
+func (d *Daemon) coreEvent(e core.Event) {
+	switch e.Kind {
+	case core.EventArbitrationStarted:
+		d.claimAt = d.cfg.Now()
+		d.log.Info("arbitration started", "round", e.Round, "members", ids(e.Members), "class", e.Class.String())
+	case core.EventArbitrationWaits:
+		d.log.Info("arbitration waits", "round", e.Round, "class", e.Class.String(),
+			"ms", e.Ticks*d.cfg.Tick.Milliseconds(), "holder", e.Owner)
+	case core.EventArbitrationDone:
+		d.log.Info("arbitration done", "round", e.Round, "won", e.Won, "owner", e.Owner, "reason", e.Reason,
+			"ms", d.cfg.Now().Sub(d.claimAt).Milliseconds())
+	case core.EventKeyRegistered:
+		d.log.Info("key registered", "key", fmt.Sprintf("%#x", e.Key))
+	case core.EventRegisterFailed:
+		d.log.Warn("register", "err", e.Reason)
+	case core.EventKeyRemoved:
+		d.log.Info("key removed", "victim", fmt.Sprintf("%#x", e.Key))
+	case core.EventUnregistered:
+		if e.Reason != "" {
+			d.log.Warn("remove key", "err", e.Reason)
+		}
+		if d.leaving {
+			d.left = true
+		}
+	case core.EventQuorumLost:
+		d.log.Error("lost quorum", "reason", e.Reason)
+	case core.EventPillSent:
+		d.log.Info("poison pill sent", "peer", int(e.Node), "incarnation", e.Incarnation)
+	case core.EventPillRead:
+		d.log.Error("poison pill read", "from", int(e.Node), "reason", e.Reason)
+	case core.EventDiskDown:
+		d.log.Warn("disk heartbeat failed", "reason", e.Reason)
 	}
-	d.log.Error("lost quorum", "reason", reason)
-	d.owner = false
-	d.rg.QuorumLost(reason)
 }

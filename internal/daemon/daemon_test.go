@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wolfpack-ha/wolfpack/internal/core"
+	"github.com/wolfpack-ha/wolfpack/internal/quorumio"
 	"github.com/wolfpack-ha/wolfpack/quorumdisk"
 	"github.com/wolfpack-ha/wolfpack/regroup"
 	"github.com/wolfpack-ha/wolfpack/scsi"
@@ -202,9 +204,6 @@ func (c *testCluster) waitMembers(timeout time.Duration, members []int, nodes ..
 }
 
 func TestFormJoinCrashLeave(t *testing.T) {
-	if testing.Short() {
-		t.Skip("takes a few seconds of real time")
-	}
 	c := newTestCluster(t, 3, 2)
 	n1 := c.start(1)
 	formed := c.waitMembers(5*time.Second, []int{1}, 1)
@@ -246,7 +245,7 @@ func TestFormJoinCrashLeave(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if slices.Contains(keys.Keys, quorumdisk.Key(testTag, 3)) {
+	if slices.Contains(keys.Keys, core.Key(testTag, 3)) {
 		t.Fatalf("node 3's key survived the regroup: %x", keys.Keys)
 	}
 
@@ -264,7 +263,7 @@ func TestFormJoinCrashLeave(t *testing.T) {
 		t.Fatalf("a leave caused a regroup (%d -> %d)", before.Counters.Regroups, after.Counters.Regroups)
 	}
 	keys, _ = scsi.ReadKeys(context.Background(), c.target.Nexus("observer"))
-	if slices.Contains(keys.Keys, quorumdisk.Key(testTag, 2)) {
+	if slices.Contains(keys.Keys, core.Key(testTag, 2)) {
 		t.Fatalf("node 2's key is still registered after it left: %x", keys.Keys)
 	}
 }
@@ -272,9 +271,6 @@ func TestFormJoinCrashLeave(t *testing.T) {
 // A member whose key is removed finds it at its next quorum check and
 // halts (DESIGN §5.3 self-fence).
 func TestFencedMemberHalts(t *testing.T) {
-	if testing.Short() {
-		t.Skip("takes a few seconds of real time")
-	}
 	c := newTestCluster(t, 2, 1)
 	c.start(1)
 	c.waitMembers(5*time.Second, []int{1}, 1)
@@ -285,7 +281,7 @@ func TestFencedMemberHalts(t *testing.T) {
 	if err := scsi.RegisterAndIgnore(ctx, intruder, 0x99); err != nil {
 		t.Fatal(err)
 	}
-	if err := scsi.Preempt(ctx, intruder, 0x99, quorumdisk.Key(testTag, 2), quorumdisk.ReservationType); err != nil {
+	if err := scsi.Preempt(ctx, intruder, 0x99, core.Key(testTag, 2), quorumio.ReservationType); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -308,9 +304,6 @@ func TestFencedMemberHalts(t *testing.T) {
 // authentication; it stops with a fatal reason naming the secret before it
 // tries to form, and the cluster does not change.
 func TestWrongSecretRefused(t *testing.T) {
-	if testing.Short() {
-		t.Skip("takes a few seconds of real time")
-	}
 	c := newTestCluster(t, 2, 2)
 	c.start(1)
 	c.waitMembers(5*time.Second, []int{1}, 1)

@@ -51,12 +51,10 @@ func (d *Daemon) PathReplaced(info iscsi.ReconnectInfo) {
 			return
 		}
 		d.log.Warn("quorum path reconnected, new session", "cause", fmt.Sprint(info.Cause))
-		if d.rg.Member() && d.rg.Registered() {
-			d.lostQuorum("the quorum disk session was replaced: the target no longer admits this node's registration")
-		}
+		d.node.DiskSessionReplaced()
 	}
 	select {
-	case d.results <- f:
+	case d.calls <- f:
 	case <-d.stopped:
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/wolfpack-ha/wolfpack/heartbeat"
+	"github.com/wolfpack-ha/wolfpack/internal/udp"
 	"github.com/wolfpack-ha/wolfpack/regroup"
 )
 
@@ -38,7 +39,7 @@ func (d *Daemon) openSockets() error {
 	d.counters.sendErrors = make([]uint64, len(d.cfg.Networks))
 	for k, n := range d.cfg.Networks {
 		local := netip.AddrPortFrom(d.self.Addrs[k], uint16(d.cfg.Port))
-		u, err := heartbeat.ListenUDP(k, n.Interface, local)
+		u, err := udp.ListenUDP(k, n.Interface, local)
 		if err != nil {
 			d.closeSockets()
 			return fmt.Errorf("open network %s: %w", n.Name, err)
@@ -60,7 +61,7 @@ func (d *Daemon) closeSockets() {
 
 // read hands every datagram of one socket to the loop until the socket is
 // closed.
-func (d *Daemon) read(u *heartbeat.UDP) {
+func (d *Daemon) read(u *udp.UDP) {
 	defer d.wg.Done()
 	buf := make([]byte, 65536)
 	for {
@@ -110,7 +111,7 @@ func (d *Daemon) sendMessage(m regroup.Message) {
 	}
 	nets := make([]bool, len(d.socks))
 	any := false
-	if pv, ok := d.det.Peer(m.To); ok && pv.Alive {
+	if pv, ok := d.node.Detector().Peer(m.To); ok && pv.Alive {
 		for k, up := range pv.NetworksUp {
 			if up && k < len(nets) {
 				nets[k], any = true, true
@@ -133,7 +134,7 @@ func (d *Daemon) sendMessage(m regroup.Message) {
 // authenticates and counts it.
 func (d *Daemon) receive(p packet) {
 	if !regroup.IsFrame(p.data) {
-		if err := d.det.Receive(p.net, p.data); err != nil {
+		if err := d.node.StepHeartbeat(p.net, p.data); err != nil {
 			d.log.Debug("heartbeat dropped", "network", d.netName(p.net), "from", p.from.String(), "err", err.Error())
 			if errors.Is(err, heartbeat.ErrBadMAC) {
 				d.badMAC(p)
@@ -167,7 +168,7 @@ func (d *Daemon) receive(p packet) {
 		}
 		d.counters.regroupAccepted++
 		d.log.Debug("<-", "msg", m.String(), "network", d.netName(p.net))
-		d.rg.Step(m)
+		d.node.Step(m)
 		return
 	}
 	d.log.Debug("regroup message dropped", "network", d.netName(p.net), "from", p.from.String(), "err", fmt.Sprint(err))
@@ -216,37 +217,12 @@ func (w *replayWindow) accept(inc, seq uint64) int {
 	return replayNew
 }
 
-// wrongSecretThreshold is how many datagrams from configured peers must
-// fail authentication, with none verifying, before a joining node
-// concludes that its cluster secret is not the cluster's.
-const wrongSecretThreshold = 10
-
-// badMAC counts a datagram that failed authentication. A node that is not
-// yet a member and has heard only such datagrams from the configured peers'
-// own addresses, for at least two heartbeat intervals, holds another
-// cluster secret than they do: no join can succeed (the members drop
-// everything it sends), and forming would only contend for the disk, so it
-// stops with a fatal, explicit reason (docs/membership.md "Join").
-// Datagrams from other addresses do not count, so strangers on the network
-// cannot trigger this as easily; docs/clusterd.md says what remains.
+// badMAC tells the core of a datagram that failed authentication, naming
+// the peer by the source address (docs/clusterd.md says what a stranger on
+// the network can still do); the core decides whether this node's secret
+// is wrong.
 func (d *Daemon) badMAC(p packet) {
-	peer, ok := d.addrPeer[p.from.Addr().Unmap()]
-	if !ok || d.rg.Member() || d.fatal != nil {
-		return
+	if peer, ok := d.addrPeer[p.from.Addr().Unmap()]; ok {
+		d.node.AuthFailed(peer)
 	}
-	if d.badCount == 0 {
-		d.badSince = d.det.Now()
-	}
-	d.badFrom = d.badFrom.Add(peer)
-	d.badCount++
-	// Two heartbeat intervals at least: a burst is not a conclusion, and
-	// the members see this node's own heartbeats fail (their counters).
-	if d.badCount < wrongSecretThreshold || d.det.Now()-d.badSince < 2*d.interval ||
-		d.det.Counters().Accepted+d.counters.regroupAccepted > 0 {
-		return
-	}
-	reason := fmt.Sprintf("%d datagrams from configured peers %v failed HMAC authentication and none verified: "+
-		"this node's cluster secret (key_file) differs from the cluster's", d.badCount, ids(d.badFrom))
-	d.log.Error("join refused", "reason", reason, "fatal", true)
-	d.fatal = fmt.Errorf("%w: %s", ErrJoinRefused, reason)
 }

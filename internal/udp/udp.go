@@ -1,4 +1,6 @@
-package heartbeat
+// Package udp is the private networks' datagram sockets that carry heartbeats and
+// regroup frames for clusterd, each bound to its interface.
+package udp
 
 import (
 	"fmt"
@@ -23,7 +25,7 @@ type UDP struct {
 func ListenUDP(network int, ifname string, local netip.AddrPort) (*UDP, error) {
 	conn, err := listenUDP(ifname, local)
 	if err != nil {
-		return nil, fmt.Errorf("heartbeat: listen on network %d (%s, interface %q): %w", network, local, ifname, err)
+		return nil, fmt.Errorf("udp: listen on network %d (%s, interface %q): %w", network, local, ifname, err)
 	}
 	return &UDP{Network: network, Interface: ifname, conn: conn}, nil
 }

@@ -1,0 +1,481 @@
+package core
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/wolfpack-ha/wolfpack/internal/nodes"
+	"github.com/wolfpack-ha/wolfpack/regroup"
+)
+
+// The arbiter is the project's only quorum arbitration: it makes a
+// membership the only registrants of the quorum LUN with SCSI-3 persistent
+// reservations (docs/design.md, "Quorum arbitration"; SPC-4 5.12.11.4
+// preempting, 5.12.1 Write Exclusive - Registrants Only). It issues one
+// reservation command at a time through the node core and never waits on
+// anything but ticks.
+//
+// Four operations, one at a time:
+//   - claim: regroup's Arbitration (or a form): wait as the partition's
+//     class says, then PREEMPT every key outside the members and make sure
+//     a member holds the reservation; a forming node registers first and,
+//     once it won, replays the recovery log.
+//   - register: after a join, register this node's key, then verify that a
+//     member of the membership it joined holds the reservation (if not,
+//     its sponsor's partition was fenced while the join ran: unregister).
+//   - unregister: after ClusterExit.
+//   - check: every CheckTicks while a registered member: a node whose key
+//     is gone, or that cannot read the keys, loses quorum (self-fence); the
+//     holder defends by removing the keys of non-members; the leader of a
+//     membership with no reservation takes it.
+//
+// A claim cancels a running check; a check never starts while another
+// operation runs.
+
+// DefaultMaxFenceSteps bounds the read-keys / preempt loop of one claim.
+const maxFenceSteps = 4 * nodes.Max
+
+type arbOp uint8
+
+const (
+	opNone arbOp = iota
+	opClaim
+	opRegister
+	opUnregister
+	opCheck
+)
+
+func (o arbOp) String() string {
+	return [...]string{"none", "claim", "register", "unregister", "check"}[o]
+}
+
+// arbStep is where an operation is: the command it waits for.
+type arbStep uint8
+
+const (
+	stepIdle         arbStep = iota
+	stepFormRegister         // claim (form): REGISTER own key
+	stepInspectKeys          // claim: READ KEYS: still registered?
+	stepInspectRes           // claim: READ RESERVATION: holder? -> wait
+	stepWait                 // claim: waiting the class's delay (ticks)
+	stepFenceKeys            // claim: READ KEYS: who is outside?
+	stepFencePreempt         // claim: PREEMPT of one outsider
+	stepFenceRes             // claim: READ RESERVATION: a member holds it?
+	stepReserve              // claim: RESERVE
+	stepReplay               // claim (form): replay the recovery log
+	stepRegister             // register: REGISTER own key
+	stepRegisterRes          // register: READ RESERVATION: holder a member?
+	stepUnregister           // unregister / undo a register
+	stepCheckKeys            // check: READ KEYS
+	stepCheckRes             // check: READ RESERVATION
+	stepCheckPreempt         // check: PREEMPT outsiders, one at a time
+	stepCheckReserve         // check: RESERVE (no holder, this node leads)
+)
+
+// ArbiterConfig configures the arbiter; durations are in ticks.
+type ArbiterConfig struct {
+	ClusterTag uint32
+	Self       nodes.ID
+	// DefenceTicks is the defence delay: how long a non-holder of an
+	// uncontested partition waits before it preempts (twice that for a
+	// contested one; the holder of a contested one waits once).
+	DefenceTicks int
+	// FormTicks is a forming node's wait when the disk is in use: longer
+	// than CheckTicks plus a check, so that a live owner's check removes
+	// the former's key first.
+	FormTicks int
+	// CheckTicks is the quorum check interval.
+	CheckTicks int
+}
+
+type arbiter struct {
+	cfg  ArbiterConfig
+	key  uint64
+	node *Node // issues commands, receives outcomes
+
+	op      arbOp
+	step    arbStep
+	cmd     uint64 // ID of the command waited for (0: none)
+	req     regroup.Arbitration
+	waitEnd int64 // stepWait: tick the wait ends
+	steps   int   // fence loop iterations
+	victims []uint64
+	pending struct{ register, unregister bool }
+
+	owner bool // this node holds the reservation, as last seen
+	// noAbort is only for reporting; the fallback itself lives in scsi.
+}
+
+func newArbiter(cfg ArbiterConfig, n *Node) *arbiter {
+	return &arbiter{cfg: cfg, key: Key(cfg.ClusterTag, cfg.Self), node: n}
+}
+
+func (a *arbiter) busy() bool { return a.op != opNone }
+
+func (a *arbiter) issue(step arbStep, c DiskCommand) {
+	a.step = step
+	a.cmd = a.node.issueDisk(c)
+}
+
+func (a *arbiter) idle() {
+	a.op, a.step, a.cmd = opNone, stepIdle, 0
+	a.victims = nil
+	switch {
+	case a.pending.unregister:
+		a.pending.unregister = false
+		a.startUnregister()
+	case a.pending.register:
+		a.pending.register = false
+		a.startRegister()
+	}
+}
+
+// memberKey reports whether k is the key of a member of m.
+func (a *arbiter) memberKey(k uint64, m nodes.Set) bool {
+	tag, id := KeyNode(k)
+	return tag == a.cfg.ClusterTag && m.Has(id)
+}
+
+// ---- claim ----
+
+func (a *arbiter) claim(req regroup.Arbitration) {
+	if a.op == opClaim || a.op == opCheck {
+		a.node.logDebug("arbiter: operation replaced by a claim", "op", a.op.String(), "round", a.req.Round)
+		a.op = opNone
+	}
+	if a.op != opNone {
+		// register/unregister runs: it cannot be in the way of a claim
+		// (both are of a node that is not arbitrating); queue nothing,
+		// replace it: a claim decides the registrations anyway.
+		a.op = opNone
+	}
+	a.op, a.req, a.steps = opClaim, req, 0
+	if req.Class == regroup.ClassForm {
+		a.issue(stepFormRegister, DiskCommand{Op: DiskRegister, Key: a.key})
+		return
+	}
+	a.issue(stepInspectKeys, DiskCommand{Op: DiskReadKeys})
+}
+
+// cancelClaim drops a claim regroup no longer wants; its command's result
+// is ignored when it comes.
+func (a *arbiter) cancelClaim() {
+	if a.op != opClaim {
+		return
+	}
+	a.node.logDebug("arbiter: claim no longer wanted", "round", a.req.Round)
+	a.idle()
+}
+
+func (a *arbiter) claimDone(won bool, reason string) {
+	req := a.req
+	a.idle()
+	a.node.arbitrationDone(req, won, reason)
+}
+
+// classWait is the claim's wait by class, in ticks (docs/design.md,
+// "Defence delay").
+func (a *arbiter) classWait(class regroup.Class, holder bool, reserved bool, nkeys int) int {
+	d := a.cfg.DefenceTicks
+	switch class {
+	case regroup.ClassUncontested:
+		if !holder {
+			return d
+		}
+	case regroup.ClassContested:
+		if holder {
+			return d
+		}
+		return 2 * d
+	case regroup.ClassForm:
+		if reserved || nkeys > 1 {
+			return a.cfg.FormTicks
+		}
+	}
+	return 0
+}
+
+func (a *arbiter) stepClaim(r DiskResult) {
+	fail := func(what string) { a.claimDone(false, fmt.Sprintf("%s: %s", what, r.errString())) }
+	switch a.step {
+	case stepFormRegister:
+		if r.Outcome != OK {
+			fail("register")
+			return
+		}
+		a.issue(stepInspectKeys, DiskCommand{Op: DiskReadKeys})
+	case stepInspectKeys:
+		if r.Outcome != OK {
+			fail("read keys")
+			return
+		}
+		if !slices.Contains(r.Keys, a.key) {
+			a.claimDone(false, "this node's key is not registered: fenced")
+			return
+		}
+		a.victims = slices.Clone(r.Keys) // remembered for the class wait
+		a.issue(stepInspectRes, DiskCommand{Op: DiskReadReservation})
+	case stepInspectRes:
+		if r.Outcome != OK {
+			fail("read reservation")
+			return
+		}
+		holder := r.Reserved && r.Holder == a.key
+		wait := a.classWait(a.req.Class, holder, r.Reserved, len(a.victims))
+		a.victims = nil
+		if wait > 0 {
+			a.node.event(Event{Kind: EventArbitrationWaits, Round: a.req.Round, Class: a.req.Class, Ticks: int64(wait), Owner: holder})
+			a.step, a.cmd, a.waitEnd = stepWait, 0, a.node.now+int64(wait)
+			return
+		}
+		a.fence()
+	case stepFenceKeys:
+		if r.Outcome != OK {
+			fail("read keys")
+			return
+		}
+		if !slices.Contains(r.Keys, a.key) {
+			a.claimDone(false, "this node's key was removed while it waited: another partition won")
+			return
+		}
+		if i := slices.IndexFunc(r.Keys, func(k uint64) bool { return !a.memberKey(k, a.req.Members) }); i >= 0 {
+			a.victims = []uint64{r.Keys[i]}
+			a.issue(stepFencePreempt, DiskCommand{Op: DiskPreempt, Key: a.key, Victim: r.Keys[i]})
+			return
+		}
+		a.issue(stepFenceRes, DiskCommand{Op: DiskReadReservation})
+	case stepFencePreempt:
+		switch r.Outcome {
+		case Failed:
+			fail(fmt.Sprintf("preempt %#x", a.victims[0]))
+			return
+		case Conflict:
+			// The victim, or this node, is gone: re-read.
+			a.node.logInfo("preempt conflict", "victim", fmt.Sprintf("%#x", a.victims[0]))
+		default:
+			a.node.keyRemoved(a.victims[0])
+		}
+		a.fence()
+	case stepFenceRes:
+		if r.Outcome != OK {
+			fail("read reservation")
+			return
+		}
+		if r.Reserved {
+			if !a.memberKey(r.Holder, a.req.Members) {
+				a.claimDone(false, fmt.Sprintf("reservation held by %#x outside the membership", r.Holder))
+				return
+			}
+			a.owner = r.Holder == a.key
+			a.claimWon()
+			return
+		}
+		a.issue(stepReserve, DiskCommand{Op: DiskReserve, Key: a.key})
+	case stepReserve:
+		if r.Outcome != OK {
+			fail("reserve")
+			return
+		}
+		a.owner = true
+		a.claimWon()
+	case stepReplay:
+		if r.Outcome != OK {
+			a.owner = false
+			fail("replay the recovery log")
+			return
+		}
+		a.claimDone(true, "")
+	}
+}
+
+// fence reads the keys again: PREEMPT the next outsider, or check the
+// reservation once only members are left.
+func (a *arbiter) fence() {
+	a.steps++
+	if a.steps > maxFenceSteps {
+		a.claimDone(false, "keys keep changing: gave up")
+		return
+	}
+	a.issue(stepFenceKeys, DiskCommand{Op: DiskReadKeys})
+}
+
+// claimWon: a forming node replays the log first (the "partition in time":
+// it must never run on a stale database).
+func (a *arbiter) claimWon() {
+	if a.req.Class == regroup.ClassForm {
+		a.issue(stepReplay, DiskCommand{Op: DiskReplayLog, Key: a.key})
+		return
+	}
+	a.claimDone(true, "")
+}
+
+// ---- register / unregister ----
+
+func (a *arbiter) register() {
+	if a.op != opNone {
+		a.pending.register = true
+		return
+	}
+	a.startRegister()
+}
+
+func (a *arbiter) startRegister() {
+	a.op = opRegister
+	a.issue(stepRegister, DiskCommand{Op: DiskRegister, Key: a.key})
+}
+
+func (a *arbiter) unregister() {
+	a.pending.register = false
+	if a.op != opNone {
+		a.pending.unregister = true
+		return
+	}
+	a.startUnregister()
+}
+
+func (a *arbiter) startUnregister() {
+	a.op = opUnregister
+	a.issue(stepUnregister, DiskCommand{Op: DiskRegister, Key: 0})
+}
+
+func (a *arbiter) stepRegister(r DiskResult) {
+	switch a.step {
+	case stepRegister:
+		if r.Outcome != OK {
+			a.idle()
+			a.node.registered(fmt.Errorf("register key %#x: %s", a.key, r.errString()))
+			return
+		}
+		a.issue(stepRegisterRes, DiskCommand{Op: DiskReadReservation})
+	case stepRegisterRes:
+		if r.Outcome != OK {
+			a.idle()
+			a.node.registered(fmt.Errorf("read reservation: %s", r.errString()))
+			return
+		}
+		if m := a.node.members(); r.Reserved && !a.memberKey(r.Holder, m) {
+			err := fmt.Errorf("reservation holder %#x is outside membership %v: the sponsor's partition was fenced", r.Holder, m)
+			a.op = opUnregister
+			a.issue(stepUnregister, DiskCommand{Op: DiskRegister, Key: 0})
+			a.node.registered(err)
+			return
+		}
+		a.idle()
+		a.node.registered(nil)
+	}
+}
+
+// ---- check ----
+
+func (a *arbiter) check() {
+	if a.op != opNone {
+		return
+	}
+	a.op = opCheck
+	a.issue(stepCheckKeys, DiskCommand{Op: DiskReadKeys})
+}
+
+func (a *arbiter) stepCheck(r DiskResult) {
+	switch a.step {
+	case stepCheckKeys:
+		if r.Outcome != OK {
+			// A member that cannot confirm its registration cannot tell a
+			// dead path from being fenced: it stops, like a fenced one.
+			a.idle()
+			a.owner = false
+			a.node.quorumLost(fmt.Sprintf("quorum disk unreachable: read keys: %s", r.errString()))
+			return
+		}
+		if !slices.Contains(r.Keys, a.key) {
+			a.idle()
+			a.owner = false
+			a.node.quorumLost("this node's key is no longer registered on the quorum disk")
+			return
+		}
+		a.victims = a.victims[:0]
+		for _, k := range r.Keys {
+			if !a.memberKey(k, a.node.members()) && !slices.Contains(a.victims, k) {
+				a.victims = append(a.victims, k)
+			}
+		}
+		a.issue(stepCheckRes, DiskCommand{Op: DiskReadReservation})
+	case stepCheckRes:
+		if r.Outcome != OK {
+			a.node.logWarn("quorum check", "err", "read reservation: "+r.errString())
+			a.idle()
+			return
+		}
+		m := a.node.members()
+		switch {
+		case r.Reserved && r.Holder == a.key:
+			a.owner = true
+			a.nextDefence()
+		case !r.Reserved && m.Min() == a.cfg.Self:
+			a.issue(stepCheckReserve, DiskCommand{Op: DiskReserve, Key: a.key})
+		default:
+			a.owner = false
+			a.idle()
+		}
+	case stepCheckPreempt:
+		v := a.victims[0]
+		a.victims = a.victims[1:]
+		if r.Outcome == OK {
+			a.node.keyRemoved(v)
+		} else {
+			a.node.logInfo("defend: preempt", "victim", fmt.Sprintf("%#x", v), "err", r.errString())
+		}
+		a.nextDefence()
+	case stepCheckReserve:
+		a.owner = r.Outcome == OK
+		a.idle()
+	}
+}
+
+// nextDefence removes the next key outside the membership (a node trying
+// to form, a pruned node that has not halted yet).
+func (a *arbiter) nextDefence() {
+	if len(a.victims) == 0 {
+		a.idle()
+		return
+	}
+	a.issue(stepCheckPreempt, DiskCommand{Op: DiskPreempt, Key: a.key, Victim: a.victims[0]})
+}
+
+// ---- results ----
+
+func (a *arbiter) tick() {
+	if a.op == opClaim && a.step == stepWait && a.node.now >= a.waitEnd {
+		a.fence()
+	}
+}
+
+// result takes the result of command id; stale results (of a cancelled
+// operation) are ignored.
+func (a *arbiter) result(r DiskResult) bool {
+	if a.cmd == 0 || r.ID != a.cmd {
+		return false
+	}
+	a.cmd = 0
+	switch a.op {
+	case opClaim:
+		a.stepClaim(r)
+	case opRegister:
+		a.stepRegister(r)
+	case opUnregister:
+		a.idle()
+		a.node.unregistered(r)
+	case opCheck:
+		a.stepCheck(r)
+	}
+	return true
+}
+
+func (r DiskResult) errString() string {
+	if r.Outcome == Conflict {
+		return "RESERVATION CONFLICT"
+	}
+	if r.Err == "" {
+		return r.Outcome.String()
+	}
+	return r.Err
+}
