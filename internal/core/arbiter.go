@@ -92,6 +92,10 @@ type arbiter struct {
 	cfg  ArbiterConfig
 	key  uint64
 	node *Node // issues commands, receives outcomes
+	// wanted and members are regroup's, read through the node: whether a
+	// claim's round is still wanted, and the installed membership.
+	wanted  func(round uint64) bool
+	members func() nodes.Set
 
 	op      arbOp
 	step    arbStep
@@ -107,7 +111,8 @@ type arbiter struct {
 }
 
 func newArbiter(cfg ArbiterConfig, n *Node) *arbiter {
-	return &arbiter{cfg: cfg, key: Key(cfg.ClusterTag, cfg.Self), node: n}
+	return &arbiter{cfg: cfg, key: Key(cfg.ClusterTag, cfg.Self), node: n,
+		wanted: n.rg.WantsArbitration, members: n.members}
 }
 
 func (a *arbiter) busy() bool { return a.op != opNone }
@@ -353,7 +358,7 @@ func (a *arbiter) stepRegister(r DiskResult) {
 			a.node.registered(fmt.Errorf("read reservation: %s", r.errString()))
 			return
 		}
-		if m := a.node.members(); r.Reserved && !a.memberKey(r.Holder, m) {
+		if m := a.members(); r.Reserved && !a.memberKey(r.Holder, m) {
 			err := fmt.Errorf("reservation holder %#x is outside membership %v: the sponsor's partition was fenced", r.Holder, m)
 			a.op = opUnregister
 			a.issue(stepUnregister, DiskCommand{Op: DiskRegister, Key: 0})
@@ -394,7 +399,7 @@ func (a *arbiter) stepCheck(r DiskResult) {
 		}
 		a.victims = a.victims[:0]
 		for _, k := range r.Keys {
-			if !a.memberKey(k, a.node.members()) && !slices.Contains(a.victims, k) {
+			if !a.memberKey(k, a.members()) && !slices.Contains(a.victims, k) {
 				a.victims = append(a.victims, k)
 			}
 		}
@@ -405,7 +410,7 @@ func (a *arbiter) stepCheck(r DiskResult) {
 			a.idle()
 			return
 		}
-		m := a.node.members()
+		m := a.members()
 		switch {
 		case r.Reserved && r.Holder == a.key:
 			a.owner = true

@@ -423,7 +423,7 @@ func (n *Node) process() {
 			n.membershipEvent(e)
 		}
 	}
-	if n.arb.op == opClaim && !n.rg.WantsArbitration(n.arb.req.Round) {
+	if n.arb.op == opClaim && !n.arb.wanted(n.arb.req.Round) {
 		n.arb.cancelClaim()
 	}
 }
@@ -484,7 +484,7 @@ func (n *Node) keyRemoved(k uint64) { n.event(Event{Kind: EventKeyRemoved, Key: 
 // quorumLost is the self-fence: the key is gone, the disk cannot be read,
 // or a poison pill came. regroup turns it into a halt.
 func (n *Node) quorumLost(reason string) {
-	if n.halted != "" || !n.rg.Member() {
+	if n.halted != "" {
 		return
 	}
 	n.arb.owner = false
