@@ -79,7 +79,6 @@ func (h *rgHarness) settle(b *strings.Builder) {
 	}
 }
 
-
 func (h *rgHarness) run(t *testing.T, c transcript.Case) string {
 	var b strings.Builder
 	switch c.Cmd {
@@ -165,7 +164,6 @@ func (h *rgHarness) run(t *testing.T, c transcript.Case) string {
 	h.settle(&b)
 	return b.String()
 }
-
 
 // TestRegroupTranscripts runs testdata/regroup_*.txt.
 func TestRegroupTranscripts(t *testing.T) {

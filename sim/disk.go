@@ -62,18 +62,33 @@ func (s *Sim) pumpDisk(n *node) {
 			s.after(Millisecond, issue)
 			return
 		}
-		lat := s.diskLatency() + n.slow
+		slow := n.slow
+		troubled := slow > 0 || n.diskFault
+		if troubled {
+			n.stuck++
+		}
+		lat := s.diskLatency() + slow
 		s.after(lat, func() {
 			if !alive() {
 				return
 			}
 			r := n.exec.Exec(ctx, c)
 			s.dirty = true
+			if troubled && r.Outcome != core.Failed {
+				n.stuck--
+				n.diskTroubleAt = s.now // a slow command ends the trouble only when it completes
+			}
 			if c.Op == core.DiskWritePill && r.Outcome == core.OK {
 				s.notePill(c.Pill)
 			}
 			if r.Outcome == core.Failed {
-				s.after(max(0, s.cfg.CommandTimeout-lat), func() { deliver(r) })
+				s.after(max(0, s.cfg.CommandTimeout-lat), func() {
+					if troubled {
+						n.stuck--
+					}
+					n.diskTroubleAt = s.now // the queue was stuck behind it until now
+					deliver(r)
+				})
 				return
 			}
 			deliver(r)
@@ -113,7 +128,7 @@ func (s *Sim) PillBound() int64 { return 2*s.cfg.DiskBeat + 50*Millisecond }
 // pillOverdue reports how long past PillBound node n runs since its pill,
 // or 0. Frozen time does not count, nor a pill that met a disk fault.
 func (s *Sim) pillOverdue(n *node) int64 {
-	if n.pillAt < 0 || n.diskFault || n.slow > 0 || n.diskTroubleAt >= n.pillAt {
+	if n.pillAt < 0 || n.diskFault || n.slow > 0 || n.stuck > 0 || n.diskTroubleAt >= n.pillAt {
 		return 0
 	}
 	frozen := n.frozenSincePill
@@ -126,7 +141,14 @@ func (s *Sim) pillOverdue(n *node) int64 {
 	return 0
 }
 
-// fenceOverdue is the same for FenceBound since the node's key was removed.
+// FenceBoundHealthy is FenceBound for a node whose disk path works: its
+// next disk heartbeat write, at most one beat away, fails with
+// RESERVATION CONFLICT and it self-fences at once.
+func (s *Sim) FenceBoundHealthy() int64 { return 2*s.cfg.DiskBeat + 100*Millisecond }
+
+// fenceOverdue is the same for the fencing bounds since the node's key was
+// removed: FenceBoundHealthy if its disk path had no fault since, else
+// FenceBound.
 func (s *Sim) fenceOverdue(n *node) int64 {
 	if n.fencedSince < 0 {
 		return 0
@@ -135,7 +157,11 @@ func (s *Sim) fenceOverdue(n *node) int64 {
 	if n.frozen {
 		frozen += s.now - max(n.frozeAt, n.fencedSince)
 	}
-	if late := s.now - n.fencedSince - frozen - s.FenceBound(); late > 0 {
+	bound := s.FenceBound()
+	if !n.diskFault && n.slow == 0 && n.stuck == 0 && n.diskTroubleAt < n.fencedSince {
+		bound = s.FenceBoundHealthy()
+	}
+	if late := s.now - n.fencedSince - frozen - bound; late > 0 {
 		return late
 	}
 	return 0

@@ -105,6 +105,7 @@ type node struct {
 	frozenSincePill int64
 	diskFault       bool  // a transport fault is on this node's path
 	diskTroubleAt   int64 // last time a disk fault or slowness began or ended
+	stuck           int   // commands issued on a troubled path still in flight
 }
 
 // Sim is one simulation. It is not safe for concurrent use; run many in
@@ -272,6 +273,7 @@ func (s *Sim) Boot(id regroup.NodeID, form bool) {
 	n.core, n.running, n.frozen = c, true, false
 	n.pillAt = -1
 	n.disk.reset()
+	n.stuck = 0
 	n.exec.Incarnation = n.inc
 	s.tracef(id, "boot incarnation %d (form=%v)", n.inc, form)
 	if form {
