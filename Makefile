@@ -8,7 +8,7 @@ FUZZTIME  ?= 5s
 INTEGRATION_TIMEOUT ?= 20m
 INTEGRATION_RUN     ?= TestIntegration
 
-.PHONY: all build deps check test unit sim fuzz integration demo bench bench-membership soak clean
+.PHONY: all build deps check test unit sim mutants fuzz integration demo bench bench-membership soak clean
 
 all: build
 
@@ -30,9 +30,16 @@ unit:
 	$(GO) test -race -short -count=1 ./...
 
 # Ring 1 at full size: 10,000 simulator seeds over 2..16 nodes and 40 at 64
-# (about 2 minutes on 2 cores); `unit` runs a few hundred under -race.
+# (a few minutes on 2 cores); `unit` runs a few hundred under -race.
 sim:
 	$(GO) test -count=1 -timeout 15m -run 'TestSimulator' ./sim/
+
+# The checkers can fail: plant each fault of cmd/wolfpack-mutants into the
+# tree (go test -overlay: the work tree is untouched) and show that the
+# simulator, the crash test or the join tests catch it: fault → seed →
+# invariant. Under a minute.
+mutants:
+	$(GO) run ./cmd/wolfpack-mutants
 
 # Every fuzz target, briefly (FUZZTIME each).
 fuzz:
@@ -47,7 +54,7 @@ integration: deps
 	  tee .cache/integration.log | grep --line-buffered -E '^(--- |ok |FAIL|panic:)|^\s+--- '; \
 	st=$$?; if [ $$st -ne 0 ]; then echo "integration: failed; the last 300 lines of .cache/integration.log:"; tail -n 300 .cache/integration.log; fi; exit $$st
 
-test: deps check unit sim fuzz integration
+test: deps check unit sim mutants fuzz integration
 
 demo: deps
 	$(GO) run ./cmd/wolfpack-demo

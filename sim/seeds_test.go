@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"testing"
@@ -35,7 +36,15 @@ func runSeeds(t *testing.T, from, count uint64, nodes func(seed uint64) int) (ma
 			}
 		}()
 	}
+	// WOLFPACK_SIM_STOP_FIRST (make mutants) stops at the first failing seed.
+	stopFirst := os.Getenv("WOLFPACK_SIM_STOP_FIRST") != ""
 	for seed := from; seed < from+count; seed++ {
+		mu.Lock()
+		stop := stopFirst && len(failed) > 0
+		mu.Unlock()
+		if stop {
+			break
+		}
 		seeds <- seed
 	}
 	close(seeds)

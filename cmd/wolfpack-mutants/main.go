@@ -1,0 +1,263 @@
+// Command wolfpack-mutants shows that the project's checkers can fail: it
+// plants each fault of a fixed list into the tree (through `go test
+// -overlay`, so the working tree is never touched), runs the checker meant
+// to catch it, and prints fault → seed → invariant. It exits 1 if a
+// checker misses a fault or a fault no longer applies to the code.
+//
+//	go run ./cmd/wolfpack-mutants [-run REGEXP] [-v]
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// edit replaces old, which must occur exactly once in file, by new.
+type edit struct{ file, old, new string }
+
+// checker is a go test run that must fail once the fault is planted.
+type checker struct {
+	name string
+	pkg  string
+	run  string
+	env  []string
+}
+
+var (
+	simSeeds = checker{name: "simulator, 300 seeds", pkg: "./sim/", run: "^TestSimulatorSeeds$",
+		env: []string{"WOLFPACK_SIM_STOP_FIRST=1"}}
+	simScenarios = checker{name: "simulator scenarios", pkg: "./sim/",
+		run: "^(TestPartition|TestTwoNode|TestOneNetwork|TestFrozen)"}
+	crash   = checker{name: "quorum log crash test", pkg: "./quorumdisk/", run: "^TestCrashReplay$"}
+	regroup = checker{name: "regroup join tests", pkg: "./regroup/", run: "^TestJoin"}
+)
+
+type mutant struct {
+	name  string
+	edits []edit
+	check checker
+}
+
+var mutants = []mutant{
+	{
+		name: "no self-fence on a removed key (quorum check and slot write both ignore it)",
+		edits: []edit{{file: "internal/core/arbiter.go",
+			old: "		if !slices.Contains(r.Keys, a.key) {\n			a.idle()\n			a.owner = false\n			a.node.quorumLost(\"this node's key is no longer registered on the quorum disk\")",
+			new: "		if false {\n			a.idle()\n			a.owner = false\n			a.node.quorumLost(\"this node's key is no longer registered on the quorum disk\")",
+		}, beatIgnored},
+		check: simSeeds,
+	},
+	{
+		name: "self-fence one quorum check late (and not on a refused slot write)",
+		edits: []edit{
+			{file: "internal/core/arbiter.go", old: "	owner bool // this node holds the reservation, as last seen\n",
+				new: "	owner bool // this node holds the reservation, as last seen\n	late  bool\n"},
+			{file: "internal/core/arbiter.go", old: "		if !slices.Contains(r.Keys, a.key) {\n			a.idle()\n			a.owner = false\n			a.node.quorumLost(\"this node's key is no longer registered",
+				new: "		if !slices.Contains(r.Keys, a.key) && a.late {\n			a.idle()\n			a.owner = false\n			a.node.quorumLost(\"this node's key is no longer registered"},
+			{file: "internal/core/arbiter.go", old: "		a.victims = a.victims[:0]\n		for _, k := range r.Keys {",
+				new: "		a.late = !slices.Contains(r.Keys, a.key)\n		a.victims = a.victims[:0]\n		for _, k := range r.Keys {"},
+			beatIgnored,
+		},
+		check: simSeeds,
+	},
+	{
+		name: "the regroup leader installs before its arbitration is won",
+		edits: []edit{{file: "regroup/regroup.go",
+			old: "	n.rg.arbitrate = true\n	n.ready.Arbitrate = &Arbitration{Round: n.rg.round, Members: n.rg.survivors, Class: n.rg.class}",
+			new: "	n.installAsLeader()",
+		}},
+		check: simSeeds,
+	},
+	{
+		name: "pruning that keeps a non-clique (every candidate survives)",
+		edits: []edit{{file: "regroup/clique.go",
+			old: "	s.bk(NodeSet(0).Add(must), a[must]&candidates, 0)\n	return s.best",
+			new: "	s.bk(NodeSet(0).Add(must), a[must]&candidates, 0)\n	return candidates",
+		}},
+		check: simSeeds,
+	},
+	{
+		name: "a detector that counts one network only",
+		edits: []edit{{file: "heartbeat/detector.go",
+			old: "	n.last = d.now\n	p.lastAny = d.now\n",
+			new: "	n.last = d.now\n	if net == 0 {\n		p.lastAny = d.now\n	}\n",
+		}},
+		check: simScenarios,
+	},
+	{
+		name: "a poison pill obeyed by a later incarnation",
+		edits: []edit{{file: "internal/core/node.go",
+			old: "pl.Target == n.cfg.Self && pl.Incarnation == n.cfg.Incarnation {",
+			new: "pl.Target == n.cfg.Self {",
+		}},
+		check: simSeeds,
+	},
+	{
+		name: "replay that skips the LSN check",
+		edits: []edit{{file: "quorumdisk/log.go",
+			old: "	if r.LSN != lsn {",
+			new: "	if false {",
+		}},
+		check: crash,
+	},
+	{
+		name: "a checkpoint that overwrites the live area",
+		edits: []edit{{file: "quorumdisk/log.go",
+			old: "	area := 1 - l.area\n",
+			new: "	area := l.area\n",
+		}},
+		check: crash,
+	},
+	{
+		name: "a join accepted without the secret",
+		edits: []edit{{file: "regroup/join.go",
+			old: "		want := n.proof(\"wolfpack join joiner\", n.cfg.Self, m.From, sp.inc, sp.jnonce, sp.nonce)\n		if !hmac.Equal(want, m.Proof) {",
+			new: "		want := n.proof(\"wolfpack join joiner\", n.cfg.Self, m.From, sp.inc, sp.jnonce, sp.nonce)\n		if false && !hmac.Equal(want, m.Proof) {",
+		}, {file: "regroup/join.go",
+			old: "		want := n.proof(\"wolfpack join sponsor\", m.From, n.cfg.Self, n.cfg.Incarnation, m.Nonce, m.Nonce2)\n		if !hmac.Equal(want, m.Proof) {",
+			new: "		want := n.proof(\"wolfpack join sponsor\", m.From, n.cfg.Self, n.cfg.Incarnation, m.Nonce, m.Nonce2)\n		if false && !hmac.Equal(want, m.Proof) {",
+		}},
+		check: regroup,
+	},
+}
+
+// beatIgnored is an edit several faults share: the slot write refused with
+// RESERVATION CONFLICT no longer self-fences.
+var beatIgnored = edit{file: "internal/core/node.go",
+	old: "		case Conflict:\n			n.quorumLost(\"disk heartbeat write: RESERVATION CONFLICT: this node's key was removed\")\n			return",
+	new: "		case Conflict:",
+}
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "wolfpack-mutants:", err)
+		os.Exit(1)
+	}
+}
+
+var (
+	seedLine = regexp.MustCompile(`seed (\d+), (\d+) nodes: (t=[0-9.]+s: .*)`)
+	failLine = regexp.MustCompile(`^\s+\S+_test\.go:\d+: (.*)`)
+)
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("wolfpack-mutants", flag.ContinueOnError)
+	only := fs.String("run", "", "run only the mutants whose name matches")
+	verbose := fs.Bool("v", false, "print each checker's output")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var re *regexp.Regexp
+	if *only != "" {
+		var err error
+		if re, err = regexp.Compile(*only); err != nil {
+			return err
+		}
+	}
+	dir, err := os.MkdirTemp("", "wolfpack-mutants-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	missed := 0
+	total := 0
+	for i, m := range mutants {
+		if re != nil && !re.MatchString(m.name) {
+			continue
+		}
+		total++
+		start := time.Now()
+		overlay, err := plant(dir, i, m)
+		if err != nil {
+			return fmt.Errorf("fault %q: %w", m.name, err)
+		}
+		cmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-short", "-overlay", overlay, "-run", m.check.run, m.check.pkg)
+		cmd.Env = append(os.Environ(), m.check.env...)
+		b, err := cmd.CombinedOutput()
+		if *verbose {
+			out.Write(b)
+		}
+		if err == nil {
+			missed++
+			fmt.Fprintf(out, "MISSED  %s: %s passed with the fault planted\n", m.name, m.check.name)
+			continue
+		}
+		seed, inv := evidence(b)
+		fmt.Fprintf(out, "caught  %s → %s → %s → %s (%s)\n", m.name, m.check.name, seed, inv, time.Since(start).Round(time.Second))
+	}
+	fmt.Fprintf(out, "%d of %d planted faults caught\n", total-missed, total)
+	if missed > 0 {
+		return fmt.Errorf("%d planted faults not caught", missed)
+	}
+	return nil
+}
+
+// plant writes the mutated files and an overlay that maps each original
+// to its mutated copy.
+func plant(dir string, i int, m mutant) (string, error) {
+	files := map[string]string{}
+	var order []string
+	for _, e := range m.edits {
+		s, ok := files[e.file]
+		if !ok {
+			b, err := os.ReadFile(e.file)
+			if err != nil {
+				return "", err
+			}
+			s = string(b)
+			order = append(order, e.file)
+		}
+		if n := strings.Count(s, e.old); n != 1 {
+			return "", fmt.Errorf("%s: the text to replace occurs %d times, want once (the code changed: update the fault):\n%s", e.file, n, e.old)
+		}
+		files[e.file] = strings.Replace(s, e.old, e.new, 1)
+	}
+	replace := map[string]string{}
+	for k, f := range order {
+		mutated := filepath.Join(dir, fmt.Sprintf("m%d_%d_%s", i, k, filepath.Base(f)))
+		if err := os.WriteFile(mutated, []byte(files[f]), 0o644); err != nil {
+			return "", err
+		}
+		abs, err := filepath.Abs(f)
+		if err != nil {
+			return "", err
+		}
+		replace[abs] = mutated
+	}
+	ov, _ := json.Marshal(map[string]map[string]string{"Replace": replace})
+	path := filepath.Join(dir, fmt.Sprintf("m%d.json", i))
+	return path, os.WriteFile(path, ov, 0o644)
+}
+
+// evidence finds the failing seed and the invariant in a checker's output.
+func evidence(b []byte) (seed, invariant string) {
+	sc := bufio.NewScanner(strings.NewReader(string(b)))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	var first string
+	for sc.Scan() {
+		l := sc.Text()
+		if m := seedLine.FindStringSubmatch(l); m != nil {
+			return fmt.Sprintf("seed %s (%s nodes)", m[1], m[2]), m[3]
+		}
+		if m := failLine.FindStringSubmatch(l); m != nil && first == "" {
+			first = m[1]
+		}
+	}
+	if first == "" {
+		first = "test failed"
+	}
+	if m := regexp.MustCompile(`seed (\d+)`).FindStringSubmatch(first); m != nil {
+		return "seed " + m[1], first
+	}
+	return "-", first
+}
