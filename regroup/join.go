@@ -14,7 +14,8 @@ type joinPhase uint8
 const (
 	joinProbe    joinPhase = iota // JoinRequest sent, no sponsor chosen
 	joinAuthSent                  // JoinAuth sent to the sponsor
-	joinRestored                  // database restored, JoinStateAck sent; waiting for Welcome
+	joinRegistering               // database restored; registering the key before JoinStateAck
+	joinRestored                  // key registered, JoinStateAck sent; waiting for Welcome
 )
 
 type joinState struct {
@@ -188,6 +189,7 @@ func (n *Node) tickJoinProbe() {
 }
 
 func (n *Node) joinFailed(reason string, fatal bool) {
+	n.holdKey = false // a key registered for the attempt: the owner removes it
 	n.event(Event{Kind: EventJoinFailed, Reason: reason, Fatal: fatal})
 	if fatal {
 		n.state = StateDown
@@ -262,15 +264,19 @@ func (n *Node) stepJoin(m Message) {
 				return
 			}
 		}
-		jn.phase = joinRestored
-		n.send(Message{Type: MsgJoinStateAck, To: m.From})
+		// The key goes on the disk before the join commits, not after:
+		// a REGISTER that lands late must land before any member counts
+		// this node in, so that every later regroup that leaves it out
+		// finds its key and fences it. DiskRegistered sends the ack.
+		jn.phase = joinRegistering
+		n.ready.Register = true
+		n.ready.RegisterFor = m.Members.Add(n.cfg.Self)
 	case MsgWelcome:
 		if m.From != jn.sponsor || jn.phase != joinRestored || !m.Members.Has(n.cfg.Self) {
 			return
 		}
 		n.rg = regroupState{round: max(n.rg.round, m.Round)}
 		n.install(m.Epoch, m.Members, fmt.Sprintf("joined through sponsor %d", m.From))
-		n.ready.Register = true
 		n.send(Message{Type: MsgWelcomeAck, To: m.From})
 		n.event(Event{Kind: EventJoined, Epoch: m.Epoch, Members: m.Members})
 	}

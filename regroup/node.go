@@ -249,16 +249,21 @@ func (n *Node) QuorumLost(reason string) {
 	n.halt("lost quorum: " + reason)
 }
 
-// DiskRegistered reports the result of a Ready.Register.
+// DiskRegistered reports the result of a Ready.Register: a joiner that
+// registered acknowledges the sponsor's JoinState; one that could not
+// aborts the attempt (and tries again).
 func (n *Node) DiskRegistered(err error) {
-	if n.dead() {
-		return
+	if n.state != StateJoining || n.jn.phase != joinRegistering {
+		return // a stale answer: the attempt is over (the owner removes a stray key)
 	}
 	if err != nil {
-		n.halt(fmt.Sprintf("register on the quorum disk: %v", err))
+		n.send(Message{Type: MsgJoinAbort, To: n.jn.sponsor, Joiner: n.cfg.Self, Reason: "register on the quorum disk: " + err.Error()})
+		n.joinFailed(fmt.Sprintf("register on the quorum disk: %v", err), false)
 		return
 	}
 	n.holdKey = true
+	n.jn.phase = joinRestored
+	n.send(Message{Type: MsgJoinStateAck, To: n.jn.sponsor})
 }
 
 // Tick advances the logical clock by one tick.

@@ -46,6 +46,9 @@ func (h *rgHarness) settle(b *strings.Builder) {
 	collect := func() {
 		for _, id := range slices.Sorted(maps.Keys(h.nodes)) {
 			n := h.nodes[id]
+			if !n.HasReady() {
+				continue
+			}
 			rd := n.Ready()
 			h.queue = append(h.queue, rd.Messages...)
 			if rd.Arbitrate != nil {
@@ -53,8 +56,9 @@ func (h *rgHarness) settle(b *strings.Builder) {
 				fmt.Fprintf(b, "n%d: arbitrate round %d %v %v\n", id, rd.Arbitrate.Round, rd.Arbitrate.Members, rd.Arbitrate.Class)
 			}
 			if rd.Register {
-				fmt.Fprintf(b, "n%d: register\n", id)
+				fmt.Fprintf(b, "n%d: register (joining %v)\n", id, rd.RegisterFor)
 				n.DiskRegistered(nil)
+				h.queue = append(h.queue, n.Ready().Messages...)
 			}
 			if rd.Unregister {
 				fmt.Fprintf(b, "n%d: unregister\n", id)

@@ -316,8 +316,11 @@ type Ready struct {
 	Messages []Message
 	// Arbitrate, if set, is an arbitration to run now.
 	Arbitrate *Arbitration
-	// Register asks the arbiter to register this node's key (after a join
-	// succeeded); Unregister to remove it (after ClusterExit).
+	// Register asks the arbiter to register this node's key while it joins
+	// (before the join commits) and to verify that a member of
+	// RegisterFor, the membership it joins, holds the reservation;
+	// Unregister to remove the key (after ClusterExit).
 	Register, Unregister bool
+	RegisterFor          NodeSet
 	Events               []Event
 }

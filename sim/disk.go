@@ -158,7 +158,10 @@ func (s *Sim) fenceOverdue(n *node) int64 {
 		frozen += s.now - max(n.frozeAt, n.fencedSince)
 	}
 	bound := s.FenceBound()
-	if !n.diskFault && n.slow == 0 && n.stuck == 0 && n.diskTroubleAt < n.fencedSince {
+	// Write Exclusive - Registrants Only fences writes only while a
+	// reservation is held: since the disk was last without one, the
+	// healthy bound does not hold.
+	if !n.diskFault && n.slow == 0 && n.stuck == 0 && n.diskTroubleAt < n.fencedSince && s.unreservedAt < n.fencedSince {
 		bound = s.FenceBoundHealthy()
 	}
 	if late := s.now - n.fencedSince - frozen - bound; late > 0 {

@@ -127,6 +127,8 @@ type Sim struct {
 	regGen   uint32
 	regValid bool
 
+	unreservedAt int64 // last time the target held no reservation
+
 	Violations []string
 	Metrics    Metrics
 	trace      io.Writer
@@ -568,6 +570,9 @@ func (s *Sim) FenceBound() int64 {
 //     of a pill written for its incarnation.
 func (s *Sim) check() {
 	reg := s.registered()
+	if _, ok := s.target.Reservation(); !ok {
+		s.unreservedAt = s.now
+	}
 	var active [65]*node
 	var act regroup.NodeSet
 	for _, n := range s.nodes[1:] {

@@ -104,7 +104,8 @@ type arbiter struct {
 	waitEnd int64 // stepWait: tick the wait ends
 	steps   int   // fence loop iterations
 	victims []uint64
-	pending struct{ register, unregister bool }
+	pending struct{ register, unregister, check bool }
+	joining nodes.Set // register: the membership being joined
 
 	owner bool // this node holds the reservation, as last seen
 	// noAbort is only for reporting; the fallback itself lives in scsi.
@@ -132,6 +133,9 @@ func (a *arbiter) idle() {
 	case a.pending.register:
 		a.pending.register = false
 		a.startRegister()
+	case a.pending.check:
+		a.pending.check = false
+		a.check()
 	}
 }
 
@@ -316,7 +320,8 @@ func (a *arbiter) claimWon() {
 
 // ---- register / unregister ----
 
-func (a *arbiter) register() {
+func (a *arbiter) register(joining nodes.Set) {
+	a.joining = joining
 	if a.op != opNone {
 		a.pending.register = true
 		return
@@ -358,7 +363,7 @@ func (a *arbiter) stepRegister(r DiskResult) {
 			a.node.registered(fmt.Errorf("read reservation: %s", r.errString()))
 			return
 		}
-		if m := a.members(); r.Reserved && !a.memberKey(r.Holder, m) {
+		if m := a.joining; r.Reserved && !a.memberKey(r.Holder, m) {
 			err := fmt.Errorf("reservation holder %#x is outside membership %v: the sponsor's partition was fenced", r.Holder, m)
 			a.op = opUnregister
 			a.issue(stepUnregister, DiskCommand{Op: DiskRegister, Key: 0})
@@ -372,10 +377,22 @@ func (a *arbiter) stepRegister(r DiskResult) {
 
 // ---- check ----
 
+// checkSoon runs a check as soon as no other operation runs: a new
+// membership may have left the disk without a reservation (its holder
+// left or was fenced), and a disk without one lets a fenced node write.
+func (a *arbiter) checkSoon() {
+	if a.op != opNone {
+		a.pending.check = true
+		return
+	}
+	a.check()
+}
+
 func (a *arbiter) check() {
 	if a.op != opNone {
 		return
 	}
+	a.pending.check = false
 	a.op = opCheck
 	a.issue(stepCheckKeys, DiskCommand{Op: DiskReadKeys})
 }

@@ -129,7 +129,7 @@ func (h *arbHarness) run(t *testing.T, c transcript.Case) string {
 		round, _ := strconv.Atoi(c.Arg("round"))
 		h.n.arb.claim(regroup.Arbitration{Round: uint64(round), Members: parseSet(t, c.Arg("members")), Class: parseClass(t, c.Arg("class"))})
 	case "register":
-		h.n.arb.register()
+		h.n.arb.register(h.members)
 	case "unregister":
 		h.n.arb.unregister()
 	case "check":

@@ -416,7 +416,7 @@ func (n *Node) process() {
 			n.arb.unregister()
 		}
 		if rd.Register {
-			n.arb.register()
+			n.arb.register(rd.RegisterFor)
 		}
 		for _, e := range rd.Events {
 			n.ready.Membership = append(n.ready.Membership, e)
@@ -437,6 +437,12 @@ func (n *Node) membershipEvent(e regroup.Event) {
 		n.arb.owner = false
 	case regroup.EventNodeDown:
 		n.maybePoison(e.Node, e.Epoch)
+	case regroup.EventMembershipInstalled:
+		// The leader of a new membership checks the disk at once: the
+		// reservation may be gone with a member that left.
+		if e.Members.Min() == n.cfg.Self && n.rg.Registered() {
+			n.arb.checkSoon()
+		}
 	}
 }
 
