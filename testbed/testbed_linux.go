@@ -18,6 +18,7 @@ import (
 	"github.com/wolfpack-ha/wolfpack/scsi/iscsi/iscsitest"
 	"github.com/wolfpack-ha/wolfpack/testbed/agent"
 	"github.com/wolfpack-ha/wolfpack/testbed/internal/onsignal"
+	"github.com/wolfpack-ha/wolfpack/testbed/netns"
 )
 
 // Config describes a testbed. Zero fields take the defaults noted.
@@ -164,7 +165,7 @@ func Start(ctx context.Context, cfg Config) (*Testbed, error) {
 		}
 		tb.id = hex.EncodeToString(tb.idBytes[:])
 		tb.prefix = "wp" + tb.id
-		if links, _ := linksWithPrefix(tb.prefix); len(links) > 0 {
+		if links, _ := netns.LinksWithPrefix(tb.prefix); len(links) > 0 {
 			continue
 		}
 		if tb.state, err = newState(tb.id, tb.prefix, tb.workDir); err == nil {
