@@ -27,6 +27,7 @@ import (
 	"github.com/wolfpack-ha/wolfpack/scsi/iscsi/iscsitest"
 	"github.com/wolfpack-ha/wolfpack/testbed"
 	"github.com/wolfpack-ha/wolfpack/testbed/internal/onsignal"
+	"github.com/wolfpack-ha/wolfpack/testbed/netns"
 )
 
 // Contract constants (docs/clusterd.md).
@@ -160,19 +161,15 @@ type Cluster struct {
 	nodes  []*Node
 	events *eventLog
 
+	ns *netns.Set // every namespace created, fabric first
+
 	mu        sync.Mutex
-	netns     []string          // every namespace created, fabric first
 	spawned   []*exec.Cmd       // Spawn'd processes
 	partBr    map[string]bool   // bridges Partition created
 	partOf    map[string]string // fabric port -> bridge it was moved to
 	closed    bool
 	closeErr  error
 	closeOnce sync.Once
-}
-
-var seq struct {
-	sync.Mutex
-	n int
 }
 
 // Require skips t unless the rig can run here: root, ip (iproute2) and
@@ -227,17 +224,14 @@ func New(t testing.TB, cfg Config) *Cluster {
 	}
 	Sweep(cfg.Logger)
 
-	seq.Lock()
-	seq.n++
-	pfx := fmt.Sprintf("%s%dx%d", prefix, os.Getpid(), seq.n)
-	seq.Unlock()
+	pfx := netns.Unique(prefix)
 	dir, err := os.MkdirTemp("", pfx+"-")
 	if err != nil {
 		t.Fatalf("nscluster: %v", err)
 	}
 	c := &Cluster{
 		Prefix: pfx, Dir: dir, Fabric: pfx + "-fab", StorageNS: pfx + "-st", ClientNS: pfx + "-cl",
-		cfg: cfg, log: cfg.Logger.With("rig", pfx), t: t, events: newEventLog(),
+		cfg: cfg, log: cfg.Logger.With("rig", pfx), t: t, events: newEventLog(), ns: netns.NewSet(),
 		partBr: map[string]bool{}, partOf: map[string]string{},
 	}
 	onsignal.Register(c, onsignal.Kind{Package: "nscluster", Noun: "rig"})
@@ -245,7 +239,7 @@ func New(t testing.TB, cfg Config) *Cluster {
 	if err := c.buildNetwork(ctx); err != nil {
 		t.Fatalf("nscluster: %v", err)
 	}
-	c.Tgt = iscsitest.Start(t, iscsitest.Options{Wrap: []string{"ip", "netns", "exec", c.StorageNS}, Host: StorageHost})
+	c.Tgt = iscsitest.Start(t, iscsitest.Options{Wrap: netns.Wrap(c.StorageNS), Host: StorageHost})
 	// Cleanups run last registered first: this Close (idempotent) stops
 	// the daemons before iscsitest's cleanup stops tgtd.
 	t.Cleanup(func() { c.Close() })
@@ -257,7 +251,7 @@ func New(t testing.TB, cfg Config) *Cluster {
 	if err := os.WriteFile(c.KeyFile, []byte(hex.EncodeToString(key)), 0o600); err != nil {
 		t.Fatalf("nscluster: %v", err)
 	}
-	if out, err := exec.CommandContext(ctx, "ip", "netns", "exec", c.StorageNS, cfg.CLI, "quorum", "format", "--force", "--cluster-tag", ClusterTag, c.Device).CombinedOutput(); err != nil {
+	if out, err := netns.Exec(ctx, c.StorageNS, cfg.CLI, "quorum", "format", "--force", "--cluster-tag", ClusterTag, c.Device); err != nil {
 		t.Fatalf("nscluster: format the quorum LUN: %v: %s", err, bytes.TrimSpace(out))
 	}
 	for i := 1; i <= cfg.Nodes; i++ {
@@ -287,16 +281,6 @@ func port(node int, nw Net) string { return fmt.Sprintf("n%d-%s", node, nw) }
 
 func (c *Cluster) nodeNS(i int) string { return fmt.Sprintf("%s-n%d", c.Prefix, i) }
 
-func (c *Cluster) addNetns(ctx context.Context, name string) error {
-	if err := run(ctx, "ip", "netns", "add", name); err != nil {
-		return err
-	}
-	c.mu.Lock()
-	c.netns = append(c.netns, name)
-	c.mu.Unlock()
-	return nil
-}
-
 // buildNetwork creates the namespaces, bridges and veths. Every command
 // names a namespace of ours (ip -n, or a veth's peer moved into one).
 func (c *Cluster) buildNetwork(ctx context.Context) error {
@@ -306,70 +290,47 @@ func (c *Cluster) buildNetwork(ctx context.Context) error {
 		names = append(names, c.nodeNS(i))
 	}
 	for _, ns := range names {
-		if err := c.addNetns(ctx, ns); err != nil {
+		if err := c.ns.Add(ctx, ns); err != nil {
 			return err
 		}
 	}
-	var fab []string
-	fab = append(fab, "link set lo up")
+	fab := netns.In(c.Fabric).Iface("lo")
 	for _, nw := range c.nets() {
-		// No STP: a port moved between bridges forwards at once.
-		fab = append(fab, fmt.Sprintf("link add %s type bridge stp_state 0 mcast_snooping 0", nw), fmt.Sprintf("link set %s up", nw))
+		fab.Bridge(string(nw))
 	}
-	veth := func(fabPort, br, ns, ifname string) {
-		fab = append(fab,
-			fmt.Sprintf("link add %s type veth peer name %s netns %s", fabPort, ifname, ns),
-			fmt.Sprintf("link set %s master %s up", fabPort, br))
-	}
-	veth("st", string(Storage), c.StorageNS, "eth0")
-	veth("cl", string(Public), c.ClientNS, "eth0")
+	fab.Veth("st", string(Storage), c.StorageNS, "eth0")
+	fab.Veth("cl", string(Public), c.ClientNS, "eth0")
 	for i := 1; i <= c.cfg.Nodes; i++ {
 		for k, nw := range c.nets() {
-			veth(port(i, nw), string(nw), c.nodeNS(i), fmt.Sprintf("eth%d", k))
+			fab.Veth(port(i, nw), string(nw), c.nodeNS(i), fmt.Sprintf("eth%d", k))
 		}
 	}
-	if err := ipBatch(ctx, c.Fabric, fab); err != nil {
+	if err := fab.Run(ctx); err != nil {
 		return err
 	}
-	one := func(ns string, addrs ...string) error {
-		cmds := []string{"link set lo up"}
+	one := func(ns string, addrs ...netip.Addr) error {
+		sc := netns.In(ns).Iface("lo")
 		for k, a := range addrs {
-			cmds = append(cmds, fmt.Sprintf("addr add %s/24 dev eth%d", a, k), fmt.Sprintf("link set eth%d up", k))
+			sc.Iface(fmt.Sprintf("eth%d", k), netip.PrefixFrom(a, 24))
 		}
-		return ipBatch(ctx, ns, cmds)
+		return sc.Run(ctx)
 	}
-	if err := one(c.StorageNS, StorageHost); err != nil {
+	if err := one(c.StorageNS, netip.MustParseAddr(StorageHost)); err != nil {
 		return err
 	}
-	if err := one(c.ClientNS, ClientAddr.String()); err != nil {
+	if err := one(c.ClientNS, ClientAddr); err != nil {
 		return err
 	}
 	for i := 1; i <= c.cfg.Nodes; i++ {
-		var addrs []string
+		var addrs []netip.Addr
 		for _, nw := range c.nets() {
-			addrs = append(addrs, Addr(nw, i).String())
+			addrs = append(addrs, Addr(nw, i))
 		}
 		if err := one(c.nodeNS(i), addrs...); err != nil {
 			return err
 		}
 	}
 	c.log.Info("network built", "nodes", c.cfg.Nodes, "private", c.cfg.PrivateNets, "took", time.Since(start))
-	return nil
-}
-
-func ipBatch(ctx context.Context, ns string, cmds []string) error {
-	cmd := exec.CommandContext(ctx, "ip", "-n", ns, "-batch", "-")
-	cmd.Stdin = strings.NewReader(strings.Join(cmds, "\n") + "\n")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("ip -n %s -batch: %v: %s", ns, err, bytes.TrimSpace(out))
-	}
-	return nil
-}
-
-func run(ctx context.Context, argv ...string) error {
-	if out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput(); err != nil {
-		return fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, bytes.TrimSpace(out))
-	}
 	return nil
 }
 
@@ -387,7 +348,7 @@ func (c *Cluster) setLink(nw Net, node int, state string) error {
 		return fmt.Errorf("nscluster: no network %q", nw)
 	}
 	c.log.Info("link "+state, "node", node, "net", nw)
-	return ipBatch(context.Background(), c.Fabric, []string{fmt.Sprintf("link set %s %s", port(node, nw), state)})
+	return netns.In(c.Fabric).Add("link set %s %s", port(node, nw), state).Run(context.Background())
 }
 
 // Cut takes node i off network nw: its veth goes down at the fabric end,
@@ -405,45 +366,42 @@ func (c *Cluster) Restore(i int, nw Net) error { return c.setLink(nw, i, "up") }
 func (c *Cluster) Partition(groups ...[]int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var cmds []string
+	fab := netns.In(c.Fabric)
 	for k := 1; k <= c.cfg.PrivateNets; k++ {
 		nw := Private(k)
 		for g, nodes := range groups {
 			br := fmt.Sprintf("%s.%d", nw, g+1)
 			if !c.partBr[br] {
-				cmds = append(cmds, fmt.Sprintf("link add %s type bridge stp_state 0 mcast_snooping 0", br), fmt.Sprintf("link set %s up", br))
+				fab.Bridge(br)
 				c.partBr[br] = true
 			}
 			for _, i := range nodes {
 				p := port(i, nw)
-				cmds = append(cmds, fmt.Sprintf("link set %s master %s", p, br))
+				fab.Add("link set %s master %s", p, br)
 				c.partOf[p] = br
 			}
 		}
 	}
 	c.log.Info("partition", "groups", fmt.Sprint(groups))
-	return ipBatch(context.Background(), c.Fabric, cmds)
+	return fab.Run(context.Background())
 }
 
 // Heal puts every private network back together after Partition.
 func (c *Cluster) Heal() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var cmds []string
+	fab := netns.In(c.Fabric)
 	for p := range c.partOf {
 		_, nw, _ := strings.Cut(p, "-")
-		cmds = append(cmds, fmt.Sprintf("link set %s master %s", p, nw))
+		fab.Add("link set %s master %s", p, nw)
 	}
 	for br := range c.partBr {
-		cmds = append(cmds, "link delete "+br)
+		fab.Add("link delete %s", br)
 	}
 	clear(c.partOf)
 	clear(c.partBr)
 	c.log.Info("heal")
-	if len(cmds) == 0 {
-		return nil
-	}
-	return ipBatch(context.Background(), c.Fabric, cmds)
+	return fab.Run(context.Background())
 }
 
 // Events returns every event so far that matches (see Match).
@@ -480,15 +438,7 @@ func (c *Cluster) WaitEvent(ctx context.Context, node int, msg string, pred func
 // ClientExec runs argv in the client namespace and returns its combined
 // output.
 func (c *Cluster) ClientExec(ctx context.Context, argv ...string) ([]byte, error) {
-	return nsExec(ctx, c.ClientNS, argv...)
-}
-
-func nsExec(ctx context.Context, ns string, argv ...string) ([]byte, error) {
-	out, err := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns}, argv...)...).CombinedOutput()
-	if err != nil {
-		return out, fmt.Errorf("in %s: %s: %w", ns, strings.Join(argv, " "), err)
-	}
-	return out, nil
+	return netns.Exec(ctx, c.ClientNS, argv...)
 }
 
 // LogTail returns the last n lines of node i's log file.
@@ -532,14 +482,8 @@ func (c *Cluster) close() error {
 			errs = append(errs, err)
 		}
 	}
-	c.mu.Lock()
-	names := c.netns
-	c.netns = nil
-	c.mu.Unlock()
-	for _, ns := range names {
-		if err := removeNetns(ns); err != nil {
-			errs = append(errs, err)
-		}
+	if err := c.ns.Close(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.t != nil && c.t.Failed() {
 		// Keep the logs under a name Sweep leaves alone.
@@ -558,49 +502,13 @@ func (c *Cluster) close() error {
 	return errors.Join(errs...)
 }
 
-// removeNetns kills whatever still runs in namespace ns (only ever one of
-// ours) and deletes it; its links go with it.
-func removeNetns(ns string) error {
-	if out, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
-		for _, f := range strings.Fields(string(out)) {
-			if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	}
-	out, err := exec.Command("ip", "netns", "delete", ns).CombinedOutput()
-	if err != nil && !strings.Contains(string(out), "No such file") {
-		return fmt.Errorf("ip netns delete %s: %v: %s", ns, err, bytes.TrimSpace(out))
-	}
-	return nil
-}
-
 // Sweep removes the namespaces and directories of rigs whose process is
 // gone (a run killed before its cleanup). New calls it.
 func Sweep(log *slog.Logger) {
-	dead := func(name string) bool {
-		rest, ok := strings.CutPrefix(name, prefix)
-		if !ok {
-			return false
-		}
-		pidStr, _, ok := strings.Cut(rest, "x")
-		pid, err := strconv.Atoi(pidStr)
-		if !ok || err != nil || pid == os.Getpid() {
-			return false
-		}
-		return syscall.Kill(pid, 0) == syscall.ESRCH
-	}
-	if ents, err := os.ReadDir("/run/netns"); err == nil {
-		for _, e := range ents {
-			if dead(e.Name()) {
-				log.Info("sweeping namespace of a dead run", "netns", e.Name())
-				removeNetns(e.Name())
-			}
-		}
-	}
+	netns.SweepDead(log, prefix)
 	if ents, err := os.ReadDir(os.TempDir()); err == nil {
 		for _, e := range ents {
-			if e.IsDir() && dead(e.Name()) {
+			if e.IsDir() && netns.DeadOwner(e.Name(), prefix) {
 				os.RemoveAll(filepath.Join(os.TempDir(), e.Name()))
 			}
 		}
@@ -703,7 +611,7 @@ func (n *Node) Start(edit ...func(*DaemonConfig)) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("ip", "netns", "exec", n.Netns, n.c.cfg.Binary, "-config", n.ConfigFile)
+	cmd := netns.Command(context.Background(), n.Netns, n.c.cfg.Binary, "-config", n.ConfigFile)
 	lw := &lineWriter{node: n.ID, file: f, events: n.c.events}
 	cmd.Stdout, cmd.Stderr = lw, lw
 	cmd.WaitDelay = 2 * time.Second // a child holding the pipes must not stall Wait
@@ -843,13 +751,13 @@ func (n *Node) Restart(edit ...func(*DaemonConfig)) error {
 
 // Exec runs argv in the node's namespace and returns its combined output.
 func (n *Node) Exec(ctx context.Context, argv ...string) ([]byte, error) {
-	return nsExec(ctx, n.Netns, argv...)
+	return netns.Exec(ctx, n.Netns, argv...)
 }
 
 // Spawn starts argv in the background in the node's namespace (a CPU hog,
 // a load generator); Close kills it.
 func (n *Node) Spawn(argv ...string) (*exec.Cmd, error) {
-	cmd := exec.Command("ip", append([]string{"netns", "exec", n.Netns}, argv...)...)
+	cmd := netns.Command(context.Background(), n.Netns, argv...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	n.c.mu.Lock()
 	defer n.c.mu.Unlock()
