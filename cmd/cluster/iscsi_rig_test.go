@@ -12,9 +12,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,6 +24,7 @@ import (
 	"github.com/wolfpack-ha/wolfpack/scsi"
 	"github.com/wolfpack-ha/wolfpack/scsi/iscsi"
 	"github.com/wolfpack-ha/wolfpack/scsi/iscsi/iscsitest"
+	"github.com/wolfpack-ha/wolfpack/testbed/netns"
 )
 
 // The iSCSI test rig (issue 3): tgtd in a "storage" network namespace,
@@ -38,23 +39,19 @@ import (
 //	wpi<pid>x<seq>-n<N>        node N's netns: eth0 10.98.0.(10+N)/24
 //
 // Nothing is created in the host's namespace, and the netns names carry the
-// creating process's pid so that a later run can sweep what a killed run
-// left behind.
+// creating process's pid (netns.Unique) so that a later run can sweep what
+// a killed run left behind (netns.SweepDead).
 
 const (
 	rigPortalHost = "10.98.0.1"
 	rigPrefix     = "wpi"
 )
 
-var rigSeq struct {
-	sync.Mutex
-	n int
-}
-
 type rig struct {
 	t       *testing.T
 	storage string
 	nodes   []string
+	ns      *netns.Set
 	tgt     *iscsitest.Tgt
 }
 
@@ -77,78 +74,52 @@ func requireRig(t *testing.T) {
 func newRig(t *testing.T, n int) *rig {
 	t.Helper()
 	requireRig(t)
-	sweepRigs(t)
-	rigSeq.Lock()
-	rigSeq.n++
-	base := fmt.Sprintf("%s%dx%d", rigPrefix, os.Getpid(), rigSeq.n)
-	rigSeq.Unlock()
-	r := &rig{t: t, storage: base + "-st"}
-	t.Cleanup(r.remove)
-	r.ip("netns", "add", r.storage)
-	r.ip("-n", r.storage, "link", "set", "lo", "up")
-	r.ip("-n", r.storage, "link", "add", "br0", "type", "bridge")
-	r.ip("-n", r.storage, "addr", "add", rigPortalHost+"/24", "dev", "br0")
-	r.ip("-n", r.storage, "link", "set", "br0", "up")
+	netns.SweepDead(slog.New(slog.NewTextHandler(t.Output(), nil)), rigPrefix)
+	base := netns.Unique(rigPrefix)
+	r := &rig{t: t, storage: base + "-st", ns: netns.NewSet()}
+	// Cleanups run last registered first: tgtd and the workers have
+	// stopped by the time the namespaces go (the veths and the bridge live
+	// in them and go with them).
+	t.Cleanup(func() {
+		if err := r.ns.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	ctx := t.Context()
+	if err := r.ns.Add(ctx, r.storage); err != nil {
+		t.Fatal(err)
+	}
+	st := netns.In(r.storage).Iface("lo").Bridge("br0").Iface("br0", netip.MustParsePrefix(rigPortalHost+"/24"))
 	for i := 1; i <= n; i++ {
 		ns := fmt.Sprintf("%s-n%d", base, i)
-		r.ip("netns", "add", ns)
+		if err := r.ns.Add(ctx, ns); err != nil {
+			t.Fatal(err)
+		}
 		r.nodes = append(r.nodes, ns)
-		port := fmt.Sprintf("n%d", i)
-		r.ip("-n", r.storage, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
-		r.ip("-n", r.storage, "link", "set", port, "master", "br0", "up")
-		r.ip("-n", ns, "link", "set", "lo", "up")
-		r.ip("-n", ns, "addr", "add", fmt.Sprintf("10.98.0.%d/24", 10+i), "dev", "eth0")
-		r.ip("-n", ns, "link", "set", "eth0", "up")
+		st.Veth(fmt.Sprintf("n%d", i), "br0", ns, "eth0")
 	}
-	r.tgt = iscsitest.Start(t, iscsitest.Options{Wrap: []string{"ip", "netns", "exec", r.storage}, Host: rigPortalHost})
+	if err := st.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, ns := range r.nodes {
+		addr := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 98, 0, byte(11 + i)}), 24)
+		if err := netns.In(ns).Iface("lo").Iface("eth0", addr).Run(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.tgt = iscsitest.Start(t, iscsitest.Options{Wrap: netns.Wrap(r.storage), Host: rigPortalHost})
 	return r
-}
-
-func (r *rig) ip(args ...string) {
-	r.t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		r.t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
-	}
 }
 
 // cut and heal take node i's veth down and up at the storage end: the
 // node's packets go nowhere and neither side hears a FIN or an RST.
-func (r *rig) cut(i int)  { r.ip("-n", r.storage, "link", "set", fmt.Sprintf("n%d", i), "down") }
-func (r *rig) heal(i int) { r.ip("-n", r.storage, "link", "set", fmt.Sprintf("n%d", i), "up") }
+func (r *rig) cut(i int)  { r.link(i, "down") }
+func (r *rig) heal(i int) { r.link(i, "up") }
 
-// remove deletes the namespaces; the veths and the bridge live in them and
-// go with them. tgtd and the workers have stopped by then (cleanups run last
-// registered first).
-func (r *rig) remove() {
-	for _, ns := range append([]string{r.storage}, r.nodes...) {
-		if out, err := exec.Command("ip", "netns", "delete", ns).CombinedOutput(); err != nil && !strings.Contains(string(out), "No such file") {
-			r.t.Errorf("ip netns delete %s: %v: %s", ns, err, bytes.TrimSpace(out))
-		}
-	}
-}
-
-// sweepRigs deletes rig namespaces whose creating process is gone.
-func sweepRigs(t *testing.T) {
-	ents, err := os.ReadDir("/run/netns")
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		name := e.Name()
-		rest, ok := strings.CutPrefix(name, rigPrefix)
-		if !ok {
-			continue
-		}
-		pidStr, _, ok := strings.Cut(rest, "x")
-		pid, err := strconv.Atoi(pidStr)
-		if !ok || err != nil || pid == os.Getpid() {
-			continue
-		}
-		if syscall.Kill(pid, 0) == nil {
-			continue // its test is still running
-		}
-		t.Logf("sweeping %s, left by process %d", name, pid)
-		exec.Command("ip", "netns", "delete", name).Run()
+func (r *rig) link(i int, state string) {
+	r.t.Helper()
+	if err := netns.In(r.storage).Add("link set n%d %s", i, state).Run(context.Background()); err != nil {
+		r.t.Fatal(err)
 	}
 }
 
@@ -214,11 +185,7 @@ type worker struct {
 func startWorker(t *testing.T, ns string, spec workerSpec) *worker {
 	t.Helper()
 	js, _ := json.Marshal(spec)
-	argv := []string{os.Args[0], "-test.run=^TestISCSIWorkerProcess$", "-test.count=1"}
-	if ns != "" {
-		argv = append([]string{"ip", "netns", "exec", ns}, argv...)
-	}
-	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd := netns.Command(context.Background(), ns, os.Args[0], "-test.run=^TestISCSIWorkerProcess$", "-test.count=1")
 	cmd.Env = append(os.Environ(), workerEnv+"="+string(js))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	in, err := cmd.StdinPipe()
