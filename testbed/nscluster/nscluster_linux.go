@@ -5,13 +5,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -24,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wolfpack-ha/wolfpack/internal/api"
+	"github.com/wolfpack-ha/wolfpack/internal/config"
 	"github.com/wolfpack-ha/wolfpack/scsi/iscsi/iscsitest"
 	"github.com/wolfpack-ha/wolfpack/testbed"
 	"github.com/wolfpack-ha/wolfpack/testbed/internal/onsignal"
@@ -104,40 +102,6 @@ type Config struct {
 	Deferred []int
 	// Logger gets the rig's own progress; nil discards it.
 	Logger *slog.Logger
-}
-
-// DaemonConfig is the daemon's config file (the clusterd contract).
-type DaemonConfig struct {
-	Cluster     string         `json:"cluster"`
-	ClusterTag  string         `json:"cluster_tag"`
-	KeyFile     string         `json:"key_file"`
-	NodeID      int            `json:"node_id"`
-	Nodes       []ConfigNode   `json:"nodes"`
-	Networks    []ConfigNet    `json:"networks"`
-	Port        int            `json:"port"`
-	Quorum      ConfigQuorum   `json:"quorum"`
-	AdminSocket string         `json:"admin_socket"`
-	Timing      map[string]any `json:"timing,omitempty"`
-}
-
-// ConfigNode is one entry of DaemonConfig.Nodes; Addrs[k] is the node's
-// address on Networks[k].
-type ConfigNode struct {
-	ID    int      `json:"id"`
-	Name  string   `json:"name"`
-	Addrs []string `json:"addrs"`
-}
-
-// ConfigNet is one entry of DaemonConfig.Networks.
-type ConfigNet struct {
-	Name      string `json:"name"`
-	Interface string `json:"interface"`
-}
-
-// ConfigQuorum is DaemonConfig.Quorum.
-type ConfigQuorum struct {
-	Device        string `json:"device"`
-	InitiatorName string `json:"initiator_name"`
 }
 
 // Cluster is a running rig.
@@ -528,7 +492,7 @@ type Node struct {
 	// ConfigFile, LogFile and Socket are files in the rig's Dir.
 	ConfigFile, LogFile, Socket string
 	// Config is what the next Start writes to ConfigFile.
-	Config DaemonConfig
+	Config config.File
 
 	c  *Cluster
 	mu sync.Mutex
@@ -549,33 +513,27 @@ func (c *Cluster) newNode(i int) *Node {
 		LogFile:    filepath.Join(c.Dir, fmt.Sprintf("node%d.log", i)),
 		Socket:     filepath.Join(c.Dir, fmt.Sprintf("node%d.sock", i)),
 	}
-	cfg := DaemonConfig{
+	cfg := config.File{
 		Cluster: ClusterName, ClusterTag: ClusterTag, KeyFile: c.KeyFile, NodeID: i, Port: Port,
-		Quorum:      ConfigQuorum{Device: c.Device, InitiatorName: fmt.Sprintf("%snode%d", InitiatorPrefix, i)},
+		Quorum:      config.Quorum{Device: c.Device, InitiatorName: fmt.Sprintf("%snode%d", InitiatorPrefix, i)},
 		AdminSocket: n.Socket,
 	}
 	for j := 1; j <= c.cfg.Nodes; j++ {
-		e := ConfigNode{ID: j, Name: fmt.Sprintf("node%d", j)}
+		e := config.Node{ID: j, Name: fmt.Sprintf("node%d", j)}
 		for k := 1; k <= c.cfg.PrivateNets; k++ {
 			e.Addrs = append(e.Addrs, Addr(Private(k), j).String())
 		}
 		cfg.Nodes = append(cfg.Nodes, e)
 	}
 	for k := 1; k <= c.cfg.PrivateNets; k++ {
-		cfg.Networks = append(cfg.Networks, ConfigNet{Name: string(Private(k)), Interface: fmt.Sprintf("eth%d", k)})
+		cfg.Networks = append(cfg.Networks, config.Network{Name: string(Private(k)), Interface: fmt.Sprintf("eth%d", k)})
 	}
-	tm := map[string]any{}
 	if d := c.cfg.Timing.HeartbeatInterval; d != 0 {
-		tm["heartbeat_interval"] = d.String()
+		cfg.Timing.HeartbeatInterval = d.String()
 	}
-	if v := c.cfg.Timing.HeartbeatThreshold; v != 0 {
-		tm["heartbeat_threshold"] = v
-	}
+	cfg.Timing.HeartbeatThreshold = c.cfg.Timing.HeartbeatThreshold
 	if d := c.cfg.Timing.QuorumCheckInterval; d != 0 {
-		tm["quorum_check_interval"] = d.String()
-	}
-	if len(tm) > 0 {
-		cfg.Timing = tm
+		cfg.Timing.QuorumCheckInterval = d.String()
 	}
 	n.Config = cfg
 	return n
@@ -584,7 +542,7 @@ func (c *Cluster) newNode(i int) *Node {
 // Start writes the node's config file (after edit, if given, changed
 // n.Config) and starts its daemon. The process's output is appended to
 // LogFile and parsed into the event stream.
-func (n *Node) Start(edit ...func(*DaemonConfig)) error {
+func (n *Node) Start(edit ...func(*config.File)) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.p != nil && n.p.state == nil {
@@ -599,12 +557,8 @@ func (n *Node) Start(edit ...func(*DaemonConfig)) error {
 	for _, f := range edit {
 		f(&n.Config)
 	}
-	b, err := json.MarshalIndent(n.Config, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(n.ConfigFile, b, 0o644); err != nil {
-		return err
+	if err := n.Config.WriteFile(n.ConfigFile); err != nil {
+		return fmt.Errorf("nscluster: node %d: %w", n.ID, err)
 	}
 	os.Remove(n.Socket)
 	f, err := os.OpenFile(n.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -742,7 +696,7 @@ func (n *Node) Wait(ctx context.Context) (*os.ProcessState, error) {
 
 // Restart kills the daemon if it runs and starts it again (a new
 // incarnation).
-func (n *Node) Restart(edit ...func(*DaemonConfig)) error {
+func (n *Node) Restart(edit ...func(*config.File)) error {
 	if err := n.Kill(); err != nil && !errors.Is(err, ErrNotRunning) {
 		return err
 	}
@@ -771,59 +725,21 @@ func (n *Node) Spawn(argv ...string) (*exec.Cmd, error) {
 	return cmd, nil
 }
 
-// Status is GET /v1/status of the admin API.
-type Status struct {
-	Node        int             `json:"node"`
-	Name        string          `json:"name"`
-	State       string          `json:"state"`
-	Epoch       Epoch           `json:"epoch"`
-	Members     []int           `json:"members"`
-	QuorumOwner json.RawMessage `json:"quorum_owner"`
-	Networks    json.RawMessage `json:"networks"`
-	Counters    json.RawMessage `json:"counters"`
-	// Raw is the whole answer.
-	Raw json.RawMessage `json:"-"`
-}
-
 // Status asks the node's admin API (its unix socket, a file on the host,
 // dialled from here) for its status.
-func (n *Node) Status(ctx context.Context) (*Status, error) {
-	b, err := n.Get(ctx, "/v1/status")
+func (n *Node) Status(ctx context.Context) (*api.Status, error) {
+	st, _, err := api.GetStatus(ctx, n.Socket)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("nscluster: node %d: %w", n.ID, err)
 	}
-	var st Status
-	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("nscluster: node %d status: %w: %s", n.ID, err, b)
-	}
-	st.Raw = b
 	return &st, nil
 }
 
 // Get does GET path on the node's admin socket and returns the body.
 func (n *Node) Get(ctx context.Context, path string) ([]byte, error) {
-	cl := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", n.Socket)
-		},
-	}}
-	defer cl.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://clusterd"+path, nil)
+	b, err := api.Get(ctx, n.Socket, path)
 	if err != nil {
-		return nil, err
-	}
-	resp, err := cl.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("nscluster: node %d: GET %s: %w", n.ID, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return b, fmt.Errorf("nscluster: node %d: GET %s: %s: %s", n.ID, path, resp.Status, bytes.TrimSpace(b))
+		return b, fmt.Errorf("nscluster: node %d: %w", n.ID, err)
 	}
 	return b, nil
 }

@@ -3,13 +3,13 @@ package membership
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/wolfpack-ha/wolfpack/internal/config"
 	"github.com/wolfpack-ha/wolfpack/testbed/nscluster"
 )
 
@@ -47,7 +47,7 @@ func TestIntegrationNodeCrash(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Epoch != ep || !sameSet(st.Members, survivors) {
+		if nscluster.Epoch(st.Epoch) != ep || !sameSet(st.Members, survivors) {
 			t.Errorf("node %d status: epoch %s members %v, want %s %v", i, st.Epoch, st.Members, ep, survivors)
 		}
 	}
@@ -101,7 +101,7 @@ func TestIntegrationOneNetworkDown(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Epoch != epoch || !sameSet(st.Members, all) {
+		if nscluster.Epoch(st.Epoch) != epoch || !sameSet(st.Members, all) {
 			t.Errorf("node %d: epoch %s members %v, want %s %v", i, st.Epoch, st.Members, epoch, all)
 		}
 	}
@@ -229,7 +229,7 @@ func TestIntegrationWrongSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	mark := c.Mark()
-	if err := c.Node(6).Start(func(cfg *nscluster.DaemonConfig) { cfg.KeyFile = wrong }); err != nil {
+	if err := c.Node(6).Start(func(cfg *config.File) { cfg.KeyFile = wrong }); err != nil {
 		t.Fatal(err)
 	}
 	// The refusal names the secret (or the authentication) in node 6's
@@ -272,7 +272,7 @@ func TestIntegrationWrongSecret(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Epoch != epoch || !sameSet(st.Members, members) {
+		if nscluster.Epoch(st.Epoch) != epoch || !sameSet(st.Members, members) {
 			t.Errorf("node %d: epoch %s members %v, want %s %v", i, st.Epoch, st.Members, epoch, members)
 		}
 		// Every member heard node 6 and dropped what it sent.
@@ -299,15 +299,8 @@ func dropCounters(ctx context.Context, t *testing.T, c *nscluster.Cluster, i int
 	if err != nil {
 		t.Fatal(err)
 	}
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(st.Counters, &raw); err != nil {
-		t.Fatalf("node %d counters: %v: %s", i, err, st.Counters)
+	return map[string]map[string]uint64{
+		"heartbeat_dropped": st.Counters.HeartbeatDropped,
+		"regroup_dropped":   st.Counters.RegroupDropped,
 	}
-	m := map[string]map[string]uint64{}
-	for _, k := range []string{"heartbeat_dropped", "regroup_dropped"} {
-		var v map[string]uint64
-		json.Unmarshal(raw[k], &v)
-		m[k] = v
-	}
-	return m
 }
