@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -135,12 +136,24 @@ type workerSpec struct {
 // workerReq is one request to a worker; workerResp its answer.
 type workerReq struct {
 	ID   int      `json:"id"`
-	Op   string   `json:"op"`             // cli, load, events
+	Op   string   `json:"op"`             // cli, load, events, await
 	Args []string `json:"args,omitempty"` // cli: `cluster` arguments; the device is appended
 	// load: LBA of the 64 KiB region, and how long.
 	LBA uint64        `json:"lba,omitempty"`
 	For time.Duration `json:"for,omitempty"`
+	// await: answer once counter Kind (of load request Of, for "ops")
+	// has reached N.
+	Kind string `json:"kind,omitempty"`
+	N    int    `json:"n,omitempty"`
+	Of   int    `json:"of,omitempty"`
 }
+
+// The counters a worker keeps for await.
+const (
+	countLost = "lost" // the initiator gave a connection up ("iscsi connection lost")
+	countDial = "dial" // TCP connection attempts to the portal
+	countOps  = "ops"  // reads and writes a load request has completed
+)
 
 type workerResp struct {
 	ID     int             `json:"id"`
@@ -148,6 +161,7 @@ type workerResp struct {
 	Err    string          `json:"err,omitempty"`
 	Load   *loadResult     `json:"load,omitempty"`
 	Events []reconnectInfo `json:"events,omitempty"`
+	Count  int             `json:"count,omitempty"`
 }
 
 // loadResult counts outcomes of a load run by class. Anything but ok,
@@ -254,6 +268,14 @@ func (w *worker) readLoop(out io.Reader) {
 // send starts a request and returns the channel its answer comes on.
 func (w *worker) send(t *testing.T, req workerReq) chan workerResp {
 	t.Helper()
+	_, ch := w.start(t, req)
+	return ch
+}
+
+// start starts a request and returns its id and the channel its answer
+// comes on.
+func (w *worker) start(t *testing.T, req workerReq) (int, chan workerResp) {
+	t.Helper()
 	w.mu.Lock()
 	w.nextID++
 	req.ID = w.nextID
@@ -264,7 +286,7 @@ func (w *worker) send(t *testing.T, req workerReq) chan workerResp {
 	if _, err := w.in.Write(append(b, '\n')); err != nil {
 		t.Fatalf("worker %s: send: %v", w.name, err)
 	}
-	return ch
+	return req.ID, ch
 }
 
 // wait waits for an answer, the worker's death, or 60 s.
@@ -301,6 +323,75 @@ func (w *worker) events(t *testing.T) []reconnectInfo {
 	return w.wait(t, w.send(t, workerReq{Op: "events"})).Events
 }
 
+// await waits until the worker's counter kind (countLost, countDial; for
+// countOps, of load request of) has reached n, and returns its value; n 0
+// reads it.
+func (w *worker) await(t *testing.T, kind string, n, of int) int {
+	t.Helper()
+	return w.wait(t, w.send(t, workerReq{Op: "await", Kind: kind, N: n, Of: of})).Count
+}
+
+// counters are what a worker counts for await: each change wakes every
+// waiter.
+type counters struct {
+	mu   sync.Mutex
+	n    map[string]int
+	wake chan struct{}
+}
+
+func newCounters() *counters { return &counters{n: map[string]int{}, wake: make(chan struct{})} }
+
+func (c *counters) add(key string) {
+	c.mu.Lock()
+	c.n[key]++
+	close(c.wake)
+	c.wake = make(chan struct{})
+	c.mu.Unlock()
+}
+
+func (c *counters) await(ctx context.Context, key string, n int) (int, error) {
+	for {
+		c.mu.Lock()
+		v, wake := c.n[key], c.wake
+		c.mu.Unlock()
+		if v >= n {
+			return v, nil
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return v, fmt.Errorf("waiting for %s to reach %d (at %d): %w", key, n, v, ctx.Err())
+		}
+	}
+}
+
+// countingHandler counts the initiator's "connection lost" records and
+// passes every record on.
+type countingHandler struct {
+	slog.Handler
+	c *counters
+}
+
+func (h countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h countingHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "iscsi connection lost" {
+		h.c.add(countLost)
+	}
+	if !h.Handler.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h countingHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return countingHandler{h.Handler.WithAttrs(as), h.c}
+}
+
+func (h countingHandler) WithGroup(name string) slog.Handler {
+	return countingHandler{h.Handler.WithGroup(name), h.c}
+}
+
 // TestISCSIWorkerProcess is not a test: it is the body of an initiator
 // process the iSCSI rig tests start (see startWorker).
 func TestISCSIWorkerProcess(t *testing.T) {
@@ -328,6 +419,12 @@ func (workerSession) Close() error { return nil }
 func workerMain(spec workerSpec, in io.Reader, out io.Writer) error {
 	var mu sync.Mutex
 	var events []reconnectInfo
+	count := newCounters()
+	var dialer net.Dialer
+	logLevel := slog.LevelError + 1 // nothing, unless ISCSI_DEBUG
+	if os.Getenv("ISCSI_DEBUG") != "" {
+		logLevel = slog.LevelDebug
+	}
 	cfg := iscsi.Config{
 		InitiatorName: spec.InitiatorName,
 		Timeout:       spec.Timeout,
@@ -338,9 +435,11 @@ func workerMain(spec workerSpec, in io.Reader, out io.Writer) error {
 			events = append(events, reconnectInfo{r.OldTSIH, r.NewTSIH, r.SameSession, fmt.Sprint(r.Cause)})
 			mu.Unlock()
 		},
-	}
-	if os.Getenv("ISCSI_DEBUG") != "" {
-		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		Logger: slog.New(countingHandler{slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}), count}),
+		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			count.add(countDial)
+			return dialer.DialContext(ctx, network, addr)
+		},
 	}
 	ctx := context.Background()
 	lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -361,6 +460,8 @@ func workerMain(spec workerSpec, in io.Reader, out io.Writer) error {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	actx, stop := context.WithCancel(ctx) // ends the awaits at EOF
+	defer stop()
 	sc := bufio.NewScanner(in)
 	for sc.Scan() {
 		var req workerReq
@@ -380,7 +481,17 @@ func workerMain(spec workerSpec, in io.Reader, out io.Writer) error {
 					resp.Err = err.Error()
 				}
 			case "load":
-				resp.Load = runLoad(ctx, s, req.LBA, req.For)
+				key := fmt.Sprintf("%s/%d", countOps, req.ID)
+				resp.Load = runLoad(ctx, s, req.LBA, req.For, func() { count.add(key) })
+			case "await":
+				key := req.Kind
+				if key == countOps {
+					key = fmt.Sprintf("%s/%d", countOps, req.Of)
+				}
+				var err error
+				if resp.Count, err = count.await(actx, key, req.N); err != nil {
+					resp.Err = err.Error()
+				}
 			case "events":
 				mu.Lock()
 				resp.Events = append([]reconnectInfo(nil), events...)
@@ -396,10 +507,11 @@ func workerMain(spec workerSpec, in io.Reader, out io.Writer) error {
 
 // runLoad writes a random 64 KiB pattern at lba, then for d has two
 // goroutines read it back and two write the same pattern again (4 KiB FUA
-// writes, so the content never changes), and counts outcomes. A read must
+// writes, so the content never changes), and counts outcomes, calling done
+// after each. A read must
 // return the pattern; a write must succeed, report an unknown outcome, or
 // be refused with RESERVATION CONFLICT.
-func runLoad(ctx context.Context, d scsi.Device, lba uint64, dur time.Duration) *loadResult {
+func runLoad(ctx context.Context, d scsi.Device, lba uint64, dur time.Duration, done func()) *loadResult {
 	res := &loadResult{}
 	pattern := make([]byte, 64<<10)
 	rand.Read(pattern)
@@ -409,7 +521,7 @@ func runLoad(ctx context.Context, d scsi.Device, lba uint64, dur time.Duration) 
 	}
 	want := sha256.Sum256(pattern)
 	var mu sync.Mutex
-	note := func(f func()) { mu.Lock(); f(); mu.Unlock() }
+	note := func(f func()) { mu.Lock(); f(); mu.Unlock(); done() }
 	deadline := time.Now().Add(dur)
 	var wg sync.WaitGroup
 	for g := 0; g < 4; g++ {
