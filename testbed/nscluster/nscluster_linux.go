@@ -22,6 +22,7 @@ import (
 
 	"github.com/wolfpack-ha/wolfpack/internal/api"
 	"github.com/wolfpack-ha/wolfpack/internal/config"
+	"github.com/wolfpack-ha/wolfpack/quorumdisk"
 	"github.com/wolfpack-ha/wolfpack/scsi/iscsi/iscsitest"
 	"github.com/wolfpack-ha/wolfpack/testbed"
 	"github.com/wolfpack-ha/wolfpack/testbed/internal/onsignal"
@@ -403,6 +404,25 @@ func (c *Cluster) WaitEvent(ctx context.Context, node int, msg string, pred func
 // output.
 func (c *Cluster) ClientExec(ctx context.Context, argv ...string) ([]byte, error) {
 	return netns.Exec(ctx, c.ClientNS, argv...)
+}
+
+// NodeKey is node i's reservation key on the quorum LUN: the cluster tag
+// and the node id (docs/quorum-disk.md).
+func NodeKey(i int) uint64 {
+	tag, _ := strconv.ParseUint(ClusterTag, 16, 32)
+	return quorumdisk.Key(uint32(tag), uint32(i))
+}
+
+// DiskKeys reads the reservation keys registered on the quorum LUN, from
+// the storage namespace, with a reader independent of clusterd's
+// initiator (iscsitest.ReadKeysIndependently: libiscsi), so that a test
+// of fencing does not trust the code under test to report it.
+func (c *Cluster) DiskKeys(ctx context.Context) ([]uint64, error) {
+	_, keys, err := iscsitest.ReadKeysIndependently(ctx, netns.Wrap(c.StorageNS), c.Device)
+	if err != nil {
+		return nil, fmt.Errorf("nscluster: %w", err)
+	}
+	return keys, nil
 }
 
 // LogTail returns the last n lines of node i's log file.

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -138,6 +139,7 @@ func TestIntegrationPartition(t *testing.T) {
 		for _, i := range minority {
 			waitHalted(ctx, t, c, i, mark)
 		}
+		lostCleanly(ctx, t, c, minority, majority, mark)
 		survives(ctx, t, c, majority, mark)
 	})
 	t.Run("1+1", func(t *testing.T) {
@@ -158,6 +160,7 @@ func TestIntegrationPartition(t *testing.T) {
 		winner := 3 - loser
 		waitHalted(ctx, t, c, loser, mark)
 		waitMembership(ctx, t, c, mark, []int{winner}, []int{winner})
+		lostCleanly(ctx, t, c, []int{loser}, []int{winner}, mark)
 		survives(ctx, t, c, []int{winner}, mark)
 		t.Logf("node %d survived, node %d halted", winner, loser)
 	})
@@ -180,6 +183,49 @@ func waitHalted(ctx context.Context, t *testing.T, c *nscluster.Cluster, i, mark
 		t.Fatalf("node %d exited %d without logging halt: %v", i, haltStatus, err)
 	}
 	t.Logf("node %d halted: %s", i, h.Format())
+}
+
+// lostCleanly checks the losers of a partition after they halted and the
+// winners installed their membership: (a) no loser installed a membership
+// of its own after mark, nor won an arbitration (a loser logs "regroup
+// started", maybe "arbitration started" and "arbitration done" with
+// won=false or "lost quorum", then "halt"; the stream of a node that has
+// exited is complete); (b) the losers' keys are gone from the quorum LUN
+// and the winners' are there, read by a reader independent of clusterd
+// (Cluster.DiskKeys).
+func lostCleanly(ctx context.Context, t *testing.T, c *nscluster.Cluster, losers, winners []int, mark int) {
+	t.Helper()
+	all := append(slices.Clone(losers), winners...)
+	for _, i := range losers {
+		if _, err := c.WaitEvent(ctx, i, nscluster.MsgExited, nscluster.After(mark)); err != nil {
+			t.Fatal(err)
+		}
+		own := c.Events(i, "", nscluster.And(nscluster.After(mark), func(e nscluster.Event) bool {
+			won, _ := e.Attrs["won"].(bool)
+			// A late "stabilized" of the membership from before the
+			// partition is not one of its own.
+			ownStable := e.Msg == msgStabilized && !sameSet(e.Ints("members"), all)
+			return installs(e) || ownStable || (e.Msg == msgArbitrationDone && won)
+		}))
+		for _, e := range own {
+			t.Errorf("loser node %d: %s", i, e.Format())
+		}
+	}
+	keys, err := c.DiskKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range losers {
+		if slices.Contains(keys, nscluster.NodeKey(i)) {
+			t.Errorf("loser node %d: its key %#x is still registered (keys %#x)", i, nscluster.NodeKey(i), keys)
+		}
+	}
+	for _, i := range winners {
+		if !slices.Contains(keys, nscluster.NodeKey(i)) {
+			t.Errorf("winner node %d: its key %#x is not registered (keys %#x)", i, nscluster.NodeKey(i), keys)
+		}
+	}
+	t.Logf("losers %v installed nothing; keys on the LUN (libiscsi): %#x", losers, keys)
 }
 
 // survives checks that the nodes stay up and members of each other for
