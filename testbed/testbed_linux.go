@@ -63,13 +63,8 @@ type Testbed struct {
 // the guest kernel. Tests that call it are named TestIntegration*.
 func Require(t testing.TB) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("testbed: skipped in -short mode")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("testbed: needs root (run the integration tests as root, e.g. sudo go test -run TestIntegration ./...)")
-	}
-	for _, prog := range []string{"qemu-system-x86_64", "tgtd", "tgtadm", "ip"} {
+	netns.Require(t, "testbed")
+	for _, prog := range []string{"qemu-system-x86_64", "tgtd", "tgtadm"} {
 		if _, err := exec.LookPath(prog); err != nil {
 			t.Skipf("testbed: %s not installed (run ./scripts/deps.sh)", prog)
 		}

@@ -59,14 +59,9 @@ type rig struct {
 // requireRig skips t unless it runs as root with ip and tgtd.
 func requireRig(t *testing.T) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("iSCSI netns rig skipped in -short mode")
-	}
+	netns.Require(t, "iSCSI netns rig")
 	if err := iscsitest.Available(); err != nil {
-		t.Skipf("iSCSI netns rig skipped: %v", err)
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("iSCSI netns rig skipped: ip (iproute2) not found")
+		t.Skipf("iSCSI netns rig: %v", err)
 	}
 }
 

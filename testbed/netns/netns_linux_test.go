@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"slices"
 	"testing"
 	"time"
@@ -50,15 +49,7 @@ func TestOwner(t *testing.T) {
 // pings across, lists one's links from Go inside it (Do), and checks Close
 // removes both.
 func TestIntegrationSet(t *testing.T) {
-	if testing.Short() {
-		t.Skip("netns: skipped in -short mode")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("netns: needs root (network namespaces); run as root, e.g. sudo -E go test ...")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("netns: ip not found (apt-get install iproute2)")
-	}
+	Require(t, "netns")
 	ctx := t.Context()
 	SweepDead(slog.New(slog.NewTextHandler(t.Output(), nil)), "wpt")
 	p := Unique("wpt")

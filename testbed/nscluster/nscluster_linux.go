@@ -141,15 +141,7 @@ type Cluster struct {
 // tgtd, and not -short.
 func Require(t testing.TB) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("namespace cluster skipped in -short mode")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("namespace cluster skipped: needs root (network namespaces, tgtd); run as root, e.g. sudo -E go test ...")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("namespace cluster skipped: ip not found (apt-get install iproute2)")
-	}
+	netns.Require(t, "namespace cluster")
 	if err := iscsitest.Available(); err != nil {
 		t.Skipf("namespace cluster skipped: %v (apt-get install tgt)", err)
 	}
