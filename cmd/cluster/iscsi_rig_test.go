@@ -72,7 +72,7 @@ func newRig(t *testing.T, n int) *rig {
 	requireRig(t)
 	netns.SweepDead(slog.New(slog.NewTextHandler(t.Output(), nil)), rigPrefix)
 	base := netns.Unique(rigPrefix)
-	r := &rig{t: t, storage: base + "-st", ns: netns.NewSet()}
+	r := &rig{t: t, storage: base + "-st", ns: netns.NewSet().CloseOnSignal()}
 	// Cleanups run last registered first: tgtd and the workers have
 	// stopped by the time the namespaces go (the veths and the bridge live
 	// in them and go with them).

@@ -234,18 +234,22 @@ func DeleteLinks(prefix string) error {
 	return errors.Join(errs...)
 }
 
-// Set is the namespaces one rig created; Close deletes them all. A Set is
-// closed on SIGINT and SIGTERM too, so that an interrupted test leaves
-// nothing behind.
+// Set is the namespaces one rig created; Close deletes them all.
 type Set struct {
 	mu     sync.Mutex
 	names  []string
 	closed bool
 }
 
-// NewSet returns an empty set, registered to be closed on SIGINT/SIGTERM.
-func NewSet() *Set {
-	s := &Set{}
+// NewSet returns an empty set.
+func NewSet() *Set { return &Set{} }
+
+// CloseOnSignal registers the set to be closed on SIGINT and SIGTERM, so
+// that an interrupted test leaves no namespace behind. A rig whose own
+// closer (registered in the same way) closes the set does not call it:
+// that closer decides the order, e.g. stopping tgtd before the namespace
+// it runs in goes.
+func (s *Set) CloseOnSignal() *Set {
 	onsignal.Register(s, onsignal.Kind{Package: "netns", Noun: "namespace set"})
 	return s
 }

@@ -53,7 +53,7 @@ func TestIntegrationSet(t *testing.T) {
 	ctx := t.Context()
 	SweepDead(slog.New(slog.NewTextHandler(t.Output(), nil)), "wpt")
 	p := Unique("wpt")
-	s := NewSet()
+	s := NewSet().CloseOnSignal()
 	t.Cleanup(func() { s.Close() })
 	a, b := p+"-a", p+"-b"
 	for _, ns := range []string{a, b} {
