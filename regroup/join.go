@@ -12,10 +12,10 @@ import (
 type joinPhase uint8
 
 const (
-	joinProbe    joinPhase = iota // JoinRequest sent, no sponsor chosen
-	joinAuthSent                  // JoinAuth sent to the sponsor
-	joinRegistering               // database restored; registering the key before JoinStateAck
-	joinRestored                  // key registered, JoinStateAck sent; waiting for Welcome
+	joinProbe       joinPhase = iota // JoinRequest sent, no sponsor chosen
+	joinAuthSent                     // JoinAuth sent to the sponsor
+	joinRegistering                  // database restored; registering the key before JoinStateAck
+	joinRestored                     // key registered, JoinStateAck sent; waiting for Welcome
 )
 
 type joinState struct {

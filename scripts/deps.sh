@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(qemu-system-x86 qemu-block-extra qemu-utils tgt sg3-utils libiscsi-bin busybox-static iproute2)
+pkgs=(qemu-system-x86 qemu-block-extra qemu-utils tgt sg3-utils libiscsi-bin busybox-static iproute2 python3)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -7,15 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 
-	"github.com/vishvananda/netlink"
+	"github.com/wolfpack-ha/wolfpack/testbed/netns"
 )
-
-const netnsDir = "/run/netns"
 
 // Addressing of the test networks (inside our bridges and namespace only).
 
@@ -49,138 +45,49 @@ type network struct {
 	netns  string
 }
 
+// setupNetwork creates, in the host namespace, one bridge per network with
+// a tap per node for QEMU, and the client namespace with a veth onto the
+// public bridge.
 func setupNetwork(ctx context.Context, log *slog.Logger, prefix string, nodes, private int, st *state) (*network, error) {
 	nw := &network{log: log, prefix: prefix, netns: prefix + "-client"}
+	host := netns.In("")
 	for k := 0; k <= private; k++ {
-		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: bridgeName(prefix, k)}}
-		if err := netlink.LinkAdd(br); err != nil {
-			return nw, fmt.Errorf("create bridge %s: %w", br.Name, err)
-		}
-		if err := netlink.LinkSetUp(br); err != nil {
-			return nw, fmt.Errorf("bring bridge %s up: %w", br.Name, err)
-		}
+		host.Bridge(bridgeName(prefix, k))
 		for n := 1; n <= nodes; n++ {
-			tap := &netlink.Tuntap{
-				LinkAttrs: netlink.LinkAttrs{Name: tapName(prefix, n, k), MasterIndex: br.Index},
-				Mode:      netlink.TUNTAP_MODE_TAP,
-				Flags:     netlink.TUNTAP_NO_PI | netlink.TUNTAP_VNET_HDR,
-			}
-			if err := netlink.LinkAdd(tap); err != nil {
-				return nw, fmt.Errorf("create tap %s: %w", tap.Name, err)
-			}
-			if err := netlink.LinkSetMasterByIndex(tap, br.Index); err != nil {
-				return nw, fmt.Errorf("attach tap %s to %s: %w", tap.Name, br.Name, err)
-			}
-			if err := netlink.LinkSetUp(tap); err != nil {
-				return nw, fmt.Errorf("bring tap %s up: %w", tap.Name, err)
-			}
+			host.Tap(tapName(prefix, n, k), bridgeName(prefix, k))
 		}
+	}
+	if err := host.Run(ctx); err != nil {
+		return nw, fmt.Errorf("create bridges and taps: %w", err)
 	}
 
 	// The client: a namespace with one end of a veth, the other on the public bridge.
 	st.update(func(s *stateFile) { s.Netns = nw.netns })
-	if out, err := exec.CommandContext(ctx, "ip", "netns", "add", nw.netns).CombinedOutput(); err != nil {
-		return nw, fmt.Errorf("create netns %s: %w: %s", nw.netns, err, out)
+	if err := netns.Add(ctx, nw.netns); err != nil {
+		return nw, err
 	}
-	nsf, err := os.Open(filepath.Join(netnsDir, nw.netns))
-	if err != nil {
-		return nw, fmt.Errorf("open netns %s: %w", nw.netns, err)
-	}
-	defer nsf.Close()
-	pub, err := netlink.LinkByName(bridgeName(prefix, 0))
-	if err != nil {
-		return nw, fmt.Errorf("find public bridge: %w", err)
-	}
-	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: prefix + "cl", MasterIndex: pub.Attrs().Index},
-		PeerName:      "eth0",
-		PeerNamespace: netlink.NsFd(int(nsf.Fd())),
-	}
-	if err := netlink.LinkAdd(veth); err != nil {
+	if err := netns.In("").Veth(prefix+"cl", bridgeName(prefix, 0), nw.netns, "eth0").Run(ctx); err != nil {
 		return nw, fmt.Errorf("create client veth: %w", err)
 	}
-	if err := netlink.LinkSetUp(veth); err != nil {
-		return nw, fmt.Errorf("bring client veth up: %w", err)
-	}
-	for _, args := range [][]string{
-		{"link", "set", "lo", "up"},
-		{"addr", "add", ClientAddr().String(), "dev", "eth0"},
-		{"link", "set", "eth0", "up"},
-	} {
-		argv := append([]string{"-n", nw.netns}, args...)
-		if out, err := exec.CommandContext(ctx, "ip", argv...).CombinedOutput(); err != nil {
-			return nw, fmt.Errorf("ip %s: %w: %s", strings.Join(argv, " "), err, out)
-		}
+	if err := netns.In(nw.netns).Iface("lo").Iface("eth0", ClientAddr()).Run(ctx); err != nil {
+		return nw, fmt.Errorf("configure client namespace: %w", err)
 	}
 	return nw, nil
 }
 
-// teardown removes the namespace and every link whose name has the prefix.
-func (nw *network) teardown() error {
-	return removeNetwork(nw.prefix, nw.netns)
-}
-
-func removeNetwork(prefix, netns string) error {
+// removeNetwork deletes the client namespace and every host link whose name
+// has the prefix.
+func removeNetwork(prefix, ns string) error {
 	var errs []error
-	if netns != "" {
-		if _, err := os.Stat(filepath.Join(netnsDir, netns)); err == nil {
-			if out, err := exec.Command("ip", "netns", "del", netns).CombinedOutput(); err != nil {
-				errs = append(errs, fmt.Errorf("delete netns %s: %w: %s", netns, err, out))
-			}
+	if ns != "" {
+		if err := netns.Delete(ns); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	links, err := listLinks()
-	if err != nil {
-		return errors.Join(append(errs, err)...)
-	}
-	// Taps and veths first, then the bridges they were on.
-	for _, bridges := range []bool{false, true} {
-		for _, l := range links {
-			name := l.Attrs().Name
-			if !strings.HasPrefix(name, prefix) || (l.Type() == "bridge") != bridges {
-				continue
-			}
-			if err := netlink.LinkDel(l); err != nil && !errors.Is(err, os.ErrNotExist) {
-				if _, lerr := netlink.LinkByName(name); lerr == nil { // still there
-					errs = append(errs, fmt.Errorf("delete link %s: %w", name, err))
-				}
-			}
-		}
+	if err := netns.DeleteLinks(prefix); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-// listLinks lists the host's links. The kernel interrupts a dump when links
-// change under it (another testbed starting or stopping); netlink then
-// returns a possibly incomplete list with ErrDumpInterrupted, and the cure
-// is to dump again.
-func listLinks() ([]netlink.Link, error) {
-	var err error
-	for try := 0; try < 20; try++ {
-		var links []netlink.Link
-		if links, err = netlink.LinkList(); err == nil {
-			return links, nil
-		}
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			break
-		}
-	}
-	return nil, fmt.Errorf("list links: %w", err)
-}
-
-// linksWithPrefix lists the host's links whose names start with prefix.
-func linksWithPrefix(prefix string) ([]string, error) {
-	links, err := listLinks()
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, l := range links {
-		if strings.HasPrefix(l.Attrs().Name, prefix) {
-			names = append(names, l.Attrs().Name)
-		}
-	}
-	return names, nil
 }
 
 // Client runs host programs inside the client network namespace.
@@ -192,7 +99,7 @@ func (c *Client) Netns() string { return c.netns }
 // Run runs argv in the client namespace and returns its output; a non-zero exit
 // is an *ExitError carrying the Result.
 func (c *Client) Run(ctx context.Context, argv ...string) (Result, error) {
-	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", c.netns}, argv...)...)
+	cmd := netns.Command(ctx, c.netns, argv...)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

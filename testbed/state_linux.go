@@ -1,7 +1,6 @@
 package testbed
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wolfpack-ha/wolfpack/scsi/iscsi/iscsitest"
+	"github.com/wolfpack-ha/wolfpack/testbed/netns"
 )
 
 // StateDir holds one file per live testbed naming what it owns, so that a
@@ -22,18 +22,17 @@ import (
 const StateDir = "/run/wolfpack-testbed"
 
 type stateFile struct {
-	ID         string    `json:"id"`
-	Prefix     string    `json:"prefix"`
-	OwnerPid   int       `json:"owner_pid"`
-	OwnerStart string    `json:"owner_start"` // /proc/<pid>/stat start time, against pid reuse
-	Created    time.Time `json:"created"`
-	WorkDir    string    `json:"work_dir"`
-	Netns      string    `json:"netns,omitempty"`
-	TgtPid     int       `json:"tgt_pid,omitempty"`
-	TgtCtlPort int       `json:"tgt_ctl_port,omitempty"`
-	TgtPortal  string    `json:"tgt_portal,omitempty"`
-	LUNPath    string    `json:"lun_path,omitempty"`
-	QemuPids   []int     `json:"qemu_pids,omitempty"`
+	ID          string    `json:"id"`
+	Prefix      string    `json:"prefix"`
+	netns.Owner           // the test process, with its start time against pid reuse
+	Created     time.Time `json:"created"`
+	WorkDir     string    `json:"work_dir"`
+	Netns       string    `json:"netns,omitempty"`
+	TgtPid      int       `json:"tgt_pid,omitempty"`
+	TgtCtlPort  int       `json:"tgt_ctl_port,omitempty"`
+	TgtPortal   string    `json:"tgt_portal,omitempty"`
+	LUNPath     string    `json:"lun_path,omitempty"`
+	QemuPids    []int     `json:"qemu_pids,omitempty"`
 }
 
 type state struct {
@@ -47,7 +46,7 @@ func newState(id, prefix, workDir string) (*state, error) {
 		return nil, fmt.Errorf("create %s: %w", StateDir, err)
 	}
 	st := &state{path: filepath.Join(StateDir, prefix+".json"), s: stateFile{
-		ID: id, Prefix: prefix, OwnerPid: os.Getpid(), OwnerStart: procStart(os.Getpid()),
+		ID: id, Prefix: prefix, Owner: netns.Self(),
 		Created: time.Now(), WorkDir: workDir,
 	}}
 	f, err := os.OpenFile(st.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
@@ -84,23 +83,6 @@ func (st *state) remove() error {
 		return fmt.Errorf("remove testbed state: %w", err)
 	}
 	return nil
-}
-
-// procStart is field 22 of /proc/<pid>/stat (start time in clock ticks).
-func procStart(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return ""
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return ""
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return ""
-	}
-	return f[19]
 }
 
 func procCmdline(pid int) []string {
@@ -164,10 +146,10 @@ func sweepStale(log *slog.Logger) {
 			log.Warn("unreadable testbed state file", "path", path, "err", err)
 			continue
 		}
-		if s.OwnerStart != "" && procStart(s.OwnerPid) == s.OwnerStart {
+		if s.Owner.Alive() {
 			continue // still owned by a live process
 		}
-		log.Info("sweeping leftovers of a dead testbed", "prefix", s.Prefix, "owner_pid", s.OwnerPid, "created", s.Created)
+		log.Info("sweeping leftovers of a dead testbed", "prefix", s.Prefix, "owner_pid", s.Owner.Pid, "created", s.Created)
 		if err := sweep(s); err != nil {
 			log.Warn("sweep incomplete", "prefix", s.Prefix, "err", err)
 			continue

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/wolfpack-ha/wolfpack/scsi/iscsi/iscsitest"
+	"github.com/wolfpack-ha/wolfpack/testbed/netns"
 )
 
 const helperEnv = "WOLFPACK_TESTBED_HELPER"
@@ -51,7 +52,7 @@ func TestHelperFailingTestbed(t *testing.T) {
 		info.Pids = append(info.Pids, n.Pid())
 	}
 	for _, pid := range info.Pids {
-		info.Starts = append(info.Starts, procStart(pid))
+		info.Starts = append(info.Starts, netns.ProcStart(pid))
 	}
 	b, _ := json.Marshal(info)
 	fmt.Printf("TESTBED-INFO %s\n", b)
@@ -142,7 +143,7 @@ func alive(info *helperInfo) []int {
 	var live []int
 	for i, pid := range info.Pids {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil || strings.Contains(string(b), ") Z ") || procStart(pid) != info.Starts[i] {
+		if err != nil || strings.Contains(string(b), ") Z ") || netns.ProcStart(pid) != info.Starts[i] {
 			continue
 		}
 		live = append(live, pid)
@@ -159,14 +160,14 @@ func leftovers(info *helperInfo) []string {
 	for _, pid := range alive(info) {
 		left = append(left, fmt.Sprintf("process %d (%s) alive", pid, strings.Join(procCmdline(pid), " ")))
 	}
-	links, err := linksWithPrefix(info.Prefix)
+	links, err := netns.LinksWithPrefix(info.Prefix)
 	if err != nil {
 		left = append(left, err.Error())
 	}
 	for _, l := range links {
 		left = append(left, "link "+l)
 	}
-	nss, _ := filepath.Glob(filepath.Join(netnsDir, info.Prefix+"*"))
+	nss, _ := filepath.Glob(filepath.Join(netns.Dir, info.Prefix+"*"))
 	for _, ns := range nss {
 		left = append(left, "netns "+filepath.Base(ns))
 	}

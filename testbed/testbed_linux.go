@@ -18,6 +18,7 @@ import (
 	"github.com/wolfpack-ha/wolfpack/scsi/iscsi/iscsitest"
 	"github.com/wolfpack-ha/wolfpack/testbed/agent"
 	"github.com/wolfpack-ha/wolfpack/testbed/internal/onsignal"
+	"github.com/wolfpack-ha/wolfpack/testbed/netns"
 )
 
 // Config describes a testbed. Zero fields take the defaults noted.
@@ -62,13 +63,8 @@ type Testbed struct {
 // the guest kernel. Tests that call it are named TestIntegration*.
 func Require(t testing.TB) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("testbed: skipped in -short mode")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("testbed: needs root (run the integration tests as root, e.g. sudo go test -run TestIntegration ./...)")
-	}
-	for _, prog := range []string{"qemu-system-x86_64", "tgtd", "tgtadm", "ip"} {
+	netns.Require(t, "testbed")
+	for _, prog := range []string{"qemu-system-x86_64", "tgtd", "tgtadm"} {
 		if _, err := exec.LookPath(prog); err != nil {
 			t.Skipf("testbed: %s not installed (run ./scripts/deps.sh)", prog)
 		}
@@ -164,7 +160,7 @@ func Start(ctx context.Context, cfg Config) (*Testbed, error) {
 		}
 		tb.id = hex.EncodeToString(tb.idBytes[:])
 		tb.prefix = "wp" + tb.id
-		if links, _ := linksWithPrefix(tb.prefix); len(links) > 0 {
+		if links, _ := netns.LinksWithPrefix(tb.prefix); len(links) > 0 {
 			continue
 		}
 		if tb.state, err = newState(tb.id, tb.prefix, tb.workDir); err == nil {

@@ -12,8 +12,10 @@ import (
 // while commands are in flight (two goroutines reading a 64 KiB pattern,
 // two rewriting it with 4 KiB FUA writes), twice, in the netns rig:
 //
-//   - veth cut: node 1's veth goes down at the storage end for 1.5 s. The
-//     initiator's keepalive declares the connection dead; tgt hears nothing
+//   - veth cut: node 1's veth goes down at the storage end until the
+//     initiator has given the connection up and failed one login to
+//     replace it (about 1.5 s). The initiator's keepalive declares the
+//     connection dead; tgt hears nothing
 //     (no FIN, no RST: see conn.kill) and keeps the session, so the login
 //     after the cut reinstates the connection in it (same TSIH). Reads are
 //     re-sent and return the pattern; writes succeed or report an unknown
@@ -65,12 +67,14 @@ func TestIntegrationISCSIConnectionLoss(t *testing.T) {
 		}
 	}
 	// load runs the read/write load on node 1 and calls fault once it has
-	// run for a while; it checks that no read failed or returned other
-	// data and that no write failed other than as allowed.
+	// done loadOps operations, so that commands are in flight; it checks
+	// that no read failed or returned other data and that no write failed
+	// other than as allowed.
+	const loadOps = 100
 	load := func(what string, conflictOK bool, fault func()) *loadResult {
 		t.Helper()
-		ch := n1.send(t, workerReq{Op: "load", LBA: 4096, For: 4 * time.Second})
-		time.Sleep(500 * time.Millisecond) // let the load run before the fault (a schedule, not a wait)
+		id, ch := n1.start(t, workerReq{Op: "load", LBA: 4096, For: 4 * time.Second})
+		n1.await(t, countOps, loadOps, id)
 		fault()
 		lr := n1.wait(t, ch).Load
 		if lr == nil {
@@ -126,16 +130,31 @@ func TestIntegrationISCSIConnectionLoss(t *testing.T) {
 		return evs[len(evs)-1]
 	}
 
+	// outage cuts node 1's veth and heals it once the initiator has given
+	// the connection up (keepalive) and then failed to reach the target
+	// at least once for the commands waiting (a second connection attempt
+	// began), so that the heal finds them waiting for the path. send, if
+	// not nil, runs after the loss is noticed (the idle case's READ).
+	outage := func(send func()) {
+		t.Helper()
+		lost := n1.await(t, countLost, 0, 0)
+		r.cut(1)
+		n1.await(t, countLost, lost+1, 0)
+		dials := n1.await(t, countDial, 0, 0)
+		if send != nil {
+			send()
+		}
+		n1.await(t, countDial, dials+2, 0)
+		r.heal(1)
+	}
+
 	// 1. Veth cut while idle: a partition the keepalive notices with no
 	// command outstanding. A READ sent during the outage waits for the
 	// path and is answered when it heals; the login reinstates the
 	// connection in the old session (same TSIH), and the registration
 	// survives.
-	r.cut(1)
-	time.Sleep(time.Second) // the outage, more than 2 keepalive periods: the initiator gives the connection up
-	rd := n1.send(t, workerReq{Op: "cli", Args: []string{"disk", "keys", "--json"}})
-	time.Sleep(500 * time.Millisecond) // the READ waits for the path
-	r.heal(1)
+	var rd chan workerResp
+	outage(func() { rd = n1.send(t, workerReq{Op: "cli", Args: []string{"disk", "keys", "--json"}}) })
 	if out := n1.wait(t, rd).Stdout; !strings.Contains(out, k1) {
 		t.Fatalf("veth cut, idle: READ KEYS across the outage: %s", out)
 	}
@@ -152,11 +171,7 @@ func TestIntegrationISCSIConnectionLoss(t *testing.T) {
 	// initiator starts a new session rather than reinstate the connection
 	// (see scsi/iscsi: Session.conn).
 	before := len(n1.events(t))
-	load("veth cut, mid-command", true, func() {
-		r.cut(1)
-		time.Sleep(1500 * time.Millisecond) // the outage
-		r.heal(1)
-	})
+	load("veth cut, mid-command", true, func() { outage(nil) })
 	afterLoss("veth cut, mid-command", lastEvent("veth cut, mid-command", before))
 
 	// 3. Target-side kill mid-command: tgt frees the session.

@@ -12,9 +12,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,6 +25,7 @@ import (
 	"github.com/wolfpack-ha/wolfpack/scsi"
 	"github.com/wolfpack-ha/wolfpack/scsi/iscsi"
 	"github.com/wolfpack-ha/wolfpack/scsi/iscsi/iscsitest"
+	"github.com/wolfpack-ha/wolfpack/testbed/netns"
 )
 
 // The iSCSI test rig (issue 3): tgtd in a "storage" network namespace,
@@ -38,37 +40,28 @@ import (
 //	wpi<pid>x<seq>-n<N>        node N's netns: eth0 10.98.0.(10+N)/24
 //
 // Nothing is created in the host's namespace, and the netns names carry the
-// creating process's pid so that a later run can sweep what a killed run
-// left behind.
+// creating process's pid (netns.Unique) so that a later run can sweep what
+// a killed run left behind (netns.SweepDead).
 
 const (
 	rigPortalHost = "10.98.0.1"
 	rigPrefix     = "wpi"
 )
 
-var rigSeq struct {
-	sync.Mutex
-	n int
-}
-
 type rig struct {
 	t       *testing.T
 	storage string
 	nodes   []string
+	ns      *netns.Set
 	tgt     *iscsitest.Tgt
 }
 
 // requireRig skips t unless it runs as root with ip and tgtd.
 func requireRig(t *testing.T) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("iSCSI netns rig skipped in -short mode")
-	}
+	netns.Require(t, "iSCSI netns rig")
 	if err := iscsitest.Available(); err != nil {
-		t.Skipf("iSCSI netns rig skipped: %v", err)
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("iSCSI netns rig skipped: ip (iproute2) not found")
+		t.Skipf("iSCSI netns rig: %v", err)
 	}
 }
 
@@ -77,78 +70,52 @@ func requireRig(t *testing.T) {
 func newRig(t *testing.T, n int) *rig {
 	t.Helper()
 	requireRig(t)
-	sweepRigs(t)
-	rigSeq.Lock()
-	rigSeq.n++
-	base := fmt.Sprintf("%s%dx%d", rigPrefix, os.Getpid(), rigSeq.n)
-	rigSeq.Unlock()
-	r := &rig{t: t, storage: base + "-st"}
-	t.Cleanup(r.remove)
-	r.ip("netns", "add", r.storage)
-	r.ip("-n", r.storage, "link", "set", "lo", "up")
-	r.ip("-n", r.storage, "link", "add", "br0", "type", "bridge")
-	r.ip("-n", r.storage, "addr", "add", rigPortalHost+"/24", "dev", "br0")
-	r.ip("-n", r.storage, "link", "set", "br0", "up")
+	netns.SweepDead(slog.New(slog.NewTextHandler(t.Output(), nil)), rigPrefix)
+	base := netns.Unique(rigPrefix)
+	r := &rig{t: t, storage: base + "-st", ns: netns.NewSet().CloseOnSignal()}
+	// Cleanups run last registered first: tgtd and the workers have
+	// stopped by the time the namespaces go (the veths and the bridge live
+	// in them and go with them).
+	t.Cleanup(func() {
+		if err := r.ns.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	ctx := t.Context()
+	if err := r.ns.Add(ctx, r.storage); err != nil {
+		t.Fatal(err)
+	}
+	st := netns.In(r.storage).Iface("lo").Bridge("br0").Iface("br0", netip.MustParsePrefix(rigPortalHost+"/24"))
 	for i := 1; i <= n; i++ {
 		ns := fmt.Sprintf("%s-n%d", base, i)
-		r.ip("netns", "add", ns)
+		if err := r.ns.Add(ctx, ns); err != nil {
+			t.Fatal(err)
+		}
 		r.nodes = append(r.nodes, ns)
-		port := fmt.Sprintf("n%d", i)
-		r.ip("-n", r.storage, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
-		r.ip("-n", r.storage, "link", "set", port, "master", "br0", "up")
-		r.ip("-n", ns, "link", "set", "lo", "up")
-		r.ip("-n", ns, "addr", "add", fmt.Sprintf("10.98.0.%d/24", 10+i), "dev", "eth0")
-		r.ip("-n", ns, "link", "set", "eth0", "up")
+		st.Veth(fmt.Sprintf("n%d", i), "br0", ns, "eth0")
 	}
-	r.tgt = iscsitest.Start(t, iscsitest.Options{Wrap: []string{"ip", "netns", "exec", r.storage}, Host: rigPortalHost})
+	if err := st.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, ns := range r.nodes {
+		addr := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 98, 0, byte(11 + i)}), 24)
+		if err := netns.In(ns).Iface("lo").Iface("eth0", addr).Run(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.tgt = iscsitest.Start(t, iscsitest.Options{Wrap: netns.Wrap(r.storage), Host: rigPortalHost})
 	return r
-}
-
-func (r *rig) ip(args ...string) {
-	r.t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		r.t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
-	}
 }
 
 // cut and heal take node i's veth down and up at the storage end: the
 // node's packets go nowhere and neither side hears a FIN or an RST.
-func (r *rig) cut(i int)  { r.ip("-n", r.storage, "link", "set", fmt.Sprintf("n%d", i), "down") }
-func (r *rig) heal(i int) { r.ip("-n", r.storage, "link", "set", fmt.Sprintf("n%d", i), "up") }
+func (r *rig) cut(i int)  { r.link(i, "down") }
+func (r *rig) heal(i int) { r.link(i, "up") }
 
-// remove deletes the namespaces; the veths and the bridge live in them and
-// go with them. tgtd and the workers have stopped by then (cleanups run last
-// registered first).
-func (r *rig) remove() {
-	for _, ns := range append([]string{r.storage}, r.nodes...) {
-		if out, err := exec.Command("ip", "netns", "delete", ns).CombinedOutput(); err != nil && !strings.Contains(string(out), "No such file") {
-			r.t.Errorf("ip netns delete %s: %v: %s", ns, err, bytes.TrimSpace(out))
-		}
-	}
-}
-
-// sweepRigs deletes rig namespaces whose creating process is gone.
-func sweepRigs(t *testing.T) {
-	ents, err := os.ReadDir("/run/netns")
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		name := e.Name()
-		rest, ok := strings.CutPrefix(name, rigPrefix)
-		if !ok {
-			continue
-		}
-		pidStr, _, ok := strings.Cut(rest, "x")
-		pid, err := strconv.Atoi(pidStr)
-		if !ok || err != nil || pid == os.Getpid() {
-			continue
-		}
-		if syscall.Kill(pid, 0) == nil {
-			continue // its test is still running
-		}
-		t.Logf("sweeping %s, left by process %d", name, pid)
-		exec.Command("ip", "netns", "delete", name).Run()
+func (r *rig) link(i int, state string) {
+	r.t.Helper()
+	if err := netns.In(r.storage).Add("link set n%d %s", i, state).Run(context.Background()); err != nil {
+		r.t.Fatal(err)
 	}
 }
 
@@ -164,12 +131,24 @@ type workerSpec struct {
 // workerReq is one request to a worker; workerResp its answer.
 type workerReq struct {
 	ID   int      `json:"id"`
-	Op   string   `json:"op"`             // cli, load, events
+	Op   string   `json:"op"`             // cli, load, events, await
 	Args []string `json:"args,omitempty"` // cli: `cluster` arguments; the device is appended
 	// load: LBA of the 64 KiB region, and how long.
 	LBA uint64        `json:"lba,omitempty"`
 	For time.Duration `json:"for,omitempty"`
+	// await: answer once counter Kind (of load request Of, for "ops")
+	// has reached N.
+	Kind string `json:"kind,omitempty"`
+	N    int    `json:"n,omitempty"`
+	Of   int    `json:"of,omitempty"`
 }
+
+// The counters a worker keeps for await.
+const (
+	countLost = "lost" // the initiator gave a connection up ("iscsi connection lost")
+	countDial = "dial" // TCP connection attempts to the portal
+	countOps  = "ops"  // reads and writes a load request has completed
+)
 
 type workerResp struct {
 	ID     int             `json:"id"`
@@ -177,6 +156,7 @@ type workerResp struct {
 	Err    string          `json:"err,omitempty"`
 	Load   *loadResult     `json:"load,omitempty"`
 	Events []reconnectInfo `json:"events,omitempty"`
+	Count  int             `json:"count,omitempty"`
 }
 
 // loadResult counts outcomes of a load run by class. Anything but ok,
@@ -214,11 +194,7 @@ type worker struct {
 func startWorker(t *testing.T, ns string, spec workerSpec) *worker {
 	t.Helper()
 	js, _ := json.Marshal(spec)
-	argv := []string{os.Args[0], "-test.run=^TestISCSIWorkerProcess$", "-test.count=1"}
-	if ns != "" {
-		argv = append([]string{"ip", "netns", "exec", ns}, argv...)
-	}
-	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd := netns.Command(context.Background(), ns, os.Args[0], "-test.run=^TestISCSIWorkerProcess$", "-test.count=1")
 	cmd.Env = append(os.Environ(), workerEnv+"="+string(js))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	in, err := cmd.StdinPipe()
@@ -287,6 +263,14 @@ func (w *worker) readLoop(out io.Reader) {
 // send starts a request and returns the channel its answer comes on.
 func (w *worker) send(t *testing.T, req workerReq) chan workerResp {
 	t.Helper()
+	_, ch := w.start(t, req)
+	return ch
+}
+
+// start starts a request and returns its id and the channel its answer
+// comes on.
+func (w *worker) start(t *testing.T, req workerReq) (int, chan workerResp) {
+	t.Helper()
 	w.mu.Lock()
 	w.nextID++
 	req.ID = w.nextID
@@ -297,7 +281,7 @@ func (w *worker) send(t *testing.T, req workerReq) chan workerResp {
 	if _, err := w.in.Write(append(b, '\n')); err != nil {
 		t.Fatalf("worker %s: send: %v", w.name, err)
 	}
-	return ch
+	return req.ID, ch
 }
 
 // wait waits for an answer, the worker's death, or 60 s.
@@ -334,6 +318,75 @@ func (w *worker) events(t *testing.T) []reconnectInfo {
 	return w.wait(t, w.send(t, workerReq{Op: "events"})).Events
 }
 
+// await waits until the worker's counter kind (countLost, countDial; for
+// countOps, of load request of) has reached n, and returns its value; n 0
+// reads it.
+func (w *worker) await(t *testing.T, kind string, n, of int) int {
+	t.Helper()
+	return w.wait(t, w.send(t, workerReq{Op: "await", Kind: kind, N: n, Of: of})).Count
+}
+
+// counters are what a worker counts for await: each change wakes every
+// waiter.
+type counters struct {
+	mu   sync.Mutex
+	n    map[string]int
+	wake chan struct{}
+}
+
+func newCounters() *counters { return &counters{n: map[string]int{}, wake: make(chan struct{})} }
+
+func (c *counters) add(key string) {
+	c.mu.Lock()
+	c.n[key]++
+	close(c.wake)
+	c.wake = make(chan struct{})
+	c.mu.Unlock()
+}
+
+func (c *counters) await(ctx context.Context, key string, n int) (int, error) {
+	for {
+		c.mu.Lock()
+		v, wake := c.n[key], c.wake
+		c.mu.Unlock()
+		if v >= n {
+			return v, nil
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return v, fmt.Errorf("waiting for %s to reach %d (at %d): %w", key, n, v, ctx.Err())
+		}
+	}
+}
+
+// countingHandler counts the initiator's "connection lost" records and
+// passes every record on.
+type countingHandler struct {
+	slog.Handler
+	c *counters
+}
+
+func (h countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h countingHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "iscsi connection lost" {
+		h.c.add(countLost)
+	}
+	if !h.Handler.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h countingHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return countingHandler{h.Handler.WithAttrs(as), h.c}
+}
+
+func (h countingHandler) WithGroup(name string) slog.Handler {
+	return countingHandler{h.Handler.WithGroup(name), h.c}
+}
+
 // TestISCSIWorkerProcess is not a test: it is the body of an initiator
 // process the iSCSI rig tests start (see startWorker).
 func TestISCSIWorkerProcess(t *testing.T) {
@@ -361,6 +414,12 @@ func (workerSession) Close() error { return nil }
 func workerMain(spec workerSpec, in io.Reader, out io.Writer) error {
 	var mu sync.Mutex
 	var events []reconnectInfo
+	count := newCounters()
+	var dialer net.Dialer
+	logLevel := slog.LevelError + 1 // nothing, unless ISCSI_DEBUG
+	if os.Getenv("ISCSI_DEBUG") != "" {
+		logLevel = slog.LevelDebug
+	}
 	cfg := iscsi.Config{
 		InitiatorName: spec.InitiatorName,
 		Timeout:       spec.Timeout,
@@ -371,9 +430,11 @@ func workerMain(spec workerSpec, in io.Reader, out io.Writer) error {
 			events = append(events, reconnectInfo{r.OldTSIH, r.NewTSIH, r.SameSession, fmt.Sprint(r.Cause)})
 			mu.Unlock()
 		},
-	}
-	if os.Getenv("ISCSI_DEBUG") != "" {
-		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		Logger: slog.New(countingHandler{slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}), count}),
+		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			count.add(countDial)
+			return dialer.DialContext(ctx, network, addr)
+		},
 	}
 	ctx := context.Background()
 	lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -394,6 +455,8 @@ func workerMain(spec workerSpec, in io.Reader, out io.Writer) error {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	actx, stop := context.WithCancel(ctx) // ends the awaits at EOF
+	defer stop()
 	sc := bufio.NewScanner(in)
 	for sc.Scan() {
 		var req workerReq
@@ -413,7 +476,17 @@ func workerMain(spec workerSpec, in io.Reader, out io.Writer) error {
 					resp.Err = err.Error()
 				}
 			case "load":
-				resp.Load = runLoad(ctx, s, req.LBA, req.For)
+				key := fmt.Sprintf("%s/%d", countOps, req.ID)
+				resp.Load = runLoad(ctx, s, req.LBA, req.For, func() { count.add(key) })
+			case "await":
+				key := req.Kind
+				if key == countOps {
+					key = fmt.Sprintf("%s/%d", countOps, req.Of)
+				}
+				var err error
+				if resp.Count, err = count.await(actx, key, req.N); err != nil {
+					resp.Err = err.Error()
+				}
 			case "events":
 				mu.Lock()
 				resp.Events = append([]reconnectInfo(nil), events...)
@@ -429,10 +502,11 @@ func workerMain(spec workerSpec, in io.Reader, out io.Writer) error {
 
 // runLoad writes a random 64 KiB pattern at lba, then for d has two
 // goroutines read it back and two write the same pattern again (4 KiB FUA
-// writes, so the content never changes), and counts outcomes. A read must
+// writes, so the content never changes), and counts outcomes, calling done
+// after each. A read must
 // return the pattern; a write must succeed, report an unknown outcome, or
 // be refused with RESERVATION CONFLICT.
-func runLoad(ctx context.Context, d scsi.Device, lba uint64, dur time.Duration) *loadResult {
+func runLoad(ctx context.Context, d scsi.Device, lba uint64, dur time.Duration, done func()) *loadResult {
 	res := &loadResult{}
 	pattern := make([]byte, 64<<10)
 	rand.Read(pattern)
@@ -442,7 +516,7 @@ func runLoad(ctx context.Context, d scsi.Device, lba uint64, dur time.Duration) 
 	}
 	want := sha256.Sum256(pattern)
 	var mu sync.Mutex
-	note := func(f func()) { mu.Lock(); f(); mu.Unlock() }
+	note := func(f func()) { mu.Lock(); f(); mu.Unlock(); done() }
 	deadline := time.Now().Add(dur)
 	var wg sync.WaitGroup
 	for g := 0; g < 4; g++ {

@@ -2,18 +2,15 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/wolfpack-ha/wolfpack/internal/daemon"
+	"github.com/wolfpack-ha/wolfpack/internal/api"
 )
 
 const statusUsage = `usage: cluster status --socket PATH [--json] [--timeout D]
@@ -38,7 +35,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	raw, st, err := fetchStatus(ctx, *socket)
+	st, raw, err := api.GetStatus(ctx, *socket)
 	if err != nil {
 		return err
 	}
@@ -47,36 +44,6 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	return printStatus(stdout, st)
-}
-
-func fetchStatus(ctx context.Context, socket string) ([]byte, daemon.Status, error) {
-	var st daemon.Status
-	c := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
-		},
-	}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://clusterd/v1/status", nil)
-	if err != nil {
-		return nil, st, err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, st, fmt.Errorf("status from %s: %w", socket, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, st, fmt.Errorf("status from %s: %w", socket, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, st, fmt.Errorf("status from %s: %s: %s", socket, resp.Status, strings.TrimSpace(string(raw)))
-	}
-	if err := json.Unmarshal(raw, &st); err != nil {
-		return nil, st, fmt.Errorf("status from %s: %w", socket, err)
-	}
-	return raw, st, nil
 }
 
 func intsString(v []int) string {
@@ -90,7 +57,7 @@ func intsString(v []int) string {
 	return strings.Join(s, ",")
 }
 
-func printStatus(w io.Writer, st daemon.Status) error {
+func printStatus(w io.Writer, st api.Status) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "node\t%d (%s)\n", st.Node, st.Name)
 	state := st.State

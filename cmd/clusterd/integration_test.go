@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wolfpack-ha/wolfpack/internal/api"
 	"github.com/wolfpack-ha/wolfpack/internal/core"
-	"github.com/wolfpack-ha/wolfpack/internal/daemon"
 	"github.com/wolfpack-ha/wolfpack/quorumdisk"
 	"github.com/wolfpack-ha/wolfpack/scsi"
 	"github.com/wolfpack-ha/wolfpack/scsi/iscsi"
@@ -231,7 +229,7 @@ func TestIntegrationLoopbackCluster(t *testing.T) {
 				peers = append(peers, id)
 			}
 		}
-		waitStatus(t, p.sock, 3*time.Second, func(s daemon.Status) bool {
+		waitStatus(t, p.sock, 3*time.Second, func(s api.Status) bool {
 			return slices.Equal(s.Networks["priv1"].Up, peers) && slices.Equal(s.Networks["priv2"].Up, peers)
 		})
 	}
@@ -250,7 +248,7 @@ func TestIntegrationLoopbackCluster(t *testing.T) {
 		worst = max(worst, r.Time.Sub(tk))
 	}
 	t.Logf("failover: kill -9 of the owner to {2,3} on both survivors: %v", worst.Round(time.Millisecond))
-	waitStatus(t, n2.sock, 3*time.Second, func(s daemon.Status) bool { return s.QuorumOwner })
+	waitStatus(t, n2.sock, 3*time.Second, func(s api.Status) bool { return s.QuorumOwner })
 	obs, err := iscsi.Open(ctx, lun, iscsi.Config{InitiatorName: "iqn.2024-01.dev.wolfpack:observer"})
 	if err != nil {
 		t.Fatal(err)
@@ -302,27 +300,18 @@ func TestIntegrationLoopbackCluster(t *testing.T) {
 	}
 }
 
-func status(t *testing.T, sock string) daemon.Status {
+func status(t *testing.T, sock string) api.Status {
 	t.Helper()
-	c := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
-		},
-	}}
-	resp, err := c.Get("http://clusterd/v1/status")
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	s, _, err := api.GetStatus(ctx, sock)
 	if err != nil {
-		t.Fatalf("status: %v", err)
-	}
-	defer resp.Body.Close()
-	var s daemon.Status
-	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
 		t.Fatalf("status: %v", err)
 	}
 	return s
 }
 
-func waitStatus(t *testing.T, sock string, timeout time.Duration, ok func(daemon.Status) bool) {
+func waitStatus(t *testing.T, sock string, timeout time.Duration, ok func(api.Status) bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {

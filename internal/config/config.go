@@ -59,11 +59,12 @@ type Quorum struct {
 	InitiatorName string `json:"initiator_name"`
 }
 
-// Timing holds durations as Go duration strings ("100ms").
+// Timing holds durations as Go duration strings ("100ms"); a zero field
+// means the default (and Marshal leaves it out).
 type Timing struct {
-	HeartbeatInterval   string `json:"heartbeat_interval"`
-	HeartbeatThreshold  int    `json:"heartbeat_threshold"`
-	QuorumCheckInterval string `json:"quorum_check_interval"`
+	HeartbeatInterval   string `json:"heartbeat_interval,omitempty"`
+	HeartbeatThreshold  int    `json:"heartbeat_threshold,omitempty"`
+	QuorumCheckInterval string `json:"quorum_check_interval,omitempty"`
 }
 
 // Config is a validated configuration with parsed values.
@@ -143,6 +144,28 @@ func Parse(b []byte) (*File, error) {
 		return nil, fmt.Errorf("%w: data after the JSON object", ErrInvalid)
 	}
 	return &f, nil
+}
+
+// Marshal encodes the file as Parse reads it (indented JSON, a final
+// newline).
+func (f *File) Marshal() ([]byte, error) {
+	b, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("config: encode: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+// WriteFile writes the file to path (mode 0644).
+func (f *File) WriteFile(path string) error {
+	b, err := f.Marshal()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return fmt.Errorf("config: write %s: %w", path, err)
+	}
+	return nil
 }
 
 func invalid(field, format string, args ...any) error {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -97,5 +98,44 @@ func TestShortKey(t *testing.T) {
 	os.WriteFile(key, []byte("abcd"), 0o600)
 	if _, err := Load(p, fakeIfaces); err == nil || !strings.Contains(err.Error(), "at least 32") {
 		t.Fatalf("short key: %v", err)
+	}
+}
+
+// TestWriteFileRoundTrip: what WriteFile writes, Parse reads back as the
+// same file; a zero Timing is left out and means the defaults.
+func TestWriteFileRoundTrip(t *testing.T) {
+	p := write(t, sample)
+	f0, err := Parse([]byte(strings.ReplaceAll(sample, "KEYFILE", filepath.Join(filepath.Dir(p), "cluster.key"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tm := range []Timing{f0.Timing, {}} {
+		f := *f0
+		f.Timing = tm
+		out := filepath.Join(t.TempDir(), "out.json")
+		if err := f.WriteFile(out); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := Parse(b)
+		if err != nil {
+			t.Fatalf("Parse(WriteFile): %v\n%s", err, b)
+		}
+		if !reflect.DeepEqual(*g, f) {
+			t.Errorf("round trip: got %+v, want %+v", *g, f)
+		}
+		if tm == (Timing{}) && strings.Contains(string(b), "heartbeat_interval") {
+			t.Errorf("zero timing written out:\n%s", b)
+		}
+		c, err := Load(out, fakeIfaces)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.HeartbeatInterval != DefaultHeartbeatInterval || c.HeartbeatThreshold != DefaultHeartbeatThreshold || c.QuorumCheckInterval != DefaultQuorumCheckInterval {
+			t.Errorf("timing %+v: %v %d %v", tm, c.HeartbeatInterval, c.HeartbeatThreshold, c.QuorumCheckInterval)
+		}
 	}
 }

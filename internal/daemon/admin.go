@@ -13,40 +13,16 @@ import (
 	"time"
 
 	"github.com/wolfpack-ha/wolfpack/heartbeat"
+	"github.com/wolfpack-ha/wolfpack/internal/api"
 )
 
-// Status is the answer of GET /v1/status on the admin socket.
-type Status struct {
-	Node        int                      `json:"node"`
-	Name        string                   `json:"name"`
-	Incarnation uint64                   `json:"incarnation"`
-	State       string                   `json:"state"`
-	Stage       string                   `json:"stage"`
-	Round       uint64                   `json:"round"`
-	Epoch       string                   `json:"epoch"`
-	Members     []int                    `json:"members"`
-	Registered  bool                     `json:"registered"`
-	QuorumOwner bool                     `json:"quorum_owner"`
-	Alive       []int                    `json:"alive"`
-	Networks    map[string]NetworkStatus `json:"networks"`
-	Counters    Counters                 `json:"counters"`
-	UptimeMS    int64                    `json:"uptime_ms"`
-}
-
-// NetworkStatus lists the peers heard on one network.
-type NetworkStatus struct {
-	Up         []int  `json:"up"`
-	SendErrors uint64 `json:"send_errors"`
-}
-
-// Counters are receive and protocol counters.
-type Counters struct {
-	HeartbeatAccepted uint64            `json:"heartbeat_accepted"`
-	HeartbeatDropped  map[string]uint64 `json:"heartbeat_dropped"`
-	RegroupAccepted   uint64            `json:"regroup_accepted"`
-	RegroupDropped    map[string]uint64 `json:"regroup_dropped"`
-	Regroups          uint64            `json:"regroups"`
-}
+// The admin API's JSON types live in internal/api, shared with the CLI and
+// the test rigs; these names keep the daemon's code as it was.
+type (
+	Status        = api.Status
+	NetworkStatus = api.NetworkStatus
+	Counters      = api.Counters
+)
 
 // snapshot builds the status on the loop goroutine.
 func (d *Daemon) snapshot() Status {
@@ -129,7 +105,7 @@ func (d *Daemon) serveAdmin() (*adminServer, error) {
 		return nil, fmt.Errorf("admin socket: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+api.StatusPath, func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		s, err := d.Status(ctx)

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -562,4 +564,54 @@ func TestIntegrationDigests(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("read back with digests: %v", err)
 	}
+}
+
+// TestIntegrationReadKeysIndependently checks iscsitest's independent
+// reader (libiscsi) against registrations made with this initiator: it
+// sees both keys, then only the one left after a PREEMPT, and a
+// PRgeneration that counts the changes. Reference: SPC-4 6.16.2.
+func TestIntegrationReadKeysIndependently(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 not found (apt-get install python3)")
+	}
+	tg := iscsitest.Start(t, iscsitest.Options{})
+	s1 := openTgt(t, tg, node1, nil)
+	s2 := openTgt(t, tg, node2, nil)
+	ctx := t.Context()
+	read := func(want ...uint64) uint32 {
+		t.Helper()
+		gen, keys, err := iscsitest.ReadKeysIndependently(ctx, nil, tg.Addr(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(keys)
+		if !slices.Equal(keys, want) {
+			t.Fatalf("libiscsi reads keys %#x, want %#x", keys, want)
+		}
+		ours, err := scsi.ReadKeys(ctx, s1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ours.Generation != gen {
+			t.Errorf("PRgeneration: libiscsi %d, ours %d", gen, ours.Generation)
+		}
+		return gen
+	}
+	g0 := read()
+	if err := scsi.Register(ctx, s1, 0, key1); err != nil {
+		t.Fatal(err)
+	}
+	if err := scsi.Register(ctx, s2, 0, key2); err != nil {
+		t.Fatal(err)
+	}
+	if g := read(key1, key2); g != g0+2 {
+		t.Errorf("PRgeneration %d after two registrations from %d", g, g0)
+	}
+	if err := scsi.Reserve(ctx, s1, key1, scsi.WriteExclusiveRegistrantsOnly); err != nil {
+		t.Fatal(err)
+	}
+	if err := scsi.Preempt(ctx, s1, key1, key2, scsi.WriteExclusiveRegistrantsOnly); err != nil {
+		t.Fatal(err)
+	}
+	read(key1)
 }

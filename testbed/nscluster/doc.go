@@ -26,11 +26,12 @@
 // # Processes
 //
 // Each node's daemon runs as `ip netns exec <prefix>-n<N> BINARY -config
-// FILE` with the config the clusterd contract describes (DaemonConfig); its
+// FILE` with clusterd's own config file (internal/config's File, written by
+// its WriteFile; Node.Config, edited through Start); its
 // stdout and stderr go to <Dir>/node<N>.log, and every JSON line (slog's JSON
 // handler) becomes an Event in the cluster's event stream, which tests wait
 // on (WaitEvent) instead of sleeping. The admin socket is a file on the host,
-// so Status dials it directly.
+// so Status dials it directly and answers internal/api's Status.
 //
 // # Teardown
 //
@@ -40,5 +41,6 @@
 // $TMPDIR/wolfpack-nscluster-<prefix>-* and the tail of every node's log is
 // printed. New registers Close with t.Cleanup; SIGINT and SIGTERM also close
 // open rigs; daemons die with the test process (PDEATHSIG); and New sweeps
-// the namespaces and directories of runs whose process is gone.
+// the namespaces and directories of runs whose process is gone. Namespaces,
+// ip scripts and the sweep are testbed/netns's.
 package nscluster

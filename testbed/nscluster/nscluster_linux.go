@@ -5,13 +5,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -24,9 +20,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wolfpack-ha/wolfpack/internal/api"
+	"github.com/wolfpack-ha/wolfpack/internal/config"
+	"github.com/wolfpack-ha/wolfpack/internal/core"
 	"github.com/wolfpack-ha/wolfpack/scsi/iscsi/iscsitest"
 	"github.com/wolfpack-ha/wolfpack/testbed"
 	"github.com/wolfpack-ha/wolfpack/testbed/internal/onsignal"
+	"github.com/wolfpack-ha/wolfpack/testbed/netns"
 )
 
 // Contract constants (docs/clusterd.md).
@@ -105,40 +105,6 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// DaemonConfig is the daemon's config file (the clusterd contract).
-type DaemonConfig struct {
-	Cluster     string         `json:"cluster"`
-	ClusterTag  string         `json:"cluster_tag"`
-	KeyFile     string         `json:"key_file"`
-	NodeID      int            `json:"node_id"`
-	Nodes       []ConfigNode   `json:"nodes"`
-	Networks    []ConfigNet    `json:"networks"`
-	Port        int            `json:"port"`
-	Quorum      ConfigQuorum   `json:"quorum"`
-	AdminSocket string         `json:"admin_socket"`
-	Timing      map[string]any `json:"timing,omitempty"`
-}
-
-// ConfigNode is one entry of DaemonConfig.Nodes; Addrs[k] is the node's
-// address on Networks[k].
-type ConfigNode struct {
-	ID    int      `json:"id"`
-	Name  string   `json:"name"`
-	Addrs []string `json:"addrs"`
-}
-
-// ConfigNet is one entry of DaemonConfig.Networks.
-type ConfigNet struct {
-	Name      string `json:"name"`
-	Interface string `json:"interface"`
-}
-
-// ConfigQuorum is DaemonConfig.Quorum.
-type ConfigQuorum struct {
-	Device        string `json:"device"`
-	InitiatorName string `json:"initiator_name"`
-}
-
 // Cluster is a running rig.
 type Cluster struct {
 	// Prefix names everything the rig created.
@@ -160,8 +126,9 @@ type Cluster struct {
 	nodes  []*Node
 	events *eventLog
 
+	ns *netns.Set // every namespace created, fabric first
+
 	mu        sync.Mutex
-	netns     []string          // every namespace created, fabric first
 	spawned   []*exec.Cmd       // Spawn'd processes
 	partBr    map[string]bool   // bridges Partition created
 	partOf    map[string]string // fabric port -> bridge it was moved to
@@ -170,24 +137,11 @@ type Cluster struct {
 	closeOnce sync.Once
 }
 
-var seq struct {
-	sync.Mutex
-	n int
-}
-
 // Require skips t unless the rig can run here: root, ip (iproute2) and
 // tgtd, and not -short.
 func Require(t testing.TB) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("namespace cluster skipped in -short mode")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("namespace cluster skipped: needs root (network namespaces, tgtd); run as root, e.g. sudo -E go test ...")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("namespace cluster skipped: ip not found (apt-get install iproute2)")
-	}
+	netns.Require(t, "namespace cluster")
 	if err := iscsitest.Available(); err != nil {
 		t.Skipf("namespace cluster skipped: %v (apt-get install tgt)", err)
 	}
@@ -227,17 +181,14 @@ func New(t testing.TB, cfg Config) *Cluster {
 	}
 	Sweep(cfg.Logger)
 
-	seq.Lock()
-	seq.n++
-	pfx := fmt.Sprintf("%s%dx%d", prefix, os.Getpid(), seq.n)
-	seq.Unlock()
+	pfx := netns.Unique(prefix)
 	dir, err := os.MkdirTemp("", pfx+"-")
 	if err != nil {
 		t.Fatalf("nscluster: %v", err)
 	}
 	c := &Cluster{
 		Prefix: pfx, Dir: dir, Fabric: pfx + "-fab", StorageNS: pfx + "-st", ClientNS: pfx + "-cl",
-		cfg: cfg, log: cfg.Logger.With("rig", pfx), t: t, events: newEventLog(),
+		cfg: cfg, log: cfg.Logger.With("rig", pfx), t: t, events: newEventLog(), ns: netns.NewSet(),
 		partBr: map[string]bool{}, partOf: map[string]string{},
 	}
 	onsignal.Register(c, onsignal.Kind{Package: "nscluster", Noun: "rig"})
@@ -245,7 +196,7 @@ func New(t testing.TB, cfg Config) *Cluster {
 	if err := c.buildNetwork(ctx); err != nil {
 		t.Fatalf("nscluster: %v", err)
 	}
-	c.Tgt = iscsitest.Start(t, iscsitest.Options{Wrap: []string{"ip", "netns", "exec", c.StorageNS}, Host: StorageHost})
+	c.Tgt = iscsitest.Start(t, iscsitest.Options{Wrap: netns.Wrap(c.StorageNS), Host: StorageHost})
 	// Cleanups run last registered first: this Close (idempotent) stops
 	// the daemons before iscsitest's cleanup stops tgtd.
 	t.Cleanup(func() { c.Close() })
@@ -257,7 +208,7 @@ func New(t testing.TB, cfg Config) *Cluster {
 	if err := os.WriteFile(c.KeyFile, []byte(hex.EncodeToString(key)), 0o600); err != nil {
 		t.Fatalf("nscluster: %v", err)
 	}
-	if out, err := exec.CommandContext(ctx, "ip", "netns", "exec", c.StorageNS, cfg.CLI, "quorum", "format", "--force", "--cluster-tag", ClusterTag, c.Device).CombinedOutput(); err != nil {
+	if out, err := netns.Exec(ctx, c.StorageNS, cfg.CLI, "quorum", "format", "--force", "--cluster-tag", ClusterTag, c.Device); err != nil {
 		t.Fatalf("nscluster: format the quorum LUN: %v: %s", err, bytes.TrimSpace(out))
 	}
 	for i := 1; i <= cfg.Nodes; i++ {
@@ -287,16 +238,6 @@ func port(node int, nw Net) string { return fmt.Sprintf("n%d-%s", node, nw) }
 
 func (c *Cluster) nodeNS(i int) string { return fmt.Sprintf("%s-n%d", c.Prefix, i) }
 
-func (c *Cluster) addNetns(ctx context.Context, name string) error {
-	if err := run(ctx, "ip", "netns", "add", name); err != nil {
-		return err
-	}
-	c.mu.Lock()
-	c.netns = append(c.netns, name)
-	c.mu.Unlock()
-	return nil
-}
-
 // buildNetwork creates the namespaces, bridges and veths. Every command
 // names a namespace of ours (ip -n, or a veth's peer moved into one).
 func (c *Cluster) buildNetwork(ctx context.Context) error {
@@ -306,70 +247,47 @@ func (c *Cluster) buildNetwork(ctx context.Context) error {
 		names = append(names, c.nodeNS(i))
 	}
 	for _, ns := range names {
-		if err := c.addNetns(ctx, ns); err != nil {
+		if err := c.ns.Add(ctx, ns); err != nil {
 			return err
 		}
 	}
-	var fab []string
-	fab = append(fab, "link set lo up")
+	fab := netns.In(c.Fabric).Iface("lo")
 	for _, nw := range c.nets() {
-		// No STP: a port moved between bridges forwards at once.
-		fab = append(fab, fmt.Sprintf("link add %s type bridge stp_state 0 mcast_snooping 0", nw), fmt.Sprintf("link set %s up", nw))
+		fab.Bridge(string(nw))
 	}
-	veth := func(fabPort, br, ns, ifname string) {
-		fab = append(fab,
-			fmt.Sprintf("link add %s type veth peer name %s netns %s", fabPort, ifname, ns),
-			fmt.Sprintf("link set %s master %s up", fabPort, br))
-	}
-	veth("st", string(Storage), c.StorageNS, "eth0")
-	veth("cl", string(Public), c.ClientNS, "eth0")
+	fab.Veth("st", string(Storage), c.StorageNS, "eth0")
+	fab.Veth("cl", string(Public), c.ClientNS, "eth0")
 	for i := 1; i <= c.cfg.Nodes; i++ {
 		for k, nw := range c.nets() {
-			veth(port(i, nw), string(nw), c.nodeNS(i), fmt.Sprintf("eth%d", k))
+			fab.Veth(port(i, nw), string(nw), c.nodeNS(i), fmt.Sprintf("eth%d", k))
 		}
 	}
-	if err := ipBatch(ctx, c.Fabric, fab); err != nil {
+	if err := fab.Run(ctx); err != nil {
 		return err
 	}
-	one := func(ns string, addrs ...string) error {
-		cmds := []string{"link set lo up"}
+	one := func(ns string, addrs ...netip.Addr) error {
+		sc := netns.In(ns).Iface("lo")
 		for k, a := range addrs {
-			cmds = append(cmds, fmt.Sprintf("addr add %s/24 dev eth%d", a, k), fmt.Sprintf("link set eth%d up", k))
+			sc.Iface(fmt.Sprintf("eth%d", k), netip.PrefixFrom(a, 24))
 		}
-		return ipBatch(ctx, ns, cmds)
+		return sc.Run(ctx)
 	}
-	if err := one(c.StorageNS, StorageHost); err != nil {
+	if err := one(c.StorageNS, netip.MustParseAddr(StorageHost)); err != nil {
 		return err
 	}
-	if err := one(c.ClientNS, ClientAddr.String()); err != nil {
+	if err := one(c.ClientNS, ClientAddr); err != nil {
 		return err
 	}
 	for i := 1; i <= c.cfg.Nodes; i++ {
-		var addrs []string
+		var addrs []netip.Addr
 		for _, nw := range c.nets() {
-			addrs = append(addrs, Addr(nw, i).String())
+			addrs = append(addrs, Addr(nw, i))
 		}
 		if err := one(c.nodeNS(i), addrs...); err != nil {
 			return err
 		}
 	}
 	c.log.Info("network built", "nodes", c.cfg.Nodes, "private", c.cfg.PrivateNets, "took", time.Since(start))
-	return nil
-}
-
-func ipBatch(ctx context.Context, ns string, cmds []string) error {
-	cmd := exec.CommandContext(ctx, "ip", "-n", ns, "-batch", "-")
-	cmd.Stdin = strings.NewReader(strings.Join(cmds, "\n") + "\n")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("ip -n %s -batch: %v: %s", ns, err, bytes.TrimSpace(out))
-	}
-	return nil
-}
-
-func run(ctx context.Context, argv ...string) error {
-	if out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput(); err != nil {
-		return fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, bytes.TrimSpace(out))
-	}
 	return nil
 }
 
@@ -387,7 +305,7 @@ func (c *Cluster) setLink(nw Net, node int, state string) error {
 		return fmt.Errorf("nscluster: no network %q", nw)
 	}
 	c.log.Info("link "+state, "node", node, "net", nw)
-	return ipBatch(context.Background(), c.Fabric, []string{fmt.Sprintf("link set %s %s", port(node, nw), state)})
+	return netns.In(c.Fabric).Add("link set %s %s", port(node, nw), state).Run(context.Background())
 }
 
 // Cut takes node i off network nw: its veth goes down at the fabric end,
@@ -405,45 +323,42 @@ func (c *Cluster) Restore(i int, nw Net) error { return c.setLink(nw, i, "up") }
 func (c *Cluster) Partition(groups ...[]int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var cmds []string
+	fab := netns.In(c.Fabric)
 	for k := 1; k <= c.cfg.PrivateNets; k++ {
 		nw := Private(k)
 		for g, nodes := range groups {
 			br := fmt.Sprintf("%s.%d", nw, g+1)
 			if !c.partBr[br] {
-				cmds = append(cmds, fmt.Sprintf("link add %s type bridge stp_state 0 mcast_snooping 0", br), fmt.Sprintf("link set %s up", br))
+				fab.Bridge(br)
 				c.partBr[br] = true
 			}
 			for _, i := range nodes {
 				p := port(i, nw)
-				cmds = append(cmds, fmt.Sprintf("link set %s master %s", p, br))
+				fab.Add("link set %s master %s", p, br)
 				c.partOf[p] = br
 			}
 		}
 	}
 	c.log.Info("partition", "groups", fmt.Sprint(groups))
-	return ipBatch(context.Background(), c.Fabric, cmds)
+	return fab.Run(context.Background())
 }
 
 // Heal puts every private network back together after Partition.
 func (c *Cluster) Heal() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var cmds []string
+	fab := netns.In(c.Fabric)
 	for p := range c.partOf {
 		_, nw, _ := strings.Cut(p, "-")
-		cmds = append(cmds, fmt.Sprintf("link set %s master %s", p, nw))
+		fab.Add("link set %s master %s", p, nw)
 	}
 	for br := range c.partBr {
-		cmds = append(cmds, "link delete "+br)
+		fab.Add("link delete %s", br)
 	}
 	clear(c.partOf)
 	clear(c.partBr)
 	c.log.Info("heal")
-	if len(cmds) == 0 {
-		return nil
-	}
-	return ipBatch(context.Background(), c.Fabric, cmds)
+	return fab.Run(context.Background())
 }
 
 // Events returns every event so far that matches (see Match).
@@ -480,15 +395,26 @@ func (c *Cluster) WaitEvent(ctx context.Context, node int, msg string, pred func
 // ClientExec runs argv in the client namespace and returns its combined
 // output.
 func (c *Cluster) ClientExec(ctx context.Context, argv ...string) ([]byte, error) {
-	return nsExec(ctx, c.ClientNS, argv...)
+	return netns.Exec(ctx, c.ClientNS, argv...)
 }
 
-func nsExec(ctx context.Context, ns string, argv ...string) ([]byte, error) {
-	out, err := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns}, argv...)...).CombinedOutput()
+// NodeKey is node i's reservation key on the quorum LUN: the cluster tag
+// and the node id (docs/quorum-disk.md).
+func NodeKey(i int) uint64 {
+	tag, _ := strconv.ParseUint(ClusterTag, 16, 32)
+	return core.Key(uint32(tag), core.NodeID(i))
+}
+
+// DiskKeys reads the reservation keys registered on the quorum LUN, from
+// the storage namespace, with a reader independent of clusterd's
+// initiator (iscsitest.ReadKeysIndependently: libiscsi), so that a test
+// of fencing does not trust the code under test to report it.
+func (c *Cluster) DiskKeys(ctx context.Context) ([]uint64, error) {
+	_, keys, err := iscsitest.ReadKeysIndependently(ctx, netns.Wrap(c.StorageNS), c.Device)
 	if err != nil {
-		return out, fmt.Errorf("in %s: %s: %w", ns, strings.Join(argv, " "), err)
+		return nil, fmt.Errorf("nscluster: %w", err)
 	}
-	return out, nil
+	return keys, nil
 }
 
 // LogTail returns the last n lines of node i's log file.
@@ -532,14 +458,8 @@ func (c *Cluster) close() error {
 			errs = append(errs, err)
 		}
 	}
-	c.mu.Lock()
-	names := c.netns
-	c.netns = nil
-	c.mu.Unlock()
-	for _, ns := range names {
-		if err := removeNetns(ns); err != nil {
-			errs = append(errs, err)
-		}
+	if err := c.ns.Close(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.t != nil && c.t.Failed() {
 		// Keep the logs under a name Sweep leaves alone.
@@ -558,49 +478,13 @@ func (c *Cluster) close() error {
 	return errors.Join(errs...)
 }
 
-// removeNetns kills whatever still runs in namespace ns (only ever one of
-// ours) and deletes it; its links go with it.
-func removeNetns(ns string) error {
-	if out, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
-		for _, f := range strings.Fields(string(out)) {
-			if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	}
-	out, err := exec.Command("ip", "netns", "delete", ns).CombinedOutput()
-	if err != nil && !strings.Contains(string(out), "No such file") {
-		return fmt.Errorf("ip netns delete %s: %v: %s", ns, err, bytes.TrimSpace(out))
-	}
-	return nil
-}
-
 // Sweep removes the namespaces and directories of rigs whose process is
 // gone (a run killed before its cleanup). New calls it.
 func Sweep(log *slog.Logger) {
-	dead := func(name string) bool {
-		rest, ok := strings.CutPrefix(name, prefix)
-		if !ok {
-			return false
-		}
-		pidStr, _, ok := strings.Cut(rest, "x")
-		pid, err := strconv.Atoi(pidStr)
-		if !ok || err != nil || pid == os.Getpid() {
-			return false
-		}
-		return syscall.Kill(pid, 0) == syscall.ESRCH
-	}
-	if ents, err := os.ReadDir("/run/netns"); err == nil {
-		for _, e := range ents {
-			if dead(e.Name()) {
-				log.Info("sweeping namespace of a dead run", "netns", e.Name())
-				removeNetns(e.Name())
-			}
-		}
-	}
+	netns.SweepDead(log, prefix)
 	if ents, err := os.ReadDir(os.TempDir()); err == nil {
 		for _, e := range ents {
-			if e.IsDir() && dead(e.Name()) {
+			if e.IsDir() && netns.DeadOwner(e.Name(), prefix) {
 				os.RemoveAll(filepath.Join(os.TempDir(), e.Name()))
 			}
 		}
@@ -620,7 +504,7 @@ type Node struct {
 	// ConfigFile, LogFile and Socket are files in the rig's Dir.
 	ConfigFile, LogFile, Socket string
 	// Config is what the next Start writes to ConfigFile.
-	Config DaemonConfig
+	Config config.File
 
 	c  *Cluster
 	mu sync.Mutex
@@ -641,33 +525,27 @@ func (c *Cluster) newNode(i int) *Node {
 		LogFile:    filepath.Join(c.Dir, fmt.Sprintf("node%d.log", i)),
 		Socket:     filepath.Join(c.Dir, fmt.Sprintf("node%d.sock", i)),
 	}
-	cfg := DaemonConfig{
+	cfg := config.File{
 		Cluster: ClusterName, ClusterTag: ClusterTag, KeyFile: c.KeyFile, NodeID: i, Port: Port,
-		Quorum:      ConfigQuorum{Device: c.Device, InitiatorName: fmt.Sprintf("%snode%d", InitiatorPrefix, i)},
+		Quorum:      config.Quorum{Device: c.Device, InitiatorName: fmt.Sprintf("%snode%d", InitiatorPrefix, i)},
 		AdminSocket: n.Socket,
 	}
 	for j := 1; j <= c.cfg.Nodes; j++ {
-		e := ConfigNode{ID: j, Name: fmt.Sprintf("node%d", j)}
+		e := config.Node{ID: j, Name: fmt.Sprintf("node%d", j)}
 		for k := 1; k <= c.cfg.PrivateNets; k++ {
 			e.Addrs = append(e.Addrs, Addr(Private(k), j).String())
 		}
 		cfg.Nodes = append(cfg.Nodes, e)
 	}
 	for k := 1; k <= c.cfg.PrivateNets; k++ {
-		cfg.Networks = append(cfg.Networks, ConfigNet{Name: string(Private(k)), Interface: fmt.Sprintf("eth%d", k)})
+		cfg.Networks = append(cfg.Networks, config.Network{Name: string(Private(k)), Interface: fmt.Sprintf("eth%d", k)})
 	}
-	tm := map[string]any{}
 	if d := c.cfg.Timing.HeartbeatInterval; d != 0 {
-		tm["heartbeat_interval"] = d.String()
+		cfg.Timing.HeartbeatInterval = d.String()
 	}
-	if v := c.cfg.Timing.HeartbeatThreshold; v != 0 {
-		tm["heartbeat_threshold"] = v
-	}
+	cfg.Timing.HeartbeatThreshold = c.cfg.Timing.HeartbeatThreshold
 	if d := c.cfg.Timing.QuorumCheckInterval; d != 0 {
-		tm["quorum_check_interval"] = d.String()
-	}
-	if len(tm) > 0 {
-		cfg.Timing = tm
+		cfg.Timing.QuorumCheckInterval = d.String()
 	}
 	n.Config = cfg
 	return n
@@ -676,7 +554,7 @@ func (c *Cluster) newNode(i int) *Node {
 // Start writes the node's config file (after edit, if given, changed
 // n.Config) and starts its daemon. The process's output is appended to
 // LogFile and parsed into the event stream.
-func (n *Node) Start(edit ...func(*DaemonConfig)) error {
+func (n *Node) Start(edit ...func(*config.File)) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.p != nil && n.p.state == nil {
@@ -691,19 +569,15 @@ func (n *Node) Start(edit ...func(*DaemonConfig)) error {
 	for _, f := range edit {
 		f(&n.Config)
 	}
-	b, err := json.MarshalIndent(n.Config, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(n.ConfigFile, b, 0o644); err != nil {
-		return err
+	if err := n.Config.WriteFile(n.ConfigFile); err != nil {
+		return fmt.Errorf("nscluster: node %d: %w", n.ID, err)
 	}
 	os.Remove(n.Socket)
 	f, err := os.OpenFile(n.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("ip", "netns", "exec", n.Netns, n.c.cfg.Binary, "-config", n.ConfigFile)
+	cmd := netns.Command(context.Background(), n.Netns, n.c.cfg.Binary, "-config", n.ConfigFile)
 	lw := &lineWriter{node: n.ID, file: f, events: n.c.events}
 	cmd.Stdout, cmd.Stderr = lw, lw
 	cmd.WaitDelay = 2 * time.Second // a child holding the pipes must not stall Wait
@@ -834,7 +708,7 @@ func (n *Node) Wait(ctx context.Context) (*os.ProcessState, error) {
 
 // Restart kills the daemon if it runs and starts it again (a new
 // incarnation).
-func (n *Node) Restart(edit ...func(*DaemonConfig)) error {
+func (n *Node) Restart(edit ...func(*config.File)) error {
 	if err := n.Kill(); err != nil && !errors.Is(err, ErrNotRunning) {
 		return err
 	}
@@ -843,13 +717,13 @@ func (n *Node) Restart(edit ...func(*DaemonConfig)) error {
 
 // Exec runs argv in the node's namespace and returns its combined output.
 func (n *Node) Exec(ctx context.Context, argv ...string) ([]byte, error) {
-	return nsExec(ctx, n.Netns, argv...)
+	return netns.Exec(ctx, n.Netns, argv...)
 }
 
 // Spawn starts argv in the background in the node's namespace (a CPU hog,
 // a load generator); Close kills it.
 func (n *Node) Spawn(argv ...string) (*exec.Cmd, error) {
-	cmd := exec.Command("ip", append([]string{"netns", "exec", n.Netns}, argv...)...)
+	cmd := netns.Command(context.Background(), n.Netns, argv...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	n.c.mu.Lock()
 	defer n.c.mu.Unlock()
@@ -863,59 +737,21 @@ func (n *Node) Spawn(argv ...string) (*exec.Cmd, error) {
 	return cmd, nil
 }
 
-// Status is GET /v1/status of the admin API.
-type Status struct {
-	Node        int             `json:"node"`
-	Name        string          `json:"name"`
-	State       string          `json:"state"`
-	Epoch       Epoch           `json:"epoch"`
-	Members     []int           `json:"members"`
-	QuorumOwner json.RawMessage `json:"quorum_owner"`
-	Networks    json.RawMessage `json:"networks"`
-	Counters    json.RawMessage `json:"counters"`
-	// Raw is the whole answer.
-	Raw json.RawMessage `json:"-"`
-}
-
 // Status asks the node's admin API (its unix socket, a file on the host,
 // dialled from here) for its status.
-func (n *Node) Status(ctx context.Context) (*Status, error) {
-	b, err := n.Get(ctx, "/v1/status")
+func (n *Node) Status(ctx context.Context) (*api.Status, error) {
+	st, _, err := api.GetStatus(ctx, n.Socket)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("nscluster: node %d: %w", n.ID, err)
 	}
-	var st Status
-	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("nscluster: node %d status: %w: %s", n.ID, err, b)
-	}
-	st.Raw = b
 	return &st, nil
 }
 
 // Get does GET path on the node's admin socket and returns the body.
 func (n *Node) Get(ctx context.Context, path string) ([]byte, error) {
-	cl := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", n.Socket)
-		},
-	}}
-	defer cl.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://clusterd"+path, nil)
+	b, err := api.Get(ctx, n.Socket, path)
 	if err != nil {
-		return nil, err
-	}
-	resp, err := cl.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("nscluster: node %d: GET %s: %w", n.ID, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return b, fmt.Errorf("nscluster: node %d: GET %s: %s: %s", n.ID, path, resp.Status, bytes.TrimSpace(b))
+		return b, fmt.Errorf("nscluster: node %d: %w", n.ID, err)
 	}
 	return b, nil
 }

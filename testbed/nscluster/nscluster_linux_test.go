@@ -58,7 +58,7 @@ func TestIntegrationRig(t *testing.T) {
 		t.Fatal(err)
 	}
 	if st.Node != 2 || st.Name != "node2" || len(st.Members) != 3 {
-		t.Fatalf("status of node 2: %s", st.Raw)
+		t.Fatalf("status of node 2: %+v", st)
 	}
 	// The daemon runs in its namespace: its addresses are there.
 	out, err := c.Node(1).Exec(ctx, "ip", "-br", "addr")

@@ -26,6 +26,9 @@ const (
 	msgFormed     = "formed"
 	msgHalt       = "halt"
 	msgLostQuorum = "lost quorum"
+	msgStabilized = "stabilized"
+	// msgArbitrationDone carries "won" (bool).
+	msgArbitrationDone = "arbitration done"
 )
 
 // haltStatus is clusterd's exit status after a halt or lost quorum.

@@ -3,13 +3,14 @@ package membership
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/wolfpack-ha/wolfpack/internal/config"
 	"github.com/wolfpack-ha/wolfpack/testbed/nscluster"
 )
 
@@ -47,7 +48,7 @@ func TestIntegrationNodeCrash(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Epoch != ep || !sameSet(st.Members, survivors) {
+		if nscluster.Epoch(st.Epoch) != ep || !sameSet(st.Members, survivors) {
 			t.Errorf("node %d status: epoch %s members %v, want %s %v", i, st.Epoch, st.Members, ep, survivors)
 		}
 	}
@@ -101,7 +102,7 @@ func TestIntegrationOneNetworkDown(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Epoch != epoch || !sameSet(st.Members, all) {
+		if nscluster.Epoch(st.Epoch) != epoch || !sameSet(st.Members, all) {
 			t.Errorf("node %d: epoch %s members %v, want %s %v", i, st.Epoch, st.Members, epoch, all)
 		}
 	}
@@ -138,6 +139,7 @@ func TestIntegrationPartition(t *testing.T) {
 		for _, i := range minority {
 			waitHalted(ctx, t, c, i, mark)
 		}
+		lostCleanly(ctx, t, c, minority, majority, mark)
 		survives(ctx, t, c, majority, mark)
 	})
 	t.Run("1+1", func(t *testing.T) {
@@ -158,6 +160,7 @@ func TestIntegrationPartition(t *testing.T) {
 		winner := 3 - loser
 		waitHalted(ctx, t, c, loser, mark)
 		waitMembership(ctx, t, c, mark, []int{winner}, []int{winner})
+		lostCleanly(ctx, t, c, []int{loser}, []int{winner}, mark)
 		survives(ctx, t, c, []int{winner}, mark)
 		t.Logf("node %d survived, node %d halted", winner, loser)
 	})
@@ -180,6 +183,49 @@ func waitHalted(ctx context.Context, t *testing.T, c *nscluster.Cluster, i, mark
 		t.Fatalf("node %d exited %d without logging halt: %v", i, haltStatus, err)
 	}
 	t.Logf("node %d halted: %s", i, h.Format())
+}
+
+// lostCleanly checks the losers of a partition after they halted and the
+// winners installed their membership: (a) no loser installed a membership
+// of its own after mark, nor won an arbitration (a loser logs "regroup
+// started", maybe "arbitration started" and "arbitration done" with
+// won=false or "lost quorum", then "halt"; the stream of a node that has
+// exited is complete); (b) the losers' keys are gone from the quorum LUN
+// and the winners' are there, read by a reader independent of clusterd
+// (Cluster.DiskKeys).
+func lostCleanly(ctx context.Context, t *testing.T, c *nscluster.Cluster, losers, winners []int, mark int) {
+	t.Helper()
+	all := append(slices.Clone(losers), winners...)
+	for _, i := range losers {
+		if _, err := c.WaitEvent(ctx, i, nscluster.MsgExited, nscluster.After(mark)); err != nil {
+			t.Fatal(err)
+		}
+		own := c.Events(i, "", nscluster.And(nscluster.After(mark), func(e nscluster.Event) bool {
+			won, _ := e.Attrs["won"].(bool)
+			// A late "stabilized" of the membership from before the
+			// partition is not one of its own.
+			ownStable := e.Msg == msgStabilized && !sameSet(e.Ints("members"), all)
+			return installs(e) || ownStable || (e.Msg == msgArbitrationDone && won)
+		}))
+		for _, e := range own {
+			t.Errorf("loser node %d: %s", i, e.Format())
+		}
+	}
+	keys, err := c.DiskKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range losers {
+		if slices.Contains(keys, nscluster.NodeKey(i)) {
+			t.Errorf("loser node %d: its key %#x is still registered (keys %#x)", i, nscluster.NodeKey(i), keys)
+		}
+	}
+	for _, i := range winners {
+		if !slices.Contains(keys, nscluster.NodeKey(i)) {
+			t.Errorf("winner node %d: its key %#x is not registered (keys %#x)", i, nscluster.NodeKey(i), keys)
+		}
+	}
+	t.Logf("losers %v installed nothing; keys on the LUN (libiscsi): %#x", losers, keys)
 }
 
 // survives checks that the nodes stay up and members of each other for
@@ -229,7 +275,7 @@ func TestIntegrationWrongSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	mark := c.Mark()
-	if err := c.Node(6).Start(func(cfg *nscluster.DaemonConfig) { cfg.KeyFile = wrong }); err != nil {
+	if err := c.Node(6).Start(func(cfg *config.File) { cfg.KeyFile = wrong }); err != nil {
 		t.Fatal(err)
 	}
 	// The refusal names the secret (or the authentication) in node 6's
@@ -272,7 +318,7 @@ func TestIntegrationWrongSecret(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Epoch != epoch || !sameSet(st.Members, members) {
+		if nscluster.Epoch(st.Epoch) != epoch || !sameSet(st.Members, members) {
 			t.Errorf("node %d: epoch %s members %v, want %s %v", i, st.Epoch, st.Members, epoch, members)
 		}
 		// Every member heard node 6 and dropped what it sent.
@@ -299,15 +345,8 @@ func dropCounters(ctx context.Context, t *testing.T, c *nscluster.Cluster, i int
 	if err != nil {
 		t.Fatal(err)
 	}
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(st.Counters, &raw); err != nil {
-		t.Fatalf("node %d counters: %v: %s", i, err, st.Counters)
+	return map[string]map[string]uint64{
+		"heartbeat_dropped": st.Counters.HeartbeatDropped,
+		"regroup_dropped":   st.Counters.RegroupDropped,
 	}
-	m := map[string]map[string]uint64{}
-	for _, k := range []string{"heartbeat_dropped", "regroup_dropped"} {
-		var v map[string]uint64
-		json.Unmarshal(raw[k], &v)
-		m[k] = v
-	}
-	return m
 }

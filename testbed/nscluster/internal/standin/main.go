@@ -1,5 +1,5 @@
 // Command standin is a stand-in for clusterd that the nscluster rig's own
-// tests run: it reads the same config file, sends a small UDP datagram to
+// tests run: it reads the same config file (internal/config), sends a small UDP datagram to
 // every peer on every private network each heartbeat interval, and logs in
 // clusterd's shape ("formed", "network down"/"network up" per peer and
 // network), serves GET /v1/status on the admin socket, and exits 0 on
@@ -20,26 +20,10 @@ import (
 	"sync"
 	"syscall"
 	"time"
-)
 
-type config struct {
-	NodeID int `json:"node_id"`
-	Nodes  []struct {
-		ID    int      `json:"id"`
-		Name  string   `json:"name"`
-		Addrs []string `json:"addrs"`
-	} `json:"nodes"`
-	Networks []struct {
-		Name      string `json:"name"`
-		Interface string `json:"interface"`
-	} `json:"networks"`
-	Port        int    `json:"port"`
-	AdminSocket string `json:"admin_socket"`
-	Timing      struct {
-		HeartbeatInterval  string `json:"heartbeat_interval"`
-		HeartbeatThreshold int    `json:"heartbeat_threshold"`
-	} `json:"timing"`
-}
+	"github.com/wolfpack-ha/wolfpack/internal/api"
+	"github.com/wolfpack-ha/wolfpack/internal/config"
+)
 
 func main() {
 	if err := run(); err != nil {
@@ -56,9 +40,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	var cfg config
-	if err := json.Unmarshal(b, &cfg); err != nil {
-		return fmt.Errorf("config: %w", err)
+	cfg, err := config.Parse(b)
+	if err != nil {
+		return fmt.Errorf("config %s: %w", os.Args[2], err)
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	interval := 100 * time.Millisecond
@@ -120,7 +104,7 @@ func run() error {
 		for _, n := range cfg.Nodes {
 			members = append(members, n.ID)
 		}
-		json.NewEncoder(w).Encode(map[string]any{"node": cfg.NodeID, "name": name, "state": "member", "epoch": 1, "members": members})
+		json.NewEncoder(w).Encode(api.Status{Node: cfg.NodeID, Name: name, State: "member", Epoch: "1", Members: members})
 	})}
 	os.Remove(cfg.AdminSocket)
 	l, err := net.Listen("unix", cfg.AdminSocket)

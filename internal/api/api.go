@@ -1,0 +1,96 @@
+// Package api defines clusterd's admin API: the JSON GET /v1/status
+// answers on the daemon's unix socket (docs/clusterd.md), and a client for
+// it. clusterd, the cluster CLI and the test rigs share these types.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+)
+
+// Status is the answer of GET /v1/status on the admin socket.
+type Status struct {
+	Node        int                      `json:"node"`
+	Name        string                   `json:"name"`
+	Incarnation uint64                   `json:"incarnation"`
+	State       string                   `json:"state"`
+	Stage       string                   `json:"stage"`
+	Round       uint64                   `json:"round"`
+	Epoch       string                   `json:"epoch"`
+	Members     []int                    `json:"members"`
+	Registered  bool                     `json:"registered"`
+	QuorumOwner bool                     `json:"quorum_owner"`
+	Alive       []int                    `json:"alive"`
+	Networks    map[string]NetworkStatus `json:"networks"`
+	Counters    Counters                 `json:"counters"`
+	UptimeMS    int64                    `json:"uptime_ms"`
+}
+
+// NetworkStatus lists the peers heard on one network.
+type NetworkStatus struct {
+	Up         []int  `json:"up"`
+	SendErrors uint64 `json:"send_errors"`
+}
+
+// Counters are receive and protocol counters.
+type Counters struct {
+	HeartbeatAccepted uint64            `json:"heartbeat_accepted"`
+	HeartbeatDropped  map[string]uint64 `json:"heartbeat_dropped"`
+	RegroupAccepted   uint64            `json:"regroup_accepted"`
+	RegroupDropped    map[string]uint64 `json:"regroup_dropped"`
+	Regroups          uint64            `json:"regroups"`
+}
+
+// StatusPath is the status resource.
+const StatusPath = "/v1/status"
+
+// maxBody bounds an answer.
+const maxBody = 1 << 20
+
+// Get does GET path on the admin socket and returns the body; an answer
+// other than 200 OK is an error carrying the body.
+func Get(ctx context.Context, socket, path string) ([]byte, error) {
+	c := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+	}}
+	defer c.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://clusterd"+path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s from %s: %w", path, socket, err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s from %s: %w", path, socket, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return nil, fmt.Errorf("GET %s from %s: %w", path, socket, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return b, fmt.Errorf("GET %s from %s: %s: %s", path, socket, resp.Status, strings.TrimSpace(string(b)))
+	}
+	return b, nil
+}
+
+// GetStatus asks the daemon behind the admin socket for its status and
+// returns it with the answer as received.
+func GetStatus(ctx context.Context, socket string) (Status, []byte, error) {
+	var st Status
+	raw, err := Get(ctx, socket, StatusPath)
+	if err != nil {
+		return st, raw, err
+	}
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return st, raw, fmt.Errorf("status from %s: %w", socket, err)
+	}
+	return st, raw, nil
+}
