@@ -94,7 +94,7 @@ func (nw *network) events(id NodeID, kind EventKind) []string {
 	return out
 }
 
-// Reference: DESIGN §5.1: a node is suspected only when silent on all
+// Reference: docs/membership.md "Timings (defaults)": a node is suspected only when silent on all
 // networks for HeartbeatThreshold intervals.
 func TestSuspectOnlyWhenSilentOnEveryNetwork(t *testing.T) {
 	nw := newNetwork(t, 2, 2)

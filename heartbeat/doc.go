@@ -1,4 +1,4 @@
-// Package heartbeat is Wolfpack's failure detector (DESIGN §5.1): an
+// Package heartbeat is Wolfpack's failure detector (docs/membership.md): an
 // authenticated heartbeat codec and a deterministic, tick-driven detector
 // that suspects a peer only when it is silent on every private network.
 //

@@ -4,7 +4,8 @@ import (
 	"testing"
 )
 
-// Reference: DESIGN §5.1 (failure detection): a peer declared a member
+// Reference: docs/membership.md "Timings (defaults)" (failure detection; a
+// member never heard): a peer declared a member
 // but never heard is suspected like any silent peer.
 
 func newSolo(t *testing.T, self NodeID, peers ...NodeID) *Detector {
@@ -38,8 +39,9 @@ func heartbeatFrom(t *testing.T, peer NodeID, seq uint64, net int) []byte {
 	return dg
 }
 
-// Reference: DESIGN §5.1. A member never heard is suspected exactly
-// Threshold intervals after it became a member, with NeverHeard, once.
+// Reference: docs/membership.md "Timings (defaults)". A member never heard
+// is suspected exactly Threshold intervals after it became a member, with
+// NeverHeard, once.
 func TestNeverHeardMemberSuspected(t *testing.T) {
 	d := newSolo(t, 1, 2, 3)
 	tickEvents(d, 7)
@@ -57,8 +59,9 @@ func TestNeverHeardMemberSuspected(t *testing.T) {
 	}
 }
 
-// Reference: DESIGN §5.1. Without SetMembers (or for a peer that is not a
-// member) a never-heard peer is not suspected: configured is not expected.
+// Reference: docs/membership.md "Timings (defaults)". Without SetMembers (or
+// for a peer that is not a member) a never-heard peer is not suspected:
+// configured is not expected.
 func TestNeverHeardNonMemberNotSuspected(t *testing.T) {
 	d := newSolo(t, 1, 2, 3)
 	if evs := tickEvents(d, 200); len(evs) != 0 {
@@ -76,8 +79,9 @@ func TestNeverHeardNonMemberNotSuspected(t *testing.T) {
 	}
 }
 
-// Reference: DESIGN §5.1. A member heard before the threshold is alive,
-// not suspected; its later silence is an ordinary suspicion.
+// Reference: docs/membership.md "Timings (defaults)". A member heard before
+// the threshold is alive, not suspected; its later silence is an ordinary
+// suspicion.
 func TestMemberHeardInTimeNotNeverHeard(t *testing.T) {
 	d := newSolo(t, 1, 2)
 	d.SetMembers(SetOf(1, 2))
@@ -96,9 +100,9 @@ func TestMemberHeardInTimeNotNeverHeard(t *testing.T) {
 	}
 }
 
-// Reference: DESIGN §5.1. A suspected member still in the membership is not
-// suspected again until heard again; a member removed and added again is
-// timed afresh.
+// Reference: docs/membership.md "Timings (defaults)". A suspected member
+// still in the membership is not suspected again until heard again; a member
+// removed and added again is timed afresh.
 func TestNeverHeardOncePerSilence(t *testing.T) {
 	d := newSolo(t, 1, 2)
 	d.SetMembers(SetOf(1, 2))
@@ -128,8 +132,8 @@ func TestNeverHeardOncePerSilence(t *testing.T) {
 	}
 }
 
-// Reference: DESIGN §5.1. The same inputs give the same events at the same
-// ticks (tick-driven, no clock).
+// Reference: docs/membership.md "Timings (defaults)". The same inputs give
+// the same events at the same ticks (tick-driven, no clock).
 func TestNeverHeardDeterministic(t *testing.T) {
 	run := func() []tickEvent {
 		d := newSolo(t, 3, 1, 2, 4)

@@ -26,7 +26,8 @@ const DefaultMaxTransfer = 128 << 10
 
 // SCSIBlocks is a BlockDevice on a scsi.Device: READ(16), and WRITE(16)
 // with FUA so that an acknowledged write is on the medium and fencing (a
-// RESERVATION CONFLICT) applies to every write (DESIGN.md §5.4).
+// RESERVATION CONFLICT) applies to every write (docs/quorum-disk.md
+// "Recovery log").
 type SCSIBlocks struct {
 	dev         scsi.Device
 	bs          int

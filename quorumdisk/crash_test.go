@@ -127,7 +127,8 @@ func crashDevice(bs int) *crashDisk {
 // the one whose write was in flight; the log then goes on from there, and a
 // second replay agrees.
 //
-// Reference: DESIGN.md §5.4 (a torn write ends the log; it never corrupts it).
+// Reference: docs/quorum-disk.md "Recovery log" (a torn write ends the log;
+// it never corrupts it).
 func TestCrashReplay(t *testing.T) {
 	iterations := 1000
 	if testing.Short() {

@@ -148,12 +148,13 @@ func DefaultLayout(blockSize uint32, blocks uint64, checkpointBytes uint32) (Lay
 
 // Superblock is block 0 of the quorum LUN.
 //
-// Reference: DESIGN.md §5.4; docs/quorum-disk.md "Superblock".
+// Reference: docs/quorum-disk.md "Superblock".
 type Superblock struct {
 	Version uint16
 	// ClusterID names the cluster (random at format unless given).
 	ClusterID [16]byte
-	// ClusterTag is the first half of every reservation key (DESIGN.md §5.3).
+	// ClusterTag is the first half of every reservation key (docs/design.md,
+	// "Quorum arbitration").
 	ClusterTag uint32
 	// FormatID stamps every other structure of this format, so that
 	// leftovers of an earlier format of the LUN are never taken for current.
@@ -221,7 +222,8 @@ func (s *Superblock) UnmarshalBinary(b []byte) error {
 	return nil
 }
 
-// Heartbeat is one node's disk heartbeat slot (DESIGN.md §5.1): the node
+// Heartbeat is one node's disk heartbeat slot (docs/design.md, "The disk
+// as the last heartbeat path"; docs/quorum-disk.md "Heartbeat slot"): the node
 // rewrites it every beat; the others read it to tell "partitioned" from
 // "dead".
 type Heartbeat struct {

@@ -4,7 +4,8 @@ import "context"
 
 // DiskLiveness tells, from successive reads of the heartbeat slots, which
 // nodes are still beating on the disk: the last path that tells
-// "partitioned" from "dead" (DESIGN.md §5.1). It is a deterministic state
+// "partitioned" from "dead" (docs/design.md, "The disk as the last heartbeat
+// path"). It is a deterministic state
 // machine: the caller reads the slots (Disk.ReadHeartbeats) and ticks it.
 type DiskLiveness struct {
 	timeout uint64

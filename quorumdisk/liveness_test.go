@@ -9,7 +9,8 @@ import (
 // one whose slot stops is not, after the timeout; a restart (new
 // incarnation) counts as a change.
 //
-// Reference: DESIGN.md §5.1 (the quorum LUN carries one slot per node).
+// Reference: docs/quorum-disk.md "Heartbeat slot" (the quorum LUN carries one
+// slot per node); docs/design.md, "The disk as the last heartbeat path".
 func TestDiskLiveness(t *testing.T) {
 	ctx := context.Background()
 	dev := NewMemBlocks(512, 4096)

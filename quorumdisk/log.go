@@ -26,7 +26,8 @@ const readAhead = 256
 // Replay is what the log holds: the newest valid checkpoint, its snapshot,
 // and the records after it in LSN order.
 //
-// Reference: DESIGN.md §5.4 (replay: newest valid checkpoint, then records in
+// Reference: docs/quorum-disk.md "Recovery log" (replay: newest valid
+// checkpoint, then records in
 // LSN order until the first bad CRC or gap).
 type Replay struct {
 	Checkpoint Checkpoint

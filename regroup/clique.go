@@ -27,7 +27,8 @@ const maxCliqueBudget = 200000
 // contains must, preferring, among sets of equal size, the one whose sorted
 // id list is smallest. It is deterministic: Bron–Kerbosch with pivoting
 // over bit sets, vertices taken in id order.
-// Reference: DESIGN §5.2 Pruning.
+// Reference: docs/membership.md "Regroup" (stage 3, Pruning); MSCS paper
+// (Vogels et al.), section "Regroup".
 func MaxClique(a *Adjacency, candidates NodeSet, must NodeID) NodeSet {
 	if !candidates.Has(must) {
 		return 0

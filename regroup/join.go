@@ -7,7 +7,7 @@ import (
 	"fmt"
 )
 
-// Join, form and leave (DESIGN §5.2).
+// Join, form and leave (docs/membership.md "Join (through a sponsor)").
 
 type joinPhase uint8
 

@@ -240,7 +240,8 @@ func (n *Node) Evict(peer NodeID) error {
 }
 
 // QuorumLost tells the node the arbiter found its key gone or the
-// reservation lost: it must stop at once (self-fence, DESIGN §5.3).
+// reservation lost: it must stop at once (self-fence, docs/design.md,
+// "Quorum arbitration").
 func (n *Node) QuorumLost(reason string) {
 	n.holdKey = false
 	if n.dead() {

@@ -8,7 +8,8 @@ func (n *Node) beginRegroup() {
 	n.startRound(n.rg.round + 1)
 }
 
-// startRound enters Activate of round r (DESIGN §5.2 stage 1).
+// startRound enters Activate of round r (docs/membership.md "Regroup",
+// stage 1).
 func (n *Node) startRound(r uint64) {
 	if n.rg.stage == StageStabilized {
 		n.rg.excluded = 0 // a new regroup episode
@@ -284,7 +285,7 @@ func (n *Node) tickRegroup() {
 	rg := &n.rg
 	if rg.stage == StageStabilized {
 		// A member the detector no longer hears, one that restarted, or an
-		// eviction: regroup (DESIGN §5.2 triggers).
+		// eviction: regroup (docs/membership.md "Regroup": triggers).
 		if n.members&n.suspected != 0 || n.restarted != 0 || n.evict != 0 {
 			n.beginRegroup()
 		}

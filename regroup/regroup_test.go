@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// Reference: DESIGN §5.2 partition survival; docs/membership.md.
+// Reference: docs/membership.md "Partition survival: the rule implemented".
 func TestClassify(t *testing.T) {
 	all := func(n int) NodeSet {
 		var s NodeSet
@@ -36,7 +36,8 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-// Reference: DESIGN §5.2 Pruning: a fully connected set, deterministically.
+// Reference: docs/membership.md "Regroup" (Pruning); MSCS paper (Vogels et
+// al.), section "Regroup": a fully connected set, deterministically.
 func TestMaxClique(t *testing.T) {
 	var rows [65]NodeSet
 	hear := func(a NodeID, bs ...NodeID) { rows[a] = heartbeat.SetOf(bs...).Add(a) }
@@ -112,7 +113,8 @@ func (nw *network) tick(ticks int) {
 	}
 }
 
-// Reference: DESIGN §5.2 Join: the joiner authenticates to a sponsor; a
+// Reference: docs/membership.md "Join (through a sponsor)": the joiner
+// authenticates to a sponsor; a
 // wrong cluster secret is refused with a clear reason.
 func TestJoinWrongSecretRefused(t *testing.T) {
 	all := heartbeat.SetOf(1, 2)
@@ -141,7 +143,9 @@ func TestJoinWrongSecretRefused(t *testing.T) {
 	}
 }
 
-// Reference: DESIGN §5.2 Join and Leave: joins through the leader commit a
+// Reference: docs/membership.md "Join (through a sponsor)" and its leave
+// paragraph; MSCS paper (Vogels et al.), section "Member Join": joins
+// through the leader commit a
 // new epoch everywhere; ClusterExit removes the node with no regroup.
 func TestJoinThenLeave(t *testing.T) {
 	all := heartbeat.SetOf(1, 2, 3)

@@ -30,7 +30,8 @@ func (e Epoch) By() NodeID { return NodeID(e & 0xff) }
 
 func (e Epoch) String() string { return fmt.Sprintf("%d.%d", e.Gen(), e.By()) }
 
-// Stage is a regroup stage (DESIGN §5.2). Every regroup message carries
+// Stage is a regroup stage (docs/membership.md "Regroup"). Every regroup
+// message carries
 // the stage it belongs to; stages are barriers.
 type Stage uint8
 
@@ -65,8 +66,8 @@ func (s Stage) String() string {
 // State is this node's own state.
 type State uint8
 
-// Node states. Joining, Up, Paused and Down are the states DESIGN §5.2
-// names; Forming, Halted and Left are their terminal and transitional
+// Node states. Joining, Up, Paused and Down are the states of
+// docs/design.md, "Membership: join, regroup, leave"; Forming, Halted and Left are their terminal and transitional
 // companions.
 const (
 	StateDown    State = iota // not started
@@ -136,7 +137,7 @@ func (c Class) String() string {
 
 // Classify applies the survival rule to partition, a candidate from the
 // original membership; tieBreaker breaks exact halves (rule b).
-// Reference: DESIGN §5.2 partition survival, docs/membership.md.
+// Reference: docs/membership.md "Partition survival: the rule implemented".
 func Classify(original, partition NodeSet, tieBreaker NodeID) Class {
 	partition &= original
 	n, k := original.Len(), partition.Len()
@@ -241,7 +242,8 @@ func (m Message) String() string {
 }
 
 // Arbitration asks the quorum arbiter to make Members the only registrants
-// of the quorum disk (DESIGN §5.3): remove the key of every other node,
+// of the quorum disk (docs/design.md, "Quorum arbitration"): remove the key
+// of every other node,
 // take the reservation if no member holds it, and answer with
 // ArbitrationDone(Round, won, reason). The arbiter waits as Class says
 // before it preempts. For ClassForm it registers this node's key first.

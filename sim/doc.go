@@ -1,4 +1,5 @@
-// Package sim is Wolfpack's ring-1 deterministic simulator (DESIGN §4): it
+// Package sim is Wolfpack's ring-1 deterministic simulator (docs/design.md,
+// "Tests: three rings"): it
 // runs the real heartbeat detectors and regroup state machines of 2..64
 // nodes on a virtual clock, over a simulated network with loss, delay,
 // duplication, reordering, symmetric and asymmetric partitions and

@@ -6,8 +6,9 @@ import (
 	"github.com/wolfpack-ha/wolfpack/regroup"
 )
 
-// Figures are the virtual-time measurements of one scenario (DESIGN §6,
-// TARGETS: detection ≤ 500 ms, regroup ≤ 300 ms, join ≤ 500 ms).
+// Figures are the virtual-time measurements of one scenario (docs/design.md,
+// "Timings"; BENCHMARKS.md "Targets": detection ≤ 500 ms, regroup ≤ 300 ms,
+// join ≤ 500 ms).
 type Figures struct {
 	Nodes int
 	// Detection: last heartbeat received from the crashed node to the

@@ -14,7 +14,8 @@ func p95(v []int64) int64    { slices.Sort(v); return v[(len(v)*95)/100] }
 // TestTimings measures detection, regroup and join in virtual time at 2,
 // 4, 8 and 16 nodes with the default timings, over 50 seeds each, for a
 // crash of an ordinary node and of node 1 (leader and reservation holder),
-// and holds them to TARGETS.md: detection ≤ 500 ms, regroup ≤ 300 ms,
+// and holds them to the targets (BENCHMARKS.md "Targets"): detection
+// ≤ 500 ms, regroup ≤ 300 ms,
 // join ≤ 500 ms.
 func TestTimings(t *testing.T) {
 	seeds := 50

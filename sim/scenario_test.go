@@ -45,7 +45,8 @@ func (s *Sim) settle(t *testing.T, d int64) regroup.NodeSet {
 	return live
 }
 
-// Reference: DESIGN §5.2 partition survival (a): the majority survives,
+// Reference: docs/membership.md "Partition survival: the rule implemented"
+// (a): the majority survives,
 // the minority halts or is fenced.
 func TestPartitionMajoritySurvives(t *testing.T) {
 	s := boot(t, 5)
@@ -55,7 +56,8 @@ func TestPartitionMajoritySurvives(t *testing.T) {
 	}
 }
 
-// Reference: DESIGN §5.2 (b): an exact half survives if it holds the
+// Reference: docs/membership.md "Partition survival: the rule implemented"
+// (b): an exact half survives if it holds the
 // tie-breaker (the lowest id of the original membership).
 func TestPartitionTieBreaker(t *testing.T) {
 	s := boot(t, 4)
@@ -65,7 +67,8 @@ func TestPartitionTieBreaker(t *testing.T) {
 	}
 }
 
-// Reference: DESIGN §5.2 (c) and §5.3: two nodes that lose every private
+// Reference: docs/membership.md "Partition survival: the rule implemented"
+// (c); docs/design.md, "Quorum arbitration": two nodes that lose every private
 // network: the reservation holder defends at once and wins; the other's
 // PREEMPT after the defence delay fails and it halts.
 func TestTwoNodeSplitHolderWins(t *testing.T) {
@@ -78,7 +81,7 @@ func TestTwoNodeSplitHolderWins(t *testing.T) {
 }
 
 // Silence on one network only is a network failure, not a regroup
-// (DESIGN §5.1).
+// (docs/membership.md "Timings (defaults)": network down).
 func TestOneNetworkCutNoRegroup(t *testing.T) {
 	s := boot(t, 3)
 	s.Metrics.Mark()
@@ -95,7 +98,8 @@ func TestOneNetworkCutNoRegroup(t *testing.T) {
 	}
 }
 
-// Reference: DESIGN §4 ring 3 fault "freeze": the zombie that wakes up
+// Reference: docs/design.md, "Tests: three rings" (the ring-3 fault
+// "freeze"): the zombie that wakes up
 // finds itself fenced and halts.
 func TestFrozenNodeFencedOnWake(t *testing.T) {
 	s := boot(t, 3)

@@ -2,7 +2,8 @@ package sim
 
 import "testing"
 
-// Reference: DESIGN §4 ring 1: thousands of seeds, every invariant after
+// Reference: docs/design.md, "Tests: three rings" (ring 1) and "Invariants":
+// thousands of seeds, every invariant after
 // every step. 10,000 seeds over 2..16 nodes; -short runs 300 (the -race
 // unit pass).
 func TestSimulatorSeeds(t *testing.T) {

@@ -579,7 +579,7 @@ func holdQuorum(ctx context.Context, d scsi.Device, dev string, f *quorumFlags, 
 		return err
 	}
 	// The core replayed the log and appended an owner record when it won
-	// (docs/design.md, "Form"); this reads it again to report it.
+	// (docs/design.md, "Quorum arbitration"); this reads it again to report it.
 	log, rp, err := qd.OpenLog(ctx)
 	if err != nil {
 		lw.event("error", "error", "replay: "+err.Error())

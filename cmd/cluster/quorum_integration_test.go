@@ -73,7 +73,7 @@ func mustGuest(ctx context.Context, t *testing.T, n *testbed.Node, argv ...strin
 // when the owner removes its key, and sg_persist through another nexus sees
 // only the owner's key, holding Write Exclusive - Registrants Only.
 //
-// Reference: DESIGN.md §5.3; SPC-4 5.12.11.4.
+// Reference: docs/design.md, "Quorum arbitration"; SPC-4 5.12.11.4.
 func TestIntegrationQuorumRace(t *testing.T) {
 	testbed.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
@@ -201,8 +201,9 @@ func startGuest(ctx context.Context, t *testing.T, n *testbed.Node, logPath stri
 // QuorumCheckInterval, its writes fail with RESERVATION CONFLICT, and it
 // stops.
 //
-// Reference: DESIGN.md §4 ring 3 (the zombie that wakes up must find itself
-// fenced and halt), §5.3, §5.4.
+// Reference: docs/design.md, "Tests: three rings" (ring 3: the zombie that
+// wakes up must find itself fenced and halt) and "Quorum arbitration";
+// docs/quorum-disk.md "Recovery log".
 func TestIntegrationFrozenOwnerFenced(t *testing.T) {
 	testbed.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)

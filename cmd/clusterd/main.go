@@ -1,4 +1,5 @@
-// Command clusterd is the Wolfpack cluster service (DESIGN §2). This version
+// Command clusterd is the Wolfpack cluster service (docs/design.md,
+// "Components"). This version
 // runs membership only: heartbeats on every private network, join through a
 // sponsor or form on the quorum disk, regroup, leave on SIGTERM; see
 // docs/clusterd.md.

@@ -269,7 +269,7 @@ func TestFormJoinCrashLeave(t *testing.T) {
 }
 
 // A member whose key is removed finds it at its next quorum check and
-// halts (DESIGN §5.3 self-fence).
+// halts (self-fence: docs/design.md, "Quorum arbitration").
 func TestFencedMemberHalts(t *testing.T) {
 	c := newTestCluster(t, 2, 1)
 	c.start(1)

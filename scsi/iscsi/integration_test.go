@@ -181,7 +181,8 @@ func hasKey(keys []uint64, k uint64) bool {
 	return false
 }
 
-// Reference: SPC-4 5.12 (persistent reservations), DESIGN.md 5.3.
+// Reference: SPC-4 5.12 (persistent reservations); docs/design.md, "Quorum
+// arbitration".
 func TestIntegrationPersistentReservation(t *testing.T) {
 	tg := iscsitest.Start(t, iscsitest.Options{})
 	s1 := openTgt(t, tg, node1, nil)

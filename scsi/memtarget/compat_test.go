@@ -198,7 +198,8 @@ func runScenario(t *testing.T, c Compat, steps []step) []string {
 	return out
 }
 
-// The quorum scenario of DESIGN.md 5.3 on three nexuses, played in both
+// The quorum scenario (docs/design.md, "Quorum arbitration") on three
+// nexuses, played in both
 // modes: statuses, keys, holder and type agree; only unit attentions
 // differ. The same script runs against tgt in the integration tests.
 // Reference: SPC-4 5.12.

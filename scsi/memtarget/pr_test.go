@@ -488,7 +488,7 @@ func TestAttentionDelivery(t *testing.T) {
 
 // Two nexuses race to preempt each other: the target serialises them and
 // exactly one ends up holding the reservation.
-// Reference: SPC-4 5.12.11.4; DESIGN.md 5.3.
+// Reference: SPC-4 5.12.11.4; docs/design.md, "Quorum arbitration".
 func TestConcurrentPreempt(t *testing.T) {
 	for round := 0; round < 50; round++ {
 		tg, a, b, _ := three(t, CompatSPC4)

@@ -1,5 +1,6 @@
 // Package nscluster runs a Wolfpack cluster of real clusterd processes, each
-// in its own Linux network namespace, on one machine (DESIGN §4, ring 2), for
+// in its own Linux network namespace, on one machine (docs/design.md, "Tests:
+// three rings", ring 2), for
 // integration tests run as root.
 //
 // # Layout

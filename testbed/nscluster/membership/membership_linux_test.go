@@ -16,7 +16,8 @@ import (
 
 // TestIntegrationNodeCrash: five nodes form one membership; SIGKILL one;
 // the other four install the same new membership (same epoch, same four
-// members). Reference: DESIGN §5.2 (regroup), docs/membership.md.
+// members). Reference: docs/membership.md "Regroup"; MSCS paper (Vogels et
+// al.), section "Regroup".
 func TestIntegrationNodeCrash(t *testing.T) {
 	c := newCluster(t, nscluster.Config{Nodes: 5})
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)

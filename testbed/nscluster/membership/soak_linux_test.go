@@ -10,8 +10,9 @@ import (
 	"github.com/wolfpack-ha/wolfpack/testbed/nscluster"
 )
 
-// TestIntegrationSoakCPUHog is the false-suspicion soak (TARGETS: "false
-// failovers in 10 minutes with a CPU hog on every node: 0"): a cluster at
+// TestIntegrationSoakCPUHog is the false-suspicion soak (BENCHMARKS.md
+// "Targets": "false failovers in 10 minutes with a CPU hog on every node:
+// 0"): a cluster at
 // default timings, one busy-loop process in every node's namespace, for
 // WOLFPACK_SOAK (a duration, e.g. 10m; make soak). Any "peer suspected" or
 // "regroup started" fails it. WOLFPACK_SOAK_NODES sets the size (default 5).

@@ -40,8 +40,9 @@ func quorumOwner(ctx context.Context, t *testing.T, c *nscluster.Cluster, nodes 
 // them owns the disk. Thawed (SIGCONT), the old owner must find itself
 // fenced (its key removed, outside the membership) and halt with status 3
 // within a quorum check interval plus margin, and the survivors must not
-// notice: same epoch, still members, no halt. Reference: DESIGN §5.3
-// (self-fence on the quorum check), docs/membership.md.
+// notice: same epoch, still members, no halt. Reference: docs/design.md,
+// "Quorum arbitration" (self-fence on the quorum check); docs/membership.md
+// "Partition survival: the rule implemented".
 func TestIntegrationFrozenNodeFenced(t *testing.T) {
 	c := newCluster(t, nscluster.Config{Nodes: 3})
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
