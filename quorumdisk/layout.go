@@ -148,7 +148,7 @@ func DefaultLayout(blockSize uint32, blocks uint64, checkpointBytes uint32) (Lay
 
 // Superblock is block 0 of the quorum LUN.
 //
-// Reference: docs/quorum-disk.md "Superblock".
+// Reference: docs/quorum-disk.md "Superblock (block 0, 128 bytes)".
 type Superblock struct {
 	Version uint16
 	// ClusterID names the cluster (random at format unless given).
@@ -223,9 +223,9 @@ func (s *Superblock) UnmarshalBinary(b []byte) error {
 }
 
 // Heartbeat is one node's disk heartbeat slot (docs/design.md, "The disk
-// as the last heartbeat path"; docs/quorum-disk.md "Heartbeat slot"): the node
-// rewrites it every beat; the others read it to tell "partitioned" from
-// "dead".
+// as the last heartbeat path"; docs/quorum-disk.md "Heartbeat slot (64
+// bytes)"): the node rewrites it every beat; the others read it to tell
+// "partitioned" from "dead".
 type Heartbeat struct {
 	FormatID    uint64
 	Node        uint32

@@ -9,8 +9,9 @@ import (
 // one whose slot stops is not, after the timeout; a restart (new
 // incarnation) counts as a change.
 //
-// Reference: docs/quorum-disk.md "Heartbeat slot" (the quorum LUN carries one
-// slot per node); docs/design.md, "The disk as the last heartbeat path".
+// Reference: docs/quorum-disk.md "Heartbeat slot (64 bytes)" (the quorum
+// LUN carries one slot per node); docs/design.md, "The disk as the last
+// heartbeat path".
 func TestDiskLiveness(t *testing.T) {
 	ctx := context.Background()
 	dev := NewMemBlocks(512, 4096)
