@@ -37,7 +37,7 @@ var (
 	simSeeds = checker{name: "simulator, 300 seeds", pkg: "./sim/", run: "^TestSimulatorSeeds$",
 		env: []string{"WOLFPACK_SIM_STOP_FIRST=1"}}
 	simScenarios = checker{name: "simulator scenarios", pkg: "./sim/",
-		run: "^(TestPartition|TestTwoNode|TestOneNetwork|TestFrozen)"}
+		run: "^(TestPartition|TestTwoNode|TestOneNetwork|TestFrozen|TestPruning)"}
 	crash   = checker{name: "quorum log crash test", pkg: "./quorumdisk/", run: "^TestCrashReplay$"}
 	regroup = checker{name: "regroup join tests", pkg: "./regroup/", run: "^TestJoin"}
 )
@@ -84,7 +84,7 @@ var mutants = []mutant{
 			old: "	s.bk(NodeSet(0).Add(must), a[must]&candidates, 0)\n	return s.best",
 			new: "	s.bk(NodeSet(0).Add(must), a[must]&candidates, 0)\n	return candidates",
 		}},
-		check: simSeeds,
+		check: simScenarios,
 	},
 	{
 		name: "a detector that counts one network only",
@@ -134,8 +134,8 @@ var mutants = []mutant{
 // beatIgnored is an edit several faults share: the slot write refused with
 // RESERVATION CONFLICT no longer self-fences.
 var beatIgnored = edit{file: "internal/core/node.go",
-	old: "		case Conflict:\n			n.quorumLost(\"disk heartbeat write: RESERVATION CONFLICT: this node's key was removed\")\n			return",
-	new: "		case Conflict:",
+	old: "		case Conflict:\n			n.quorumLost(\"disk heartbeat write: RESERVATION CONFLICT: this node's key was removed\")\n",
+	new: "		case Conflict:\n",
 }
 
 func main() {

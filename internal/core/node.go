@@ -275,10 +275,7 @@ func (n *Node) Tick() {
 		}
 		if n.now-n.lastBeat >= int64(n.cfg.DiskBeatTicks) && n.beatCmd == 0 {
 			n.lastBeat = n.now
-			n.slot.Counter++
-			ep, _ := n.rg.Membership()
-			n.slot.Epoch = uint64(ep)
-			n.beatCmd = n.issueDisk(DiskCommand{Op: DiskWriteSlot, Slot: n.slot})
+			n.beatCmd = n.issueDisk(DiskCommand{Op: DiskReadSlots})
 		}
 	}
 	n.process()
@@ -504,42 +501,49 @@ func (n *Node) logWarn(msg string, args ...any)  { n.log.Warn(msg, args...) }
 
 // ---- disk heartbeat ----
 
-// beatResult: a slot write is followed by a read of every slot and this
-// node's mailbox. A write refused with RESERVATION CONFLICT means this
-// node's key is gone: it self-fences at once rather than at its next
-// quorum check.
+// beatResult: every disk beat reads the slots and this node's mailbox,
+// then writes this node's slot. Reading first means a pill written since
+// the last beat is read before the write that would be refused. A write
+// refused with RESERVATION CONFLICT means this node's key is gone: it
+// self-fences at once rather than at its next quorum check.
 func (n *Node) beatResult(r DiskResult) {
 	switch r.Op {
+	case DiskReadSlots:
+		if r.Outcome != OK {
+			n.event(Event{Kind: EventDiskDown, Reason: "read slots: " + r.errString()})
+		} else {
+			n.observeSlots(r)
+		}
+		if n.halted == "" && n.rg.Member() && n.rg.Registered() {
+			n.slot.Counter++
+			ep, _ := n.rg.Membership()
+			n.slot.Epoch = uint64(ep)
+			n.beatCmd = n.issueDisk(DiskCommand{Op: DiskWriteSlot, Slot: n.slot})
+		}
 	case DiskWriteSlot:
 		switch r.Outcome {
 		case Conflict:
 			n.quorumLost("disk heartbeat write: RESERVATION CONFLICT: this node's key was removed")
-			return
 		case Failed:
 			n.event(Event{Kind: EventDiskDown, Reason: "write slot: " + r.errString()})
 		}
-		if n.rg.Member() {
-			n.beatCmd = n.issueDisk(DiskCommand{Op: DiskReadSlots})
+	}
+}
+
+func (n *Node) observeSlots(r DiskResult) {
+	for _, s := range r.Slots {
+		if !s.Node.Valid() || s.Node == n.cfg.Self {
+			continue
 		}
-	case DiskReadSlots:
-		if r.Outcome != OK {
-			n.event(Event{Kind: EventDiskDown, Reason: "read slots: " + r.errString()})
-			return
+		p := &n.peers[s.Node]
+		if p.seen && (p.counter != s.Counter || p.incarnation != s.Incarnation) {
+			p.changedAt = n.now
 		}
-		for _, s := range r.Slots {
-			if !s.Node.Valid() || s.Node == n.cfg.Self {
-				continue
-			}
-			p := &n.peers[s.Node]
-			if p.seen && (p.counter != s.Counter || p.incarnation != s.Incarnation) {
-				p.changedAt = n.now
-			}
-			p.seen, p.counter, p.incarnation = true, s.Counter, s.Incarnation
-		}
-		if pl := r.Pill; pl != nil && pl.Target == n.cfg.Self && pl.Incarnation == n.cfg.Incarnation {
-			n.event(Event{Kind: EventPillRead, Node: pl.Sender, Reason: pl.Reason})
-			n.quorumLost(fmt.Sprintf("poison pill from node %d: %s", pl.Sender, pl.Reason))
-		}
+		p.seen, p.counter, p.incarnation = true, s.Counter, s.Incarnation
+	}
+	if pl := r.Pill; pl != nil && pl.Target == n.cfg.Self && pl.Incarnation == n.cfg.Incarnation {
+		n.event(Event{Kind: EventPillRead, Node: pl.Sender, Reason: pl.Reason})
+		n.quorumLost(fmt.Sprintf("poison pill from node %d: %s", pl.Sender, pl.Reason))
 	}
 }
 
