@@ -231,7 +231,7 @@ func TestIntegrationFrozenOwnerFenced(t *testing.T) {
 	guestLoss := started.Sub(frozen) + time.Duration(w.ArbitrationMS)*time.Millisecond
 	t.Logf("node1 frozen; node2 owns the quorum disk %d ms later as the host saw it (%d ms: start + node2's own %d ms challenge to owner)",
 		won.Sub(frozen).Milliseconds(), guestLoss.Milliseconds(), w.ArbitrationMS)
-	if limit := quorumdiskDefenceDelay + 2*time.Second; won.Sub(frozen) > limit {
+	if limit := quorumFormDelay + 2*time.Second; won.Sub(frozen) > limit {
 		t.Fatalf("frozen owner lost the disk after %s, documented bound %s", won.Sub(frozen), limit)
 	}
 
@@ -339,8 +339,8 @@ func TestIntegrationQuorumBench(t *testing.T) {
 	}
 }
 
-// The default timings the VM tests hold the code to (docs/quorum-disk.md).
+// The default timings the VM tests hold the code to (docs/design.md, "Timings").
 const (
-	quorumdiskDefenceDelay  = 2500 * time.Millisecond
+	quorumFormDelay         = 1500 * time.Millisecond // cluster quorum hold waits the form delay (docs/design.md, "Quorum arbitration")
 	quorumdiskCheckInterval = time.Second
 )

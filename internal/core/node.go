@@ -3,7 +3,7 @@
 // behind one Tick / Step / Ready, in the shape of etcd raft's RawNode. It
 // starts no goroutines, reads no clock and does no I/O: clusterd and the
 // simulator both drive this same type, and only execute what it asks
-// (docs/design.md, "The node core").
+// (docs/design.md, "The node core and its drivers").
 package core
 
 import (
