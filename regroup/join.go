@@ -53,6 +53,7 @@ type sponsorState struct {
 	epoch    Epoch
 	members  NodeSet
 	acks     NodeSet
+	heard    NodeSet     // members that said they hear the joiner (AnnounceAck)
 	queue    [65]Message // latest JoinRequest per waiting joiner
 	waiting  NodeSet
 }
@@ -200,7 +201,7 @@ func (n *Node) joinFailed(reason string, fatal bool) {
 
 func (n *Node) stepJoin(m Message) {
 	switch m.Type {
-	case MsgJoinRequest, MsgJoinAuth, MsgJoinStateAck, MsgJoinCommitAck, MsgWelcomeAck:
+	case MsgJoinRequest, MsgJoinAuth, MsgJoinStateAck, MsgJoinCommitAck, MsgWelcomeAck, MsgAnnounceAck:
 		n.stepSponsor(m)
 		return
 	case MsgAnnounce, MsgJoinCommit:
@@ -290,7 +291,14 @@ func (n *Node) stepMember(m Message) {
 	}
 	switch m.Type {
 	case MsgAnnounce:
+		// Tell the sponsor once this node hears the joiner: the sponsor
+		// commits only a joiner every member hears (MSCS: the joiner must
+		// be reachable by all), else the node would be regrouped out at
+		// once, rejoin, and flap.
 		n.log.Debug("join announced", "joiner", m.Joiner, "sponsor", m.From)
+		if m.Joiner.Valid() && n.alive.Has(m.Joiner) {
+			n.send(Message{Type: MsgAnnounceAck, To: m.From, Joiner: m.Joiner})
+		}
 	case MsgJoinCommit:
 		if n.rg.stage != StageStabilized {
 			return // regrouping: the sponsor's regroup aborts the join
@@ -358,6 +366,11 @@ func (n *Node) stepSponsor(m Message) {
 			sp.phase, sp.since = spHeartbeat, n.now
 			n.tickSponsor()
 		}
+	case MsgAnnounceAck:
+		if (sp.phase == spState || sp.phase == spHeartbeat) && m.Joiner == sp.joiner && n.members.Has(m.From) {
+			sp.heard = sp.heard.Add(m.From)
+			n.tickSponsor()
+		}
 	case MsgJoinCommitAck:
 		if sp.phase == spCommit && m.Epoch == sp.epoch {
 			sp.acks = sp.acks.Add(m.From)
@@ -379,6 +392,7 @@ func (n *Node) sponsor(m Message) {
 	sp := &n.sp
 	sp.counter++
 	sp.phase, sp.joiner, sp.inc, sp.jnonce = spChallenge, m.From, m.Incarnation, m.Nonce
+	sp.heard = 0
 	sp.nonce = n.cfg.Incarnation<<20 ^ sp.counter
 	sp.since, sp.lastSend = n.now, n.now
 	sp.waiting = sp.waiting.Remove(m.From)
@@ -441,8 +455,15 @@ func (n *Node) tickSponsor() {
 			n.send(sp.queue[0])
 		}
 	case spHeartbeat:
-		// Wait for the joiner's first heartbeat before committing.
+		// Wait for the joiner's first heartbeat, and for every other
+		// member to say it hears the joiner too, before committing.
 		if !n.alive.Has(sp.joiner) {
+			return
+		}
+		if missing := n.members.Remove(n.cfg.Self) &^ sp.heard; missing != 0 {
+			if resend {
+				n.sendAll(missing, Message{Type: MsgAnnounce, Joiner: sp.joiner, Epoch: n.epoch})
+			}
 			return
 		}
 		sp.epoch = MakeEpoch(n.epoch.Gen()+1, n.cfg.Self)

@@ -104,12 +104,17 @@ func (h *rgHarness) run(t *testing.T, c transcript.Case) string {
 	case "form":
 		h.nodes[h.id(t, c.Arg("node"))].Form()
 	case "join":
+		// heardby= lists the members whose detectors hear the joiner
+		// (default: every member).
 		n := h.nodes[h.id(t, c.Arg("node"))]
+		heardBy := h.ids(t, c.Arg("heardby"))
 		n.Start()
 		for _, p := range h.nodes {
 			if p != n && p.Member() {
 				n.PeerUp(p.ID())
-				p.PeerUp(n.ID())
+				if c.Arg("heardby") == "" || slices.Contains(heardBy, p.ID()) {
+					p.PeerUp(n.ID())
+				}
 			}
 		}
 	case "arbitrate":

@@ -176,6 +176,7 @@ const (
 	MsgRegroup                          // regroup barrier message: {Round, Stage, ...}
 	MsgRegroupAck                       // regroup barrier acknowledgement: {Round, Stage}
 	MsgAbandon                          // regroup leader -> partition: lost arbitration {Reason}
+	MsgAnnounceAck                      // member -> sponsor: it hears {Joiner}
 )
 
 var msgNames = map[MsgType]string{
@@ -184,7 +185,7 @@ var msgNames = map[MsgType]string{
 	MsgJoinState: "JoinState", MsgJoinStateAck: "JoinStateAck", MsgJoinCommit: "JoinCommit",
 	MsgJoinCommitAck: "JoinCommitAck", MsgWelcome: "Welcome", MsgWelcomeAck: "WelcomeAck",
 	MsgJoinAbort: "JoinAbort", MsgExit: "ClusterExit", MsgRegroup: "Regroup",
-	MsgRegroupAck: "RegroupAck", MsgAbandon: "Abandon",
+	MsgRegroupAck: "RegroupAck", MsgAbandon: "Abandon", MsgAnnounceAck: "AnnounceAck",
 }
 
 func (t MsgType) String() string {

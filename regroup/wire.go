@@ -117,7 +117,7 @@ func (m Message) MarshalBinary() ([]byte, error) {
 
 func (m *Message) check() error {
 	switch {
-	case m.Type < MsgJoinRequest || m.Type > MsgAbandon:
+	case m.Type < MsgJoinRequest || m.Type > MsgAnnounceAck:
 		return fmt.Errorf("%w: type %d", ErrMalformed, m.Type)
 	case m.Stage > StageCleanup2:
 		return fmt.Errorf("%w: stage %d", ErrMalformed, m.Stage)

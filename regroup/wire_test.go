@@ -19,6 +19,7 @@ func sampleMessages() []Message {
 		{Type: MsgRegroup, From: 2, To: 64, Round: 9, Stage: StagePruning, Class: ClassContested,
 			Hears: heartbeat.SetOf(1, 2, 64), Evict: heartbeat.SetOf(5), Members: heartbeat.SetOf(1, 2)},
 		{Type: MsgAbandon, From: 1, To: 2, Round: 3, Reason: "lost arbitration"},
+		{Type: MsgAnnounceAck, From: 2, To: 1, Joiner: 3},
 		{Type: MsgJoinCommit, From: 1, To: 2, Joiner: 3, Leader: 1, Epoch: MakeEpoch(5, 1), Members: heartbeat.SetOf(1, 2, 3)},
 	}
 }
@@ -46,7 +47,7 @@ func TestMessageRejects(t *testing.T) {
 		"magic":           func(b []byte) []byte { b[0] = 'X'; return b },
 		"version":         func(b []byte) []byte { b[4] = 2; return b },
 		"type 0":          func(b []byte) []byte { b[5] = 0; return b },
-		"type high":       func(b []byte) []byte { b[5] = byte(MsgAbandon) + 1; return b },
+		"type high":       func(b []byte) []byte { b[5] = byte(MsgAnnounceAck) + 1; return b },
 		"stage":           func(b []byte) []byte { b[6] = 6; return b },
 		"class":           func(b []byte) []byte { b[7] = 5; return b },
 		"flags":           func(b []byte) []byte { b[8] = 2; return b },
