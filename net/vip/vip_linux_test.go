@@ -286,15 +286,15 @@ func TestIntegrationDuplicateAddress(t *testing.T) {
 	}
 
 	// On another interface of node A: refused before any packet.
-	if err := nstest.IPBatch(s.a.Name, "link add dummy0 type dummy", "addr add 10.77.9.9/32 dev dummy0"); err != nil {
+	if err := nstest.IPBatch(s.a.Name, "link add name side0 type veth peer name side1", "addr add 10.77.9.9/32 dev side0"); err != nil {
 		t.Fatal(err)
 	}
 	err := s.a.Do(func() error {
 		_, err := vip.Online(ctx, vip.Config{Addr: netip.MustParseAddr("10.77.9.9"), Interface: "eth0"})
 		return err
 	})
-	if !errors.Is(err, vip.ErrPresent) || !strings.Contains(err.Error(), "dummy0") {
-		t.Errorf("address on dummy0, online on eth0: %v, want ErrPresent naming dummy0", err)
+	if !errors.Is(err, vip.ErrPresent) || !strings.Contains(err.Error(), "side0") {
+		t.Errorf("address on side0, online on eth0: %v, want ErrPresent naming side0", err)
 	}
 }
 
