@@ -59,7 +59,7 @@ type Rig struct {
 	t         testing.TB
 	mu        sync.Mutex
 	netns     []string
-	procs     []*exec.Cmd
+	procs     []*proc
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -233,17 +233,41 @@ func (n *NS) Run(ctx context.Context, argv ...string) ([]byte, error) {
 
 // Start starts argv in the namespace in the background, output to the
 // files given (nil: discarded); Close kills it.
+//
+// The child gets SIGKILL when the OS thread that forked it exits
+// (PR_SET_PDEATHSIG), and Go ends the threads that Do moved into a
+// namespace: so the fork happens on a thread of its own, locked until the
+// child has exited.
 func (n *NS) Start(stdout, stderr *os.File, argv ...string) (*exec.Cmd, error) {
 	cmd := exec.Command("ip", append([]string{"netns", "exec", n.Name}, argv...)...)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// This thread's namespace was never changed: it may go back.
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		cmd.Wait()
+		close(p.done)
+	}()
+	if err := <-started; err != nil {
 		return nil, fmt.Errorf("in %s: start %s: %w", n.Name, strings.Join(argv, " "), err)
 	}
 	n.rig.mu.Lock()
-	n.rig.procs = append(n.rig.procs, cmd)
+	n.rig.procs = append(n.rig.procs, p)
 	n.rig.mu.Unlock()
 	return cmd, nil
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed when Wait returned
 }
 
 // Close kills the processes started, deletes every namespace (and with
@@ -255,9 +279,9 @@ func (r *Rig) Close() error {
 		procs, names := r.procs, r.netns
 		r.procs, r.netns = nil, nil
 		r.mu.Unlock()
-		for _, c := range procs {
-			c.Process.Kill()
-			c.Wait()
+		for _, p := range procs {
+			p.cmd.Process.Kill()
+			<-p.done
 		}
 		var errs []error
 		for i := len(names) - 1; i >= 0; i-- {
