@@ -166,10 +166,13 @@ func IPBatch(ns string, cmds ...string) error {
 // Do runs f on an OS thread moved into the namespace; the thread exits
 // afterwards instead of going back to the scheduler. Sockets and netlink
 // handles f opens stay in the namespace and may be used from any goroutine.
+//
+// Never the process's main thread: Go does not end it when a locked
+// goroutine exits but parks it, so the process itself would stay in the
+// namespace (and ip netns pids would list it).
 func (n *NS) Do(f func() error) error {
 	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
+	work := func() {
 		// No UnlockOSThread: the thread dies with this goroutine.
 		h, err := netns.GetFromName(n.Name)
 		if err != nil {
@@ -182,6 +185,23 @@ func (n *NS) Do(f func() error) error {
 			return
 		}
 		errc <- f()
+	}
+	go func() {
+		runtime.LockOSThread()
+		if unix.Gettid() != unix.Getpid() {
+			work()
+			return
+		}
+		// On the main thread: hold it while another goroutine locks a
+		// thread of its own, which therefore is not this one.
+		locked := make(chan struct{})
+		go func() {
+			runtime.LockOSThread()
+			close(locked)
+			work()
+		}()
+		<-locked
+		runtime.UnlockOSThread() // unchanged: fine to give back
 	}()
 	return <-errc
 }
@@ -299,7 +319,7 @@ func (r *Rig) Close() error {
 func removeNetns(ns string) error {
 	if out, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
 		for _, f := range strings.Fields(string(out)) {
-			if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+			if pid, err := strconv.Atoi(f); err == nil && pid > 1 && pid != os.Getpid() {
 				syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}
