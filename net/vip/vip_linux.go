@@ -164,8 +164,40 @@ func online(ctx context.Context, h *netlink.Handle, addr netip.Addr, cfg Config,
 	if err := h.AddrAdd(link, na); err != nil {
 		return nil, fmt.Errorf("vip: add %s to %s: the kernel said: %w", prefix, attrs.Name, err)
 	}
-	return newAddress(h, link, *na, prefix, log), nil
+	a := newAddress(h, link, *na, prefix, log)
+	if err := waitLocal(ctx, h, addr); err != nil {
+		a.Offline()
+		return nil, fmt.Errorf("vip: add %s to %s: %w", prefix, attrs.Name, err)
+	}
+	return a, nil
 }
+
+// waitLocal waits until the kernel delivers packets to addr locally. For
+// IPv6 the local route is inserted by the address's DAD work, which runs
+// on a kernel workqueue after RTM_NEWADDR returns even with IFA_F_NODAD:
+// announcing before it would send clients to a host that drops their
+// packets. For IPv4 the route is there when the add returns.
+func waitLocal(ctx context.Context, h *netlink.Handle, addr netip.Addr) error {
+	ctx, cancel := context.WithTimeout(ctx, localTimeout)
+	defer cancel()
+	for {
+		rs, err := h.RouteGet(addr.AsSlice())
+		if err == nil && len(rs) > 0 && rs[0].Type == unix.RTN_LOCAL {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if err != nil {
+				return fmt.Errorf("the kernel made no local route for it within %v (route lookup: %w)", localTimeout, err)
+			}
+			return fmt.Errorf("the kernel made no local route for it within %v", localTimeout)
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// localTimeout bounds waitLocal: the workqueue runs in microseconds.
+const localTimeout = 2 * time.Second
 
 func newAddress(h *netlink.Handle, link netlink.Link, na netlink.Addr, prefix netip.Prefix, log *slog.Logger) *Address {
 	return &Address{ifi: iface(link), prefix: prefix, log: log, h: h, link: link, nladdr: &na}

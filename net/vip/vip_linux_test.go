@@ -35,7 +35,7 @@ func (w tWriter) Write(b []byte) (int, error) {
 }
 
 // segment is two nodes and a client on one bridge, each node running a UDP
-// echo server that answers with its name.
+// echo server that answers with its name and the request.
 type segment struct {
 	rig           *nstest.Rig
 	a, b, client  *nstest.NS
@@ -43,6 +43,7 @@ type segment struct {
 	clientNetlink *netlink.Handle
 	clientNetnsFd netns.NsHandle
 	vip4, vip6    netip.Addr
+	seq           int // of the client's echo requests
 }
 
 func newSegment(t *testing.T) *segment {
@@ -65,11 +66,11 @@ func newSegment(t *testing.T) *segment {
 		go func() {
 			buf := make([]byte, 64)
 			for {
-				_, from, err := c.ReadFromUDP(buf)
+				n, from, err := c.ReadFromUDP(buf)
 				if err != nil {
 					return
 				}
-				c.WriteToUDP([]byte(name), from)
+				c.WriteToUDP([]byte(name+"|"+string(buf[:n])), from)
 			}
 		}()
 	}
@@ -87,18 +88,25 @@ func newSegment(t *testing.T) *segment {
 	return s
 }
 
-// echo sends one datagram from the client to addr and returns who answered.
+// echo sends one datagram from the client to addr and returns who
+// answered it (late answers to earlier datagrams are skipped).
 func (s *segment) echo(addr netip.Addr, timeout time.Duration) (string, error) {
-	if _, err := s.clientConn.WriteToUDPAddrPort([]byte("ping"), netip.AddrPortFrom(addr, echoPort)); err != nil {
+	s.seq++
+	req := "ping " + strconv.Itoa(s.seq)
+	if _, err := s.clientConn.WriteToUDPAddrPort([]byte(req), netip.AddrPortFrom(addr, echoPort)); err != nil {
 		return "", err
 	}
 	s.clientConn.SetReadDeadline(time.Now().Add(timeout))
 	buf := make([]byte, 64)
-	n, _, err := s.clientConn.ReadFromUDP(buf)
-	if err != nil {
-		return "", err
+	for {
+		n, _, err := s.clientConn.ReadFromUDP(buf)
+		if err != nil {
+			return "", err
+		}
+		if who, got, ok := strings.Cut(string(buf[:n]), "|"); ok && got == req {
+			return who, nil
+		}
 	}
-	return string(buf[:n]), nil
 }
 
 // waitEcho polls until a request to addr is answered by want.
@@ -175,21 +183,42 @@ func (o *owner) offline() error {
 	return o.addr.Offline()
 }
 
-// move takes addr from one node to the other and returns the time from the
-// new owner's first announcement to the client's neighbour entry naming
-// the new owner's MAC.
-func (s *segment) move(t *testing.T, from *owner, to *nstest.NS, addr netip.Addr, noProbe bool) (*owner, time.Duration) {
+// moved is what a move measured.
+type moved struct {
+	// follow: from the new owner's first announcement to the client's
+	// neighbour entry naming it; total: from the old owner's offline to
+	// that moment.
+	follow, total time.Duration
+}
+
+// move takes addr from one node to the other and measures it.
+func (s *segment) move(t *testing.T, from *owner, to *nstest.NS, addr netip.Addr, noProbe bool) (*owner, moved) {
 	t.Helper()
 	ctx := t.Context()
-	if err := from.offline(); err != nil {
-		t.Fatal(err)
-	}
 	want := to.MAC()
 	ch := make(chan netlink.NeighUpdate, 64)
 	done := make(chan struct{})
 	defer close(done)
 	if err := netlink.NeighSubscribeWithOptions(ch, done, netlink.NeighSubscribeOptions{Namespace: &s.clientNetnsFd}); err != nil {
 		t.Fatalf("subscribe to the client's neighbour table: %v", err)
+	}
+	// Stamp each update as it is read from the socket.
+	type stamped struct {
+		u  netlink.NeighUpdate
+		at time.Time
+	}
+	updates := make(chan stamped, 64)
+	go func() {
+		for u := range ch {
+			select {
+			case updates <- stamped{u, time.Now()}:
+			default:
+			}
+		}
+	}()
+	start := time.Now()
+	if err := from.offline(); err != nil {
+		t.Fatal(err)
 	}
 	o, err := bringOnline(ctx, to, addr, noProbe, testLogger(t))
 	if err != nil {
@@ -198,10 +227,10 @@ func (s *segment) move(t *testing.T, from *owner, to *nstest.NS, addr netip.Addr
 	timeout := time.After(5 * time.Second)
 	for {
 		select {
-		case u := <-ch:
-			ip, _ := netip.AddrFromSlice(u.IP)
-			if ip.Unmap() == addr && u.HardwareAddr.String() == want.String() {
-				return o, time.Since(o.first)
+		case su := <-updates:
+			ip, _ := netip.AddrFromSlice(su.u.IP)
+			if ip.Unmap() == addr && su.u.HardwareAddr.String() == want.String() {
+				return o, moved{follow: su.at.Sub(o.first), total: su.at.Sub(start)}
 			}
 		case <-timeout:
 			t.Fatalf("client's neighbour entry for %s still %v after 5 s, want %s", addr, s.clientNeigh(addr), want)
@@ -238,9 +267,9 @@ func TestIntegrationAddressMove(t *testing.T) {
 			if got, want := s.clientNeigh(addr), s.a.MAC(); got.String() != want.String() {
 				t.Fatalf("client's neighbour entry for %s: %v, want a's %s", addr, got, want)
 			}
-			b, took := s.move(t, a, s.b, addr, false)
+			b, m := s.move(t, a, s.b, addr, false)
 			t.Cleanup(func() { b.offline() })
-			t.Logf("%s: first announcement → client's neighbour entry names b: %v (online on b took %v, probe included)", addr, took, b.took)
+			t.Logf("%s: first announcement → client's neighbour entry names b: %v; online on b took %v (probe included); offline on a → client follows: %v", addr, m.follow, b.took, m.total)
 			got, err := s.echo(addr, time.Second)
 			if err != nil || got != "b" {
 				t.Fatalf("client's request to %s after the move: answered by %q (%v), want b", addr, got, err)
@@ -310,7 +339,7 @@ func TestIntegrationBenchAddress(t *testing.T) {
 	s := newSegment(t)
 	for _, addr := range []netip.Addr{s.vip4, s.vip6} {
 		for _, noProbe := range []bool{false, true} {
-			var online, follow []time.Duration
+			var online, follow, total []time.Duration
 			cur, err := bringOnline(t.Context(), s.a, addr, noProbe, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -318,14 +347,15 @@ func TestIntegrationBenchAddress(t *testing.T) {
 			nodes := []*nstest.NS{s.b, s.a}
 			for i := 0; i < n; i++ {
 				s.waitEcho(t, addr, strings.TrimPrefix(nodes[(i+1)%2].Name, s.rig.Prefix+"-"))
-				next, took := s.move(t, cur, nodes[i%2], addr, noProbe)
+				next, m := s.move(t, cur, nodes[i%2], addr, noProbe)
 				online = append(online, next.took)
-				follow = append(follow, took)
+				follow = append(follow, m.follow)
+				total = append(total, m.total)
 				cur = next
 			}
 			cur.offline()
-			t.Logf("BENCH %s probe=%v n=%d: online median %v (min %v max %v); announcement → client neighbour median %v (min %v max %v)",
-				addr, !noProbe, n, median(online), slices.Min(online), slices.Max(online), median(follow), slices.Min(follow), slices.Max(follow))
+			t.Logf("BENCH %s probe=%v n=%d: online median %v (min %v max %v); announcement → client neighbour median %v (min %v max %v); offline on the old owner → client follows median %v (max %v)",
+				addr, !noProbe, n, median(online), slices.Min(online), slices.Max(online), median(follow), slices.Min(follow), slices.Max(follow), median(total), slices.Max(total))
 		}
 	}
 }
