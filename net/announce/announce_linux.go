@@ -161,13 +161,14 @@ func (a *Announcer) announce() error {
 			return fmt.Errorf("announce %s on %s: %w", a.addr, a.ifi.Name, ErrGone)
 		}
 	}
+	at := time.Now()
 	for _, f := range a.frames {
 		if err := send(a.conn, f); err != nil {
 			return fmt.Errorf("announce %s on %s: send: %w", a.addr, a.ifi.Name, err)
 		}
 	}
 	if a.sent == 0 {
-		a.first = time.Now()
+		a.first = at
 	}
 	a.sent++
 	return nil
@@ -258,7 +259,8 @@ func (a *Announcer) Err() error {
 	return a.err
 }
 
-// Sent reports the number of announcements sent and when the first went out.
+// Sent reports the number of announcements sent and when the first began
+// (just before its first frame was handed to the kernel).
 func (a *Announcer) Sent() (n int, first time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
