@@ -6,6 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(qemu-system-x86 qemu-block-extra qemu-utils tgt sg3-utils libiscsi-bin busybox-static iproute2)
+# net/'s integration tests: knotd takes the signed dynamic updates, kdig and
+# dig read the zone and the responder, avahi-daemon (on its own D-Bus, in a
+# namespace) resolves the mDNS name. Each runs only inside the tests'
+# namespaces; Debian's service scripts are not needed.
+pkgs+=(knot knot-dnsutils bind9-dnsutils avahi-daemon avahi-utils dbus util-linux)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
