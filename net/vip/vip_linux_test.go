@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"github.com/wolfpack-ha/wolfpack/net/announce"
 	"github.com/wolfpack-ha/wolfpack/net/internal/nstest"
 	"github.com/wolfpack-ha/wolfpack/net/vip"
@@ -41,7 +40,6 @@ type segment struct {
 	a, b, client  *nstest.NS
 	clientConn    *net.UDPConn
 	clientNetlink *netlink.Handle
-	clientNetnsFd netns.NsHandle
 	vip4, vip6    netip.Addr
 	seq           int // of the client's echo requests
 }
@@ -79,12 +77,6 @@ func newSegment(t *testing.T) *segment {
 	}
 	t.Cleanup(func() { s.clientConn.Close() })
 	s.clientNetlink = s.client.Handle()
-	h, err := netns.GetFromName(s.client.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	s.clientNetnsFd = h
 	return s
 }
 
@@ -199,7 +191,7 @@ func (s *segment) move(t *testing.T, from *owner, to *nstest.NS, addr netip.Addr
 	ch := make(chan netlink.NeighUpdate, 64)
 	done := make(chan struct{})
 	defer close(done)
-	if err := netlink.NeighSubscribeWithOptions(ch, done, netlink.NeighSubscribeOptions{Namespace: &s.clientNetnsFd}); err != nil {
+	if err := s.client.Do(func() error { return netlink.NeighSubscribe(ch, done) }); err != nil {
 		t.Fatalf("subscribe to the client's neighbour table: %v", err)
 	}
 	// Stamp each update as it is read from the socket.

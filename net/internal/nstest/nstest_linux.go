@@ -206,20 +206,17 @@ func (n *NS) Do(f func() error) error {
 	return <-errc
 }
 
-// Handle is a netlink handle in the namespace; closed at the test's cleanup.
+// Handle is a netlink handle in the namespace, opened on a Do thread (not
+// with netlink.NewHandleAt, which switches a thread there and back);
+// closed at the test's cleanup.
 func (n *NS) Handle() *netlink.Handle {
 	n.rig.t.Helper()
-	h, err := netns.GetFromName(n.Name)
-	if err != nil {
-		n.rig.t.Fatalf("nstest: open netns %s: %v", n.Name, err)
-	}
-	defer h.Close()
-	nh, err := netlink.NewHandleAt(h, unix.NETLINK_ROUTE)
-	if err != nil {
+	var h *netlink.Handle
+	if err := n.Do(func() (err error) { h, err = netlink.NewHandle(unix.NETLINK_ROUTE); return err }); err != nil {
 		n.rig.t.Fatalf("nstest: netlink handle in %s: %v", n.Name, err)
 	}
-	n.rig.t.Cleanup(nh.Close)
-	return nh
+	n.rig.t.Cleanup(h.Close)
+	return h
 }
 
 // MAC is eth0's hardware address.
