@@ -61,10 +61,11 @@ bench-membership: deps
 	WOLFPACK_BENCH_MEMBERSHIP=2,4,8,16 $(GO) test -count=1 -p 1 -timeout 30m -run 'TestIntegrationBenchMembership' -v ./testbed/nscluster/membership/
 
 # net/ figures: address online (probe and not), announcement → client
-# neighbour entry, mDNS announcement → client, over BENCH_NET runs each (root).
+# neighbour entry, mDNS announcement → client, link watch reports, over
+# BENCH_NET runs each (root).
 BENCH_NET ?= 20
 bench-net: deps
-	WOLFPACK_BENCH_NET=$(BENCH_NET) $(GO) test -count=1 -p 1 -timeout 10m -run 'TestIntegrationBench(Address|MDNS)' -v ./net/vip/ ./net/mdns/
+	WOLFPACK_BENCH_NET=$(BENCH_NET) $(GO) test -count=1 -p 1 -timeout 10m -run 'TestIntegrationBench(Address|MDNS|LinkWatch)' -v ./net/vip/ ./net/mdns/ ./net/linkwatch/
 
 # False-suspicion soak: 10 minutes, a CPU hog in every node's namespace,
 # default timings; any suspicion or regroup fails it (root).
