@@ -229,14 +229,16 @@ func (a *Announcer) schedule(ctx context.Context, start time.Time) error {
 
 func (a *Announcer) finish(err error) {
 	a.mu.Lock()
-	a.stopped = true
-	a.conn.Close()
+	a.stopped = true // nothing is sent from here on
 	a.err = err
 	a.mu.Unlock()
 	if err != nil {
 		a.log.Warn("announcer ended", "err", err)
 	}
 	close(a.done)
+	// After Done: closing a packet socket waits for an RCU grace period
+	// (synchronize_net, about 10 ms), which Stop need not.
+	a.conn.Close()
 }
 
 // Stop ends the announcements and waits for the sender: once Stop returns,
