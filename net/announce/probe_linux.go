@@ -103,7 +103,9 @@ func Probe(ctx context.Context, ifi *net.Interface, addr netip.Addr, cfg ProbeCo
 	if err != nil {
 		return fmt.Errorf("probe %s: %w", addr, err)
 	}
-	defer c.Close()
+	// Closing a packet socket waits for an RCU grace period (about 10 ms):
+	// not on the way to bringing the address online.
+	defer func() { go c.Close() }()
 	if addr.Is6() {
 		// Hear another host's DAD for the same address.
 		group, _ := ndp.SolicitedNodeMulticast(addr)
