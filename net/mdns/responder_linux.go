@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -114,15 +113,6 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c
-}
-
-// FQDN is the name as the responder answers it: "vs1" → "vs1.local.".
-func FQDN(name string) string {
-	n := strings.ToLower(strings.TrimSuffix(name, "."))
-	if !strings.HasSuffix(n, ".local") {
-		n += ".local"
-	}
-	return n + "."
 }
 
 // Start opens the mDNS socket on the interface (in the calling thread's

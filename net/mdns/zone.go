@@ -8,11 +8,10 @@ import (
 	"github.com/miekg/dns"
 )
 
-// Port and group of Multicast DNS (RFC 6762 §3).
-const (
-	Port = 5353
-)
+// Port is Multicast DNS's UDP port (RFC 6762 §3).
+const Port = 5353
 
+// Group4 is its IPv4 group.
 var Group4 = netip.MustParseAddr("224.0.0.251")
 
 const (
@@ -21,6 +20,15 @@ const (
 	// legacyTTL caps the TTL in answers to legacy unicast queries (§6.7).
 	legacyTTL = 10
 )
+
+// FQDN is the name as the responder answers it: "vs1" → "vs1.local.".
+func FQDN(name string) string {
+	n := strings.ToLower(strings.TrimSuffix(name, "."))
+	if !strings.HasSuffix(n, ".local") {
+		n += ".local"
+	}
+	return n + "."
+}
 
 // zone is the records of one name: the pure part of the responder.
 type zone struct {
