@@ -170,8 +170,11 @@ func parseNDP(b []byte) (*ndpPacket, error) {
 		return nil, errNotOurs
 	}
 	p := f.Payload
-	if len(p) < ipv6HeaderLen || p[0]>>4 != 6 {
-		return nil, fmt.Errorf("ipv6 header: %d bytes, version %d", len(p), p[0]>>4)
+	if len(p) < ipv6HeaderLen {
+		return nil, fmt.Errorf("ipv6 header: %d bytes, want %d", len(p), ipv6HeaderLen)
+	}
+	if p[0]>>4 != 6 {
+		return nil, fmt.Errorf("ipv6 header: version %d", p[0]>>4)
 	}
 	if p[6] != protoICMPv6 {
 		return nil, errNotOurs
