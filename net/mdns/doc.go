@@ -6,8 +6,8 @@
 // sends goodbyes with TTL 0 when it stops (§10.1), so that clients drop
 // the old answer at once instead of at its TTL.
 //
-// Not implemented: conflict tie-breaking between two hosts probing at the
-// same moment (§8.2: the cluster gives a name one owner), negative answers
-// (NSEC, §6.1), and the IPv6 transport (ff02::fb): the records of both
-// families are served over IPv4.
+// It serves over IPv4 (224.0.0.251) and IPv6 (ff02::fb); both carry the A
+// and AAAA records. Not implemented: conflict tie-breaking between two
+// hosts probing at the same moment (§8.2: the cluster gives a name one
+// owner) and negative answers (NSEC, §6.1).
 package mdns

@@ -13,6 +13,7 @@ import (
 
 	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,6 +41,9 @@ type Config struct {
 	// (default 2: one lost goodbye would leave clients on the old answer
 	// for its TTL).
 	GoodbyeCount int
+	// NoIPv6 serves over IPv4 only. By default the responder also uses
+	// ff02::fb, unless the interface has no IPv6 (logged, not an error).
+	NoIPv6 bool
 	// Logger (nil: discard).
 	Logger *slog.Logger
 }
@@ -77,8 +81,10 @@ type Responder struct {
 	cfg  Config
 	ifi  *net.Interface
 	log  *slog.Logger
-	pc   *ipv4.PacketConn
-	conn net.PacketConn
+	// transports: IPv4 first, then IPv6 if opened.
+	transports []*transport
+	in         chan received
+	quit       chan struct{} // closed when the sockets are closed
 
 	mu        sync.Mutex // serialises sends
 	leaving   bool       // goodbyes under way: nothing else is sent
@@ -86,8 +92,24 @@ type Responder struct {
 	announced time.Time
 
 	cancel    context.CancelFunc
-	wg        sync.WaitGroup
+	wg        sync.WaitGroup // serve, announce
+	readers   sync.WaitGroup
 	closeOnce sync.Once
+}
+
+// transport is one family's socket and group.
+type transport struct {
+	conn  net.PacketConn
+	group netip.AddrPort
+	// failing: the last multicast on it failed (logged once); under mu.
+	failing bool
+}
+
+// received is a packet read from a transport.
+type received struct {
+	b    []byte
+	from netip.AddrPort
+	t    *transport
 }
 
 func (c Config) withDefaults() Config {
@@ -115,7 +137,7 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Start opens the mDNS socket on the interface (in the calling thread's
+// Start opens the mDNS sockets on the interface (in the calling thread's
 // network namespace), probes for the name, sends the first announcement and
 // returns; later announcements and answers follow in the background. A
 // host answering the probe with other records makes a *ConflictError.
@@ -132,19 +154,35 @@ func Start(ctx context.Context, cfg Config) (*Responder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mdns: start %s: %w", z.name, err)
 	}
-	r := &Responder{zone: z, cfg: cfg, ifi: ifi, log: cfg.Logger.With("name", z.name, "interface", ifi.Name)}
-	if err := r.open(); err != nil {
+	r := &Responder{
+		zone: z, cfg: cfg, ifi: ifi, log: cfg.Logger.With("name", z.name, "interface", ifi.Name),
+		in: make(chan received, 64), quit: make(chan struct{}),
+	}
+	t4, err := r.open4()
+	if err != nil {
 		return nil, fmt.Errorf("mdns: start %s on %s: %w", z.name, ifi.Name, err)
+	}
+	r.transports = append(r.transports, t4)
+	if !cfg.NoIPv6 {
+		if t6, err := r.open6(); err != nil {
+			r.log.Warn("mdns: IPv4 only", "err", err)
+		} else {
+			r.transports = append(r.transports, t6)
+		}
+	}
+	for _, t := range r.transports {
+		r.readers.Add(1)
+		go r.read(t)
 	}
 	start := time.Now()
 	if err := r.probe(ctx); err != nil {
-		r.conn.Close()
+		r.closeSockets()
 		return nil, err
 	}
-	r.log.Info("mdns: name probed", "took", time.Since(start))
+	r.log.Info("mdns: name probed", "took", time.Since(start), "families", len(r.transports))
 	announced := time.Now()
-	if err := r.sendTo(z.announcement(z.ttl), netip.AddrPortFrom(Group4, Port)); err != nil {
-		r.conn.Close()
+	if err := r.multicast(z.announcement(z.ttl), false); err != nil {
+		r.closeSockets()
 		return nil, fmt.Errorf("mdns: announce %s on %s: %w", z.name, ifi.Name, err)
 	}
 	r.mu.Lock()
@@ -158,58 +196,108 @@ func Start(ctx context.Context, cfg Config) (*Responder, error) {
 	return r, nil
 }
 
-// open binds 0.0.0.0:5353 (shared: SO_REUSEADDR, SO_REUSEPORT) to the
-// interface, joins 224.0.0.251 on it, multicast TTL 255 (§11) and no
-// loopback of our own packets.
-func (r *Responder) open() error {
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			for _, opt := range []int{unix.SO_REUSEADDR, unix.SO_REUSEPORT} {
-				if serr == nil {
-					serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, opt, 1)
-				}
-			}
+// control makes a socket bound to port 5353 shareable (SO_REUSEADDR,
+// SO_REUSEPORT) and bound to the interface.
+func (r *Responder) control(_, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		for _, opt := range []int{unix.SO_REUSEADDR, unix.SO_REUSEPORT} {
 			if serr == nil {
-				serr = unix.BindToDevice(int(fd), r.ifi.Name)
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, opt, 1)
 			}
-		})
-		if err != nil {
-			return err
 		}
-		return serr
-	}}
+		if serr == nil {
+			serr = unix.BindToDevice(int(fd), r.ifi.Name)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+type step struct {
+	what string
+	do   func() error
+}
+
+func run(conn net.PacketConn, steps []step) error {
+	for _, s := range steps {
+		if err := s.do(); err != nil {
+			conn.Close()
+			return fmt.Errorf("%s: %w", s.what, err)
+		}
+	}
+	return nil
+}
+
+// open4 binds 0.0.0.0:5353 on the interface, joins 224.0.0.251 there,
+// multicast TTL 255 (§11), no loopback of our own packets.
+func (r *Responder) open4() (*transport, error) {
+	lc := net.ListenConfig{Control: r.control}
 	conn, err := lc.ListenPacket(context.Background(), "udp4", fmt.Sprintf("0.0.0.0:%d", Port))
 	if err != nil {
-		return fmt.Errorf("listen on port %d: %w", Port, err)
+		return nil, fmt.Errorf("listen on udp4 port %d: %w", Port, err)
 	}
 	pc := ipv4.NewPacketConn(conn)
-	for _, step := range []struct {
-		what string
-		do   func() error
-	}{
+	if err := run(conn, []step{
 		{"join " + Group4.String(), func() error { return pc.JoinGroup(r.ifi, &net.UDPAddr{IP: Group4.AsSlice()}) }},
 		{"set the multicast interface", func() error { return pc.SetMulticastInterface(r.ifi) }},
 		{"set multicast TTL 255", func() error { return pc.SetMulticastTTL(255) }},
 		{"set TTL 255", func() error { return pc.SetTTL(255) }},
 		{"turn multicast loopback off", func() error { return pc.SetMulticastLoopback(false) }},
-	} {
-		if err := step.do(); err != nil {
-			conn.Close()
-			return fmt.Errorf("%s: %w", step.what, err)
+	}); err != nil {
+		return nil, err
+	}
+	return &transport{conn: conn, group: netip.AddrPortFrom(Group4, Port)}, nil
+}
+
+// open6 binds [::]:5353 (IPv6 only) on the interface and joins ff02::fb,
+// hop limit 255, no loopback.
+func (r *Responder) open6() (*transport, error) {
+	lc := net.ListenConfig{Control: r.control}
+	conn, err := lc.ListenPacket(context.Background(), "udp6", fmt.Sprintf("[::]:%d", Port))
+	if err != nil {
+		return nil, fmt.Errorf("listen on udp6 port %d: %w", Port, err)
+	}
+	pc := ipv6.NewPacketConn(conn)
+	if err := run(conn, []step{
+		{"join " + Group6.String(), func() error { return pc.JoinGroup(r.ifi, &net.UDPAddr{IP: Group6.AsSlice()}) }},
+		{"set the multicast interface", func() error { return pc.SetMulticastInterface(r.ifi) }},
+		{"set multicast hop limit 255", func() error { return pc.SetMulticastHopLimit(255) }},
+		{"set hop limit 255", func() error { return pc.SetHopLimit(255) }},
+		{"turn multicast loopback off", func() error { return pc.SetMulticastLoopback(false) }},
+	}); err != nil {
+		return nil, err
+	}
+	return &transport{conn: conn, group: netip.AddrPortFrom(Group6.WithZone(r.ifi.Name), Port)}, nil
+}
+
+// read hands every packet of t to r.in until the socket closes.
+func (r *Responder) read(t *transport) {
+	defer r.readers.Done()
+	buf := make([]byte, 9000)
+	for {
+		n, from, err := t.conn.ReadFrom(buf)
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				r.log.Warn("mdns: read", "err", err)
+			}
+			return
+		}
+		src := from.(*net.UDPAddr).AddrPort()
+		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+		select {
+		case r.in <- received{b: append([]byte(nil), buf[:n]...), from: src, t: t}:
+		case <-r.quit:
+			return
 		}
 	}
-	r.conn, r.pc = conn, pc
-	return nil
 }
 
-func (r *Responder) sendTo(m *dns.Msg, dst netip.AddrPort) error {
-	return r.send(m, dst, false)
-}
-
-// send writes m to dst; once Close began only goodbyes go out, so that no
-// answer follows them.
-func (r *Responder) send(m *dns.Msg, dst netip.AddrPort, goodbye bool) error {
+// send writes m to dst on t; once Close began only goodbyes go out, so
+// that no answer follows them.
+func (r *Responder) send(t *transport, m *dns.Msg, dst netip.AddrPort, goodbye bool) error {
 	b, err := m.Pack()
 	if err != nil {
 		return fmt.Errorf("pack: %w", err)
@@ -219,41 +307,60 @@ func (r *Responder) send(m *dns.Msg, dst netip.AddrPort, goodbye bool) error {
 	if r.closing || (r.leaving && !goodbye) {
 		return net.ErrClosed
 	}
-	_, err = r.conn.WriteTo(b, net.UDPAddrFromAddrPort(dst))
+	_, err = t.conn.WriteTo(b, net.UDPAddrFromAddrPort(dst))
 	return err
+}
+
+// multicast sends m to the group of every transport. It fails only if
+// IPv4 fails: IPv6 can be unusable for a while (an interface whose only
+// IPv6 address is its link-local one, still tentative during the kernel's
+// DAD, has no source address), which is logged.
+func (r *Responder) multicast(m *dns.Msg, goodbye bool) error {
+	for i, t := range r.transports {
+		err := r.send(t, m, t.group, goodbye)
+		if err != nil && (i == 0 || errors.Is(err, net.ErrClosed)) {
+			return fmt.Errorf("to %s: %w", t.group, err)
+		}
+		r.mu.Lock()
+		was := t.failing
+		t.failing = err != nil
+		r.mu.Unlock()
+		switch {
+		case err != nil && !was:
+			r.log.Warn("mdns: not sent over IPv6 (logged once until it works again)", "to", t.group, "err", err)
+		case err == nil && was:
+			r.log.Info("mdns: sending over IPv6 again", "to", t.group)
+		}
+	}
+	return nil
 }
 
 // probe sends the probes and listens for a conflicting answer until one
 // interval after the last.
 func (r *Responder) probe(ctx context.Context) error {
-	buf := make([]byte, 9000)
 	for i := 0; i < r.cfg.ProbeCount; i++ {
-		if err := r.sendTo(r.zone.probe(i == 0), netip.AddrPortFrom(Group4, Port)); err != nil {
+		if err := r.multicast(r.zone.probe(i == 0), false); err != nil {
 			return fmt.Errorf("mdns: probe %s on %s: %w", r.zone.name, r.ifi.Name, err)
 		}
-		until := time.Now().Add(r.cfg.ProbeInterval)
-		for time.Now().Before(until) {
-			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("mdns: probe %s on %s: %w", r.zone.name, r.ifi.Name, err)
-			}
-			r.conn.SetReadDeadline(until)
-			n, from, err := r.conn.ReadFrom(buf)
-			if err != nil {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					break
+		t := time.NewTimer(r.cfg.ProbeInterval)
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return fmt.Errorf("mdns: probe %s on %s: %w", r.zone.name, r.ifi.Name, ctx.Err())
+			case <-t.C:
+				break wait
+			case p := <-r.in:
+				if rr, ok := r.zone.conflict(p.b); ok {
+					t.Stop()
+					r.log.Warn("mdns: name in use", "from", p.from.Addr(), "record", rr.String())
+					return &ConflictError{Name: r.zone.name, Interface: r.ifi.Name, From: p.from.Addr().WithZone(""), Record: rr.String()}
 				}
-				return fmt.Errorf("mdns: probe %s on %s: read: %w", r.zone.name, r.ifi.Name, err)
+				// A query for our name during probing is not answered yet.
 			}
-			if rr, ok := r.zone.conflict(buf[:n]); ok {
-				src := from.(*net.UDPAddr).AddrPort().Addr().Unmap()
-				r.log.Warn("mdns: name in use", "from", src, "record", rr.String())
-				return &ConflictError{Name: r.zone.name, Interface: r.ifi.Name, From: src, Record: rr.String()}
-			}
-			// A query for our name during probing is not answered yet.
 		}
 	}
-	r.conn.SetReadDeadline(time.Time{})
 	return nil
 }
 
@@ -269,7 +376,7 @@ func (r *Responder) announce(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if err := r.sendTo(r.zone.announcement(r.zone.ttl), netip.AddrPortFrom(Group4, Port)); err != nil {
+		if err := r.multicast(r.zone.announcement(r.zone.ttl), false); err != nil {
 			if !errors.Is(err, net.ErrClosed) {
 				r.log.Warn("mdns: announcement not sent", "n", i+1, "err", err)
 			}
@@ -280,40 +387,33 @@ func (r *Responder) announce(ctx context.Context) {
 	}
 }
 
-// serve answers queries until the socket closes.
+// serve answers queries until the sockets close.
 func (r *Responder) serve() {
 	defer r.wg.Done()
-	buf := make([]byte, 9000)
 	for {
-		n, from, err := r.conn.ReadFrom(buf)
-		if err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				r.log.Warn("mdns: read", "err", err)
-			}
+		var p received
+		select {
+		case <-r.quit:
 			return
+		case p = <-r.in:
 		}
-		src := from.(*net.UDPAddr).AddrPort()
-		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
-		if rr, ok := r.zone.conflict(buf[:n]); ok {
+		if rr, ok := r.zone.conflict(p.b); ok {
 			// §9: another host claims our name; the cluster gives a
 			// name one owner, so this is someone else's mistake: log it
 			// and keep our answer (the cache-flush bit corrects caches).
-			r.log.Warn("mdns: another host claims the name", "from", src.Addr(), "record", rr.String())
+			r.log.Warn("mdns: another host claims the name", "from", p.from.Addr(), "record", rr.String())
 			continue
 		}
-		reply, unicast, ok := r.zone.respond(buf[:n], src)
+		reply, unicast, ok := r.zone.respond(p.b, p.from)
 		if !ok {
 			continue
 		}
-		dst := netip.AddrPortFrom(Group4, Port)
+		dst := p.t.group
 		if unicast {
-			dst = src
+			dst = p.from
 		}
-		r.log.Debug("mdns: answer", "from", src, "to", dst, "records", len(reply.Answer))
-		if err := r.sendTo(reply, dst); err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				continue // leaving: read on until the socket closes
-			}
+		r.log.Debug("mdns: answer", "from", p.from, "to", dst, "records", len(reply.Answer))
+		if err := r.send(p.t, reply, dst, false); err != nil && !errors.Is(err, net.ErrClosed) {
 			r.log.Warn("mdns: answer not sent", "to", dst, "err", err)
 		}
 	}
@@ -326,8 +426,20 @@ func (r *Responder) Announced() time.Time {
 	return r.announced
 }
 
-// Close sends the goodbyes (every record with TTL 0), stops answering and
-// closes the socket.
+// closeSockets closes every socket and waits for the readers.
+func (r *Responder) closeSockets() {
+	r.mu.Lock()
+	r.closing = true
+	for _, t := range r.transports {
+		t.conn.Close()
+	}
+	r.mu.Unlock()
+	close(r.quit)
+	r.readers.Wait()
+}
+
+// Close sends the goodbyes (every record with TTL 0, on every family),
+// stops answering and closes the sockets.
 func (r *Responder) Close() error {
 	var err error
 	r.closeOnce.Do(func() {
@@ -340,15 +452,12 @@ func (r *Responder) Close() error {
 			if i > 0 {
 				time.Sleep(goodbyeInterval)
 			}
-			if e := r.send(bye, netip.AddrPortFrom(Group4, Port), true); e != nil {
+			if e := r.multicast(bye, true); e != nil {
 				err = fmt.Errorf("mdns: goodbye for %s on %s: %w", r.zone.name, r.ifi.Name, e)
 				break
 			}
 		}
-		r.mu.Lock()
-		r.closing = true
-		r.conn.Close()
-		r.mu.Unlock()
+		r.closeSockets()
 		r.wg.Wait()
 		r.log.Info("mdns: goodbye sent, responder closed", "goodbyes", r.cfg.GoodbyeCount)
 	})

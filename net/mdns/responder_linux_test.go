@@ -3,6 +3,8 @@ package mdns_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"github.com/vishvananda/netlink"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -48,6 +50,7 @@ type packet struct {
 type mdnsSegment struct {
 	rig      *nstest.Rig
 	a, b, cl *nstest.NS
+	cl6      *nstest.NS  // an IPv6-only client, made by startAvahi
 	heard    chan packet // every mDNS packet the client's listener hears
 }
 
@@ -56,8 +59,8 @@ func newMDNSSegment(t *testing.T) *mdnsSegment {
 	rig := nstest.New(t)
 	s := &mdnsSegment{
 		rig:   rig,
-		a:     rig.Node("a", "10.77.0.1/24"),
-		b:     rig.Node("b", "10.77.0.2/24"),
+		a:     rig.Node("a", "10.77.0.1/24", "fd77::1/64"),
+		b:     rig.Node("b", "10.77.0.2/24", "fd77::2/64"),
 		cl:    rig.Node("cl", "10.77.0.100/24"),
 		heard: make(chan packet, 256),
 	}
@@ -127,11 +130,12 @@ func announcement(m *dns.Msg, name string, ttl uint32) bool {
 	return true
 }
 
-// avahiConf keeps avahi-daemon to resolving: IPv4 on eth0, nothing
-// published (the namespace shares the host's name).
-const avahiConf = `[server]
-use-ipv4=yes
-use-ipv6=no
+// avahiConf keeps avahi-daemon to resolving on eth0 over one family,
+// nothing published (the namespace shares the host's name).
+func avahiConf(ipv6 bool) string {
+	return fmt.Sprintf(`[server]
+use-ipv4=%s
+use-ipv6=%s
 allow-interfaces=eth0
 enable-dbus=yes
 [wide-area]
@@ -141,18 +145,19 @@ disable-publishing=yes
 disable-user-service-publishing=yes
 [reflector]
 enable-reflector=no
-`
+`, map[bool]string{true: "no", false: "yes"}[ipv6], map[bool]string{true: "yes", false: "no"}[ipv6])
+}
 
 // startAvahi runs a D-Bus system bus and avahi-daemon in the client
 // namespace, inside a private mount namespace whose /run is a fresh tmpfs
 // (their sockets and pid files never touch the host's /run); the rig kills
 // them. It returns the pid to enter for avahi-resolve.
-func (s *mdnsSegment) startAvahi(t *testing.T) int {
+func (s *mdnsSegment) startAvahi(t *testing.T, ns *nstest.NS, ipv6 bool) int {
 	nstest.RequireCommand(t, "avahi-daemon", "avahi-daemon")
 	nstest.RequireCommand(t, "avahi-resolve", "avahi-utils")
 	nstest.RequireCommand(t, "dbus-daemon", "dbus")
 	conf := filepath.Join(t.TempDir(), "avahi-daemon.conf")
-	if err := os.WriteFile(conf, []byte(avahiConf), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(avahiConf(ipv6)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	logf, err := os.Create(filepath.Join(t.TempDir(), "avahi.log"))
@@ -165,7 +170,7 @@ mount -t tmpfs tmpfs /run
 mkdir -p /run/dbus
 dbus-daemon --system
 exec avahi-daemon --no-chroot --no-rlimits -f "$1"`
-	cmd, err := s.cl.Start(logf, logf, "unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", conf)
+	cmd, err := ns.Start(logf, logf, "unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", conf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,6 +190,26 @@ func (s *mdnsSegment) avahiResolve(t *testing.T, pid int, family, name string, t
 	out, err := exec.CommandContext(ctx, "nsenter", "-t", strconv.Itoa(pid), "-m", "-n",
 		"avahi-resolve", family, "-n", name).CombinedOutput()
 	return strings.TrimSpace(string(out)), err
+}
+
+// addrsOf lists the addresses of n's eth0.
+func addrsOf(t *testing.T, n *nstest.NS) []netip.Addr {
+	h := n.Handle()
+	l, err := h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	as, err := h.AddrList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []netip.Addr
+	for _, a := range as {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			out = append(out, ip.Unmap())
+		}
+	}
+	return out
 }
 
 func (s *mdnsSegment) dig(t *testing.T, server, name, qtype string, timeoutSec int) (string, error) {
@@ -208,7 +233,10 @@ func start(n *nstest.NS, cfg mdns.Config) (*mdns.Responder, error) {
 func TestIntegrationMDNS(t *testing.T) {
 	s := newMDNSSegment(t)
 	testCtx = t.Context()
-	avahi := s.startAvahi(t)
+	avahi := s.startAvahi(t, s.cl, false)
+	// The IPv6 transport: a client with IPv6 only, and avahi on IPv6 only.
+	s.cl6 = s.rig.Node("cl6", "fd77::101/64")
+	avahi6 := s.startAvahi(t, s.cl6, true)
 	name := "vs1.local."
 	r, err := start(s.a, mdns.Config{Name: "vs1", Interface: "eth0", Addrs: []netip.Addr{vip4, vip6}, Logger: testLogger(t)})
 	if err != nil {
@@ -218,19 +246,29 @@ func TestIntegrationMDNS(t *testing.T) {
 	first := s.next(t, "first announcement", 2*time.Second, func(m *dns.Msg) bool { return announcement(m, name, 120) })
 	t.Logf("first announcement heard %v after it was sent", first.at.Sub(r.Announced()))
 
-	// avahi resolves the name (A and AAAA) in the client namespace.
-	for _, want := range []struct{ family, addr string }{{"-4", vip4.String()}, {"-6", vip6.String()}} {
-		var got string
-		err := nstest.WaitFor(t.Context(), 10*time.Second, func() (bool, error) {
-			out, err := s.avahiResolve(t, avahi, want.family, "vs1.local", 2*time.Second)
-			got = out
-			// "Daemon not running" until avahi-daemon is on the bus.
-			return err == nil && strings.HasSuffix(out, want.addr), nil
-		})
-		if err != nil {
-			t.Fatalf("avahi-resolve %s -n vs1.local: last said %q: %v", want.family, got, err)
+	// avahi resolves the name (A and AAAA) in each client namespace, over
+	// IPv4 in cl and over IPv6 in cl6.
+	for _, c := range []struct {
+		ns   string
+		pid  int
+		want []struct{ family, addr string }
+	}{
+		{"cl (IPv4)", avahi, []struct{ family, addr string }{{"-4", vip4.String()}, {"-6", vip6.String()}}},
+		{"cl6 (IPv6)", avahi6, []struct{ family, addr string }{{"-4", vip4.String()}, {"-6", vip6.String()}}},
+	} {
+		for _, want := range c.want {
+			var got string
+			err := nstest.WaitFor(t.Context(), 10*time.Second, func() (bool, error) {
+				out, err := s.avahiResolve(t, c.pid, want.family, "vs1.local", 2*time.Second)
+				got = out
+				// "Daemon not running" until avahi-daemon is on the bus.
+				return err == nil && strings.HasSuffix(out, want.addr), nil
+			})
+			if err != nil {
+				t.Fatalf("%s: avahi-resolve %s -n vs1.local: last said %q: %v", c.ns, want.family, got, err)
+			}
+			t.Logf("%s: avahi-resolve %s -n vs1.local: %s", c.ns, want.family, got)
 		}
-		t.Logf("avahi-resolve %s -n vs1.local: %s", want.family, got)
 	}
 	// dig, straight to the responder's port 5353 (RFC 6762 §5.5; dig 9.18
 	// takes no answer to a query sent to 224.0.0.251 from a unicast source).
@@ -244,8 +282,8 @@ func TestIntegrationMDNS(t *testing.T) {
 	// answered by a, and it is refused naming a's address.
 	_, err = start(s.b, mdns.Config{Name: "vs1", Interface: "eth0", Addrs: []netip.Addr{netip.MustParseAddr("10.77.0.60")}, Logger: testLogger(t)})
 	var ce *mdns.ConflictError
-	if !errors.As(err, &ce) || !errors.Is(err, mdns.ErrConflict) || ce.From != netip.MustParseAddr("10.77.0.1") {
-		t.Fatalf("start on b: %v, want a conflict from 10.77.0.1", err)
+	if !errors.As(err, &ce) || !errors.Is(err, mdns.ErrConflict) || !slices.Contains(addrsOf(t, s.a), ce.From) {
+		t.Fatalf("start on b: %v, want a conflict from one of a's addresses %v", err, addrsOf(t, s.a))
 	}
 	t.Logf("b refused: %v", err)
 
@@ -257,16 +295,21 @@ func TestIntegrationMDNS(t *testing.T) {
 	t.Logf("goodbye heard %v after Close began", bye.at.Sub(closed))
 	// avahi had the records cached for 120 s; the goodbye drops them
 	// (after the one second RFC 6762 §10.1 allows) and nobody answers.
-	var last string
-	err = nstest.WaitFor(t.Context(), 8*time.Second, func() (bool, error) {
-		out, err := s.avahiResolve(t, avahi, "-4", "vs1.local", 1500*time.Millisecond)
-		last = out
-		return err != nil && !strings.Contains(out, vip4.String()), nil
-	})
-	if err != nil {
-		t.Fatalf("avahi-resolve after offline still answers %q: %v", last, err)
+	for _, c := range []struct {
+		ns  string
+		pid int
+	}{{"cl (IPv4)", avahi}, {"cl6 (IPv6)", avahi6}} {
+		var last string
+		err = nstest.WaitFor(t.Context(), 8*time.Second, func() (bool, error) {
+			out, err := s.avahiResolve(t, c.pid, "-4", "vs1.local", 1500*time.Millisecond)
+			last = out
+			return err != nil && !strings.Contains(out, vip4.String()), nil
+		})
+		if err != nil {
+			t.Fatalf("%s: avahi-resolve after offline still answers %q: %v", c.ns, last, err)
+		}
+		t.Logf("%s: avahi-resolve after offline: no answer (%v after Close began)", c.ns, time.Since(closed))
 	}
-	t.Logf("avahi-resolve after offline: no answer (%v after Close began): %q", time.Since(closed), last)
 	if out, err := s.dig(t, "@10.77.0.1", "vs1.local", "A", 1); err == nil || strings.Contains(out, vip4.String()) {
 		t.Fatalf("dig after offline: %q %v, want no answer", out, err)
 	}

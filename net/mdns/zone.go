@@ -11,8 +11,11 @@ import (
 // Port is Multicast DNS's UDP port (RFC 6762 §3).
 const Port = 5353
 
-// Group4 is its IPv4 group.
-var Group4 = netip.MustParseAddr("224.0.0.251")
+// Group4 and Group6 are its groups.
+var (
+	Group4 = netip.MustParseAddr("224.0.0.251")
+	Group6 = netip.MustParseAddr("ff02::fb")
+)
 
 const (
 	cacheFlush = 1 << 15 // rrclass top bit in responses (§10.2)
