@@ -103,8 +103,9 @@ func Watch(cfg Config) (*Watcher, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	w := &Watcher{cfg: cfg, log: log.With("interface", cfg.Interface), events: make(chan Event, 64), done: make(chan struct{})}
-	for i, a := range w.cfg.Addrs {
-		w.cfg.Addrs[i] = a.Unmap()
+	w.cfg.Addrs = nil // a copy: the caller's slice is left alone
+	for _, a := range cfg.Addrs {
+		w.cfg.Addrs = append(w.cfg.Addrs, a.Unmap())
 	}
 	links := make(chan netlink.LinkUpdate, 64)
 	addrs := make(chan netlink.AddrUpdate, 64)
