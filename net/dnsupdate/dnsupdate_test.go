@@ -79,3 +79,28 @@ func FuzzClassify(f *testing.F) {
 		ownerOf(m)
 	})
 }
+
+func TestNew(t *testing.T) {
+	good := Config{Server: "10.77.0.53:53", Zone: "example.test", Name: "vs1", Owner: "c1/vs1", Key: Key{Name: "k", Secret: "c2VjcmV0"}}
+	u, err := New(good)
+	if err != nil || u.Name() != "vs1.example.test." {
+		t.Fatalf("New: %v %v", u, err)
+	}
+	abs := good
+	abs.Name = "VS1.Example.Test."
+	if u, err := New(abs); err != nil || u.Name() != "vs1.example.test." {
+		t.Errorf("absolute name: %v %v", u, err)
+	}
+	for name, mod := range map[string]func(*Config){
+		"no server":        func(c *Config) { c.Server = "" },
+		"no owner":         func(c *Config) { c.Owner = "" },
+		"no key":           func(c *Config) { c.Key = Key{} },
+		"name not in zone": func(c *Config) { c.Name = "vs1.other.test." },
+	} {
+		c := good
+		mod(&c)
+		if _, err := New(c); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
