@@ -8,7 +8,7 @@ FUZZTIME  ?= 5s
 INTEGRATION_TIMEOUT ?= 20m
 INTEGRATION_RUN     ?= TestIntegration
 
-.PHONY: all build deps check test unit sim mutants fuzz integration demo bench bench-membership soak clean
+.PHONY: all build deps check test unit sim mutants fuzz integration demo bench bench-membership bench-net soak clean
 
 all: build
 
@@ -66,6 +66,13 @@ bench:
 # on tgt, 2/4/8/16 nodes, detection / regroup / join (a few minutes; root).
 bench-membership: deps
 	WOLFPACK_BENCH_MEMBERSHIP=2,4,8,16 $(GO) test -count=1 -p 1 -timeout 30m -run 'TestIntegrationBenchMembership' -v ./testbed/nscluster/membership/
+
+# net/ figures: address online (probe and not), announcement → client
+# neighbour entry, mDNS announcement → client, link watch reports, over
+# BENCH_NET runs each (root).
+BENCH_NET ?= 20
+bench-net: deps
+	WOLFPACK_BENCH_NET=$(BENCH_NET) $(GO) test -count=1 -p 1 -timeout 10m -run 'TestIntegrationBench(Address|MDNS|LinkWatch)' -v ./net/vip/ ./net/mdns/ ./net/linkwatch/
 
 # False-suspicion soak: 10 minutes, a CPU hog in every node's namespace,
 # default timings; any suspicion or regroup fails it (root).

@@ -6,6 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(qemu-system-x86 qemu-block-extra qemu-utils tgt sg3-utils libiscsi-bin busybox-static iproute2 python3)
+# net/'s integration tests: knotd takes the signed dynamic updates, kdig and
+# dig read the zone and the responder, avahi-daemon (on its own D-Bus, in a
+# namespace) resolves the mDNS name. The tests start them inside their own
+# namespaces; the system services the packages bring must not run on the host
+# (avahi would send mDNS from the host's interfaces): see below.
+pkgs+=(knot knot-dnsutils bind9-dnsutils avahi-daemon avahi-utils dbus util-linux)
+services=(knot avahi-daemon) # packages with a daemon the tests run themselves
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -17,7 +24,30 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	fi
 	echo "deps: installing ${missing[*]}"
 	apt-get update -q >/dev/null
+	# While installing, a policy-rc.d (unless the machine has one) keeps
+	# invoke-rc.d and deb-systemd-invoke from starting any service.
+	policy=/usr/sbin/policy-rc.d
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\n# scripts/deps.sh: no service starts during its install\nexit 101\n' >"$policy"
+		chmod 755 "$policy"
+		trap 'rm -f "$policy"' EXIT
+	fi
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+	if grep -q 'scripts/deps.sh' "$policy" 2>/dev/null; then
+		rm -f "$policy"
+		trap - EXIT
+	fi
+	# Nor at boot: under systemd, disable the units of the service packages
+	# installed just now (a machine that had them keeps its own settings).
+	if [ -d /run/systemd/system ]; then
+		for p in "${services[@]}"; do
+			case " ${missing[*]} " in *" $p "*) ;; *) continue ;; esac
+			units=$p.service
+			[ "$p" = avahi-daemon ] && units="avahi-daemon.service avahi-daemon.socket"
+			# shellcheck disable=SC2086
+			systemctl disable --now $units >/dev/null 2>&1 || true
+		done
+	fi
 fi
 
 cache=.cache/kernel
