@@ -63,9 +63,8 @@ func (s *Sim) pumpDisk(n *node) {
 			return
 		}
 		slow := n.slow
-		troubled := slow > 0 || n.diskFault
-		if troubled {
-			n.stuck++
+		if slow > 0 {
+			n.stuck++ // until it completes
 		}
 		lat := s.diskLatency() + slow
 		s.after(lat, func() {
@@ -74,7 +73,7 @@ func (s *Sim) pumpDisk(n *node) {
 			}
 			r := n.exec.Exec(ctx, c)
 			s.dirty = true
-			if troubled && r.Outcome != core.Failed {
+			if slow > 0 {
 				n.stuck--
 				n.diskTroubleAt = s.now // a slow command ends the trouble only when it completes
 			}
@@ -82,11 +81,14 @@ func (s *Sim) pumpDisk(n *node) {
 				s.notePill(c.Pill)
 			}
 			if r.Outcome == core.Failed {
+				// It failed on a faulty path: the queue is stuck behind it
+				// until its timeout, whenever the fault itself ends.
+				n.stuck++
 				s.after(max(0, s.cfg.CommandTimeout-lat), func() {
-					if troubled {
+					if alive() { // a reboot reset the count
 						n.stuck--
+						n.diskTroubleAt = s.now
 					}
-					n.diskTroubleAt = s.now // the queue was stuck behind it until now
 					deliver(r)
 				})
 				return
