@@ -30,7 +30,7 @@ unit:
 	$(GO) test -race -short -count=1 ./...
 
 # Ring 1 at full size: 10,000 simulator seeds over 2..16 nodes and 40 at 64
-# (a few minutes on 2 cores); `unit` runs a few hundred under -race.
+# (about 4 minutes on 2 cores); `unit` runs a few hundred under -race.
 sim:
 	$(GO) test -count=1 -timeout 15m -run 'TestSimulator' ./sim/
 
