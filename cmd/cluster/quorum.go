@@ -532,7 +532,7 @@ func (h *holder) drain(ctx context.Context, won chan struct{}) error {
 			case regroup.EventJoinFailed:
 				return fmt.Errorf("%w: %s", errLost, e.Reason)
 			case regroup.EventHalt:
-				return fmt.Errorf("%w: %s", errLostQuorum, e.Reason)
+				return fmt.Errorf("%w: %s", errLostQuorum, strings.TrimPrefix(e.Reason, "lost quorum: "))
 			}
 		}
 		for _, c := range rd.Disk {

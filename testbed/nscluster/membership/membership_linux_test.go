@@ -203,10 +203,11 @@ func lostCleanly(ctx context.Context, t *testing.T, c *nscluster.Cluster, losers
 		}
 		own := c.Events(i, "", nscluster.And(nscluster.After(mark), func(e nscluster.Event) bool {
 			won, _ := e.Attrs["won"].(bool)
-			// A late "stabilized" of the membership from before the
-			// partition is not one of its own.
-			ownStable := e.Msg == msgStabilized && !sameSet(e.Ints("members"), all)
-			return installs(e) || ownStable || (e.Msg == msgArbitrationDone && won)
+			// A late record of the membership from before the partition
+			// ("joined" or "stabilized" read just after the mark) is not
+			// one of its own.
+			own := !sameSet(e.Ints("members"), all)
+			return (installs(e) || e.Msg == msgStabilized) && own || (e.Msg == msgArbitrationDone && won)
 		}))
 		for _, e := range own {
 			t.Errorf("loser node %d: %s", i, e.Format())
