@@ -277,12 +277,22 @@ func TestFencedMemberHalts(t *testing.T) {
 	n2 := c.start(2)
 	c.waitMembers(5*time.Second, []int{1, 2}, 1, 2)
 	ctx := context.Background()
+	// The intruder stands for another partition's winner. The owner's
+	// quorum check removes a stranger's key (that is its defence), so the
+	// intruder registers and preempts again if its key was removed between
+	// the two commands.
 	intruder := c.target.Nexus("intruder")
-	if err := scsi.RegisterAndIgnore(ctx, intruder, 0x99); err != nil {
-		t.Fatal(err)
-	}
-	if err := scsi.Preempt(ctx, intruder, 0x99, core.Key(testTag, 2), quorumio.ReservationType); err != nil {
-		t.Fatal(err)
+	for attempt := 1; ; attempt++ {
+		if err := scsi.RegisterAndIgnore(ctx, intruder, 0x99); err != nil {
+			t.Fatal(err)
+		}
+		err := scsi.Preempt(ctx, intruder, 0x99, core.Key(testTag, 2), quorumio.ReservationType)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, scsi.ErrReservationConflict) || attempt == 10 {
+			t.Fatal(err)
+		}
 	}
 	select {
 	case err := <-n2.done:
