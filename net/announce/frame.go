@@ -204,7 +204,9 @@ func parseNDP(b []byte) (*ndpPacket, error) {
 // that host's hardware address. Frames from ours are not conflicts.
 func arpConflict(b []byte, ours net.HardwareAddr, addr netip.Addr) (net.HardwareAddr, bool) {
 	p, f, err := parseARP(b)
-	if err != nil {
+	if err != nil || len(p.SenderHardwareAddr) != len(f.Source) || len(f.Source) == 0 {
+		// Not Ethernet ARP (a hardware address of another length, as the
+		// fuzzer found with length 0): nobody to name, no conflict.
 		return nil, false
 	}
 	if equalMAC(p.SenderHardwareAddr, ours) || equalMAC(f.Source, ours) {
