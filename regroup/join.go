@@ -296,6 +296,9 @@ func (n *Node) stepMember(m Message) {
 		// be reachable by all), else the node would be regrouped out at
 		// once, rejoin, and flap.
 		n.log.Debug("join announced", "joiner", m.Joiner, "sponsor", m.From)
+		if m.Joiner.Valid() {
+			n.announced[m.Joiner] = max(n.now, 1)
+		}
 		if m.Joiner.Valid() && n.alive.Has(m.Joiner) {
 			n.send(Message{Type: MsgAnnounceAck, To: m.From, Joiner: m.Joiner})
 		}

@@ -77,6 +77,7 @@ type Node struct {
 	memberInc [65]uint64 // incarnation a member joined with, where known
 	restarted NodeSet    // members heard with a new incarnation: their old self is gone
 	evict     NodeSet    // evictions requested here, not yet carried out
+	announced [65]int64  // tick a sponsor last announced each joiner (0: never)
 	holdKey   bool       // registered on the quorum disk (as far as we know)
 
 	rg regroupState
@@ -140,6 +141,24 @@ func (n *Node) Membership() (Epoch, NodeSet) { return n.epoch, n.members }
 // Member reports whether this node holds an installed membership (Up or
 // Paused).
 func (n *Node) Member() bool { return n.state == StateUp || n.state == StatePaused }
+
+// Joining is the set of nodes being joined right now: announced by a
+// sponsor within the last two join attempts' time, or sponsored by this
+// node. A joiner registers its key before its join commits, so the quorum
+// owner's defence must not remove these keys (a regroup's arbitration
+// still does).
+func (n *Node) Joining() NodeSet {
+	var s NodeSet
+	for id := NodeID(1); id <= 64; id++ {
+		if t := n.announced[id]; t != 0 && n.now-t <= int64(2*n.cfg.JoinTicks) && !n.members.Has(id) {
+			s = s.Add(id)
+		}
+	}
+	if n.sp.phase != spIdle {
+		s = s.Add(n.sp.joiner)
+	}
+	return s
+}
 
 // Registered reports whether this node believes its key is on the quorum
 // disk.

@@ -374,6 +374,16 @@ func (s *Sim) flush(n *node) {
 		}
 		for _, e := range rd.Events {
 			s.tracef(n.id, "core: %v", e)
+			// 5. The owner's defence removes only outsiders: never the key
+			// of a member of its own membership (a joiner registers before
+			// its join commits, so a defence that counts it an outsider
+			// fences a node that is joining).
+			if e.Kind == core.EventKeyRemoved && e.Reason == "defence" {
+				_, victim := core.KeyNode(e.Key)
+				if _, m := n.core.Membership(); n.core.Member() && m.Has(victim) {
+					s.violate("defence: node %d removed the key of node %d, a member of its membership %v", n.id, victim, m)
+				}
+			}
 		}
 		for _, e := range rd.Membership {
 			s.tracef(n.id, "%v", e)

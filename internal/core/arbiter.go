@@ -96,16 +96,17 @@ type arbiter struct {
 	// claim's round is still wanted, and the installed membership.
 	wanted  func(round uint64) bool
 	members func() nodes.Set
+	joining func() nodes.Set
 
-	op      arbOp
-	step    arbStep
-	cmd     uint64 // ID of the command waited for (0: none)
-	req     regroup.Arbitration
-	waitEnd int64 // stepWait: tick the wait ends
-	steps   int   // fence loop iterations
-	victims []uint64
-	pending struct{ register, unregister, check bool }
-	joining nodes.Set // register: the membership being joined
+	op          arbOp
+	step        arbStep
+	cmd         uint64 // ID of the command waited for (0: none)
+	req         regroup.Arbitration
+	waitEnd     int64 // stepWait: tick the wait ends
+	steps       int   // fence loop iterations
+	victims     []uint64
+	pending     struct{ register, unregister, check bool }
+	joinMembers nodes.Set // register: the membership being joined
 
 	owner bool // this node holds the reservation, as last seen
 	// noAbort is only for reporting; the fallback itself lives in scsi.
@@ -113,7 +114,7 @@ type arbiter struct {
 
 func newArbiter(cfg ArbiterConfig, n *Node) *arbiter {
 	return &arbiter{cfg: cfg, key: Key(cfg.ClusterTag, cfg.Self), node: n,
-		wanted: n.rg.WantsArbitration, members: n.members}
+		wanted: n.rg.WantsArbitration, members: n.members, joining: n.rg.Joining}
 }
 
 func (a *arbiter) busy() bool { return a.op != opNone }
@@ -262,7 +263,7 @@ func (a *arbiter) stepClaim(r DiskResult) {
 			// The victim, or this node, is gone: re-read.
 			a.node.logInfo("preempt conflict", "victim", fmt.Sprintf("%#x", a.victims[0]))
 		default:
-			a.node.keyRemoved(a.victims[0])
+			a.node.keyRemoved(a.victims[0], "claim")
 		}
 		a.fence()
 	case stepFenceRes:
@@ -321,7 +322,7 @@ func (a *arbiter) claimWon() {
 // ---- register / unregister ----
 
 func (a *arbiter) register(joining nodes.Set) {
-	a.joining = joining
+	a.joinMembers = joining
 	if a.op != opNone {
 		a.pending.register = true
 		return
@@ -363,7 +364,7 @@ func (a *arbiter) stepRegister(r DiskResult) {
 			a.node.registered(fmt.Errorf("read reservation: %s", r.errString()))
 			return
 		}
-		if m := a.joining; r.Reserved && !a.memberKey(r.Holder, m) {
+		if m := a.joinMembers; r.Reserved && !a.memberKey(r.Holder, m) {
 			err := fmt.Errorf("reservation holder %#x is outside membership %v: the sponsor's partition was fenced", r.Holder, m)
 			a.op = opUnregister
 			a.issue(stepUnregister, DiskCommand{Op: DiskRegister, Key: 0})
@@ -414,9 +415,12 @@ func (a *arbiter) stepCheck(r DiskResult) {
 			a.node.quorumLost("this node's key is no longer registered on the quorum disk")
 			return
 		}
+		// A node being joined registered before its join commits: its key
+		// is not an outsider's.
+		spare := a.members() | a.joining()
 		a.victims = a.victims[:0]
 		for _, k := range r.Keys {
-			if !a.memberKey(k, a.members()) && !slices.Contains(a.victims, k) {
+			if !a.memberKey(k, spare) && !slices.Contains(a.victims, k) {
 				a.victims = append(a.victims, k)
 			}
 		}
@@ -442,7 +446,7 @@ func (a *arbiter) stepCheck(r DiskResult) {
 		v := a.victims[0]
 		a.victims = a.victims[1:]
 		if r.Outcome == OK {
-			a.node.keyRemoved(v)
+			a.node.keyRemoved(v, "defence")
 		} else {
 			a.node.logInfo("defend: preempt", "victim", fmt.Sprintf("%#x", v), "err", r.errString())
 		}

@@ -86,7 +86,7 @@ const (
 	EventArbitrationDone                         // {Round, Won, Owner, Reason, Ticks}
 	EventKeyRegistered                           // {Key}
 	EventRegisterFailed                          // {Reason}
-	EventKeyRemoved                              // {Key}: a key outside the membership was preempted
+	EventKeyRemoved                              // {Key, Reason: "claim" or "defence"}: a key outside the membership was preempted
 	EventUnregistered                            // {Reason: error, if any}
 	EventQuorumLost                              // {Reason}
 	EventPillSent                                // {Node, Incarnation}
@@ -482,7 +482,11 @@ func (n *Node) unregistered(r DiskResult) {
 	n.event(e)
 }
 
-func (n *Node) keyRemoved(k uint64) { n.event(Event{Kind: EventKeyRemoved, Key: k}) }
+// keyRemoved reports a key this node preempted: in a claim, or in the
+// quorum check's defence (Reason says which).
+func (n *Node) keyRemoved(k uint64, why string) {
+	n.event(Event{Kind: EventKeyRemoved, Key: k, Reason: why})
+}
 
 // quorumLost is the self-fence: the key is gone, the disk cannot be read,
 // or a poison pill came. regroup turns it into a halt.
