@@ -396,6 +396,7 @@ func (n *Node) sponsor(m Message) {
 	sp.counter++
 	sp.phase, sp.joiner, sp.inc, sp.jnonce = spChallenge, m.From, m.Incarnation, m.Nonce
 	sp.heard = 0
+	n.announced[m.From] = max(n.now, 1) // Joining: the sponsor spares it too, across attempts
 	sp.nonce = n.cfg.Incarnation<<20 ^ sp.counter
 	sp.since, sp.lastSend = n.now, n.now
 	sp.waiting = sp.waiting.Remove(m.From)

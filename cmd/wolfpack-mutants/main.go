@@ -71,14 +71,6 @@ var mutants = []mutant{
 		check: simSeeds,
 	},
 	{
-		name: "the owner's defence removes a joiner's key (it registers before its join commits)",
-		edits: []edit{{file: "internal/core/arbiter.go",
-			old: "		spare := a.members() | a.joining()\n",
-			new: "		spare := a.members()\n",
-		}},
-		check: simSeeds,
-	},
-	{
 		name: "the regroup leader installs before its arbitration is won",
 		edits: []edit{{file: "regroup/regroup.go",
 			old: "	n.rg.arbitrate = true\n	n.ready.Arbitrate = &Arbitration{Round: n.rg.round, Members: n.rg.survivors, Class: n.rg.class}",

@@ -460,6 +460,12 @@ func (a *arbiter) stepCheck(r DiskResult) {
 // nextDefence removes the next key outside the membership (a node trying
 // to form, a pruned node that has not halted yet).
 func (a *arbiter) nextDefence() {
+	// The keys were read a while ago (a slow path): a victim may have
+	// become a member or a joiner since.
+	now := a.members() | a.joining()
+	for len(a.victims) > 0 && a.memberKey(a.victims[0], now) {
+		a.victims = a.victims[1:]
+	}
 	if len(a.victims) == 0 {
 		a.idle()
 		return
