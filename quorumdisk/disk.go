@@ -227,20 +227,25 @@ func detect(b []byte, bs int) []Signature {
 // ReadHeartbeats reads every slot in one command. Slots that are empty,
 // corrupt or from another format come back zero (Node 0).
 func (d *Disk) ReadHeartbeats(ctx context.Context) ([]Heartbeat, error) {
-	l := d.sb.Layout
-	bs := d.dev.BlockSize()
-	b := make([]byte, 2*int(l.SlotCount)*bs)
-	if err := d.dev.ReadBlocks(ctx, l.SlotsLBA, b); err != nil {
+	b := make([]byte, 2*int(d.sb.Layout.SlotCount)*d.dev.BlockSize())
+	if err := d.dev.ReadBlocks(ctx, d.sb.Layout.SlotsLBA, b); err != nil {
 		return nil, fmt.Errorf("read heartbeat slots: %w", err)
 	}
-	hs := make([]Heartbeat, MaxNodes)
+	return d.decodeSlots(b, MaxNodes), nil
+}
+
+// decodeSlots decodes the heartbeat slots of nodes 1..n from b, the slot
+// area read from its start.
+func (d *Disk) decodeSlots(b []byte, n int) []Heartbeat {
+	bs := d.dev.BlockSize()
+	hs := make([]Heartbeat, n)
 	for i := range hs {
 		var h Heartbeat
-		if h.UnmarshalBinary(b[2*i*bs:]) == nil && h.FormatID == d.sb.FormatID && h.Node == uint32(i+1) {
+		if h.UnmarshalBinary(b[2*i*bs:(2*i+1)*bs]) == nil && h.FormatID == d.sb.FormatID && h.Node == uint32(i+1) {
 			hs[i] = h
 		}
 	}
-	return hs, nil
+	return hs
 }
 
 // ReadSlots reads the heartbeat slots and mailboxes of nodes 1..upTo (and
@@ -257,13 +262,7 @@ func (d *Disk) ReadSlots(ctx context.Context, self, upTo uint32) (hs []Heartbeat
 	if err := d.dev.ReadBlocks(ctx, l.SlotsLBA, b); err != nil {
 		return nil, pill, false, fmt.Errorf("read heartbeat slots and mailboxes: %w", err)
 	}
-	hs = make([]Heartbeat, upTo)
-	for i := range hs {
-		var h Heartbeat
-		if h.UnmarshalBinary(b[2*i*bs:(2*i+1)*bs]) == nil && h.FormatID == d.sb.FormatID && h.Node == uint32(i+1) {
-			hs[i] = h
-		}
-	}
+	hs = d.decodeSlots(b, int(upTo))
 	mb := b[(2*int(self-1)+1)*bs : (2*int(self-1)+2)*bs]
 	if pill.UnmarshalBinary(mb) == nil && pill.FormatID == d.sb.FormatID && pill.Target == self {
 		return hs, pill, true, nil
