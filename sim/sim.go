@@ -348,9 +348,6 @@ func (s *Sim) Freeze(id regroup.NodeID, d int64) {
 	})
 }
 
-// SlowDisk adds extra latency to every command on node id's disk path.
-func (s *Sim) SlowDisk(id regroup.NodeID, extra int64) { s.nodes[id].slow = extra }
-
 // flush drains node n's Ready: heartbeats and messages go on the network,
 // disk commands into its disk queue.
 func (s *Sim) flush(n *node) {

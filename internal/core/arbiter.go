@@ -117,8 +117,6 @@ func newArbiter(cfg ArbiterConfig, n *Node) *arbiter {
 		wanted: n.rg.WantsArbitration, members: n.members, joining: n.rg.Joining}
 }
 
-func (a *arbiter) busy() bool { return a.op != opNone }
-
 func (a *arbiter) issue(step arbStep, c DiskCommand) {
 	a.step = step
 	a.cmd = a.node.issueDisk(c)
