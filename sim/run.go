@@ -33,6 +33,9 @@ func Run(cfg Config) Result {
 		s.after(s.rng.Int64N(50*Millisecond), func() { s.Boot(id, false) })
 	}
 	res := Result{Seed: cfg.Seed, Nodes: cfg.Nodes, StableAfter: -1}
+	if s.cfg.Clients > 0 {
+		s.startClients(s.cfg.FaultEnd)
+	}
 	start := int64(0)
 	if s.cfg.Faults {
 		res.Faults = s.scheduleFaults()
@@ -44,6 +47,9 @@ func Run(cfg Config) Result {
 		res.StableAfter = s.now - start
 	} else {
 		s.violate("not stable %v after the faults stopped:\n%s", fmtDur(s.cfg.Settle), s.Describe())
+	}
+	if s.cfg.Clients > 0 && len(s.Violations) == 0 {
+		s.checkGUP()
 	}
 	res.Violations = s.Violations
 	res.Events = s.events

@@ -25,7 +25,7 @@ func runSeeds(t *testing.T, from, count uint64, nodes func(seed uint64) int) (ma
 			defer wg.Done()
 			for seed := range seeds {
 				k := nodes(seed)
-				r := Run(Config{Seed: seed, Nodes: k, Faults: true})
+				r := Run(Config{Seed: seed, Nodes: k, Faults: true, Clients: 3})
 				mu.Lock()
 				maxStable = max(maxStable, r.StableAfter)
 				if len(r.Violations) > 0 {

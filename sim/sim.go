@@ -56,6 +56,9 @@ type Config struct {
 	Trace io.Writer
 	// TraceHeartbeats adds every heartbeat datagram to the trace.
 	TraceHeartbeats bool
+	// Clients is the number of GUP clients writing and reading through
+	// random nodes until the faults end (0: no GUP workload or checks).
+	Clients int
 }
 
 func (c *Config) defaults() {
@@ -106,6 +109,10 @@ type node struct {
 	diskFault       bool  // a transport fault is on this node's path
 	diskTroubleAt   int64 // last time a disk fault or slowness began or ended
 	stuck           int   // commands issued on a troubled path still in flight
+	// state is this incarnation's database; saved its last local copy on
+	// the node's own disk, which the next incarnation starts from.
+	state *kvState
+	saved []byte
 }
 
 // Sim is one simulation. It is not safe for concurrent use; run many in
@@ -128,6 +135,8 @@ type Sim struct {
 	regValid bool
 
 	unreservedAt int64 // last time the target held no reservation
+
+	wl workload
 
 	Violations []string
 	Metrics    Metrics
@@ -254,6 +263,7 @@ func (s *Sim) RunUntil(t int64, stop func() bool) bool {
 func (s *Sim) Boot(id regroup.NodeID, form bool) {
 	n := s.nodes[id]
 	n.inc++
+	n.state = newKV(s, n)
 	tick := s.cfg.Tick
 	ticks := func(d int64) int { return int(max(1, (d+tick-1)/tick)) }
 	c, err := core.New(core.Config{
@@ -267,10 +277,15 @@ func (s *Sim) Boot(id regroup.NodeID, form bool) {
 		FormTicks:        ticks(s.cfg.FormDelay),
 		CheckTicks:       ticks(s.cfg.QuorumCheck),
 		DiskBeatTicks:    ticks(s.cfg.DiskBeat),
-		Snapshot:         func() []byte { return []byte("db") },
+		State:            n.state,
 	})
 	if err != nil {
 		panic(err)
+	}
+	if n.saved != nil {
+		if err := c.GUP().Restore(n.saved); err != nil {
+			s.violate("node %d: restore its local copy: %v", id, err)
+		}
 	}
 	n.core, n.running, n.frozen = c, true, false
 	n.pillAt = -1
@@ -299,6 +314,18 @@ func (s *Sim) Boot(id regroup.NodeID, form bool) {
 		s.flush(n)
 	}
 	s.after(s.rng.Int64N(s.cfg.Tick), tickFn)
+	// The local copy, saved now and then (the last one may be stale).
+	var saveFn func()
+	saveFn = func() {
+		if n.inc != inc || !n.running {
+			return
+		}
+		if !n.frozen {
+			n.saved = n.core.GUP().Snapshot()
+		}
+		s.after(s.randDur(50*Millisecond, 500*Millisecond), saveFn)
+	}
+	s.after(s.randDur(50*Millisecond, 500*Millisecond), saveFn)
 	s.dirty = true
 }
 
@@ -399,6 +426,7 @@ func (s *Sim) flush(n *node) {
 				}
 			}
 		}
+		s.gupReady(n, rd.GUP)
 		for _, e := range rd.Events {
 			if e.Kind == core.EventUnregistered && n.core.State() == regroup.StateLeft {
 				s.stop(n)

@@ -450,6 +450,8 @@ func arbitrate(ctx context.Context, d scsi.Device, tag uint32, f *quorumFlags, m
 		ClusterTag: tag, Self: nodes.ID(f.node), Incarnation: inc, Nodes: all, Networks: 1,
 		Secret:     []byte("cluster quorum hold"),
 		CheckTicks: ticks(f.checkInterval), Logger: log,
+		// The holder writes the recovery log itself.
+		NoGUP: true,
 	}
 	if f.formDelay > 0 {
 		cfg.FormTicks = ticks(f.formDelay)
@@ -578,8 +580,8 @@ func holdQuorum(ctx context.Context, d scsi.Device, dev string, f *quorumFlags, 
 	if drv == nil {
 		return err
 	}
-	// The core replayed the log and appended an owner record when it won
-	// (docs/design.md, "Quorum arbitration"); this reads it again to report it.
+	// The holder takes the recovery log over as GUP's locker would
+	// (docs/gup.md): replay, report, then append.
 	log, rp, err := qd.OpenLog(ctx)
 	if err != nil {
 		lw.event("error", "error", "replay: "+err.Error())

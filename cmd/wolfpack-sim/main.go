@@ -29,6 +29,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	count := fs.Uint64("count", 1, "number of seeds to run from -seed")
 	nodes := fs.Int("nodes", 5, "number of nodes (2..64)")
 	faults := fs.Bool("faults", true, "inject the seed's random faults")
+	clients := fs.Int("clients", 3, "GUP clients writing and reading through random nodes (0: none)")
 	verbose := fs.Bool("v", false, "print the event trace")
 	hb := fs.Bool("heartbeats", false, "with -v, trace every heartbeat datagram too")
 	if err := fs.Parse(args); err != nil {
@@ -40,7 +41,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	bad := 0
 	start := time.Now()
 	for s := *seed; s < *seed+*count; s++ {
-		cfg := sim.Config{Seed: s, Nodes: *nodes, Faults: *faults}
+		cfg := sim.Config{Seed: s, Nodes: *nodes, Faults: *faults, Clients: *clients}
 		if *verbose {
 			cfg.Trace, cfg.TraceHeartbeats = stdout, *hb
 		}

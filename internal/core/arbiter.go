@@ -18,8 +18,9 @@ import (
 // Four operations, one at a time:
 //   - claim: regroup's Arbitration (or a form): wait as the partition's
 //     class says, then PREEMPT every key outside the members and make sure
-//     a member holds the reservation; a forming node registers first and,
-//     once it won, replays the recovery log.
+//     a member holds the reservation; a forming node registers first.
+//     Whoever holds the reservation afterwards replays the recovery log
+//     before it writes it (GUP's takeover, see gup.go).
 //   - register: after a join, register this node's key, then verify that a
 //     member of the membership it joined holds the reservation (if not,
 //     its sponsor's partition was fenced while the join ran: unregister).
@@ -62,7 +63,6 @@ const (
 	stepFencePreempt         // claim: PREEMPT of one outsider
 	stepFenceRes             // claim: READ RESERVATION: a member holds it?
 	stepReserve              // claim: RESERVE
-	stepReplay               // claim (form): replay the recovery log
 	stepRegister             // register: REGISTER own key
 	stepRegisterRes          // register: READ RESERVATION: holder a member?
 	stepUnregister           // unregister / undo a register
@@ -70,6 +70,7 @@ const (
 	stepCheckRes             // check: READ RESERVATION
 	stepCheckPreempt         // check: PREEMPT outsiders, one at a time
 	stepCheckReserve         // check: RESERVE (no holder, this node leads)
+	stepCheckTake            // check: PREEMPT a departed holder (this node leads)
 )
 
 // ArbiterConfig configures the arbiter; durations are in ticks.
@@ -108,7 +109,8 @@ type arbiter struct {
 	pending     struct{ register, unregister, check bool }
 	joinMembers nodes.Set // register: the membership being joined
 
-	owner bool // this node holds the reservation, as last seen
+	owner  bool   // this node holds the reservation, as last seen
+	taking uint64 // stepCheckTake: the departed holder's key
 	// noAbort is only for reporting; the fallback itself lives in scsi.
 }
 
@@ -275,7 +277,7 @@ func (a *arbiter) stepClaim(r DiskResult) {
 				return
 			}
 			a.owner = r.Holder == a.key
-			a.claimWon()
+			a.claimDone(true, "")
 			return
 		}
 		a.issue(stepReserve, DiskCommand{Op: DiskReserve, Key: a.key})
@@ -285,13 +287,6 @@ func (a *arbiter) stepClaim(r DiskResult) {
 			return
 		}
 		a.owner = true
-		a.claimWon()
-	case stepReplay:
-		if r.Outcome != OK {
-			a.owner = false
-			fail("replay the recovery log")
-			return
-		}
 		a.claimDone(true, "")
 	}
 }
@@ -305,16 +300,6 @@ func (a *arbiter) fence() {
 		return
 	}
 	a.issue(stepFenceKeys, DiskCommand{Op: DiskReadKeys})
-}
-
-// claimWon: a forming node replays the log first (the "partition in time":
-// it must never run on a stale database).
-func (a *arbiter) claimWon() {
-	if a.req.Class == regroup.ClassForm {
-		a.issue(stepReplay, DiskCommand{Op: DiskReplayLog, Key: a.key})
-		return
-	}
-	a.claimDone(true, "")
 }
 
 // ---- register / unregister ----
@@ -436,6 +421,14 @@ func (a *arbiter) stepCheck(r DiskResult) {
 			a.nextDefence()
 		case !r.Reserved && m.Min() == a.cfg.Self:
 			a.issue(stepCheckReserve, DiskCommand{Op: DiskReserve, Key: a.key})
+		case r.Reserved && !a.memberKey(r.Holder, m|a.joining()) && m.Min() == a.cfg.Self:
+			// The holder left (ClusterExit keeps a holder's key for its
+			// successor): preempting its key moves the reservation here
+			// in one command, so the LUN is never without one, when
+			// any registrant-or-not zombie could write.
+			a.victims = slices.DeleteFunc(a.victims, func(k uint64) bool { return k == r.Holder })
+			a.issue(stepCheckTake, DiskCommand{Op: DiskPreempt, Key: a.key, Victim: r.Holder})
+			a.taking = r.Holder
 		default:
 			a.owner = false
 			a.idle()
@@ -452,6 +445,15 @@ func (a *arbiter) stepCheck(r DiskResult) {
 	case stepCheckReserve:
 		a.owner = r.Outcome == OK
 		a.idle()
+	case stepCheckTake:
+		if r.Outcome != OK {
+			a.node.logInfo("take the reservation over", "holder", fmt.Sprintf("%#x", a.taking), "err", r.errString())
+			a.idle()
+			return
+		}
+		a.owner = true
+		a.node.keyRemoved(a.taking, "defence")
+		a.nextDefence()
 	}
 }
 

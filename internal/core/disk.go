@@ -3,6 +3,7 @@ package core
 import (
 	"fmt"
 
+	"github.com/wolfpack-ha/wolfpack/gup"
 	"github.com/wolfpack-ha/wolfpack/internal/nodes"
 )
 
@@ -33,8 +34,9 @@ const (
 	// with Key (PREEMPT where the target refuses PREEMPT AND ABORT; scsi
 	// does that fallback).
 	DiskPreempt
-	// DiskReplayLog: open the recovery log as its new owner, replay it and
-	// append an owner record (a write only the holder can make).
+	// DiskReplayLog: open the recovery log as its new writer, replay it and
+	// append an owner record (a write only a registrant can make); GUP's
+	// takeover.
 	DiskReplayLog
 	// DiskWriteSlot: WRITE(16) FUA of this node's heartbeat slot.
 	DiskWriteSlot
@@ -43,6 +45,12 @@ const (
 	DiskReadSlots
 	// DiskWritePill: WRITE(16) FUA of Pill into Pill.Target's mailbox.
 	DiskWritePill
+	// DiskAppendLog: append Payload (a batch of GUP updates ending at
+	// GUPSeq) to the recovery log as one record, WRITE(16) FUA.
+	DiskAppendLog
+	// DiskCheckpoint: write Payload (GUP's state at GUPSeq) as the log's
+	// next checkpoint.
+	DiskCheckpoint
 )
 
 func (o DiskOp) String() string {
@@ -65,6 +73,10 @@ func (o DiskOp) String() string {
 		return "read slots"
 	case DiskWritePill:
 		return "write poison pill"
+	case DiskAppendLog:
+		return "append log"
+	case DiskCheckpoint:
+		return "checkpoint"
 	}
 	return fmt.Sprintf("DiskOp(%d)", uint8(o))
 }
@@ -98,6 +110,9 @@ type DiskCommand struct {
 	Victim uint64 // Preempt
 	Slot   Slot   // WriteSlot
 	Pill   Pill   // WritePill
+	// AppendLog, Checkpoint.
+	GUPSeq  uint64
+	Payload []byte
 }
 
 func (c DiskCommand) String() string {
@@ -110,6 +125,8 @@ func (c DiskCommand) String() string {
 		return fmt.Sprintf("#%d %v counter %d", c.ID, c.Op, c.Slot.Counter)
 	case DiskWritePill:
 		return fmt.Sprintf("#%d %v to %d", c.ID, c.Op, c.Pill.Target)
+	case DiskAppendLog, DiskCheckpoint:
+		return fmt.Sprintf("#%d %v #%d (%d bytes)", c.ID, c.Op, c.GUPSeq, len(c.Payload))
 	}
 	return fmt.Sprintf("#%d %v", c.ID, c.Op)
 }
@@ -153,6 +170,18 @@ type DiskResult struct {
 	// this node's mailbox holds a pill, that pill.
 	Slots []Slot
 	Pill  *Pill
+	// ReplayLog: the newest checkpoint's payload, the records after it,
+	// the LSN of the owner record appended and the disk's format id.
+	Checkpoint []byte
+	Records    []gup.LogRecord
+	OwnerLSN   uint64
+	FormatID   uint64
+	// ReplayLog, AppendLog, Checkpoint: the log ring's free and total
+	// blocks and its largest record payload; LogFull: the ring had no
+	// room (nothing was written).
+	LogFree, LogSize uint64
+	MaxPayload       int
+	LogFull          bool
 }
 
 func (r DiskResult) String() string {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/wolfpack-ha/wolfpack/gup"
 	"github.com/wolfpack-ha/wolfpack/heartbeat"
 	"github.com/wolfpack-ha/wolfpack/internal/nodes"
 	"github.com/wolfpack-ha/wolfpack/regroup"
@@ -49,9 +50,14 @@ type Config struct {
 	DiskBeatTicks      int
 	DiskAliveBeats     int
 
-	// Snapshot and Restore carry the cluster database in a join.
-	Snapshot func() []byte
-	Restore  func([]byte) error
+	// State is the cluster database GUP replicates (nil: an empty state
+	// that ignores every update).
+	State gup.StateMachine
+	// NoGUP leaves GUP out: the node never touches the recovery log (cluster
+	// quorum hold, which writes the log itself).
+	NoGUP bool
+	// GUP's timings and bounds; zero takes gup's defaults.
+	GUP GUPConfig
 
 	Logger *slog.Logger
 }
@@ -87,7 +93,7 @@ const (
 	EventKeyRegistered                           // {Key}
 	EventRegisterFailed                          // {Reason}
 	EventKeyRemoved                              // {Key, Reason: "claim" or "defence"}: a key outside the membership was preempted
-	EventUnregistered                            // {Reason: error, if any}
+	EventUnregistered                            // {Reason: error, if any; Owner: the holder kept its key for its successor to preempt}
 	EventQuorumLost                              // {Reason}
 	EventPillSent                                // {Node, Incarnation}
 	EventPillRead                                // {Node: sender, Reason}
@@ -156,6 +162,9 @@ type Ready struct {
 	Detector   []heartbeat.Event
 	Membership []regroup.Event
 	Events     []Event
+	// GUP's messages to send on the streams, completions of this node's
+	// updates, reads that may now be served, and its events.
+	GUP gup.Ready
 }
 
 // Node is one node's protocol state. It is not safe for concurrent use.
@@ -166,6 +175,10 @@ type Node struct {
 	det *heartbeat.Detector
 	rg  *regroup.Node
 	arb *arbiter
+	gup *gup.Node
+	// gupCmds maps the disk commands GUP issued to its log operations.
+	gupCmds   map[uint64]gup.LogOp
+	installed bool // a membership was installed since GUP last heard
 
 	ready  Ready
 	nextID uint64
@@ -221,13 +234,15 @@ func New(cfg Config) (*Node, error) {
 	rg, err := regroup.New(regroup.Config{
 		Cluster: cfg.ClusterTag, Self: cfg.Self, Incarnation: cfg.Incarnation, Nodes: cfg.Nodes, Secret: cfg.Secret,
 		FormTicks: cfg.JoinWindowTicks, ArbitrationTicks: cfg.ArbitrationTicks,
-		Snapshot: cfg.Snapshot, Restore: cfg.Restore,
 		Logger: log.With("core", "regroup"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("core: membership: %w", err)
 	}
-	n := &Node{cfg: cfg, log: log, det: det, rg: rg}
+	n := &Node{cfg: cfg, log: log, det: det, rg: rg, gupCmds: map[uint64]gup.LogOp{}}
+	if n.gup, err = n.newGUP(); err != nil {
+		return nil, fmt.Errorf("core: global update protocol: %w", err)
+	}
 	n.arb = newArbiter(ArbiterConfig{
 		ClusterTag: cfg.ClusterTag, Self: cfg.Self, DefenceTicks: cfg.DefenceTicks,
 		FormTicks: cfg.FormTicks, CheckTicks: cfg.CheckTicks,
@@ -269,6 +284,7 @@ func (n *Node) Tick() {
 	n.det.Tick()
 	n.rg.Tick()
 	n.arb.tick()
+	n.gup.Tick()
 	if n.rg.Member() && n.rg.Registered() {
 		if n.now%int64(n.cfg.CheckTicks) == 0 {
 			n.arb.check()
@@ -309,6 +325,7 @@ func (n *Node) CheckQuorum() {
 func (n *Node) StepDisk(r DiskResult) {
 	switch {
 	case n.arb.result(r):
+	case n.gupResult(r):
 	case r.ID == n.beatCmd:
 		n.beatCmd = 0
 		n.beatResult(r)
@@ -362,7 +379,8 @@ func (n *Node) DiskAlive(peer nodes.ID) bool {
 // HasReady reports whether Ready has anything.
 func (n *Node) HasReady() bool {
 	r := &n.ready
-	return len(r.Sends)+len(r.Messages)+len(r.Disk)+len(r.Detector)+len(r.Membership)+len(r.Events) > 0
+	return len(r.Sends)+len(r.Messages)+len(r.Disk)+len(r.Detector)+len(r.Membership)+len(r.Events) > 0 ||
+		len(r.GUP.Messages)+len(r.GUP.Completions)+len(r.GUP.Reads)+len(r.GUP.Events) > 0
 }
 
 // Ready returns and clears what accumulated.
@@ -378,6 +396,18 @@ func (n *Node) Ready() Ready {
 // Ready, feeding each into the other and into the arbiter, until both are
 // quiet.
 func (n *Node) process() {
+	for {
+		n.processMembership()
+		// GUP follows the membership and the reservation; what it does
+		// (a self-fence) may start the loop again.
+		n.syncGUP()
+		if !n.det.HasReady() && !n.rg.HasReady() {
+			return
+		}
+	}
+}
+
+func (n *Node) processMembership() {
 	for n.det.HasReady() || n.rg.HasReady() {
 		dr := n.det.Ready()
 		n.ready.Sends = append(n.ready.Sends, dr.Sends...)
@@ -410,7 +440,18 @@ func (n *Node) process() {
 			n.arb.claim(req)
 		}
 		if rd.Unregister {
-			n.arb.unregister()
+			if n.arb.owner {
+				// A holder that leaves keeps its key: its successor (or
+				// the next node to form) preempts it, which moves the
+				// reservation in one command. Releasing it would leave
+				// the LUN without a reservation, and then every node,
+				// fenced or not, may write (SPC-4 5.12.1): a frozen
+				// former locker could append to the log.
+				n.arb.owner = false
+				n.event(Event{Kind: EventUnregistered, Owner: true})
+			} else {
+				n.arb.unregister()
+			}
 		}
 		if rd.Register {
 			n.arb.register(rd.RegisterFor)
@@ -435,6 +476,7 @@ func (n *Node) membershipEvent(e regroup.Event) {
 	case regroup.EventNodeDown:
 		n.maybePoison(e.Node, e.Epoch)
 	case regroup.EventMembershipInstalled:
+		n.installed = true
 		// The leader of a new membership checks the disk at once: the
 		// reservation may be gone with a member that left.
 		if e.Members.Min() == n.cfg.Self && n.rg.Registered() {

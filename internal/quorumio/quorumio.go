@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/wolfpack-ha/wolfpack/gup"
 	"github.com/wolfpack-ha/wolfpack/internal/core"
 	"github.com/wolfpack-ha/wolfpack/quorumdisk"
 	"github.com/wolfpack-ha/wolfpack/scsi"
@@ -40,6 +41,9 @@ type Executor struct {
 	Logger      *slog.Logger
 
 	fellBack bool
+	// lg is the recovery log as the last replay opened it (nil: none; a
+	// failed write stops it until the next replay).
+	lg *quorumdisk.Log
 }
 
 // Open checks that dev holds a formatted quorum disk of cluster tag and
@@ -100,7 +104,11 @@ func (e *Executor) Exec(ctx context.Context, c core.DiskCommand) core.DiskResult
 			e.log().Warn("the target refused PREEMPT AND ABORT (INVALID FIELD IN CDB); used PREEMPT")
 		}
 	case core.DiskReplayLog:
-		err = e.replay(ctx)
+		err = e.replay(ctx, &r)
+	case core.DiskAppendLog:
+		err = e.appendLog(ctx, c, &r)
+	case core.DiskCheckpoint:
+		err = e.checkpoint(ctx, c, &r)
 	case core.DiskWriteSlot:
 		s := c.Slot
 		err = e.Disk.WriteHeartbeat(ctx, quorumdisk.Heartbeat{
@@ -146,10 +154,11 @@ func (e *Executor) now() time.Time {
 	return e.Now()
 }
 
-// replay opens the recovery log as its new owner: replay up to the last
+// replay opens the recovery log as its new writer: replay up to the last
 // valid record, then append an owner record, which also proves this node
-// may write.
-func (e *Executor) replay(ctx context.Context) error {
+// may write; its LSN is the new locker's term.
+func (e *Executor) replay(ctx context.Context, r *core.DiskResult) error {
+	e.lg = nil
 	lg, rp, err := e.Disk.OpenLog(ctx)
 	if err != nil {
 		return fmt.Errorf("replay log: %w", err)
@@ -161,6 +170,49 @@ func (e *Executor) replay(ctx context.Context) error {
 		return fmt.Errorf("replay log: append owner record: %w", err)
 	}
 	e.log().Info("owner record appended", "lsn", lsn)
+	r.Checkpoint, r.OwnerLSN, r.FormatID = rp.Snapshot, lsn, e.Disk.Superblock().FormatID
+	for _, rec := range rp.Records {
+		r.Records = append(r.Records, gup.LogRecord{LSN: rec.LSN, GUPSeq: rec.GUPSeq,
+			Update: rec.Type == quorumdisk.RecordUpdate, Payload: rec.Payload})
+	}
+	e.lg = lg
+	e.space(r)
+	return nil
+}
+
+func (e *Executor) space(r *core.DiskResult) {
+	r.LogFree, r.LogSize, r.MaxPayload = e.lg.Free(), e.Disk.Superblock().Layout.LogBlocks, e.lg.MaxRecordPayload()
+}
+
+// appendLog appends a batch of GUP updates as one record.
+func (e *Executor) appendLog(ctx context.Context, c core.DiskCommand, r *core.DiskResult) error {
+	if e.lg == nil {
+		return errors.New("append to the recovery log: not open (no replay since the last failure)")
+	}
+	_, err := e.lg.Append(ctx, quorumdisk.Record{Type: quorumdisk.RecordUpdate, GUPSeq: c.GUPSeq, Payload: c.Payload})
+	if errors.Is(err, quorumdisk.ErrLogFull) {
+		r.LogFull = true
+	}
+	if err != nil {
+		return fmt.Errorf("append update #%d to the recovery log: %w", c.GUPSeq, err)
+	}
+	e.space(r)
+	return nil
+}
+
+// checkpoint writes GUP's state as the log's next checkpoint.
+func (e *Executor) checkpoint(ctx context.Context, c core.DiskCommand, r *core.DiskResult) error {
+	if e.lg == nil {
+		return errors.New("checkpoint the recovery log: not open (no replay since the last failure)")
+	}
+	err := e.lg.Checkpoint(ctx, c.Payload)
+	if errors.Is(err, quorumdisk.ErrTooLarge) {
+		r.LogFull = true
+	}
+	if err != nil {
+		return fmt.Errorf("checkpoint the recovery log at #%d: %w", c.GUPSeq, err)
+	}
+	e.space(r)
 	return nil
 }
 

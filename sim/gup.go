@@ -1,0 +1,451 @@
+package sim
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/wolfpack-ha/wolfpack/gup"
+	"github.com/wolfpack-ha/wolfpack/quorumdisk"
+	"github.com/wolfpack-ha/wolfpack/regroup"
+)
+
+// The simulator's GUP workload: clients write and read a few keys through
+// random nodes while the faults run; every apply on every node is checked
+// against every other (same update at the same sequence number, each
+// request at one sequence number only), and at the end the log on the
+// target, the survivors' states and the clients' history (with a
+// linearizability checker) are checked too (docs/gup.md, "Invariants").
+
+// kvState is the simulator's state machine: a few registers, and a hash
+// chained over every (sequence number, update) applied, so two states with
+// equal hashes hold the same history.
+type kvState struct {
+	s    *Sim
+	node *node
+	seq  uint64
+	hash uint64
+	kv   map[string]string
+}
+
+func newKV(s *Sim, n *node) *kvState { return &kvState{s: s, node: n, kv: map[string]string{}} }
+
+func (st *kvState) Apply(seq uint64, data []byte) error {
+	st.s.noteApply(st, seq, data)
+	k, v, ok := strings.Cut(string(data), "=")
+	if !ok {
+		return fmt.Errorf("kv: update %q is not key=value", data)
+	}
+	st.kv[k] = v
+	st.seq = seq
+	st.hash = chain(st.hash, seq, data)
+	return nil
+}
+
+func chain(h uint64, seq uint64, data []byte) uint64 {
+	f := fnv.New64a()
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:], h)
+	binary.BigEndian.PutUint64(b[8:], seq)
+	f.Write(b[:])
+	f.Write(data)
+	return f.Sum64()
+}
+
+func (st *kvState) Snapshot() []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "%d %d", st.seq, st.hash)
+	keys := make([]string, 0, len(st.kv))
+	for k := range st.kv {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, " %s=%s", k, st.kv[k])
+	}
+	return b.Bytes()
+}
+
+func (st *kvState) Restore(b []byte) error {
+	seq, hash, kv := uint64(0), uint64(0), map[string]string{}
+	if len(b) > 0 {
+		f := strings.Fields(string(b))
+		if len(f) < 2 {
+			return fmt.Errorf("kv: snapshot %q", b)
+		}
+		if _, err := fmt.Sscan(f[0], &seq); err != nil {
+			return fmt.Errorf("kv: snapshot seq: %w", err)
+		}
+		if _, err := fmt.Sscan(f[1], &hash); err != nil {
+			return fmt.Errorf("kv: snapshot hash: %w", err)
+		}
+		for _, p := range f[2:] {
+			k, v, _ := strings.Cut(p, "=")
+			kv[k] = v
+		}
+	}
+	if st.node != nil && seq < st.seq {
+		st.s.violate("node %d: its state went back from #%d to #%d", st.node.id, st.seq, seq)
+	}
+	st.seq, st.hash, st.kv = seq, hash, kv
+	return nil
+}
+
+// simOp is one client operation, for the linearizability check.
+type simOp struct {
+	client     int
+	write      bool
+	key, value string // value: written, or read
+	call, ret  int64
+	done       bool
+	seq        uint64 // write: where it was applied
+	node       *node
+	inc        uint64
+}
+
+type opKey struct {
+	node regroup.NodeID
+	inc  uint64
+	id   uint64
+}
+
+type workload struct {
+	ops     []*simOp
+	writes  map[opKey]*simOp
+	reads   map[opKey]*simOp
+	applied map[uint64]string // seq -> update, as first applied anywhere
+	at      map[string]uint64 // update -> seq
+	n       int
+}
+
+const (
+	simKeys   = 3
+	opTimeout = 3 * Second
+)
+
+// startClients starts cfg.Clients clients that each run one operation at
+// a time, on a random node, until stop.
+func (s *Sim) startClients(stop int64) {
+	w := &s.wl
+	w.writes, w.reads = map[opKey]*simOp{}, map[opKey]*simOp{}
+	w.applied, w.at = map[uint64]string{}, map[string]uint64{}
+	for c := range s.cfg.Clients {
+		var next func()
+		next = func() {
+			if s.now >= stop {
+				return
+			}
+			op := s.startOp(c, s.rng.IntN(3) > 0)
+			if op == nil {
+				s.after(s.randDur(10*Millisecond, 50*Millisecond), next)
+				return
+			}
+			var wait func()
+			wait = func() {
+				if !op.done && s.now-op.call < opTimeout {
+					s.after(5*Millisecond, wait)
+					return
+				}
+				s.after(s.randDur(0, 20*Millisecond), next)
+			}
+			s.after(5*Millisecond, wait)
+		}
+		s.after(300*Millisecond+s.rng.Int64N(100*Millisecond), next)
+	}
+}
+
+// startOp starts one operation on a random node; nil if that node cannot
+// take it now (not running, frozen, not a member).
+func (s *Sim) startOp(client int, write bool) *simOp {
+	n := s.nodes[s.randNode()]
+	if !n.running || n.frozen || !n.core.Member() {
+		return nil
+	}
+	w := &s.wl
+	op := &simOp{client: client, write: write, key: fmt.Sprintf("k%d", s.rng.IntN(simKeys)), call: s.now, node: n, inc: n.inc}
+	if write {
+		w.n++
+		op.value = fmt.Sprintf("c%d.%d", client, w.n)
+		req, err := n.core.Propose([]byte(op.key + "=" + op.value))
+		if err != nil {
+			return nil
+		}
+		w.writes[opKey{n.id, n.inc, req}] = op
+	} else {
+		id, err := n.core.Read()
+		if err != nil {
+			return nil
+		}
+		w.reads[opKey{n.id, n.inc, id}] = op
+	}
+	w.ops = append(w.ops, op)
+	s.tracef(n.id, "client %d: %s", client, op)
+	s.flush(n)
+	return op
+}
+
+func (op *simOp) String() string {
+	if op.write {
+		return fmt.Sprintf("write %s=%s", op.key, op.value)
+	}
+	return fmt.Sprintf("read %s", op.key)
+}
+
+// gupReady takes the GUP part of node n's Ready.
+func (s *Sim) gupReady(n *node, r gup.Ready) {
+	for _, m := range r.Messages {
+		s.sendGUP(m)
+	}
+	w := &s.wl
+	for _, c := range r.Completions {
+		op := w.writes[opKey{n.id, n.inc, c.Req}]
+		if op == nil || op.done || s.now-op.call >= opTimeout {
+			continue
+		}
+		if c.Err != "" {
+			s.violate("node %d: update %s failed: %s", n.id, op, c.Err)
+			continue
+		}
+		op.done, op.ret, op.seq = true, s.now, c.Seq
+		s.tracef(n.id, "client %d: %s done at #%d", op.client, op, c.Seq)
+	}
+	for _, rd := range r.Reads {
+		op := w.reads[opKey{n.id, n.inc, rd.ReadID}]
+		if op == nil || op.done || s.now-op.call >= opTimeout {
+			continue
+		}
+		op.done, op.ret, op.value = true, s.now, n.state.kv[op.key]
+		s.tracef(n.id, "client %d: %s = %q", op.client, op, op.value)
+	}
+	for _, e := range r.Events {
+		s.tracef(n.id, "gup: %v", e)
+	}
+}
+
+// sendGUP carries a GUP message like a regroup message: over the first
+// private network that connects the two nodes, with loss and duplicates.
+// The real streams are reliable while a connection lives; GUP is checked
+// here against worse.
+func (s *Sim) sendGUP(m gup.Message) {
+	ok := false
+	for net := range s.cfg.Networks {
+		if !s.cut[s.cutIdx(net, m.From, m.To)] {
+			ok = true
+			break
+		}
+	}
+	if !ok || s.rng.Float64() < s.loss {
+		return
+	}
+	copies := 1
+	if s.rng.Float64() < s.cfg.Dup {
+		copies = 2
+	}
+	to := s.nodes[m.To]
+	for range copies {
+		s.after(s.netDelay(), func() {
+			if !to.running || to.frozen {
+				return
+			}
+			s.tracef(to.id, "<- gup %v", m)
+			to.core.StepGUP(m)
+			s.flush(to)
+		})
+	}
+}
+
+// noteApply checks every apply against every other: one update per
+// sequence number, one sequence number per update, in order on a node.
+func (s *Sim) noteApply(st *kvState, seq uint64, data []byte) {
+	w := &s.wl
+	if w.applied == nil {
+		return
+	}
+	id := regroup.NodeID(0)
+	if st.node != nil {
+		id = st.node.id
+		if seq != st.seq+1 {
+			s.violate("node %d applied #%d after #%d", id, seq, st.seq)
+		}
+	}
+	u := string(data)
+	if prev, ok := w.applied[seq]; ok && prev != u {
+		s.violate("agreement: node %d applied %q at #%d, where %q was applied before", id, u, seq, prev)
+	} else if !ok {
+		w.applied[seq] = u
+	}
+	if at, ok := w.at[u]; ok && at != seq {
+		s.violate("exactly once: node %d applied %q at #%d, and it was applied at #%d before", id, u, seq, at)
+	} else if !ok {
+		w.at[u] = seq
+	}
+}
+
+// checkGUP runs at the end: progress (a last write and read go through and
+// every running member converges), nothing acknowledged lost (the log on
+// the target holds the survivors' history and every acknowledged write),
+// and linearizability of the clients' history.
+func (s *Sim) checkGUP() {
+	w := &s.wl
+	// Progress: one more write through a member (another one if the node
+	// taking it stops: a command issued before the heal may still time
+	// out), then convergence.
+	var last *simOp
+	end := s.now + 5*Second
+	for s.now < end && (last == nil || !last.done) {
+		if last == nil || last.node.inc != last.inc || !last.node.running {
+			last = s.startOp(s.cfg.Clients, true)
+		}
+		s.RunUntil(s.now+20*Millisecond, func() bool { return last != nil && last.done })
+	}
+	if last == nil || !last.done {
+		s.violate("gup: no progress: a write after the faults stopped was not applied in 5s:\n%s", s.describeGUP())
+		return
+	}
+	converged := func() bool {
+		for _, n := range s.nodes[1:] {
+			if n.running && n.core.Member() && n.core.GUP().Applied() < last.seq {
+				return false
+			}
+		}
+		return true
+	}
+	if !s.RunUntil(s.now+5*Second, converged) {
+		s.violate("gup: members did not catch up with #%d in 5s:\n%s", last.seq, s.describeGUP())
+		return
+	}
+	// The log on the target.
+	logSt := newKV(s, nil)
+	logSeq, err := s.replayTarget(logSt)
+	if err != nil {
+		s.violate("gup: read the recovery log: %v", err)
+		return
+	}
+	for _, n := range s.nodes[1:] {
+		if !n.running || !n.core.Member() {
+			continue
+		}
+		if a := n.core.GUP().Applied(); a > logSeq {
+			s.violate("gup: node %d applied #%d but the log ends at #%d", n.id, a, logSeq)
+		} else if a == logSeq && n.state.hash != logSt.hash {
+			s.violate("gup: node %d's history at #%d differs from the log's", n.id, a)
+		}
+	}
+	for _, op := range w.ops {
+		if op.write && op.done && op.seq > logSeq {
+			s.violate("gup: %s was acknowledged at #%d, the log ends at #%d", op, op.seq, logSeq)
+		}
+		if op.write && op.done && w.applied[op.seq] != op.key+"="+op.value {
+			s.violate("gup: %s was acknowledged at #%d, which holds %q", op, op.seq, w.applied[op.seq])
+		}
+	}
+	s.checkLinearizable()
+}
+
+// replayTarget reads the recovery log off the target into st.
+func (s *Sim) replayTarget(st *kvState) (uint64, error) {
+	blocks, err := quorumdisk.NewSCSIBlocks(ctx, s.target.Nexus("iqn.2026-01.org.wolfpack:checker"))
+	if err != nil {
+		return 0, err
+	}
+	d, err := quorumdisk.Open(ctx, blocks)
+	if err != nil {
+		return 0, err
+	}
+	rp, err := d.ReadLog(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var recs []gup.LogRecord
+	for _, r := range rp.Records {
+		recs = append(recs, gup.LogRecord{LSN: r.LSN, GUPSeq: r.GUPSeq, Update: r.Type == quorumdisk.RecordUpdate, Payload: r.Payload})
+	}
+	return gup.Replay(rp.Snapshot, recs, st)
+}
+
+type kvInput struct {
+	write      bool
+	key, value string
+}
+
+var kvModel = porcupine.Model{
+	Partition: func(h []porcupine.Operation) [][]porcupine.Operation {
+		by := map[string][]porcupine.Operation{}
+		var keys []string
+		for _, op := range h {
+			k := op.Input.(kvInput).key
+			if _, ok := by[k]; !ok {
+				keys = append(keys, k)
+			}
+			by[k] = append(by[k], op)
+		}
+		sort.Strings(keys)
+		out := make([][]porcupine.Operation, 0, len(keys))
+		for _, k := range keys {
+			out = append(out, by[k])
+		}
+		return out
+	},
+	Init: func() any { return "" },
+	Step: func(state, input, output any) (bool, any) {
+		in := input.(kvInput)
+		if in.write {
+			return true, in.value
+		}
+		return output.(string) == state.(string), state
+	},
+	DescribeOperation: func(input, output any) string {
+		in := input.(kvInput)
+		if in.write {
+			return fmt.Sprintf("put(%s, %s)", in.key, in.value)
+		}
+		return fmt.Sprintf("get(%s) -> %q", in.key, output)
+	},
+}
+
+// checkLinearizable checks the clients' history with porcupine. A write
+// whose outcome the client never learnt may have happened at any time
+// after its call; a read that never returned tells nothing.
+func (s *Sim) checkLinearizable() {
+	var h []porcupine.Operation
+	for _, op := range s.wl.ops {
+		switch {
+		case op.done:
+			h = append(h, porcupine.Operation{ClientId: op.client, Input: kvInput{op.write, op.key, op.value}, Call: op.call, Output: op.value, Return: op.ret})
+		case op.write:
+			h = append(h, porcupine.Operation{ClientId: op.client, Input: kvInput{true, op.key, op.value}, Call: op.call, Return: math.MaxInt64})
+		}
+	}
+	switch porcupine.CheckOperationsTimeout(kvModel, h, 20*time.Second) {
+	case porcupine.Illegal:
+		s.violate("linearizability: the clients' history of %d operations is not linearizable", len(h))
+	case porcupine.Unknown:
+		s.violate("linearizability: the checker timed out on %d operations", len(h))
+	}
+}
+
+func (s *Sim) describeGUP() string {
+	var b strings.Builder
+	b.WriteString(s.Describe())
+	for _, n := range s.nodes[1:] {
+		if n.running {
+			g := n.core.GUP()
+			l, t := g.Locker()
+			fmt.Fprintf(&b, "  n%d: gup applied #%d locker %d term %d is-locker %v pending %d owner %v\n",
+				n.id, g.Applied(), l, t, g.IsLocker(), g.Pending(), n.core.Owner())
+		}
+	}
+	return b.String()
+}
+
+// lostUpdates lists acknowledged writes (for tests).
+func (s *Sim) acknowledged() []*simOp {
+	return slices.DeleteFunc(slices.Clone(s.wl.ops), func(op *simOp) bool { return !op.write || !op.done })
+}
