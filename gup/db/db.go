@@ -52,7 +52,8 @@ type key struct {
 // modified in place once committed: a transaction changes a copy.
 type object = Object
 
-// DB is the cluster database. The zero value is not usable; call New.
+// DB is the cluster database. The zero value is an empty database, as New
+// returns.
 type DB struct {
 	seq     uint64
 	objs    [KindResourceType + 1]map[string]*object
@@ -129,6 +130,9 @@ func (d *DB) TakeChanges() []Change {
 func (d *DB) Apply(seq uint64, data []byte) error {
 	if seq != d.seq+1 {
 		return fmt.Errorf("%w: transaction %d after %d", ErrSequence, seq, d.seq)
+	}
+	if d.objs[KindCluster] == nil {
+		d.reset()
 	}
 	d.seq = seq
 	var t Tx

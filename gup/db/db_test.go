@@ -217,6 +217,21 @@ func TestReferences(t *testing.T) {
 	}
 }
 
+func TestZeroValue(t *testing.T) {
+	var d DB
+	if d.Len() != 0 || d.List(KindNode) != nil && len(d.List(KindNode)) != 0 {
+		t.Fatal("zero DB not empty")
+	}
+	mustApply(t, &d, Create(KindCluster, ClusterObject, nil))
+	if !bytes.Equal(d.Snapshot(), func() []byte {
+		n := New()
+		mustApply(t, n, Create(KindCluster, ClusterObject, nil))
+		return n.Snapshot()
+	}()) {
+		t.Fatal("zero DB differs from New")
+	}
+}
+
 func TestSequence(t *testing.T) {
 	d := base(t)
 	data := encode(t, Set(KindCluster, ClusterObject, P{"k": str("v")}))
@@ -320,6 +335,7 @@ func TestValidate(t *testing.T) {
 		{Set(KindGroup, "g", nil), "set of no properties"},
 		{Set(KindGroup, "g", P{"a": str("x")}).IfAbsent(), "a set cannot require the object to be absent"},
 		{Check(KindGroup, "g").IfVersion(0), "version precondition 0"},
+		{Create(KindGroup, "g", nil).IfVersion(3), "a create cannot require a version"},
 		{Op{Type: OpCheck, Kind: KindGroup, Name: "g", Version: 3}, "version 3 without a version precondition"},
 		{Op{Type: 9, Kind: KindGroup, Name: "g"}, "unknown operation 9"},
 		{Op{Type: OpDelete, Kind: 9, Name: "g"}, "unknown kind 9"},

@@ -54,7 +54,9 @@ func randomTx(r *rand.Rand, seq uint64) Tx {
 		}
 		switch r.IntN(6) {
 		case 0:
-			o = o.IfVersion(1 + r.Uint64N(seq))
+			if o.Type != OpCreate {
+				o = o.IfVersion(1 + r.Uint64N(seq))
+			}
 		case 1:
 			if o.Type == OpCreate {
 				o = o.IfAbsent()

@@ -140,6 +140,9 @@ func (o *Op) validate() error {
 		if o.Version == 0 {
 			return fmt.Errorf("version precondition 0 (no object has version 0; use IfAbsent)")
 		}
+		if o.Type == OpCreate {
+			return fmt.Errorf("a create cannot require a version (the object would exist)")
+		}
 	case CondAbsent:
 		if o.Type != OpCreate && o.Type != OpCheck {
 			return fmt.Errorf("a %s cannot require the object to be absent", o.Type)
