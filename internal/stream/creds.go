@@ -371,6 +371,8 @@ func newCredentials(cluster string, self nodes.ID, cas []*x509.Certificate, id *
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("stream: %s: %w", certName, err)
+	case c.IsCA:
+		return nil, fmt.Errorf("stream: %s is a CA certificate, not a node's", certName)
 	case cl != cluster:
 		return nil, fmt.Errorf("stream: %s is for cluster %q, not %q (wrong cluster)", certName, cl, cluster)
 	case nid != self:
