@@ -400,8 +400,9 @@ func (m *Mesh) handshake(raw net.Conn, outgoing bool, want nodes.ID) (*conn, err
 			return nil, err
 		}
 		if reason != ReasonNone {
-			m.c.refused[reason].Add(1)
+			// Logged, then counted: a count seen means a line written.
 			m.log.Warn("stream connection refused", "remote", remote, "outgoing", outgoing, "reason", reason.String(), "err", rerr.Error())
+			m.c.refused[reason].Add(1)
 		} else {
 			if outgoing {
 				m.c.dialFailed.Add(1)
@@ -533,11 +534,11 @@ func (m *Mesh) read(c *conn) {
 	if m.ctx.Err() == nil {
 		switch {
 		case isBadRecord(err):
-			m.c.badRecords.Add(1)
 			m.log.Warn("stream connection closed: TLS record failed authentication (tampered or replayed)", "peer", int(c.node), "remote", c.remote, "err", err.Error())
+			m.c.badRecords.Add(1)
 		case errors.Is(err, ErrMalformed):
-			m.c.decodeErrors.Add(1)
 			m.log.Warn("stream connection closed: bad frame", "peer", int(c.node), "remote", c.remote, "err", err.Error())
+			m.c.decodeErrors.Add(1)
 		case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 			m.log.Debug("stream connection closed", "peer", int(c.node), "remote", c.remote)
 		default:

@@ -120,6 +120,8 @@ func recordAttack(t *testing.T, act func([]byte) [][]byte) int {
 	}
 	marker := bytes.Repeat([]byte{0xab}, markerLen)
 	a.Send(2, 17, marker)
+	// A frame right behind the marker: it may arrive, on a new
+	// connection, if node 1 saw the close before writing it.
 	a.Send(2, 18, []byte("right behind the marker"))
 	if !wait(5*time.Second, func() bool { return b.Counters().BadRecords == 1 }) {
 		t.Fatalf("node 2 counters %+v: no bad record\n%s", b.Counters(), b.log)
@@ -155,7 +157,7 @@ func recordAttack(t *testing.T, act func([]byte) [][]byte) int {
 		switch {
 		case f.typ == 17 && bytes.Equal(f.payload, marker):
 			markers++
-		case f.typ == 17 || f.typ == 18:
+		case f.typ == 17:
 			t.Errorf("delivered type %d, %d bytes: a frame the attack should have stopped", f.typ, len(f.payload))
 		}
 	}
