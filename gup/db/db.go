@@ -121,14 +121,15 @@ func (d *DB) TakeChanges() []Change {
 }
 
 // Apply applies the transaction encoded in data (Tx.MarshalBinary),
-// committed at GUP sequence number seq, which must be Seq()+1 (else
-// ErrSequence and nothing changes). The returned error is the
+// committed at GUP sequence number seq, which must be after Seq() (else
+// ErrSequence and nothing changes). It may skip numbers: GUP does not
+// apply the sequence numbers of refused or duplicate requests. The returned error is the
 // transaction's outcome, the same on every node: a malformed or invalid
 // transaction, a create of an object that exists, an operation on one that
 // does not, a failed precondition, a broken reference. A transaction that
 // fails changes nothing but Seq, which becomes seq whatever the outcome.
 func (d *DB) Apply(seq uint64, data []byte) error {
-	if seq != d.seq+1 {
+	if seq <= d.seq {
 		return fmt.Errorf("%w: transaction %d after %d", ErrSequence, seq, d.seq)
 	}
 	if d.objs[KindCluster] == nil {

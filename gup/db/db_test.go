@@ -235,7 +235,7 @@ func TestZeroValue(t *testing.T) {
 func TestSequence(t *testing.T) {
 	d := base(t)
 	data := encode(t, Set(KindCluster, ClusterObject, P{"k": str("v")}))
-	for _, seq := range []uint64{0, 2, 5} {
+	for _, seq := range []uint64{0, 1, 2} {
 		if err := d.Apply(seq, data); !errors.Is(err, ErrSequence) || d.Seq() != 2 {
 			t.Fatalf("apply at %d after 2: %v, seq now %d", seq, err, d.Seq())
 		}

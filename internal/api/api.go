@@ -29,6 +29,34 @@ type Status struct {
 	Networks    map[string]NetworkStatus `json:"networks"`
 	Counters    Counters                 `json:"counters"`
 	UptimeMS    int64                    `json:"uptime_ms"`
+	GUP         GUPStatus                `json:"gup"`
+}
+
+// GUPStatus is the node's view of the Global Update Protocol and its
+// streams.
+type GUPStatus struct {
+	Seq      uint64 `json:"seq"`
+	Locker   int    `json:"locker"`
+	Term     uint64 `json:"term"`
+	IsLocker bool   `json:"is_locker"`
+	Pending  int    `json:"pending"`
+	// Streams: peers connected now, and the mesh's counters.
+	Connected []int          `json:"connected"`
+	Streams   StreamCounters `json:"streams"`
+	// Dropped counts GUP messages that arrived on an authenticated
+	// stream but did not decode or named another sender.
+	Dropped uint64 `json:"dropped"`
+}
+
+// StreamCounters are the intra-cluster streams' totals.
+type StreamCounters struct {
+	Sent         uint64            `json:"sent"`
+	Received     uint64            `json:"received"`
+	Dropped      uint64            `json:"dropped"`
+	Connections  uint64            `json:"connections"`
+	Refused      map[string]uint64 `json:"refused"`
+	BadRecords   uint64            `json:"bad_records"`
+	DecodeErrors uint64            `json:"decode_errors"`
 }
 
 // NetworkStatus lists the peers heard on one network.
@@ -55,12 +83,7 @@ const maxBody = 1 << 20
 // Get does GET path on the admin socket and returns the body; an answer
 // other than 200 OK is an error carrying the body.
 func Get(ctx context.Context, socket, path string) ([]byte, error) {
-	c := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
-		},
-	}}
+	c := unixClient(socket)
 	defer c.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://clusterd"+path, nil)
 	if err != nil {
@@ -93,4 +116,15 @@ func GetStatus(ctx context.Context, socket string) (Status, []byte, error) {
 		return st, raw, fmt.Errorf("status from %s: %w", socket, err)
 	}
 	return st, raw, nil
+}
+
+// unixClient is an HTTP client whose every connection goes to socket.
+func unixClient(socket string) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+		MaxIdleConnsPerHost: 4,
+	}}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/wolfpack-ha/wolfpack/heartbeat"
 	"github.com/wolfpack-ha/wolfpack/internal/api"
+	"github.com/wolfpack-ha/wolfpack/internal/stream"
 )
 
 // The admin API's JSON types live in internal/api, shared with the CLI and
@@ -58,6 +59,21 @@ func (d *Daemon) snapshot() Status {
 	}
 	for k, v := range d.counters.regroupDropped {
 		s.Counters.RegroupDropped[k] = v
+	}
+	g := d.node.GUP()
+	l, term := g.Locker()
+	s.GUP = api.GUPStatus{Seq: g.Applied(), Locker: int(l), Term: term, IsLocker: g.IsLocker(), Pending: g.Pending(),
+		Connected: []int{}, Dropped: d.counters.gupDropped, Streams: api.StreamCounters{Refused: map[string]uint64{}}}
+	if d.mesh != nil {
+		s.GUP.Connected = ids(d.mesh.Connected())
+		c := d.mesh.Counters()
+		s.GUP.Streams = api.StreamCounters{Sent: c.Sent, Received: c.Received, Dropped: c.Dropped, Connections: c.Connections,
+			Refused: map[string]uint64{}, BadRecords: c.BadRecords, DecodeErrors: c.DecodeErrors}
+		for r, v := range c.Refused {
+			if v > 0 {
+				s.GUP.Streams.Refused[stream.Reason(r).String()] = v
+			}
+		}
 	}
 	return s
 }
@@ -118,6 +134,7 @@ func (d *Daemon) serveAdmin() (*adminServer, error) {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(s)
 	})
+	d.dbHandlers(mux)
 	a := &adminServer{
 		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
 		path: path,

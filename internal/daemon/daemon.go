@@ -18,9 +18,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wolfpack-ha/wolfpack/gup/db"
 	"github.com/wolfpack-ha/wolfpack/heartbeat"
 	"github.com/wolfpack-ha/wolfpack/internal/core"
 	"github.com/wolfpack-ha/wolfpack/internal/quorumio"
+	"github.com/wolfpack-ha/wolfpack/internal/stream"
 	"github.com/wolfpack-ha/wolfpack/internal/udp"
 	"github.com/wolfpack-ha/wolfpack/regroup"
 	"github.com/wolfpack-ha/wolfpack/scsi"
@@ -71,6 +73,15 @@ type Config struct {
 	JoinWindow          time.Duration
 	CommandTimeout      time.Duration
 	DiskBeatInterval    time.Duration
+
+	// Credentials, StreamListen and StreamPeers set up the intra-cluster
+	// streams that carry GUP (docs/streams.md); without Credentials the
+	// node replicates nothing.
+	Credentials  *stream.Credentials
+	StreamListen string
+	StreamPeers  map[regroup.NodeID]string
+	// DBPath is the local copy of the cluster database (empty: none).
+	DBPath string
 
 	// Device is this node's path to the quorum LUN (its own I_T nexus).
 	// The daemon closes it when Run returns.
@@ -126,6 +137,20 @@ type Daemon struct {
 	status  chan chan Status
 	stopped chan struct{}
 	exec    *quorumio.Executor // worker only
+
+	// GUP and the database (loop only, but db's reads via ReadDB).
+	db       *db.DB
+	mesh     *stream.Mesh
+	gupIn    chan gupFrame
+	savedc   chan uint64
+	writes   map[uint64]chan txResult
+	reads    map[uint64]func(ok bool)
+	watchers map[int]chan []db.Change
+	watchSeq int
+	dirty    bool
+	saving   bool
+	saved    uint64
+	savedAt  time.Time
 
 	// Loop state.
 	halt      string
@@ -203,6 +228,12 @@ func New(cfg Config) (*Daemon, error) {
 		status:   make(chan chan Status),
 		stopped:  make(chan struct{}),
 		addrPeer: map[netip.Addr]regroup.NodeID{},
+		db:       db.New(),
+		gupIn:    make(chan gupFrame, 1024),
+		savedc:   make(chan uint64, 1),
+		writes:   map[uint64]chan txResult{},
+		reads:    map[uint64]func(bool){},
+		watchers: map[int]chan []db.Change{},
 	}
 	if d.inc == 0 {
 		d.inc = uint64(cfg.Now().UnixNano())
@@ -243,12 +274,14 @@ func New(cfg Config) (*Daemon, error) {
 		FormTicks:        ticks(cfg.FormDelay, cfg.Tick),
 		CheckTicks:       ticks(cfg.QuorumCheckInterval, cfg.Tick),
 		DiskBeatTicks:    ticks(cfg.DiskBeatInterval, cfg.Tick),
+		State:            dbState{d.db},
 		Logger:           coreLogger(cfg.Logger, "core"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
 	d.node = node
+	d.loadLocalCopy()
 	return d, nil
 }
 
@@ -271,6 +304,10 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	if err := d.openSockets(); err != nil {
 		return err
 	}
+	if err := d.startStreams(); err != nil {
+		d.closeSockets()
+		return err
+	}
 	workCtx, stopWork := context.WithCancel(context.Background())
 	d.wg.Add(1)
 	go d.worker(workCtx)
@@ -287,6 +324,11 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	defer func() {
 		if admin != nil {
 			admin.close()
+		}
+		d.failPending("the daemon stopped")
+		d.maybeSave(true)
+		if d.mesh != nil {
+			d.mesh.Close()
 		}
 		d.closeSockets()
 		stopWork()
@@ -313,6 +355,11 @@ func (d *Daemon) loop(ctx context.Context) error {
 			return d.leave()
 		case <-tick:
 			d.node.Tick()
+			d.maybeSave(false)
+		case f := <-d.gupIn:
+			d.stepGUP(f)
+		case seq := <-d.savedc:
+			d.saving, d.saved = false, seq
 		case p := <-d.recv:
 			d.receive(p)
 		case r := <-d.results:
@@ -381,6 +428,7 @@ func (d *Daemon) flush() {
 		for _, e := range rd.Membership {
 			d.membershipEvent(e)
 		}
+		d.flushGUP(rd.GUP)
 	}
 }
 

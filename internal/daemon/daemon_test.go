@@ -3,12 +3,14 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/wolfpack-ha/wolfpack/internal/core"
 	"github.com/wolfpack-ha/wolfpack/internal/quorumio"
+	"github.com/wolfpack-ha/wolfpack/internal/stream"
 	"github.com/wolfpack-ha/wolfpack/quorumdisk"
 	"github.com/wolfpack-ha/wolfpack/regroup"
 	"github.com/wolfpack-ha/wolfpack/scsi"
@@ -74,6 +77,11 @@ type testCluster struct {
 	nets   int
 	run    map[regroup.NodeID]*testNode
 	logs   []*syncBuffer
+	// Streams: a cluster CA, each node's identity, the TCP port, and a
+	// directory for the local copies of the database.
+	ca         *stream.CA
+	streamPort int
+	dir        string
 }
 
 func freePort(t *testing.T) int {
@@ -93,7 +101,18 @@ func newTestCluster(t *testing.T, n, nets int) *testCluster {
 		port:   freePort(t),
 		nets:   nets,
 		run:    map[regroup.NodeID]*testNode{},
+		dir:    t.TempDir(),
 	}
+	var err error
+	if c.ca, err = stream.NewCA("test", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.streamPort = l.Addr().(*net.TCPAddr).Port
+	l.Close()
 	ctx := context.Background()
 	admin := c.target.Nexus("iqn.2024-01.dev.wolfpack:format")
 	blocks, err := quorumdisk.NewSCSIBlocks(ctx, admin)
@@ -133,10 +152,26 @@ func (c *testCluster) startWithKey(id regroup.NodeID, key []byte) *testNode {
 	for k := range c.nets {
 		nets = append(nets, Network{Name: fmt.Sprintf("priv%d", k+1)})
 	}
+	ident, err := c.ca.Issue(id, time.Hour)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	creds, err := stream.NewCredentials("test", id, []*x509.Certificate{c.ca.Cert}, ident)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	peers := map[regroup.NodeID]string{}
+	for _, nd := range c.nodes {
+		if nd.ID != id {
+			peers[nd.ID] = netip.AddrPortFrom(nd.Addrs[0], uint16(c.streamPort)).String()
+		}
+	}
 	d, err := New(Config{
 		ClusterTag: testTag, Key: key, Self: id, Nodes: c.nodes, Networks: nets, Port: c.port,
-		Device: c.target.Nexus(fmt.Sprintf("iqn.2024-01.dev.wolfpack:node%d", id)),
-		Logger: slog.New(slog.NewJSONHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", int(id)),
+		Credentials: creds, StreamPeers: peers, DBPath: filepath.Join(c.dir, fmt.Sprintf("node%d.db", id)),
+		StreamListen: netip.AddrPortFrom(c.nodes[id-1].Addrs[0], uint16(c.streamPort)).String(),
+		Device:       c.target.Nexus(fmt.Sprintf("iqn.2024-01.dev.wolfpack:node%d", id)),
+		Logger:       slog.New(slog.NewJSONHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", int(id)),
 	})
 	if err != nil {
 		c.t.Fatal(err)

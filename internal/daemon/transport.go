@@ -26,6 +26,7 @@ type transportCounters struct {
 	regroupAccepted uint64
 	regroupDropped  map[string]uint64
 	sendErrors      []uint64 // per network
+	gupDropped      uint64   // GUP messages that did not decode or lied about their sender
 }
 
 func (c *transportCounters) drop(reason string) {
