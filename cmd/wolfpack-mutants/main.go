@@ -60,8 +60,8 @@ var mutants = []mutant{
 	{
 		name: "self-fence one quorum check late (and not on a refused slot write)",
 		edits: []edit{
-			{file: "internal/core/arbiter.go", old: "	owner bool // this node holds the reservation, as last seen\n",
-				new: "	owner bool // this node holds the reservation, as last seen\n	late  bool\n"},
+			{file: "internal/core/arbiter.go", old: "	owner  bool   // this node holds the reservation, as last seen\n",
+				new: "	owner  bool   // this node holds the reservation, as last seen\n	late   bool\n"},
 			{file: "internal/core/arbiter.go", old: "		if !slices.Contains(r.Keys, a.key) {\n			a.idle()\n			a.owner = false\n			a.node.quorumLost(\"this node's key is no longer registered",
 				new: "		if !slices.Contains(r.Keys, a.key) && a.late {\n			a.idle()\n			a.owner = false\n			a.node.quorumLost(\"this node's key is no longer registered"},
 			{file: "internal/core/arbiter.go", old: "		a.victims = a.victims[:0]\n		for _, k := range r.Keys {",
@@ -128,6 +128,36 @@ var mutants = []mutant{
 			new: "		want := n.proof(\"wolfpack join sponsor\", m.From, n.cfg.Self, n.cfg.Incarnation, m.Nonce, m.Nonce2)\n		if false && !hmac.Equal(want, m.Proof) {",
 		}},
 		check: regroup,
+	},
+	{
+		name: "GUP: the locker applies and delivers a batch before its log write",
+		edits: []edit{{file: "gup/node.go",
+			old: "	for _, u := range batch {\n		n.apply(u)\n	}\n	lk.history = append(lk.history, batch...)\n	n.trimHistory(lk)\n	n.deliver(batch)\n",
+			new: "",
+		}, {file: "gup/node.go",
+			old: "	lk.inflight = batch\n	lk.logOp = LogAppend\n",
+			new: "	lk.inflight = batch\n	for _, u := range batch {\n		n.apply(u)\n	}\n	lk.history = append(lk.history, batch...)\n	n.trimHistory(lk)\n	n.deliver(batch)\n	lk.logOp = LogAppend\n",
+		}},
+		check: simSeeds,
+	},
+	{
+		name: "GUP: a new locker skips what the log holds after its checkpoint",
+		edits: []edit{{file: "gup/node.go",
+			old: "	for _, rec := range r.Records {\n		if !rec.Update {",
+			new: "	for _, rec := range r.Records[:0] {\n		if !rec.Update {",
+		}},
+		check: simSeeds,
+	},
+	{
+		name: "GUP: a request sent again is sequenced and applied again",
+		edits: []edit{{file: "gup/node.go",
+			old: "	case m.covers(u.Inc, u.Req):\n		return // a duplicate\n	case u.Inc == m.inc && u.Req != m.req+1,",
+			new: "	case u.Inc == m.inc && u.Req > m.req+1,",
+		}, {file: "gup/node.go",
+			old: "	case n.marks[u.Origin].covers(u.Inc, u.Req):\n",
+			new: "	case false:\n",
+		}},
+		check: simSeeds,
 	},
 }
 
