@@ -25,13 +25,13 @@ func TestSuperblockOffsets(t *testing.T) {
 	}{
 		{0, []byte("WOLFPACK")}, {8, []byte{0, 1}}, {12, []byte{0, 0, 2, 0}}, {16, []byte{0xaa}},
 		{32, []byte{0x57, 0x4c, 0x46, 0x50}}, {36, []byte{0, 0, 0, 64}}, {48, []byte{0, 0, 0, 0, 0, 0, 0, 1}},
-		{56, []byte{0, 0, 0, 0, 0, 0, 0, 129}}, {72, []byte{0, 0, 8, 0}}, {96, []byte{1, 2, 3, 4, 5, 6, 7, 8}},
+		{56, []byte{0, 0, 0, 0, 0, 0, 0, 129}}, {72, []byte{0, 0, 0x40, 0}}, {96, []byte{1, 2, 3, 4, 5, 6, 7, 8}},
 	} {
 		if !bytes.Equal(b[c.off:c.off+len(c.want)], c.want) {
 			t.Errorf("offset %d: % x, want % x", c.off, b[c.off:c.off+len(c.want)], c.want)
 		}
 	}
-	if l.CheckpointLBA != [2]uint64{129, 129 + 2048} || l.LogLBA != 129+4096 || l.LogBlocks != 131072-129-4096 {
+	if l.CheckpointLBA != [2]uint64{129, 129 + 16384} || l.LogLBA != 129+32768 || l.LogBlocks != 131072-129-32768 {
 		t.Errorf("default layout of 64 MiB in 512-byte blocks: %+v", l)
 	}
 	var back Superblock

@@ -118,7 +118,7 @@ func (l Layout) validate() error {
 
 // DefaultLayout lays out a LUN of blocks blocks of blockSize bytes: the
 // superblock in block 0, MaxNodes slots of two blocks each, two checkpoint
-// areas of checkpointBytes each (1 MiB when zero, fewer on a small LUN), and
+// areas of checkpointBytes each (8 MiB when zero, fewer on a small LUN), and
 // the rest as the log ring.
 func DefaultLayout(blockSize uint32, blocks uint64, checkpointBytes uint32) (Layout, error) {
 	l := Layout{BlockSize: blockSize, DeviceBlocks: blocks, SlotsLBA: 1, SlotCount: MaxNodes}
@@ -126,7 +126,7 @@ func DefaultLayout(blockSize uint32, blocks uint64, checkpointBytes uint32) (Lay
 		return l, fmt.Errorf("block size %d: want a power of two of at least %d", blockSize, MinBlockSize)
 	}
 	if checkpointBytes == 0 {
-		checkpointBytes = 1 << 20
+		checkpointBytes = 8 << 20
 	}
 	l.CheckpointBlocks = max(2, checkpointBytes/blockSize)
 	meta := 1 + 2*uint64(l.SlotCount)
