@@ -1,6 +1,7 @@
 // Command cluster is the Wolfpack administration tool (in the manner of
 // cluster.exe and pcs): status asks a running clusterd; the disk and quorum
-// commands work on a shared LUN directly and need no running cluster.
+// commands work on a shared LUN directly and need no running cluster; ca
+// makes the certificates of the streams between nodes.
 package main
 
 import (
@@ -53,6 +54,7 @@ commands:
   status   the membership as a running clusterd sees it (its admin socket)
   disk     inspect and manage SCSI-3 persistent reservations on a shared LUN
   quorum   the quorum disk: format, show, replay its recovery log, hold it
+  ca       the cluster CA and the nodes' stream certificates: init, issue, check
 
 Run 'cluster <command> -h' for the command's help.
 `
@@ -69,6 +71,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, open open
 		return runDisk(ctx, args[1:], stdout, stderr, open)
 	case "status":
 		return runStatus(ctx, args[1:], stdout, stderr)
+	case "ca":
+		return runCA(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, topUsage)
 		return nil

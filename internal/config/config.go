@@ -15,6 +15,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/wolfpack-ha/wolfpack/internal/nodes"
+	"github.com/wolfpack-ha/wolfpack/internal/stream"
 )
 
 // ErrInvalid wraps every validation error; the message names the field.
@@ -35,6 +38,15 @@ type File struct {
 	Quorum      Quorum    `json:"quorum"`
 	AdminSocket string    `json:"admin_socket"`
 	Timing      Timing    `json:"timing"`
+	// CABundle, NodeCert and NodeKey are the PEM files of the node's
+	// streams (docs/streams.md): the cluster's CA bundle, this node's
+	// certificate and its key. All three or none; none means the node has
+	// no streams. StreamPort is the TCP port of the streams on every node;
+	// zero means Port.
+	CABundle   string `json:"ca_bundle,omitempty"`
+	NodeCert   string `json:"node_cert,omitempty"`
+	NodeKey    string `json:"node_key,omitempty"`
+	StreamPort int    `json:"stream_port,omitempty"`
 }
 
 // Node is one configured cluster node. Addrs[k] is its address on
@@ -82,6 +94,11 @@ type Config struct {
 	HeartbeatInterval   time.Duration
 	HeartbeatThreshold  int
 	QuorumCheckInterval time.Duration
+	// Credentials are the node's stream credentials, loaded from
+	// ca_bundle, node_cert and node_key; nil when none is set (Streams).
+	Credentials *stream.Credentials
+	// StreamPort is stream_port, or Port when it is not set.
+	StreamPort int
 }
 
 // ParsedNode is a Node with parsed addresses.
@@ -99,6 +116,36 @@ func (c *Config) Self() ParsedNode {
 		}
 	}
 	return ParsedNode{}
+}
+
+// Streams reports whether the node has stream credentials (ca_bundle,
+// node_cert and node_key are set). Without them it can run membership but
+// neither GUP nor the database transfer.
+func (c *Config) Streams() bool { return c.Credentials != nil }
+
+// StreamListen is the address the node listens on for streams: its own
+// address on the first network, port StreamPort ("10.97.1.13:7400",
+// "[fd00::13]:7400").
+func (c *Config) StreamListen() string {
+	self := c.Self()
+	if len(self.Addrs) == 0 {
+		return ""
+	}
+	return netip.AddrPortFrom(self.Addrs[0], uint16(c.StreamPort)).String()
+}
+
+// StreamAddrs maps every other configured node to the address its streams
+// are dialled at: its address on the first network, port StreamPort (the
+// same on every node).
+func (c *Config) StreamAddrs() map[nodes.ID]string {
+	m := make(map[nodes.ID]string, len(c.Nodes))
+	for _, n := range c.Nodes {
+		if n.ID == c.NodeID || len(n.Addrs) == 0 {
+			continue
+		}
+		m[nodes.ID(n.ID)] = netip.AddrPortFrom(n.Addrs[0], uint16(c.StreamPort)).String()
+	}
+	return m
 }
 
 // Defaults for the timing fields.
@@ -297,7 +344,51 @@ func (f *File) Validate(o Options) (*Config, error) {
 	if c.QuorumCheckInterval, err = duration(f.Timing.QuorumCheckInterval, DefaultQuorumCheckInterval, 100*time.Millisecond, time.Minute); err != nil {
 		return nil, invalid("timing.quorum_check_interval", "%v", err)
 	}
+	if err := f.validateStreams(c); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// validateStreams checks stream_port and, when the stream files are set,
+// loads them (stream.LoadCredentials: every error names the file).
+func (f *File) validateStreams(c *Config) error {
+	c.StreamPort = f.StreamPort
+	if c.StreamPort == 0 {
+		c.StreamPort = f.Port
+	}
+	if f.StreamPort < 0 || f.StreamPort > 65535 {
+		return invalid("stream_port", "%d, want 1..65535 (or leave it out: the port of \"port\")", f.StreamPort)
+	}
+	files := []struct{ field, path string }{{"ca_bundle", f.CABundle}, {"node_cert", f.NodeCert}, {"node_key", f.NodeKey}}
+	var set, unset []string
+	for _, x := range files {
+		if x.path != "" {
+			set = append(set, x.field)
+		} else {
+			unset = append(unset, x.field)
+		}
+	}
+	switch {
+	case len(set) == 0:
+		return nil
+	case len(unset) > 0:
+		return invalid(unset[0], "missing: %s set, and streams need all three of ca_bundle, node_cert and node_key (or none)", strings.Join(set, " and "))
+	}
+	if err := stream.CheckClusterName(f.Cluster); err != nil {
+		return invalid("cluster", "%v (it names the cluster in the stream certificates)", err)
+	}
+	for _, x := range files {
+		if _, err := os.Stat(x.path); err != nil {
+			return invalid(x.field, "%v", err)
+		}
+	}
+	creds, err := stream.LoadCredentials(f.Cluster, nodes.ID(f.NodeID), f.CABundle, f.NodeCert, f.NodeKey)
+	if err != nil {
+		return invalid("ca_bundle, node_cert, node_key", "%v", err)
+	}
+	c.Credentials = creds
+	return nil
 }
 
 func duration(s string, def, lo, hi time.Duration) (time.Duration, error) {

@@ -274,6 +274,12 @@ func readCerts(path, what string) ([]*x509.Certificate, error) {
 	return certs, nil
 }
 
+// ReadCABundle reads a CA bundle: one or more CERTIFICATE blocks. It does
+// not check them; NewCredentials does.
+func ReadCABundle(path string) ([]*x509.Certificate, error) {
+	return readCerts(path, "CA bundle")
+}
+
 func readKey(path string) (crypto.Signer, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -344,6 +350,9 @@ type Credentials struct {
 	pool *x509.CertPool
 	cert tls.Certificate
 }
+
+// Certificate is the node's own certificate.
+func (c *Credentials) Certificate() *x509.Certificate { return c.cert.Leaf }
 
 // NewCredentials checks that id is a certificate for node self of cluster,
 // signed by one of cas, valid now, and that every CA is cluster's.

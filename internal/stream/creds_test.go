@@ -34,6 +34,15 @@ func TestLoadCredentials(t *testing.T) {
 	if err != nil || c.Node != 2 || len(c.CAs) != 1 {
 		t.Fatalf("LoadCredentials: %+v, %v", c, err)
 	}
+	if !c.Certificate().Equal(id.Cert) {
+		t.Errorf("Certificate() is not the node's certificate")
+	}
+	if cas, err := ReadCABundle(p("ca.pem")); err != nil || len(cas) != 1 || !cas[0].Equal(ca.Cert) {
+		t.Errorf("ReadCABundle: %d certificates, %v", len(cas), err)
+	}
+	if _, err := ReadCABundle(p("node.key")); err == nil || !strings.Contains(err.Error(), "CA bundle "+p("node.key")) {
+		t.Errorf("ReadCABundle of a key: %v", err)
+	}
 
 	other, _ := NewCA("test", 0)
 	other.Save(p("other.pem"), p("other.key"))
