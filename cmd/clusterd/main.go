@@ -94,6 +94,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		QuorumCheckInterval: cfg.QuorumCheckInterval,
 		Device:              dev,
 		Logger:              log,
+		DBPath:              cfg.DBPath(),
+	}
+	if cfg.Streams() {
+		dc.Credentials, dc.StreamListen = cfg.Credentials, cfg.StreamListen()
+		dc.StreamPeers = cfg.StreamAddrs()
 	}
 	for _, n := range cfg.Nodes {
 		dc.Nodes = append(dc.Nodes, daemon.Node{ID: regroup.NodeID(n.ID), Name: n.Name, Addrs: n.Addrs})

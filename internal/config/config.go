@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -37,7 +38,10 @@ type File struct {
 	Port        int       `json:"port"`
 	Quorum      Quorum    `json:"quorum"`
 	AdminSocket string    `json:"admin_socket"`
-	Timing      Timing    `json:"timing"`
+	// StateDir holds what the node keeps across restarts: its last copy
+	// of the cluster database (default /var/lib/wolfpack).
+	StateDir string `json:"state_dir,omitempty"`
+	Timing   Timing `json:"timing"`
 	// CABundle, NodeCert and NodeKey are the PEM files of the node's
 	// streams (docs/streams.md): the cluster's CA bundle, this node's
 	// certificate and its key. All three or none; none means the node has
@@ -90,7 +94,9 @@ type Config struct {
 	Port       int
 	Quorum     Quorum
 	// AdminSocket may be empty: no admin API.
-	AdminSocket         string
+	AdminSocket string
+	// StateDir is state_dir, or DefaultStateDir.
+	StateDir            string
 	HeartbeatInterval   time.Duration
 	HeartbeatThreshold  int
 	QuorumCheckInterval time.Duration
@@ -99,6 +105,23 @@ type Config struct {
 	Credentials *stream.Credentials
 	// StreamPort is stream_port, or Port when it is not set.
 	StreamPort int
+}
+
+// DefaultStateDir is where a node keeps its state unless state_dir says.
+const DefaultStateDir = "/var/lib/wolfpack"
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// DBPath is the node's local copy of the cluster database: in StateDir,
+// named after the cluster and the node, so that nodes sharing a host (a
+// test rig) never share it.
+func (c *Config) DBPath() string {
+	return filepath.Join(c.StateDir, fmt.Sprintf("%s-node%d.clusterdb", c.Cluster, c.NodeID))
 }
 
 // ParsedNode is a Node with parsed addresses.
@@ -222,7 +245,11 @@ func invalid(field, format string, args ...any) error {
 // Validate checks every field and returns the parsed configuration. It
 // reads key_file and checks that the interfaces exist.
 func (f *File) Validate(o Options) (*Config, error) {
-	c := &Config{Cluster: f.Cluster, NodeID: f.NodeID, Port: f.Port, Quorum: f.Quorum, AdminSocket: f.AdminSocket}
+	c := &Config{Cluster: f.Cluster, NodeID: f.NodeID, Port: f.Port, Quorum: f.Quorum, AdminSocket: f.AdminSocket,
+		StateDir: cmpOr(f.StateDir, DefaultStateDir)}
+	if !filepath.IsAbs(c.StateDir) {
+		return nil, invalid("state_dir", "%q is not an absolute path", f.StateDir)
+	}
 	if f.Cluster == "" {
 		return nil, invalid("cluster", "missing")
 	}

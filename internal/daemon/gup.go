@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/wolfpack-ha/wolfpack/gup"
@@ -58,6 +59,9 @@ func (d *Daemon) loadLocalCopy() {
 	path := d.cfg.DBPath
 	if path == "" {
 		return
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		d.log.Warn("state directory", "path", filepath.Dir(path), "err", err)
 	}
 	seq, snap, err := dbfile.Load(path)
 	switch {

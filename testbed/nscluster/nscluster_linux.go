@@ -211,6 +211,19 @@ func New(t testing.TB, cfg Config) *Cluster {
 	if out, err := netns.Exec(ctx, c.StorageNS, cfg.CLI, "quorum", "format", "--force", "--cluster-tag", ClusterTag, c.Device); err != nil {
 		t.Fatalf("nscluster: format the quorum LUN: %v: %s", err, bytes.TrimSpace(out))
 	}
+	// The streams' credentials, made with the CLI as an operator would:
+	// one CA, one certificate per node (docs/clusterd.md).
+	caDir := filepath.Join(dir, "ca")
+	if out, err := exec.CommandContext(ctx, cfg.CLI, "ca", "init", "--cluster", ClusterName, "--out", caDir).CombinedOutput(); err != nil {
+		t.Fatalf("nscluster: cluster ca init: %v: %s", err, bytes.TrimSpace(out))
+	}
+	for i := 1; i <= cfg.Nodes; i++ {
+		out, err := exec.CommandContext(ctx, cfg.CLI, "ca", "issue", "--ca", caDir, "--node", fmt.Sprint(i),
+			"--out", filepath.Join(dir, fmt.Sprintf("pki-node%d", i))).CombinedOutput()
+		if err != nil {
+			t.Fatalf("nscluster: cluster ca issue --node %d: %v: %s", i, err, bytes.TrimSpace(out))
+		}
+	}
 	for i := 1; i <= cfg.Nodes; i++ {
 		c.nodes = append(c.nodes, c.newNode(i))
 	}
@@ -529,6 +542,10 @@ func (c *Cluster) newNode(i int) *Node {
 		Cluster: ClusterName, ClusterTag: ClusterTag, KeyFile: c.KeyFile, NodeID: i, Port: Port,
 		Quorum:      config.Quorum{Device: c.Device, InitiatorName: fmt.Sprintf("%snode%d", InitiatorPrefix, i)},
 		AdminSocket: n.Socket,
+		StateDir:    filepath.Join(c.Dir, fmt.Sprintf("state-node%d", i)),
+		CABundle:    filepath.Join(c.Dir, fmt.Sprintf("pki-node%d", i), "ca.pem"),
+		NodeCert:    filepath.Join(c.Dir, fmt.Sprintf("pki-node%d", i), "node.pem"),
+		NodeKey:     filepath.Join(c.Dir, fmt.Sprintf("pki-node%d", i), "node.key"),
 	}
 	for j := 1; j <= c.cfg.Nodes; j++ {
 		e := config.Node{ID: j, Name: fmt.Sprintf("node%d", j)}
