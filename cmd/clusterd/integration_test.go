@@ -147,6 +147,7 @@ func TestIntegrationLoopbackCluster(t *testing.T) {
 			"port":         port,
 			"quorum":       map[string]string{"device": lun, "initiator_name": fmt.Sprintf("iqn.2024-01.dev.wolfpack:node%d", id)},
 			"admin_socket": filepath.Join(dir, fmt.Sprintf("node%d.sock", id)),
+			"state_dir":    filepath.Join(dir, fmt.Sprintf("state%d", id)),
 			"timing":       map[string]any{"heartbeat_interval": "100ms", "heartbeat_threshold": 5, "quorum_check_interval": "1s"},
 		}
 		b, _ := json.MarshalIndent(c, "", "  ")
