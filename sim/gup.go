@@ -1,18 +1,17 @@
 package sim
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"hash/fnv"
 	"math"
-	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/anishathalye/porcupine"
 	"github.com/wolfpack-ha/wolfpack/gup"
+	"github.com/wolfpack-ha/wolfpack/gup/db"
 	"github.com/wolfpack-ha/wolfpack/quorumdisk"
 	"github.com/wolfpack-ha/wolfpack/regroup"
 )
@@ -24,29 +23,57 @@ import (
 // target, the survivors' states and the clients' history (with a
 // linearizability checker) are checked too (docs/gup.md, "Invariants").
 
-// kvState is the simulator's state machine: a few registers, and a hash
-// chained over every (sequence number, update) applied, so two states with
-// equal hashes hold the same history.
+// kvState is the simulator's state machine: the cluster database that
+// clusterd runs (gup/db), whose network objects k0..k2 are the clients'
+// registers (property "v"), and a hash chained over every (sequence
+// number, update) applied, so two states with equal hashes hold the same
+// history.
 type kvState struct {
 	s    *Sim
 	node *node
 	seq  uint64
 	hash uint64
-	kv   map[string]string
+	db   *db.DB
 }
 
-func newKV(s *Sim, n *node) *kvState { return &kvState{s: s, node: n, kv: map[string]string{}} }
+func newKV(s *Sim, n *node) *kvState { return &kvState{s: s, node: n, db: db.New()} }
 
 func (st *kvState) Apply(seq uint64, data []byte) error {
 	st.s.noteApply(st, seq, data)
-	k, v, ok := strings.Cut(string(data), "=")
-	if !ok {
-		return fmt.Errorf("kv: update %q is not key=value", data)
-	}
-	st.kv[k] = v
+	err := st.db.Apply(seq, data)
+	st.db.TakeChanges()
 	st.seq = seq
 	st.hash = chain(st.hash, seq, data)
-	return nil
+	return err
+}
+
+// get reads register k.
+func (st *kvState) get(k string) string {
+	o, _ := st.db.Get(db.KindNetwork, k)
+	v, _ := o.Prop("v")
+	return v.Str
+}
+
+// putTx is a client's write: register k := v.
+func putTx(k, v string) []byte {
+	b, err := (&db.Tx{Ops: []db.Op{db.Set(db.KindNetwork, k, map[string]db.Value{"v": db.StringValue(v)})}}).MarshalBinary()
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// setupTx creates the registers.
+func setupTx() []byte {
+	t := db.Tx{}
+	for i := range simKeys {
+		t.Ops = append(t.Ops, db.Create(db.KindNetwork, fmt.Sprintf("k%d", i), map[string]db.Value{"v": db.StringValue("")}))
+	}
+	b, err := t.MarshalBinary()
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 func chain(h uint64, seq uint64, data []byte) uint64 {
@@ -59,42 +86,28 @@ func chain(h uint64, seq uint64, data []byte) uint64 {
 	return f.Sum64()
 }
 
+// Snapshot is the sequence number and the hash, then the database's own.
 func (st *kvState) Snapshot() []byte {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "%d %d", st.seq, st.hash)
-	keys := make([]string, 0, len(st.kv))
-	for k := range st.kv {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		fmt.Fprintf(&b, " %s=%s", k, st.kv[k])
-	}
-	return b.Bytes()
+	b := binary.BigEndian.AppendUint64(nil, st.seq)
+	b = binary.BigEndian.AppendUint64(b, st.hash)
+	return append(b, st.db.Snapshot()...)
 }
 
 func (st *kvState) Restore(b []byte) error {
-	seq, hash, kv := uint64(0), uint64(0), map[string]string{}
+	seq, hash, d := uint64(0), uint64(0), db.New()
 	if len(b) > 0 {
-		f := strings.Fields(string(b))
-		if len(f) < 2 {
-			return fmt.Errorf("kv: snapshot %q", b)
+		if len(b) < 16 {
+			return fmt.Errorf("kv: snapshot of %d bytes", len(b))
 		}
-		if _, err := fmt.Sscan(f[0], &seq); err != nil {
-			return fmt.Errorf("kv: snapshot seq: %w", err)
-		}
-		if _, err := fmt.Sscan(f[1], &hash); err != nil {
-			return fmt.Errorf("kv: snapshot hash: %w", err)
-		}
-		for _, p := range f[2:] {
-			k, v, _ := strings.Cut(p, "=")
-			kv[k] = v
+		seq, hash = binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:])
+		if err := d.Restore(b[16:]); err != nil {
+			return fmt.Errorf("kv: %w", err)
 		}
 	}
 	if st.node != nil && seq < st.seq {
 		st.s.violate("node %d: its state went back from #%d to #%d", st.node.id, st.seq, seq)
 	}
-	st.seq, st.hash, st.kv = seq, hash, kv
+	st.seq, st.hash, st.db = seq, hash, d
 	return nil
 }
 
@@ -136,6 +149,31 @@ func (s *Sim) startClients(stop int64) {
 	w := &s.wl
 	w.writes, w.reads = map[opKey]*simOp{}, map[opKey]*simOp{}
 	w.applied, w.at = map[uint64]string{}, map[string]uint64{}
+	// First the registers are created, through node 1 (it formed the
+	// cluster), then the clients start.
+	setup := &simOp{key: "setup", write: true}
+	var create func()
+	create = func() {
+		n := s.nodes[1]
+		if setup.node == nil || setup.node.inc != setup.inc {
+			if n.running && !n.frozen && n.core.Member() {
+				if req, err := n.core.Propose(setupTx()); err == nil {
+					setup.node, setup.inc, setup.call = n, n.inc, s.now
+					w.writes[opKey{n.id, n.inc, req}] = setup
+					s.flush(n)
+				}
+			}
+		}
+		if !setup.done {
+			s.after(20*Millisecond, create)
+			return
+		}
+		s.clients(stop)
+	}
+	s.after(200*Millisecond, create)
+}
+
+func (s *Sim) clients(stop int64) {
 	for c := range s.cfg.Clients {
 		var next func()
 		next = func() {
@@ -157,7 +195,7 @@ func (s *Sim) startClients(stop int64) {
 			}
 			s.after(5*Millisecond, wait)
 		}
-		s.after(300*Millisecond+s.rng.Int64N(100*Millisecond), next)
+		s.after(s.rng.Int64N(100*Millisecond), next)
 	}
 }
 
@@ -173,7 +211,7 @@ func (s *Sim) startOp(client int, write bool) *simOp {
 	if write {
 		w.n++
 		op.value = fmt.Sprintf("c%d.%d", client, w.n)
-		req, err := n.core.Propose([]byte(op.key + "=" + op.value))
+		req, err := n.core.Propose(putTx(op.key, op.value))
 		if err != nil {
 			return nil
 		}
@@ -221,7 +259,7 @@ func (s *Sim) gupReady(n *node, r gup.Ready) {
 		if op == nil || op.done || s.now-op.call >= opTimeout {
 			continue
 		}
-		op.done, op.ret, op.value = true, s.now, n.state.kv[op.key]
+		op.done, op.ret, op.value = true, s.now, n.state.get(op.key)
 		s.tracef(n.id, "client %d: %s = %q", op.client, op, op.value)
 	}
 	for _, e := range r.Events {
@@ -277,12 +315,12 @@ func (s *Sim) noteApply(st *kvState, seq uint64, data []byte) {
 	}
 	u := string(data)
 	if prev, ok := w.applied[seq]; ok && prev != u {
-		s.violate("agreement: node %d applied %q at #%d, where %q was applied before", id, u, seq, prev)
+		s.violate("agreement: node %d applied %s at #%d, where %s was applied before", id, describeTx(data), seq, describeTx([]byte(prev)))
 	} else if !ok {
 		w.applied[seq] = u
 	}
 	if at, ok := w.at[u]; ok && at != seq {
-		s.violate("exactly once: node %d applied %q at #%d, and it was applied at #%d before", id, u, seq, at)
+		s.violate("exactly once: node %d applied %s at #%d, and it was applied at #%d before", id, describeTx(data), seq, at)
 	} else if !ok {
 		w.at[u] = seq
 	}
@@ -342,8 +380,8 @@ func (s *Sim) checkGUP() {
 		if op.write && op.done && op.seq > logSeq {
 			s.violate("gup: %s was acknowledged at #%d, the log ends at #%d", op, op.seq, logSeq)
 		}
-		if op.write && op.done && w.applied[op.seq] != op.key+"="+op.value {
-			s.violate("gup: %s was acknowledged at #%d, which holds %q", op, op.seq, w.applied[op.seq])
+		if op.write && op.done && w.applied[op.seq] != string(putTx(op.key, op.value)) {
+			s.violate("gup: %s was acknowledged at #%d, which holds another update", op, op.seq)
 		}
 	}
 	s.checkLinearizable()
@@ -445,7 +483,24 @@ func (s *Sim) describeGUP() string {
 	return b.String()
 }
 
-// lostUpdates lists acknowledged writes (for tests).
-func (s *Sim) acknowledged() []*simOp {
-	return slices.DeleteFunc(slices.Clone(s.wl.ops), func(op *simOp) bool { return !op.write || !op.done })
+// acknowledged counts the clients' writes and reads that completed.
+func (s *Sim) acknowledged() (writes, reads int) {
+	for _, op := range s.wl.ops {
+		switch {
+		case op.done && op.write:
+			writes++
+		case op.done:
+			reads++
+		}
+	}
+	return writes, reads
+}
+
+// describeTx names a client's write for a violation.
+func describeTx(b []byte) string {
+	var t db.Tx
+	if err := t.UnmarshalBinary(b); err != nil || len(t.Ops) != 1 {
+		return fmt.Sprintf("an update of %d bytes", len(b))
+	}
+	return fmt.Sprintf("%s=%s", t.Ops[0].Name, t.Ops[0].Props["v"].Str)
 }

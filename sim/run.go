@@ -19,6 +19,8 @@ type Result struct {
 	Faults      []string
 	Events      int
 	State       string // Describe() at the end
+	// Writes and Reads count the GUP clients' acknowledged operations.
+	Writes, Reads int
 }
 
 // Run boots a cluster (node 1 forms it, the others join), injects the
@@ -53,6 +55,7 @@ func Run(cfg Config) Result {
 	}
 	res.Violations = s.Violations
 	res.Events = s.events
+	res.Writes, res.Reads = s.acknowledged()
 	res.State = s.Describe()
 	return res
 }

@@ -19,6 +19,7 @@ func runSeeds(t *testing.T, from, count uint64, nodes func(seed uint64) int) (ma
 	var mu sync.Mutex
 	var failed []string
 	var wg sync.WaitGroup
+	var writes, reads int
 	for range runtime.GOMAXPROCS(0) {
 		wg.Add(1)
 		go func() {
@@ -28,6 +29,8 @@ func runSeeds(t *testing.T, from, count uint64, nodes func(seed uint64) int) (ma
 				r := Run(Config{Seed: seed, Nodes: k, Faults: true, Clients: 3})
 				mu.Lock()
 				maxStable = max(maxStable, r.StableAfter)
+				writes += r.Writes
+				reads += r.Reads
 				if len(r.Violations) > 0 {
 					failed = append(failed, fmt.Sprintf("seed %d, %d nodes: %s\n  replay: go run ./cmd/wolfpack-sim -seed %d -nodes %d -v",
 						seed, k, r.Violations[0], seed, k))
@@ -49,7 +52,13 @@ func runSeeds(t *testing.T, from, count uint64, nodes func(seed uint64) int) (ma
 	}
 	close(seeds)
 	wg.Wait()
-	t.Logf("%d seeds in %v, slowest stabilisation %s after faults stopped", count, time.Since(start).Round(time.Millisecond), fmtDur(maxStable))
+	t.Logf("%d seeds in %v, slowest stabilisation %s after faults stopped; GUP clients: %d writes and %d reads acknowledged",
+		count, time.Since(start).Round(time.Millisecond), fmtDur(maxStable), writes, reads)
+	// The workload must have run: some seeds stop the clients' nodes for
+	// long, but a few operations a seed is the least.
+	if writes < int(count)*5 || reads < int(count)*2 {
+		t.Errorf("the GUP clients did little: %d writes and %d reads over %d seeds", writes, reads, count)
+	}
 	if len(failed) > 0 {
 		n := min(len(failed), 10)
 		t.Fatalf("%d of %d seeds broke an invariant; first %d:\n%s", len(failed), count, n, fmt.Sprint(failed[:n]))
