@@ -101,6 +101,10 @@ type Result struct {
 	Latencies []time.Duration
 	// Elapsed is from the first Put's call to the last one's return.
 	Elapsed time.Duration
+	// PerClient is the number of completed updates of each client (client
+	// k's last one was update PerClient[k]-1: Key(k, PerClient[k]-1) holds
+	// Value(k, PerClient[k]-1) if nothing else wrote it since).
+	PerClient []int
 }
 
 // Updates is the number of completed updates.
@@ -168,11 +172,13 @@ func (w Workload) Sequential(ctx context.Context, c Client, n int) (Result, erro
 		t0 := time.Now()
 		if err := c.Put(ctx, w.Key(0, i), w.Value(0, i)); err != nil {
 			r.Elapsed = time.Since(start)
+			r.PerClient = []int{i}
 			return r, fmt.Errorf("loadgen: sequential update %d of %d: %w", i+1, n, err)
 		}
 		r.Latencies = append(r.Latencies, time.Since(t0))
 	}
 	r.Elapsed = time.Since(start)
+	r.PerClient = []int{n}
 	return r, nil
 }
 
@@ -211,10 +217,11 @@ func (w Workload) Concurrent(ctx context.Context, clients []Client, d time.Durat
 		})
 	}
 	wg.Wait()
-	var r Result
+	r := Result{PerClient: make([]int, len(clients))}
 	end := start
 	for k := range clients {
 		r.Latencies = append(r.Latencies, lat[k]...)
+		r.PerClient[k] = len(lat[k])
 		if last[k].After(end) {
 			end = last[k]
 		}

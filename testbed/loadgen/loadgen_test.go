@@ -152,7 +152,7 @@ func TestSequential(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Updates() != 100 || len(f.keys) != 100 {
+	if r.Updates() != 100 || len(f.keys) != 100 || len(r.PerClient) != 1 || r.PerClient[0] != 100 {
 		t.Fatalf("%d latencies, %d calls; want 100 each", r.Updates(), len(f.keys))
 	}
 	for i := range 100 {
@@ -186,7 +186,7 @@ func TestSequentialError(t *testing.T) {
 	if !strings.Contains(err.Error(), "update 7 of 100") {
 		t.Errorf("err = %v, want it to name update 7", err)
 	}
-	if r.Updates() != 6 || len(f.keys) != 7 {
+	if r.Updates() != 6 || len(f.keys) != 7 || r.PerClient[0] != 6 {
 		t.Errorf("%d updates completed, %d calls; want 6 and 7", r.Updates(), len(f.keys))
 	}
 }
@@ -226,6 +226,9 @@ func TestConcurrent(t *testing.T) {
 			}
 		}
 		calls += len(f.keys)
+		if r.PerClient[k] != len(f.keys) {
+			t.Errorf("client %d: PerClient %d, %d calls", k, r.PerClient[k], len(f.keys))
+		}
 	}
 	if r.Updates() != calls {
 		t.Errorf("%d latencies for %d calls (every update in flight at the end should complete and count)", r.Updates(), calls)
