@@ -37,9 +37,12 @@ type system struct {
 // update each Put through a node's admin socket (nscluster's Node.Socket,
 // a file on the host: dial it with net.Dialer "unix"), returning when
 // clusterd answers that the update is committed. The sequential client
-// goes to the locker's node, the concurrent client k to node k mod n + 1
-// (as etcd's: see startEtcd); pids lists the daemons, gone checks that
-// Close left no namespace or daemon (nscluster's Close deletes both).
+// goes to the locker's node (etcd's to its leader; a second path through
+// another node, as etcd's through a follower, shows the forwarding), the
+// one fleet's client k to node k mod n + 1 (etcd's are spread so too);
+// check reads an update back through any node, pids lists the daemons,
+// gone checks that Close left no namespace or daemon (nscluster's Close
+// deletes both).
 var systems = []system{
 	{name: "etcd", sizes: []int{3}, start: startEtcd},
 	{name: "wolfpack", sizes: []int{2, 4, 8, 16}, start: startWolfpack},
@@ -52,8 +55,9 @@ type target struct {
 	// ratios use, the others show a different path (etcd: through a
 	// follower; gRPC without the gateway).
 	seq []path
-	// concurrent returns a new client k (from 0) of the concurrent run.
-	concurrent func(k int) loadgen.Client
+	// conc are the concurrent runs, one after the other; the first is
+	// the row the ratios use.
+	conc []fleet
 	// check reads a key back: the runs check that their last updates
 	// landed.
 	check loadgen.Getter
@@ -73,20 +77,29 @@ type path struct {
 	c     loadgen.Client
 }
 
+// fleet is a concurrent run's clients: client returns a new client k (from
+// 0).
+type fleet struct {
+	label  string
+	client func(k int) loadgen.Client
+}
+
 func startEtcd(t *testing.T, n int) *target {
 	r := etcdrig.New(t, etcdrig.Config{Members: n, Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	leader, err := r.Leader(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw := func(m int) *etcdrig.Gateway { g := r.Gateway(m); t.Cleanup(g.Close); return g }
-	lead := gw(leader)
-	grpc := r.GRPC(leader)
-	t.Cleanup(grpc.Close)
+	gw := func(m int) loadgen.Client { g := r.Gateway(m); t.Cleanup(g.Close); return g }
+	grpc := func(m int) loadgen.Client { g := r.GRPC(m); t.Cleanup(g.Close); return g }
+	lead := r.Gateway(leader)
+	t.Cleanup(lead.Close)
 	tg := &target{
 		seq: []path{{"gateway → leader", lead}},
-		concurrent: func(k int) loadgen.Client {
-			return gw(k%n + 1) // spread over the members, as etcd's clients balance
+		// Spread over the members, as etcd's clients balance.
+		conc: []fleet{
+			{"gateway, spread", func(k int) loadgen.Client { return gw(k%n + 1) }},
+			{"gRPC, spread (no gateway)", func(k int) loadgen.Client { return grpc(k%n + 1) }},
 		},
 		check: lead,
 		note:  fmt.Sprintf("etcd %d members, leader m%d, data in %s", n, leader, r.Dir),
@@ -104,7 +117,7 @@ func startEtcd(t *testing.T, n int) *target {
 	if n > 1 {
 		tg.seq = append(tg.seq, path{"gateway → follower", gw(leader%n + 1)})
 	}
-	tg.seq = append(tg.seq, path{"gRPC → leader (no gateway)", grpc})
+	tg.seq = append(tg.seq, path{"gRPC → leader (no gateway)", grpc(leader)})
 	for _, m := range r.Members {
 		tg.pids = append(tg.pids, m.Pid())
 	}
@@ -170,21 +183,20 @@ func readKnobs(t *testing.T) knobs {
 
 // measured is one run of one system of one size.
 type measured struct {
-	seq  []loadgen.Summary // as target.seq
-	conc loadgen.Summary
-	// perClient is the range of updates a concurrent client did.
-	perClientMin, perClientMax int
-	cpuSeq, cpuConc            cpuShare
-	took                       time.Duration
+	seq    []loadgen.Summary // as target.seq
+	conc   []loadgen.Summary // as target.conc
+	cpuSeq cpuShare
+	took   time.Duration
 }
 
 // TestIntegrationBenchGUP measures, for each system WOLFPACK_BENCH_GUP names
 // ("etcd", "wolfpack"; make bench-gup) and each of its sizes, over
 // WOLFPACK_BENCH_GUP_RUNS runs (3), each on a system brought up for it:
 // WARMUP (200) then SEQ (2000) updates one after the other from one client
-// (latency p50/p99; per client path of the system), then, after 10
-// updates per client, CLIENTS (16) clients at once for DURATION (10 s)
-// (updates per second). Runs are interleaved (run 1 of every system, then
+// (latency p50/p99; per client path of the system, the paths taking turns
+// in blocks of a quarter), then, for each fleet of clients the system
+// has, after 10 updates per client, CLIENTS (16) clients at once for
+// DURATION (10 s) (updates per second). Runs are interleaved (run 1 of every system, then
 // run 2, ...), so that the machine's other load falls on every system
 // alike. Each run checks its last updates read back, and that its
 // teardown left nothing behind. The tables give the median over runs and
@@ -212,6 +224,7 @@ func TestIntegrationBenchGUP(t *testing.T) {
 	}
 	results := map[key][]measured{}
 	labels := map[key][]string{}
+	fleets := map[key][]string{}
 	var order []key
 	for run := 1; run <= k.runs; run++ {
 		for _, sys := range chosen {
@@ -236,6 +249,9 @@ func TestIntegrationBenchGUP(t *testing.T) {
 					order = append(order, id)
 					for _, p := range tg.seq {
 						labels[id] = append(labels[id], p.label)
+					}
+					for _, f := range tg.conc {
+						fleets[id] = append(fleets[id], f.label)
 					}
 				}
 				results[id] = append(results[id], *m)
@@ -272,7 +288,7 @@ func TestIntegrationBenchGUP(t *testing.T) {
 	if ref != nil {
 		refP50 = med(results[*ref], func(m measured) float64 { return float64(m.seq[0].P50) })
 		refP99 = med(results[*ref], func(m measured) float64 { return float64(m.seq[0].P99) })
-		refRate = med(results[*ref], func(m measured) float64 { return m.conc.PerSecond })
+		refRate = med(results[*ref], func(m measured) float64 { return m.conc[0].PerSecond })
 	}
 	var seqRows, concRows []string
 	for _, id := range order {
@@ -288,15 +304,17 @@ func TestIntegrationBenchGUP(t *testing.T) {
 			seqRows = append(seqRows, fmt.Sprintf("| %s | %d | %s | %s | %s | %s | %s | %s | %s |", id.system, id.nodes, label,
 				msec(p50), msec(p99), msec(mean), ratio(p50, refP50), ratio(p99, refP99), strings.Join(runs, ", ")))
 		}
-		rate := med(ms, func(m measured) float64 { return m.conc.PerSecond })
-		p50 := med(ms, func(m measured) float64 { return float64(m.conc.P50) })
-		p99 := med(ms, func(m measured) float64 { return float64(m.conc.P99) })
-		var runs []string
-		for _, m := range ms {
-			runs = append(runs, fmt.Sprintf("%.0f", m.conc.PerSecond))
+		for i, label := range fleets[id] {
+			rate := med(ms, func(m measured) float64 { return m.conc[i].PerSecond })
+			p50 := med(ms, func(m measured) float64 { return float64(m.conc[i].P50) })
+			p99 := med(ms, func(m measured) float64 { return float64(m.conc[i].P99) })
+			var runs []string
+			for _, m := range ms {
+				runs = append(runs, fmt.Sprintf("%.0f", m.conc[i].PerSecond))
+			}
+			concRows = append(concRows, fmt.Sprintf("| %s | %d | %s | %.0f | %s | %s | %s | %s |", id.system, id.nodes, label,
+				rate, msec(p50), msec(p99), ratio(rate, refRate), strings.Join(runs, ", ")))
 		}
-		concRows = append(concRows, fmt.Sprintf("| %s | %d | %d | %.0f | %s | %s | %s | %s |", id.system, id.nodes, k.clients,
-			rate, msec(p50), msec(p99), ratio(rate, refRate), strings.Join(runs, ", ")))
 	}
 	t.Logf("sequential updates, one client, %d after %d warm-up; median over %d runs (ratios: to etcd's first row):\n"+
 		"| system | nodes | client | p50 ms | p99 ms | mean ms | p50 ratio | p99 ratio | runs p50/p99 ms |\n|---|---|---|---|---|---|---|---|---|\n%s",
@@ -306,6 +324,9 @@ func TestIntegrationBenchGUP(t *testing.T) {
 		k.clients, k.duration, k.runs, strings.Join(concRows, "\n"))
 }
 
+// seqBlocks is the number of turns the sequential client paths take.
+const seqBlocks = 4
+
 // runOnce measures one system that start brought up.
 func runOnce(t *testing.T, tg *target, k knobs) *measured {
 	ctx := t.Context()
@@ -313,47 +334,70 @@ func runOnce(t *testing.T, tg *target, k knobs) *measured {
 	t.Logf("%s; load average %s", tg.note, loadavg())
 	m := &measured{}
 	cpu0 := sampleCPU(tg.pids)
+	// Every path warms up, then the paths take turns, seqBlocks blocks
+	// each, so that a change in the machine's other load falls on every
+	// path alike.
+	ws := make([]loadgen.Workload, len(tg.seq))
 	for i, p := range tg.seq {
-		w := loadgen.Workload{Prefix: fmt.Sprintf("seq%d", i)}
-		if err := w.Warmup(ctx, []loadgen.Client{p.c}, k.warm); err != nil {
+		ws[i] = loadgen.Workload{Prefix: fmt.Sprintf("seq%d", i)}
+		if err := ws[i].Warmup(ctx, []loadgen.Client{p.c}, k.warm); err != nil {
 			t.Fatalf("%s: %v", p.label, err)
 		}
-		r, err := w.Sequential(ctx, p.c, k.seq)
-		if err != nil {
-			t.Fatalf("%s: %v", p.label, err)
+	}
+	res := make([]loadgen.Result, len(tg.seq))
+	blocks := min(seqBlocks, k.seq)
+	for b := range blocks {
+		n := k.seq / blocks
+		if b < k.seq%blocks {
+			n++
 		}
-		checkLast(t, tg.check, w, r)
-		s := r.Summary()
+		for i, p := range tg.seq {
+			r, err := ws[i].Sequential(ctx, p.c, n)
+			if err != nil {
+				t.Fatalf("%s: %v", p.label, err)
+			}
+			res[i].Latencies = append(res[i].Latencies, r.Latencies...)
+			res[i].Elapsed += r.Elapsed
+			if b == blocks-1 {
+				checkLast(t, tg.check, ws[i], r)
+			}
+		}
+	}
+	for i, p := range tg.seq {
+		s := res[i].Summary()
 		m.seq = append(m.seq, s)
 		t.Logf("sequential, %s: %v", p.label, s)
 	}
-	cpu1 := sampleCPU(tg.pids)
-	m.cpuSeq = cpu1.since(cpu0)
+	m.cpuSeq = sampleCPU(tg.pids).since(cpu0)
 
-	clients := make([]loadgen.Client, k.clients)
-	for i := range clients {
-		clients[i] = tg.concurrent(i)
+	t.Logf("CPU, sequential phase: %v", m.cpuSeq)
+
+	for _, f := range tg.conc {
+		clients := make([]loadgen.Client, k.clients)
+		for i := range clients {
+			clients[i] = f.client(i)
+		}
+		w := loadgen.Workload{Prefix: "conc"}
+		if err := w.Warmup(ctx, clients, 10); err != nil {
+			t.Fatalf("%s: %v", f.label, err)
+		}
+		cpu := sampleCPU(tg.pids)
+		r, err := w.Concurrent(ctx, clients, k.duration)
+		if err != nil {
+			t.Fatalf("%s: %v", f.label, err)
+		}
+		share := sampleCPU(tg.pids).since(cpu)
+		checkLast(t, tg.check, w, r)
+		s := r.Summary()
+		m.conc = append(m.conc, s)
+		t.Logf("concurrent, %d clients, %s: %v; a client did %d..%d; CPU: %v", k.clients, f.label, s,
+			slices.Min(r.PerClient), slices.Max(r.PerClient), share)
 	}
-	w := loadgen.Workload{Prefix: "conc"}
-	if err := w.Warmup(ctx, clients, 10); err != nil {
-		t.Fatal(err)
-	}
-	cpu2 := sampleCPU(tg.pids)
-	r, err := w.Concurrent(ctx, clients, k.duration)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.cpuConc = sampleCPU(tg.pids).since(cpu2)
-	checkLast(t, tg.check, w, r)
-	m.conc = r.Summary()
-	m.perClientMin, m.perClientMax = slices.Min(r.PerClient), slices.Max(r.PerClient)
 	if tg.after != nil {
 		t.Log(tg.after(ctx))
 	}
 	m.took = time.Since(t0)
-	t.Logf("concurrent, %d clients: %v; a client did %d..%d", k.clients, m.conc, m.perClientMin, m.perClientMax)
-	t.Logf("CPU, sequential phase: %v; concurrent phase: %v; measuring took %v; load average %s",
-		m.cpuSeq, m.cpuConc, m.took.Round(time.Millisecond), loadavg())
+	t.Logf("measuring took %v; load average %s", m.took.Round(time.Millisecond), loadavg())
 	return m
 }
 
