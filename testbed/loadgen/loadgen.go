@@ -17,8 +17,9 @@
 // What each update writes is a Workload's: client c's i-th update puts
 // Key(c, i) with Value(c, i). Percentile and Median are the summaries.
 //
-// The package does no I/O of its own and needs no root; the rigs that make
-// Clients (testbed/etcdrig, testbed/nscluster) do.
+// The package does no I/O of its own and needs no root; the Clients do
+// (testbed/etcdrig's, and the Wolfpack side's through clusterd's admin
+// socket).
 package loadgen
 
 import (
