@@ -8,7 +8,7 @@ FUZZTIME  ?= 5s
 INTEGRATION_TIMEOUT ?= 20m
 INTEGRATION_RUN     ?= TestIntegration
 
-.PHONY: all build deps check test unit sim mutants fuzz integration demo bench bench-membership bench-net soak clean
+.PHONY: all build deps check test unit sim mutants fuzz integration demo bench bench-membership bench-net bench-gup soak clean
 
 all: build
 
@@ -77,6 +77,15 @@ bench-membership: deps
 BENCH_NET ?= 20
 bench-net: deps
 	WOLFPACK_BENCH_NET=$(BENCH_NET) $(GO) test -count=1 -p 1 -timeout 10m -run 'TestIntegrationBench(Address|MDNS|LinkWatch)' -v ./net/vip/ ./net/mdns/ ./net/linkwatch/
+
+# Replicated updates: one client's latency (p50/p99) and 16 clients'
+# updates per second, each system of BENCH_GUP brought up for each of
+# BENCH_GUP_RUNS interleaved runs (testbed/gupbench; etcd 3.4 at 3 members in
+# namespaces: about 25 s a run; root).
+BENCH_GUP      ?= etcd
+BENCH_GUP_RUNS ?= 3
+bench-gup: deps
+	WOLFPACK_BENCH_GUP=$(BENCH_GUP) WOLFPACK_BENCH_GUP_RUNS=$(BENCH_GUP_RUNS) $(GO) test -count=1 -p 1 -timeout 60m -run 'TestIntegrationBenchGUP' -v ./testbed/gupbench/
 
 # False-suspicion soak: 10 minutes, a CPU hog in every node's namespace,
 # default timings; any suspicion or regroup fails it (root).

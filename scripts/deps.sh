@@ -12,7 +12,12 @@ pkgs=(qemu-system-x86 qemu-block-extra qemu-utils tgt sg3-utils libiscsi-bin bus
 # namespaces; the system services the packages bring must not run on the host
 # (avahi would send mDNS from the host's interfaces): see below.
 pkgs+=(knot knot-dnsutils bind9-dnsutils avahi-daemon avahi-utils dbus util-linux)
-services=(knot avahi-daemon) # packages with a daemon the tests run themselves
+# The GUP benchmark's peer (make bench-gup): three etcd members, each in a
+# namespace of its own; etcdctl cross-checks the gateway's latency. The
+# packaged etcd service would listen on the host's 127.0.0.1:2379 and 2380:
+# it must not run (see below).
+pkgs+=(etcd-server etcd-client)
+services=(knot avahi-daemon etcd-server) # packages with a daemon the tests run themselves
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -44,6 +49,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 			case " ${missing[*]} " in *" $p "*) ;; *) continue ;; esac
 			units=$p.service
 			[ "$p" = avahi-daemon ] && units="avahi-daemon.service avahi-daemon.socket"
+			[ "$p" = etcd-server ] && units=etcd.service
 			# shellcheck disable=SC2086
 			systemctl disable --now $units >/dev/null 2>&1 || true
 		done
