@@ -15,9 +15,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/wolfpack-ha/wolfpack/internal/api"
 	"github.com/wolfpack-ha/wolfpack/testbed/etcdrig"
 	"github.com/wolfpack-ha/wolfpack/testbed/loadgen"
 	"github.com/wolfpack-ha/wolfpack/testbed/netns"
+	"github.com/wolfpack-ha/wolfpack/testbed/nscluster"
 )
 
 // A system is one system under test. start brings up a size of it for one
@@ -129,8 +131,91 @@ func startEtcd(t *testing.T, n int) *target {
 }
 
 func startWolfpack(t *testing.T, n int) *target {
-	t.Skip("wolfpack: not wired yet (clusterd's admin API takes no database update yet); see the comment on systems")
-	return nil
+	c := nscluster.New(t, nscluster.Config{Nodes: n, Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	locker := waitWolfpack(ctx, t, c, n)
+	cli := func(i int) *wpClient { w := &wpClient{api.NewClient(c.Node(i).Socket)}; t.Cleanup(w.c.Close); return w }
+	lead := cli(locker)
+	tg := &target{
+		seq: []path{{"admin API → locker", lead}},
+		conc: []fleet{
+			{"admin API, spread", func(k int) loadgen.Client { return cli(k%n + 1) }},
+		},
+		check: lead,
+		note:  fmt.Sprintf("wolfpack %d nodes, locker node %d, recovery log on tgt (%s)", n, locker, c.Device),
+		after: func(ctx context.Context) string {
+			info, err := lead.c.Info(ctx)
+			if err != nil {
+				return fmt.Sprintf("locker afterwards: %v", err)
+			}
+			if info.Locker != locker {
+				return fmt.Sprintf("the locker changed during the run: node %d → node %d", locker, info.Locker)
+			}
+			return fmt.Sprintf("locker afterwards still node %d (term %d, #%d)", info.Locker, info.Term, info.Seq)
+		},
+	}
+	tg.seq = append(tg.seq, path{"admin API → member", cli(locker%n + 1)})
+	names := []string{c.Fabric, c.StorageNS, c.ClientNS}
+	for _, nd := range c.Nodes() {
+		tg.pids = append(tg.pids, nd.Pid())
+		names = append(names, nd.Netns)
+	}
+	pids := slices.Clone(tg.pids)
+	tg.gone = func() error { return leftovers(names, pids) }
+	return tg
+}
+
+// waitWolfpack waits until every node is a member of one membership of
+// all n, knows the same locker and has applied what it has; it returns
+// the locker.
+func waitWolfpack(ctx context.Context, t *testing.T, c *nscluster.Cluster, n int) int {
+	t.Helper()
+	for {
+		locker, ok := 0, true
+		for _, nd := range c.Nodes() {
+			st, err := nd.Status(ctx)
+			if err != nil || len(st.Members) != n || st.Stage != "stabilized" || st.GUP.Locker == 0 ||
+				locker != 0 && st.GUP.Locker != locker {
+				ok = false
+				break
+			}
+			locker = st.GUP.Locker
+		}
+		if ok {
+			return locker
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("wolfpack: %d nodes did not form one membership with a locker: %v", n, ctx.Err())
+		case <-time.After(50 * time.Millisecond): // polling interval of a condition wait
+		}
+	}
+}
+
+// wpClient writes key k as property "v" of the network object named
+// after k: set it, or create it the first time (the warm-up does).
+type wpClient struct{ c *api.Client }
+
+func objectName(key string) string { return strings.NewReplacer("/", "-", "_", "-").Replace(key) }
+
+func (w *wpClient) Put(ctx context.Context, key, value string) error {
+	name := objectName(key)
+	_, err := w.c.Commit(ctx, api.Tx{Ops: []api.Op{{Op: "set", Kind: "network", Name: name, Props: map[string]any{"v": value}}}})
+	var se *api.StatusError
+	if errors.As(err, &se) && se.Code == 409 && strings.Contains(se.Body, "no such object") {
+		_, err = w.c.Commit(ctx, api.Tx{Ops: []api.Op{{Op: "create", Kind: "network", Name: name, Props: map[string]any{"v": value}}}})
+	}
+	return err
+}
+
+func (w *wpClient) Get(ctx context.Context, key string) (string, error) {
+	r, err := w.c.Get(ctx, "network", objectName(key), false)
+	if err != nil {
+		return "", err
+	}
+	v, _ := r.Object.Props["v"].(string)
+	return v, nil
 }
 
 // leftovers reports namespaces that still exist and processes that still
@@ -210,12 +295,22 @@ func TestIntegrationBenchGUP(t *testing.T) {
 	}
 	k := readKnobs(t)
 	var chosen []system
-	for _, name := range strings.Split(env, ",") {
-		i := slices.IndexFunc(systems, func(s system) bool { return s.name == strings.TrimSpace(name) })
+	for _, item := range strings.Split(env, ",") {
+		// "wolfpack:2" runs one size only.
+		name, size, sized := strings.Cut(strings.TrimSpace(item), ":")
+		i := slices.IndexFunc(systems, func(s system) bool { return s.name == name })
 		if i < 0 {
 			t.Fatalf("WOLFPACK_BENCH_GUP=%q: no system %q (have etcd, wolfpack)", env, name)
 		}
-		chosen = append(chosen, systems[i])
+		sys := systems[i]
+		if sized {
+			n, err := strconv.Atoi(size)
+			if err != nil || !slices.Contains(sys.sizes, n) {
+				t.Fatalf("WOLFPACK_BENCH_GUP=%q: %s has sizes %v, not %q", env, name, sys.sizes, size)
+			}
+			sys.sizes = []int{n}
+		}
+		chosen = append(chosen, sys)
 	}
 	t.Logf("machine: %d CPUs, load average %s; %d runs: %d warm-up + %d sequential updates, %d clients × %v",
 		numCPU(), loadavg(), k.runs, k.warm, k.seq, k.clients, k.duration)
