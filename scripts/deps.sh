@@ -12,6 +12,8 @@ pkgs=(qemu-system-x86 qemu-block-extra qemu-utils tgt sg3-utils libiscsi-bin bus
 # namespaces; the system services the packages bring must not run on the host
 # (avahi would send mDNS from the host's interfaces): see below.
 pkgs+=(knot knot-dnsutils bind9-dnsutils avahi-daemon avahi-utils dbus util-linux)
+# testbed/nscluster/gup: openssl s_client is the stranger the streams refuse.
+pkgs+=(openssl)
 services=(knot avahi-daemon) # packages with a daemon the tests run themselves
 missing=()
 for p in "${pkgs[@]}"; do
