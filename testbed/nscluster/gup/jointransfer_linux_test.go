@@ -58,7 +58,7 @@ func waitSeq(ctx context.Context, t testing.TB, c *nscluster.Cluster, i int, seq
 	}
 }
 
-// changes sets a new description on n resources, one transaction each,
+// changes sets a new status on n resources, one transaction each,
 // through the nodes' clients in parallel; it returns the highest sequence
 // number acknowledged.
 func changes(ctx context.Context, t testing.TB, cls []*api.Client, n int, round string) uint64 {
@@ -73,7 +73,7 @@ func changes(ctx context.Context, t testing.TB, cls []*api.Client, n int, round 
 		wg.Go(func() {
 			for i := w; i < n; i += len(cls) {
 				tx := api.Tx{Ops: []api.Op{{Op: "set", Kind: "resource", Name: fmt.Sprintf("r%04d", i%jtResources),
-					Props: map[string]any{"description": fmt.Sprintf("%s change %d", round, i)}}}}
+					Props: map[string]any{"status": fmt.Sprintf("%s change %d", round, i)}}}}
 				r, conflict, es, _ := commit(ctx, cl, tx)
 				mu.Lock()
 				switch {
@@ -211,7 +211,7 @@ func TestIntegrationJoinTransfer(t *testing.T) {
 		t.Fatalf("%d resources, want %d", n, jtResources)
 	}
 	// A linearizable read on the new member.
-	if o, err := clientOf(t, c, 3).Get(ctx, "resource", "r0999", false); err != nil || o.Object.Props["description"] != "first change 999" {
+	if o, err := clientOf(t, c, 3).Get(ctx, "resource", "r0999", false); err != nil || o.Object.Props["status"] != "first change 999" {
 		t.Fatalf("node 3 reads r0999: %+v %v", o, err)
 	}
 
