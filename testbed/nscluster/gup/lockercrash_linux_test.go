@@ -46,6 +46,10 @@ type streamer struct {
 // other is stuck must not fill the database.
 const maxWrites = 3000
 
+// maxWait bounds the wait for an answer, the takeover included (about
+// 0.5 s here).
+const maxWait = 3 * time.Second
+
 func (s *streamer) run(ctx context.Context, stop <-chan struct{}) error {
 	for k := 0; ; k++ {
 		if k == maxWrites {
@@ -239,6 +243,22 @@ func TestIntegrationLockerCrash(t *testing.T) {
 	for _, w := range ws {
 		if len(w.failed) > 0 {
 			t.Logf("  %s: %d unknown outcome(s) (%v), then %s at #%d", w.name, len(w.failed), w.failed[0], map[bool]string{true: "409 " + w.outcome, false: "acknowledged"}[w.conflict], w.seq)
+		}
+	}
+
+	// No client waits long for an answer: the takeover takes about half
+	// a second (suspicion after 500 ms of silence, regroup, the replay);
+	// a client stuck for seconds while the other writes on is a member
+	// the new locker does not catch up (gup/catchup_test.go).
+	for _, s := range streamers {
+		prev := begin
+		for _, w := range s.snapshot() {
+			if gap := w.done.Sub(prev); gap > maxWait {
+				t.Errorf("%s (through node %d) waited %v for an answer, to %s at #%d (%s → %s; kill at %s, new locker at %s)",
+					s.name, s.node, gap.Round(time.Millisecond), w.name, w.seq, prev.Format("15:04:05.000"), w.done.Format("15:04:05.000"),
+					killed.Format("15:04:05.000"), newLocker.Time.Format("15:04:05.000"))
+			}
+			prev = w.done
 		}
 	}
 
