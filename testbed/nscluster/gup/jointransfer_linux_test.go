@@ -44,6 +44,9 @@ func waitSeq(ctx context.Context, t testing.TB, c *nscluster.Cluster, i int, seq
 	defer cl.Close()
 	var last api.DBInfo
 	for {
+		if !c.Node(i).Running() {
+			t.Fatalf("node %d exited at #%d, before it reached #%d:\n%s", i, last.Seq, seq, recent(c, 0))
+		}
 		if in, err := cl.Info(ctx); err == nil {
 			last = in
 			if in.Seq >= seq {
