@@ -327,7 +327,17 @@ func (d *Detector) Tick() {
 			}
 			continue
 		}
-		if d.now-p.lastAny >= limit {
+		// A member's silence counts from its entry into the membership
+		// at the earliest: one that left and joined again at once (a
+		// restarted daemon) was heard through the join, and its new
+		// incarnation's heartbeats may not have arrived yet.
+		from := func(last int64) int64 {
+			if p.member && p.since > last {
+				return p.since
+			}
+			return last
+		}
+		if d.now-from(p.lastAny) >= limit {
 			p.alive, p.suspected = false, true
 			for i := range p.nets {
 				p.nets[i].up, p.nets[i].reported = false, false
@@ -338,7 +348,7 @@ func (d *Detector) Tick() {
 		}
 		for i := range p.nets {
 			n := &p.nets[i]
-			if n.up && d.now-n.last >= limit {
+			if n.up && d.now-from(n.last) >= limit {
 				n.up, n.reported = false, true
 				d.log.Debug("network down", "peer", p.id, "net", i)
 				d.ready.Events = append(d.ready.Events, Event{Kind: NetworkDown, Peer: p.id, Network: i})

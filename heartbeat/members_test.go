@@ -152,3 +152,40 @@ func TestNeverHeardDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// Reference: docs/membership.md "Timings (defaults)". A member that leaves
+// and is added again before its old silence ran out (a clusterd restarted
+// at once: it left, and its new incarnation joined through a sponsor
+// before its first heartbeat reached this node) is timed from its entry,
+// like a member never heard: not suspected for the silence of the process
+// that left. Found by testbed/nscluster/gup's TestIntegrationJoinTransfer:
+// a node restarted 420 ms after it left was suspected 30 ms after its join
+// ("silent_ms 500"), its key removed, and it halted.
+func TestRejoinedMemberTimedFromEntry(t *testing.T) {
+	d := newSolo(t, 1, 2)
+	d.SetMembers(SetOf(1, 2))
+	limit := int64(DefaultThreshold * DefaultIntervalTicks)
+	tickEvents(d, 3)
+	if err := d.Receive(0, heartbeatFrom(t, 2, 1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Receive(1, heartbeatFrom(t, 2, 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	heard := d.Now()
+	tickEvents(d, 5)
+	d.SetMembers(SetOf(1)) // it left
+	tickEvents(d, int(limit/2))
+	d.SetMembers(SetOf(1, 2)) // and joined again
+	entry := d.Now()
+	evs := tickEvents(d, int(2*limit))
+	var got []tickEvent
+	for _, e := range evs {
+		if e.Kind != PeerAlive {
+			got = append(got, e)
+		}
+	}
+	if len(got) != 1 || got[0].Kind != PeerSuspected || got[0].tick != entry+limit || got[0].LastHeard != heard {
+		t.Fatalf("events %v, want one PeerSuspected (last heard %d) at tick %d, %d ticks after the entry, not at %d", got, heard, entry+limit, limit, heard+limit)
+	}
+}

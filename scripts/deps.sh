@@ -17,6 +17,8 @@ pkgs+=(knot knot-dnsutils bind9-dnsutils avahi-daemon avahi-utils dbus util-linu
 # packaged etcd service would listen on the host's 127.0.0.1:2379 and 2380:
 # it must not run (see below).
 pkgs+=(etcd-server etcd-client)
+# testbed/nscluster/gup: openssl s_client is the stranger the streams refuse.
+pkgs+=(openssl)
 services=(knot avahi-daemon etcd-server) # packages with a daemon the tests run themselves
 missing=()
 for p in "${pkgs[@]}"; do
