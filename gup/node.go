@@ -1,6 +1,7 @@
 package gup
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,9 @@ const (
 	DefaultMaxUpdateBytes  = 1 << 20
 	maxBuffered            = 4096 // updates a member holds ahead of a gap
 	announceTicks          = 100  // the locker announces itself to a quiet member again
+	gapTicks               = 5    // a member's hole is sent again at most this often
+	catchUpBytes           = 64 << 10
+	catchUpUpdates         = 256 // a catch-up chunk: small, so a member applies it between heartbeats
 )
 
 // Config configures a Node.
@@ -65,7 +69,12 @@ type peer struct {
 	known    bool   // acked is from this term
 	other    bool   // the member holds another history: it needs the state whole
 	sentUpTo uint64 // highest sequence number sent to it
-	sentAt   int64
+	sentAt   int64  // when anything was last sent to it (announcements repeat when idle)
+	// progressAt is when acked last grew, or when the member, up to date,
+	// was sent a new batch; resentAt when it was last sent a gap again.
+	// A member behind for RetransmitTicks without progress is sent what
+	// it lacks, however busy the locker is with newer batches.
+	progressAt, resentAt int64
 }
 
 type readReq struct {
@@ -76,23 +85,24 @@ type readReq struct {
 // lockerState is the locker's: present while this node is the locker.
 type lockerState struct {
 	term     uint64
-	queue    []Update               // accepted, not yet sequenced
-	accepted [nodes.Max + 1]reqMark // the last request accepted from each origin
-	logCmd   uint64                 // append or checkpoint in flight
-	logOp    LogOp                  //
-	inflight []Update               // the batch being appended
-	history  []Update               // committed, consecutive, ending at applied
-	peers    [nodes.Max + 1]*peer   //
-	waiting  []readReq              // reads for the next barrier
-	barrier  uint64                 // barrier in flight
-	inBar    []readReq              // reads the barrier in flight serves
-	free     uint64                 // ring blocks free, as the last log result said
-	size     uint64                 // ring blocks
-	maxRec   int                    // largest record payload
-	ckpt     bool                   // a checkpoint is due before the next append
-	ckptSeq  uint64                 // the sequence number the checkpoint in flight covers
-	retry    int64                  // after a failed checkpoint: not before this tick
-	sentSnap [nodes.Max + 1]int64   // when a snapshot last went to each member
+	queue    []Update                // accepted, not yet sequenced
+	held     [nodes.Max + 1][]Update // requests ahead of a gap, by origin, in request order
+	accepted [nodes.Max + 1]reqMark  // the last request accepted from each origin
+	logCmd   uint64                  // append or checkpoint in flight
+	logOp    LogOp                   //
+	inflight []Update                // the batch being appended
+	history  []Update                // committed, consecutive, ending at applied
+	peers    [nodes.Max + 1]*peer    //
+	waiting  []readReq               // reads for the next barrier
+	barrier  uint64                  // barrier in flight
+	inBar    []readReq               // reads the barrier in flight serves
+	free     uint64                  // ring blocks free, as the last log result said
+	size     uint64                  // ring blocks
+	maxRec   int                     // largest record payload
+	ckpt     bool                    // a checkpoint is due before the next append
+	ckptSeq  uint64                  // the sequence number the checkpoint in flight covers
+	retry    int64                   // after a failed checkpoint: not before this tick
+	sentSnap [nodes.Max + 1]int64    // when a snapshot last went to each member
 }
 
 // Node is one node's GUP state. It is not safe for concurrent use.
@@ -244,13 +254,15 @@ func (n *Node) Tick() {
 	if lk := n.lk; lk != nil {
 		for _, id := range n.others().IDs() {
 			p := lk.peer(id)
+			r := int64(n.cfg.RetransmitTicks)
 			switch {
-			case n.now-p.sentAt < int64(n.cfg.RetransmitTicks):
-			case !p.known, n.now-p.sentAt >= announceTicks:
-				// The announcement or its answer was lost, or a member
-				// forgot the locker: announce again.
+			case !p.known:
+				if n.now-p.sentAt >= r { // the announcement or its answer was lost
+					n.announce(nodes.SetOf(id))
+				}
+			case n.now-p.sentAt >= announceTicks: // a member may have forgotten the locker
 				n.announce(nodes.SetOf(id))
-			case p.acked < n.applied || p.other:
+			case (p.other || p.acked < n.applied && n.now-p.progressAt >= r) && n.now-p.resentAt >= r:
 				n.catchUp(id, p)
 			}
 		}
@@ -330,14 +342,22 @@ func (n *Node) Step(m Message) {
 			}
 			n.drainBuffered()
 		}
-		n.send(Message{Type: MsgAck, To: m.From, Term: m.Term, Seq: n.applied})
+		n.ack(m.From, m.Term)
 	case MsgAck:
 		if n.lk != nil && m.Term == n.lk.term {
 			p := n.lk.peer(m.From)
+			if m.Seq > p.acked || !p.known {
+				p.progressAt = n.now
+			}
 			p.acked, p.known = m.Seq, true
 			p.sentUpTo = max(p.sentUpTo, m.Seq)
 			p.other = m.Hist != n.hist && (m.Hist != 0 || m.Seq != 0)
-			if p.other || m.Seq < n.applied && p.sentUpTo <= m.Seq {
+			// Nothing in flight to it and still behind: the next chunk
+			// (a catch-up is clocked by its acks). Updates held above a
+			// hole (m.Req): one was lost; send the hole again, at most
+			// every gapTicks.
+			holes := m.Req > m.Seq+1 && n.now-p.resentAt >= gapTicks
+			if p.other || m.Seq < n.applied && (p.sentUpTo <= m.Seq || holes) {
 				n.catchUp(m.From, p)
 			}
 		}
@@ -353,7 +373,7 @@ func (n *Node) Step(m Message) {
 			}
 			n.drainBuffered()
 		}
-		n.send(Message{Type: MsgAck, To: m.From, Term: m.Term, Seq: n.applied})
+		n.ack(m.From, m.Term)
 	case MsgRead:
 		if n.lk != nil {
 			n.lk.waiting = append(n.lk.waiting, readReq{from: m.From, id: m.ReadID})
@@ -449,7 +469,7 @@ func (n *Node) lockerAnnounced(m Message) {
 	if changed {
 		n.event(Event{Kind: EventLockerKnown, Node: m.From, Term: m.Term})
 	}
-	n.send(Message{Type: MsgAck, To: m.From, Term: m.Term, Seq: n.applied})
+	n.ack(m.From, m.Term)
 	if changed {
 		n.sendPending()
 		for i := range n.reads {
@@ -459,6 +479,16 @@ func (n *Node) lockerAnnounced(m Message) {
 			}
 		}
 	}
+}
+
+// ack tells the locker what is applied here (Seq) and the highest update
+// held beyond a hole (Req; 0 when none).
+func (n *Node) ack(to nodes.ID, term uint64) {
+	var held uint64
+	for s := range n.buffered {
+		held = max(held, s)
+	}
+	n.send(Message{Type: MsgAck, To: to, Term: term, Seq: n.applied, Req: held})
 }
 
 // ---- applying ----
@@ -671,8 +701,10 @@ func (n *Node) loseLocker(why string) {
 	n.event(Event{Kind: EventLockerLost, Reason: why})
 }
 
-// accept queues a request unless it is a duplicate, or out of order (the
-// sender sends its pending requests again, in order).
+// accept queues a request unless it is a duplicate. One that arrives
+// ahead of an earlier one of its sender (reordered, or the earlier one
+// lost) is held until the gap fills: a sender's requests are sequenced in
+// the order it made them. The sender sends a lost one again.
 func (n *Node) accept(u Update) {
 	lk := n.lk
 	m := lk.accepted[u.Origin]
@@ -680,10 +712,35 @@ func (n *Node) accept(u Update) {
 	case m.covers(u.Inc, u.Req):
 		return // a duplicate
 	case u.Inc == m.inc && u.Req != m.req+1, u.Inc > m.inc && u.Req != 1:
-		return // a gap: an earlier request was lost
+		h := lk.held[u.Origin]
+		switch {
+		case len(h) > 0 && h[0].Inc < u.Inc:
+			lk.held[u.Origin] = []Update{u} // a new incarnation: the old one's are moot
+		case len(h) < maxBuffered && (len(h) == 0 || h[0].Inc == u.Inc):
+			if i, found := slices.BinarySearchFunc(h, u.Req, func(x Update, r uint64) int { return cmp.Compare(x.Req, r) }); !found {
+				lk.held[u.Origin] = slices.Insert(h, i, u)
+			}
+		}
+		return
 	}
 	lk.accepted[u.Origin] = reqMark{inc: u.Inc, req: u.Req}
 	lk.queue = append(lk.queue, u)
+	// Requests held behind this one may follow now.
+	h := lk.held[u.Origin]
+	i := 0
+	for ; i < len(h); i++ {
+		next := lk.accepted[u.Origin]
+		if h[i].Inc != next.inc || h[i].Req > next.req+1 {
+			break
+		}
+		if h[i].Req == next.req+1 {
+			lk.accepted[u.Origin] = reqMark{inc: h[i].Inc, req: h[i].Req}
+			lk.queue = append(lk.queue, h[i])
+		}
+	}
+	if i > 0 {
+		lk.held[u.Origin] = h[i:]
+	}
 }
 
 // maybeAppend starts the next log write when none runs: a due checkpoint,
@@ -780,6 +837,9 @@ func (n *Node) deliver(batch []Update) {
 		if p.known && p.sentUpTo+1 < first {
 			continue // behind: catchUp sends it the gap first
 		}
+		if p.acked+1 >= first {
+			p.progressAt = n.now // up to date until now: its wait starts
+		}
 		p.sentUpTo, p.sentAt = batch[len(batch)-1].Seq, n.now
 		n.send(Message{Type: MsgUpdates, To: id, Term: n.lk.term, Updates: batch})
 	}
@@ -798,7 +858,7 @@ func (n *Node) after(id nodes.ID) int {
 // whole state when history no longer reaches back far enough.
 func (n *Node) catchUp(id nodes.ID, p *peer) {
 	lk := n.lk
-	p.sentAt = n.now
+	p.sentAt, p.resentAt = n.now, n.now
 	if p.other || p.acked > n.applied || len(lk.history) == 0 || lk.history[0].Seq > p.acked+1 {
 		if p.acked == n.applied && !p.other {
 			return
@@ -813,7 +873,8 @@ func (n *Node) catchUp(id nodes.ID, p *peer) {
 	}
 	start := int(p.acked + 1 - lk.history[0].Seq)
 	end, size := start, 0
-	for end < len(lk.history) && (end == start || size+updateSize(lk.history[end]) <= n.cfg.MaxBatchBytes) {
+	limit := min(n.cfg.MaxBatchBytes, catchUpBytes)
+	for end < len(lk.history) && end-start < catchUpUpdates && (end == start || size+updateSize(lk.history[end]) <= limit) {
 		size += updateSize(lk.history[end])
 		end++
 	}

@@ -65,7 +65,8 @@ const (
 	MsgRequest MsgType = iota + 1
 	// MsgUpdates: locker -> member: committed updates, in sequence order.
 	MsgUpdates
-	// MsgAck: member -> locker: every update up to Seq is applied here.
+	// MsgAck: member -> locker: every update up to Seq is applied here; Req
+	// is the highest update it holds beyond a hole (0: none).
 	MsgAck
 	// MsgLocker: locker -> member: "I am the locker of term Term, at Seq".
 	// Sent when a node becomes locker and after every membership change;

@@ -300,7 +300,7 @@ func (n *Node) stepMember(m Message) {
 		if m.Joiner.Valid() {
 			n.announced[m.Joiner] = max(n.now, 1)
 		}
-		if m.Joiner.Valid() && n.alive.Has(m.Joiner) {
+		if m.Joiner.Valid() && n.alive.Has(m.Joiner) && n.mayAck(m.Joiner) {
 			n.send(Message{Type: MsgAnnounceAck, To: m.From, Joiner: m.Joiner})
 		}
 	case MsgJoinCommit:
@@ -392,6 +392,8 @@ func (n *Node) stepSponsor(m Message) {
 	}
 }
 
+func (n *Node) mayAck(joiner NodeID) bool { return n.cfg.MayAck == nil || n.cfg.MayAck(joiner) }
+
 func (n *Node) sponsor(m Message) {
 	sp := &n.sp
 	sp.counter++
@@ -461,6 +463,9 @@ func (n *Node) tickSponsor() {
 				n.sendAll(missing, Message{Type: MsgAnnounce, Joiner: sp.joiner, Epoch: n.epoch})
 			}
 			return
+		}
+		if !n.mayAck(sp.joiner) {
+			return // this node's own PREEMPT of the joiner's key is in flight
 		}
 		var snap []byte
 		if n.cfg.Snapshot != nil {

@@ -39,6 +39,14 @@ type Config struct {
 	Snapshot func() []byte
 	Restore  func([]byte) error
 
+	// MayAck reports whether this node may tell a sponsor that it spares
+	// joiner's key now (AnnounceAck; for a sponsor: send it JoinState, so
+	// that it registers). The node core says no while a PREEMPT of that
+	// node's key is in flight: on a slow path it could land after the
+	// joiner registered again. The sponsor announces again every resend
+	// interval. Nil: always.
+	MayAck func(joiner NodeID) bool
+
 	Logger *slog.Logger
 }
 

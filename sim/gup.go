@@ -118,6 +118,7 @@ type simOp struct {
 	key, value string // value: written, or read
 	call, ret  int64
 	done       bool
+	then       func() // once, when done or timed out
 	seq        uint64 // write: where it was applied
 	node       *node
 	inc        uint64
@@ -185,15 +186,7 @@ func (s *Sim) clients(stop int64) {
 				s.after(s.randDur(10*Millisecond, 50*Millisecond), next)
 				return
 			}
-			var wait func()
-			wait = func() {
-				if !op.done && s.now-op.call < opTimeout {
-					s.after(5*Millisecond, wait)
-					return
-				}
-				s.after(s.randDur(0, 20*Millisecond), next)
-			}
-			s.after(5*Millisecond, wait)
+			s.whenDone(op, opTimeout, func() { s.after(s.randDur(0, 20*Millisecond), next) })
 		}
 		s.after(s.rng.Int64N(100*Millisecond), next)
 	}
@@ -252,6 +245,7 @@ func (s *Sim) gupReady(n *node, r gup.Ready) {
 			continue
 		}
 		op.done, op.ret, op.seq = true, s.now, c.Seq
+		op.finish()
 		s.tracef(n.id, "client %d: %s done at #%d", op.client, op, c.Seq)
 	}
 	for _, rd := range r.Reads {
@@ -260,6 +254,7 @@ func (s *Sim) gupReady(n *node, r gup.Ready) {
 			continue
 		}
 		op.done, op.ret, op.value = true, s.now, n.state.get(op.key)
+		op.finish()
 		s.tracef(n.id, "client %d: %s = %q", op.client, op, op.value)
 	}
 	for _, e := range r.Events {
@@ -359,6 +354,11 @@ func (s *Sim) checkGUP() {
 		s.violate("gup: members did not catch up with #%d in 5s:\n%s", last.seq, s.describeGUP())
 		return
 	}
+	// Availability: with no fault left, every operation of clients that
+	// keep every node busy completes within a second (a member left
+	// behind while the locker is busy would not: TestIntegrationLockerCrash
+	// found one).
+	s.steadyLoad(2*Second, 1500*Millisecond)
 	// The log on the target.
 	logSt := newKV(s, nil)
 	logSeq, err := s.replayTarget(logSt)
@@ -385,6 +385,57 @@ func (s *Sim) checkGUP() {
 		}
 	}
 	s.checkLinearizable()
+}
+
+// steadyLoad runs the clients for d, each on a random member, and reports
+// an operation that takes longer than bound.
+func (s *Sim) steadyLoad(d, bound int64) {
+	end := s.now + d
+	// No fault left, and a loss low enough that three losses on one
+	// operation's path (each costs a resend interval) do not happen in
+	// 10,000 seeds; the datagrams still reorder and duplicate.
+	s.loss = 0.002
+	var ops []*simOp
+	for c := range s.cfg.Clients {
+		var next func()
+		next = func() {
+			if s.now >= end {
+				return
+			}
+			op := s.startOp(c, s.rng.IntN(3) > 0)
+			if op == nil {
+				s.after(Millisecond, next)
+				return
+			}
+			ops = append(ops, op)
+			// A few milliseconds apart: the locker commits far more often
+			// than a member's retransmit interval, and the history stays
+			// small enough for the linearizability checker.
+			s.whenDone(op, bound, func() { s.after(s.randDur(5*Millisecond, 20*Millisecond), next) })
+		}
+		next()
+	}
+	s.RunUntil(end+bound, nil)
+	for _, op := range ops {
+		if !op.done && op.node.running && op.node.inc == op.inc {
+			s.violate("gup: availability: %s on node %d, started with no fault left, not done within %s:\n%s",
+				op, op.node.id, fmtDur(bound), s.describeGUP())
+			return
+		}
+	}
+}
+
+// whenDone calls then once: when op completes, or after timeout.
+func (s *Sim) whenDone(op *simOp, timeout int64, then func()) {
+	op.then = then
+	s.after(op.call+timeout-s.now, op.finish)
+}
+
+func (op *simOp) finish() {
+	if f := op.then; f != nil {
+		op.then = nil
+		f()
+	}
 }
 
 // replayTarget reads the recovery log off the target into st.

@@ -159,6 +159,17 @@ var mutants = []mutant{
 		}},
 		check: simSeeds,
 	},
+	{
+		name: "GUP: a member's retransmit timer restarts with every new batch (a hole is not sent again while the locker is busy)",
+		edits: []edit{{file: "gup/node.go",
+			old: "p.acked < n.applied && n.now-p.progressAt >= r) && n.now-p.resentAt >= r:",
+			new: "p.acked < n.applied && n.now-p.sentAt >= r) && n.now-p.resentAt >= r:",
+		}, {file: "gup/node.go",
+			old: "			holes := m.Req > m.Seq+1 && n.now-p.resentAt >= gapTicks\n",
+			new: "			holes := false\n",
+		}},
+		check: simSeeds,
+	},
 }
 
 // beatIgnored is an edit several faults share: the slot write refused with

@@ -473,6 +473,25 @@ func (a *arbiter) nextDefence() {
 	a.issue(stepCheckPreempt, DiskCommand{Op: DiskPreempt, Key: a.key, Victim: a.victims[0]})
 }
 
+// preempting reports whether a PREEMPT of node id's key is in flight.
+func (a *arbiter) preempting(id nodes.ID) bool {
+	if a.cmd == 0 {
+		return false
+	}
+	var k uint64
+	switch a.step {
+	case stepFencePreempt, stepCheckPreempt:
+		if len(a.victims) > 0 {
+			k = a.victims[0]
+		}
+	case stepCheckTake:
+		k = a.taking
+	default:
+		return false
+	}
+	return a.memberKey(k, nodes.SetOf(id))
+}
+
 // ---- results ----
 
 func (a *arbiter) tick() {

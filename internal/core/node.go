@@ -231,15 +231,18 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("core: failure detector: %w", err)
 	}
+	var self *Node // set below: regroup asks the arbiter
 	rg, err := regroup.New(regroup.Config{
 		Cluster: cfg.ClusterTag, Self: cfg.Self, Incarnation: cfg.Incarnation, Nodes: cfg.Nodes, Secret: cfg.Secret,
 		FormTicks: cfg.JoinWindowTicks, ArbitrationTicks: cfg.ArbitrationTicks,
+		MayAck: func(j nodes.ID) bool { return self == nil || self.arb == nil || !self.arb.preempting(j) },
 		Logger: log.With("core", "regroup"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("core: membership: %w", err)
 	}
 	n := &Node{cfg: cfg, log: log, det: det, rg: rg, gupCmds: map[uint64]gup.LogOp{}}
+	self = n
 	if n.gup, err = n.newGUP(); err != nil {
 		return nil, fmt.Errorf("core: global update protocol: %w", err)
 	}
