@@ -49,7 +49,10 @@ type system struct {
 // deletes both).
 var systems = []system{
 	{name: "etcd", sizes: []int{3}, start: startEtcd},
-	{name: "wolfpack", sizes: []int{2, 4, 8, 16}, start: startWolfpack},
+	{name: "wolfpack", sizes: []int{2, 4, 8, 16}, start: func(t *testing.T, n int) *target { return startWolfpack(t, n, false) }},
+	// The log on an O_SYNC LUN: each FUA write as durable as etcd's
+	// fdatasync'd WAL.
+	{name: "wolfpack-sync", sizes: []int{2, 4}, start: func(t *testing.T, n int) *target { return startWolfpack(t, n, true) }},
 }
 
 // target is one system of one size, up for one run.
@@ -130,8 +133,8 @@ func startEtcd(t *testing.T, n int) *target {
 	return tg
 }
 
-func startWolfpack(t *testing.T, n int) *target {
-	c := nscluster.New(t, nscluster.Config{Nodes: n, Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
+func startWolfpack(t *testing.T, n int, syncLUN bool) *target {
+	c := nscluster.New(t, nscluster.Config{Nodes: n, SyncLUN: syncLUN, Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	locker := waitWolfpack(ctx, t, c, n)
@@ -143,7 +146,7 @@ func startWolfpack(t *testing.T, n int) *target {
 			{"admin API, spread", func(k int) loadgen.Client { return cli(k%n + 1) }},
 		},
 		check: lead,
-		note:  fmt.Sprintf("wolfpack %d nodes, locker node %d, recovery log on tgt (%s)", n, locker, c.Device),
+		note:  fmt.Sprintf("wolfpack %d nodes, locker node %d, recovery log on tgt (%s, O_SYNC backing file: %v)", n, locker, c.Device, syncLUN),
 		after: func(ctx context.Context) string {
 			info, err := lead.c.Info(ctx)
 			if err != nil {
@@ -300,7 +303,7 @@ func TestIntegrationBenchGUP(t *testing.T) {
 		name, size, sized := strings.Cut(strings.TrimSpace(item), ":")
 		i := slices.IndexFunc(systems, func(s system) bool { return s.name == name })
 		if i < 0 {
-			t.Fatalf("WOLFPACK_BENCH_GUP=%q: no system %q (have etcd, wolfpack)", env, name)
+			t.Fatalf("WOLFPACK_BENCH_GUP=%q: no system %q (have etcd, wolfpack, wolfpack-sync)", env, name)
 		}
 		sys := systems[i]
 		if sized {

@@ -98,6 +98,9 @@ type Config struct {
 	CLI string
 	// Timing overrides the daemon's timing.
 	Timing Timing
+	// SyncLUN backs the quorum LUN with an O_SYNC file (tgt's --bsoflags
+	// sync): a write is durable when answered, as an fdatasync'd WAL is.
+	SyncLUN bool
 	// Deferred nodes are configured (every config file lists them) but
 	// not started by New; start them with Node(i).Start.
 	Deferred []int
@@ -196,7 +199,11 @@ func New(t testing.TB, cfg Config) *Cluster {
 	if err := c.buildNetwork(ctx); err != nil {
 		t.Fatalf("nscluster: %v", err)
 	}
-	c.Tgt = iscsitest.Start(t, iscsitest.Options{Wrap: netns.Wrap(c.StorageNS), Host: StorageHost})
+	topts := iscsitest.Options{Wrap: netns.Wrap(c.StorageNS), Host: StorageHost}
+	if cfg.SyncLUN {
+		topts.BSOFlags = "sync"
+	}
+	c.Tgt = iscsitest.Start(t, topts)
 	// Cleanups run last registered first: this Close (idempotent) stops
 	// the daemons before iscsitest's cleanup stops tgtd.
 	t.Cleanup(func() { c.Close() })

@@ -40,6 +40,12 @@ type Options struct {
 	LUNs int
 	// Size is each LUN's size in bytes; zero means 64 MiB.
 	Size int64
+	// BSOFlags, if set, is tgtadm --bsoflags for every LUN: "sync" opens
+	// the backing file O_SYNC, so a write is on the medium when it is
+	// answered (without it tgt answers a FUA write after
+	// sync_file_range, which flushes neither the disk's cache nor the
+	// file's metadata).
+	BSOFlags string
 	// LUNParams, if set, are tgtadm --params for every LUN, e.g.
 	// "vendor_id=WOLFPACK,product_id=TESTBED".
 	LUNParams string
@@ -191,7 +197,11 @@ func Run(ctx context.Context, o Options) (tg *Tgt, err error) {
 	tg.tmpDir = tmpDir
 	steps := [][]string{{"--op", "new", "--mode", "target", "--tid", "1", "-T", o.Target}}
 	for lun, img := range tg.Images {
-		steps = append(steps, []string{"--op", "new", "--mode", "logicalunit", "--tid", "1", "--lun", strconv.Itoa(lun + 1), "-b", img})
+		step := []string{"--op", "new", "--mode", "logicalunit", "--tid", "1", "--lun", strconv.Itoa(lun + 1), "-b", img}
+		if o.BSOFlags != "" {
+			step = append(step, "--bsoflags", o.BSOFlags)
+		}
+		steps = append(steps, step)
 		if o.LUNParams != "" {
 			steps = append(steps, []string{"--op", "update", "--mode", "logicalunit", "--tid", "1", "--lun", strconv.Itoa(lun + 1), "--params", o.LUNParams})
 		}
