@@ -131,6 +131,11 @@ type Node struct {
 	lk        *lockerState
 	replayCmd uint64 // takeover replay in flight
 
+	// A delayed ack, sent at the next tick.
+	ackDue  bool
+	ackTo   nodes.ID
+	ackTerm uint64
+
 	ready Ready
 }
 
@@ -251,6 +256,9 @@ func (n *Node) SetMembership(member bool, members nodes.Set, owner, installed bo
 // Tick advances the clock by one tick: sends again what made no progress.
 func (n *Node) Tick() {
 	n.now++
+	if n.ackDue {
+		n.ack(n.ackTo, n.ackTerm)
+	}
 	if lk := n.lk; lk != nil {
 		for _, id := range n.others().IDs() {
 			p := lk.peer(id)
@@ -342,7 +350,15 @@ func (n *Node) Step(m Message) {
 			}
 			n.drainBuffered()
 		}
-		n.ack(m.From, m.Term)
+		// Up to date with what the locker had applied when it sent this,
+		// and no hole: the ack can wait for the next tick (one ack for
+		// all the batches of a tick). Behind (a catch-up, clocked by its
+		// acks) or holding a hole: ack now.
+		if n.applied >= m.Seq && len(n.buffered) == 0 {
+			n.ackDue, n.ackTo, n.ackTerm = true, m.From, m.Term
+		} else {
+			n.ack(m.From, m.Term)
+		}
 	case MsgAck:
 		if n.lk != nil && m.Term == n.lk.term {
 			p := n.lk.peer(m.From)
@@ -484,6 +500,7 @@ func (n *Node) lockerAnnounced(m Message) {
 // ack tells the locker what is applied here (Seq) and the highest update
 // held beyond a hole (Req; 0 when none).
 func (n *Node) ack(to nodes.ID, term uint64) {
+	n.ackDue = false
 	var held uint64
 	for s := range n.buffered {
 		held = max(held, s)
@@ -841,7 +858,7 @@ func (n *Node) deliver(batch []Update) {
 			p.progressAt = n.now // up to date until now: its wait starts
 		}
 		p.sentUpTo, p.sentAt = batch[len(batch)-1].Seq, n.now
-		n.send(Message{Type: MsgUpdates, To: id, Term: n.lk.term, Updates: batch})
+		n.send(Message{Type: MsgUpdates, To: id, Term: n.lk.term, Seq: n.applied, Updates: batch})
 	}
 }
 
@@ -880,7 +897,7 @@ func (n *Node) catchUp(id nodes.ID, p *peer) {
 	}
 	chunk := lk.history[start:end]
 	p.sentUpTo = chunk[len(chunk)-1].Seq
-	n.send(Message{Type: MsgUpdates, To: id, Term: lk.term, Updates: chunk})
+	n.send(Message{Type: MsgUpdates, To: id, Term: lk.term, Seq: n.applied, Updates: chunk})
 }
 
 func (n *Node) trimHistory(lk *lockerState) {

@@ -63,7 +63,9 @@ type MsgType uint8
 const (
 	// MsgRequest: sender -> locker: an update to sequence {Inc, Req, Data}.
 	MsgRequest MsgType = iota + 1
-	// MsgUpdates: locker -> member: committed updates, in sequence order.
+	// MsgUpdates: locker -> member: committed updates, in sequence order;
+	// Seq is what the locker had applied (a member at or past it acks at
+	// its next tick, one ack for the tick's batches; one behind acks at once).
 	MsgUpdates
 	// MsgAck: member -> locker: every update up to Seq is applied here; Req
 	// is the highest update it holds beyond a hole (0: none).
