@@ -83,7 +83,7 @@ bench-net: deps
 # updates per second, each system of BENCH_GUP brought up for each of
 # BENCH_GUP_RUNS interleaved runs (testbed/gupbench; etcd 3.4 at 3 members in
 # namespaces: about 25 s a run; root).
-BENCH_GUP      ?= etcd
+BENCH_GUP      ?= etcd,wolfpack,wolfpack-sync
 BENCH_GUP_RUNS ?= 3
 bench-gup: deps
 	WOLFPACK_BENCH_GUP=$(BENCH_GUP) WOLFPACK_BENCH_GUP_RUNS=$(BENCH_GUP_RUNS) $(GO) test -count=1 -p 1 -timeout 60m -run 'TestIntegrationBenchGUP' -v ./testbed/gupbench/
