@@ -267,31 +267,10 @@ func (s *Sim) gupReady(n *node, r gup.Ready) {
 // The real streams are reliable while a connection lives; GUP is checked
 // here against worse.
 func (s *Sim) sendGUP(m gup.Message) {
-	ok := false
-	for net := range s.cfg.Networks {
-		if !s.cut[s.cutIdx(net, m.From, m.To)] {
-			ok = true
-			break
-		}
-	}
-	if !ok || s.rng.Float64() < s.loss {
-		return
-	}
-	copies := 1
-	if s.rng.Float64() < s.cfg.Dup {
-		copies = 2
-	}
-	to := s.nodes[m.To]
-	for range copies {
-		s.after(s.netDelay(), func() {
-			if !to.running || to.frozen {
-				return
-			}
-			s.tracef(to.id, "<- gup %v", m)
-			to.core.StepGUP(m)
-			s.flush(to)
-		})
-	}
+	s.carry(m.From, m.To, func(to *node) {
+		s.tracef(to.id, "<- gup %v", m)
+		to.core.StepGUP(m)
+	})
 }
 
 // noteApply checks every apply against every other: one update per

@@ -528,9 +528,19 @@ func (s *Sim) sendHeartbeat(from *node, snd heartbeat.Send) {
 // sendMessage carries a regroup message over the first private network
 // that connects the two nodes (the daemon's RPC fails over between them).
 func (s *Sim) sendMessage(m regroup.Message) {
+	s.carry(m.From, m.To, func(to *node) {
+		s.tracef(to.id, "<- %v", m)
+		to.core.Step(m)
+	})
+}
+
+// carry delivers a message from -> to over the first private network that
+// connects them, with the network's loss, duplicates and delay, to a node
+// that is running and not frozen when it arrives.
+func (s *Sim) carry(from, to regroup.NodeID, deliver func(*node)) {
 	ok := false
 	for net := range s.cfg.Networks {
-		if !s.cut[s.cutIdx(net, m.From, m.To)] {
+		if !s.cut[s.cutIdx(net, from, to)] {
 			ok = true
 			break
 		}
@@ -542,15 +552,14 @@ func (s *Sim) sendMessage(m regroup.Message) {
 	if s.rng.Float64() < s.cfg.Dup {
 		copies = 2
 	}
-	to := s.nodes[m.To]
+	n := s.nodes[to]
 	for range copies {
 		s.after(s.netDelay(), func() {
-			if !to.running || to.frozen {
+			if !n.running || n.frozen {
 				return
 			}
-			s.tracef(to.id, "<- %v", m)
-			to.core.Step(m)
-			s.flush(to)
+			deliver(n)
+			s.flush(n)
 		})
 	}
 }

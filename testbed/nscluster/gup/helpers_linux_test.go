@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -14,7 +12,6 @@ import (
 	"time"
 
 	"github.com/wolfpack-ha/wolfpack/internal/api"
-	"github.com/wolfpack-ha/wolfpack/testbed"
 	"github.com/wolfpack-ha/wolfpack/testbed/nscluster"
 )
 
@@ -38,87 +35,18 @@ const (
 // kinds is every kind of database object (docs/database.md).
 var kinds = []string{"cluster", "node", "network", "group", "resource", "resourcetype"}
 
-// newCluster starts a rig of real clusterd processes, or skips t with a
-// hint (not root, tools missing, no cmd/clusterd in this tree).
+// The rig's shared helpers (testbed/nscluster/helpers_linux.go), by the
+// names the tests here use.
 func newCluster(t testing.TB, cfg nscluster.Config) *nscluster.Cluster {
-	t.Helper()
-	nscluster.Require(t)
-	if cfg.Binary == "" {
-		root, err := testbed.ModuleRoot()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if m, _ := filepath.Glob(filepath.Join(root, "cmd", "clusterd", "*.go")); len(m) == 0 {
-			t.Skip("cmd/clusterd is not in this tree yet")
-		}
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
-	return nscluster.New(t, cfg)
+	return nscluster.Start(t, cfg)
 }
-
-// ids returns 1..n.
-func ids(n int) []int {
-	l := make([]int, n)
-	for i := range l {
-		l[i] = i + 1
-	}
-	return l
-}
-
-func without(l []int, x ...int) []int {
-	return slices.DeleteFunc(slices.Clone(l), func(v int) bool { return slices.Contains(x, v) })
-}
-
-func sameSet(a, b []int) bool {
-	a, b = slices.Clone(a), slices.Clone(b)
-	slices.Sort(a)
-	slices.Sort(b)
-	return slices.Equal(a, b)
-}
-
-// installs reports whether e installs a membership.
-func installs(e nscluster.Event) bool {
-	switch e.Msg {
-	case msgInstalled, msgFormed, msgJoined:
-		return true
-	}
-	return false
-}
-
-// waitMembership waits until every node in nodes has installed, after
-// mark, a membership of exactly members.
+func ids(n int) []int                              { return nscluster.IDs(n) }
+func without(l []int, x ...int) []int              { return nscluster.Without(l, x...) }
+func sameSet(a, b []int) bool                      { return nscluster.SameSet(a, b) }
+func recent(c *nscluster.Cluster, mark int) string { return c.Recent(mark) }
+func installs(e nscluster.Event) bool              { return nscluster.Installs(e) }
 func waitMembership(ctx context.Context, t testing.TB, c *nscluster.Cluster, mark int, nodes, members []int) map[int]nscluster.Event {
-	t.Helper()
-	out := map[int]nscluster.Event{}
-	for _, i := range nodes {
-		e, err := c.WaitEvent(ctx, i, "", nscluster.And(nscluster.After(mark), installs, func(e nscluster.Event) bool {
-			return sameSet(e.Ints("members"), members)
-		}))
-		if err != nil {
-			t.Fatalf("membership %v on node %d: %v\n%s", members, i, err, recent(c, mark))
-		}
-		out[i] = e
-	}
-	return out
-}
-
-// recent renders the events since mark (not DEBUG), for failures.
-func recent(c *nscluster.Cluster, mark int) string {
-	var b strings.Builder
-	for _, e := range c.Events(0, "", nscluster.After(mark)) {
-		if e.Level == "DEBUG" {
-			continue
-		}
-		b.WriteString(e.Format())
-		b.WriteByte('\n')
-	}
-	s := b.String()
-	if len(s) > 20000 {
-		s = "...\n" + s[len(s)-20000:]
-	}
-	return s
+	return c.WaitMembership(ctx, t, mark, nodes, members)
 }
 
 // clientOf returns an admin API client of node i; t's cleanup closes it.
