@@ -42,9 +42,7 @@ func newCluster(t testing.TB, cfg nscluster.Config) *nscluster.Cluster {
 }
 func ids(n int) []int                              { return nscluster.IDs(n) }
 func without(l []int, x ...int) []int              { return nscluster.Without(l, x...) }
-func sameSet(a, b []int) bool                      { return nscluster.SameSet(a, b) }
 func recent(c *nscluster.Cluster, mark int) string { return c.Recent(mark) }
-func installs(e nscluster.Event) bool              { return nscluster.Installs(e) }
 func waitMembership(ctx context.Context, t testing.TB, c *nscluster.Cluster, mark int, nodes, members []int) map[int]nscluster.Event {
 	return c.WaitMembership(ctx, t, mark, nodes, members)
 }
@@ -279,8 +277,6 @@ func sameEverywhere(ctx context.Context, t testing.TB, c *nscluster.Cluster, nod
 func dupSequenced(c *nscluster.Cluster, mark int) []nscluster.Event {
 	return c.Events(0, msgDupSequenced, nscluster.After(mark))
 }
-
-func ms(d time.Duration) int64 { return d.Round(time.Millisecond).Milliseconds() }
 
 // monitor samples every node's GUP status every interval until the
 // returned stop is called; stop returns the samples, one line each, for a
