@@ -333,11 +333,14 @@ func (s *Sim) checkGUP() {
 		s.violate("gup: members did not catch up with #%d in 5s:\n%s", last.seq, s.describeGUP())
 		return
 	}
-	// Availability: with no fault left, every operation of clients that
-	// keep every node busy completes within a second (a member left
-	// behind while the locker is busy would not: TestIntegrationLockerCrash
-	// found one).
-	s.steadyLoad(2*Second, 1500*Millisecond)
+	// Availability, in every fourth seed (it costs as much as the rest
+	// of a seed): with no fault left, every operation of clients that
+	// keep every node busy completes within 1.5 s (a member left behind
+	// while the locker is busy would not: TestIntegrationLockerCrash found
+	// one; gup/catchup_test.go pins it).
+	if s.cfg.Seed%4 == 0 {
+		s.steadyLoad(2*Second, 1500*Millisecond)
+	}
 	// The log on the target.
 	logSt := newKV(s, nil)
 	logSeq, err := s.replayTarget(logSt)
