@@ -442,7 +442,11 @@ func (n *Node) sendRequest(p pendingReq) {
 func (n *Node) sendPending() {
 	for i := range n.pending {
 		n.pending[i].sentAt = n.now
-		n.sendRequest(n.pending[i])
+	}
+	// On the locker a request is accepted at once: iterate over a copy,
+	// whatever that does to the pending list.
+	for _, p := range slices.Clone(n.pending) {
+		n.sendRequest(p)
 	}
 }
 

@@ -9,6 +9,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -234,6 +235,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		if err == nil {
 			missed++
 			fmt.Fprintf(out, "MISSED  %s: %s passed with the fault planted\n", m.name, m.check.name)
+			continue
+		}
+		if bytes.Contains(b, []byte("[build failed]")) || bytes.Contains(b, []byte("\npanic: ")) {
+			// A fault that does not build or panics shows nothing about
+			// the checker: it is a broken fault.
+			missed++
+			fmt.Fprintf(out, "BROKEN  %s: %s failed by a build error or a panic, not by an invariant\n", m.name, m.check.name)
 			continue
 		}
 		seed, inv := evidence(b)
