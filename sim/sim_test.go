@@ -4,12 +4,15 @@ import "testing"
 
 // Reference: docs/design.md, "Tests: three rings" (ring 1) and "Invariants":
 // thousands of seeds, every invariant after
-// every step. 10,000 seeds over 2..16 nodes; -short runs 300 (the -race
-// unit pass).
+// every step. 10,000 seeds over 2..16 nodes; -short runs 300 (make
+// mutants), 100 under -race (make unit).
 func TestSimulatorSeeds(t *testing.T) {
 	n := uint64(10000)
-	if testing.Short() {
-		n = 300
+	switch {
+	case testing.Short() && raceEnabled:
+		n = 100 // make unit: the race detector on the same code as make sim
+	case testing.Short():
+		n = 300 // make mutants' checker
 	}
 	runSeeds(t, 1, n, func(seed uint64) int { return 2 + int(seed%15) })
 }
