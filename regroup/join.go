@@ -259,13 +259,6 @@ func (n *Node) stepJoin(m Message) {
 			}
 			return
 		}
-		if n.cfg.Restore != nil {
-			if err := n.cfg.Restore(m.Snapshot); err != nil {
-				n.send(Message{Type: MsgJoinAbort, To: m.From, Joiner: n.cfg.Self, Reason: "restore database: " + err.Error()})
-				n.joinFailed(fmt.Sprintf("restore the database snapshot from sponsor %d: %v", m.From, err), false)
-				return
-			}
-		}
 		// The key goes on the disk before the join commits, not after:
 		// a REGISTER that lands late must land before any member counts
 		// this node in, so that every later regroup that leaves it out
@@ -467,12 +460,10 @@ func (n *Node) tickSponsor() {
 		if !n.mayAck(sp.joiner) {
 			return // this node's own PREEMPT of the joiner's key is in flight
 		}
-		var snap []byte
-		if n.cfg.Snapshot != nil {
-			snap = n.cfg.Snapshot()
-		}
+		// The cluster database is not in the join: the locker sends it on
+		// the streams once the joiner is a member (docs/gup.md, "Joining").
 		sp.phase, sp.lastSend = spState, n.now
-		sp.queue[0] = Message{Type: MsgJoinState, To: sp.joiner, Epoch: n.epoch, Members: n.members, Snapshot: snap}
+		sp.queue[0] = Message{Type: MsgJoinState, To: sp.joiner, Epoch: n.epoch, Members: n.members}
 		n.send(sp.queue[0])
 	case spState:
 		if resend {

@@ -34,11 +34,6 @@ type Config struct {
 	ResendTicks, ActivateTicks, StageTicks, ArbitrationTicks int
 	JoinTicks, JoinRetryTicks, FormTicks, FormStaggerTicks   int
 
-	// Snapshot returns the cluster database for a joiner (sponsor side);
-	// Restore installs it (joiner side). Either may be nil.
-	Snapshot func() []byte
-	Restore  func([]byte) error
-
 	// MayAck reports whether this node may tell a sponsor that it spares
 	// joiner's key now (AnnounceAck; for a sponsor: send it JoinState, so
 	// that it registers). The node core says no while a PREEMPT of that

@@ -165,7 +165,7 @@ const (
 	MsgJoinAuth                         // joiner -> sponsor: {Proof}
 	MsgJoinRefused                      // sponsor -> joiner: {Reason, Fatal}
 	MsgAnnounce                         // sponsor -> members: {Joiner}
-	MsgJoinState                        // sponsor -> joiner: {Epoch, Members, Snapshot}
+	MsgJoinState                        // sponsor -> joiner: {Epoch, Members} (Snapshot stays empty: the database follows on the streams)
 	MsgJoinStateAck                     // joiner -> sponsor
 	MsgJoinCommit                       // sponsor -> members: {Joiner, Epoch, Members}
 	MsgJoinCommitAck                    // member -> sponsor
