@@ -31,6 +31,9 @@ func (h *harness) runDropping(drop func(Message) bool) {
 		busy := false
 		for _, id := range h.all.IDs() {
 			tn := h.nodes[id]
+			if tn == nil {
+				continue
+			}
 			rd := tn.g.Ready()
 			h.msgs = append(h.msgs, rd.Messages...)
 			tn.done = append(tn.done, rd.Completions...)

@@ -546,22 +546,11 @@ func (n *Node) drainBuffered() {
 // apply applies the next update. A request applied before (a duplicate
 // that was sequenced twice) changes nothing the second time.
 func (n *Node) apply(u Update) {
-	var outcome string
-	switch {
-	case n.marks[u.Origin].covers(u.Inc, u.Req):
+	outcome, dup := applyUpdate(n.cfg.State, &n.marks, u)
+	if dup {
 		n.log.Warn("duplicate request sequenced twice: not applied", "update", u.String())
-		outcome = "duplicate"
-	case u.Refused != "":
-		outcome = u.Refused
-	default:
-		if err := n.cfg.State.Apply(u.Seq, u.Data); err != nil {
-			outcome = err.Error()
-		}
 	}
 	n.applied = u.Seq
-	if !n.marks[u.Origin].covers(u.Inc, u.Req) {
-		n.marks[u.Origin] = reqMark{inc: u.Inc, req: u.Req}
-	}
 	if u.Origin == n.cfg.Self && u.Inc == n.cfg.Incarnation {
 		i := 0
 		for i < len(n.pending) && n.pending[i].req <= u.Req {
@@ -572,6 +561,25 @@ func (n *Node) apply(u Update) {
 		}
 		n.pending = n.pending[i:]
 	}
+}
+
+// applyUpdate applies u to sm, unless it repeats a request marks say was
+// applied (dup) or the locker refused it, and records u's request in
+// marks. outcome is what the sender's client is told. Nodes and Replay
+// both apply through it.
+func applyUpdate(sm StateMachine, marks *[nodes.Max + 1]reqMark, u Update) (outcome string, dup bool) {
+	switch {
+	case marks[u.Origin].covers(u.Inc, u.Req):
+		return "duplicate", true
+	case u.Refused != "":
+		outcome = u.Refused
+	default:
+		if err := sm.Apply(u.Seq, u.Data); err != nil {
+			outcome = err.Error()
+		}
+	}
+	marks[u.Origin] = reqMark{inc: u.Inc, req: u.Req}
+	return outcome, false
 }
 
 // restoreState replaces the state with an encoded one.

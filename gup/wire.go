@@ -377,12 +377,7 @@ func Replay(checkpoint []byte, records []LogRecord, sm StateMachine) (uint64, er
 			if u.Seq != seq+1 {
 				return seq, fmt.Errorf("replay: record LSN %d holds #%d where #%d was due", rec.LSN, u.Seq, seq+1)
 			}
-			if !marks[u.Origin].covers(u.Inc, u.Req) && u.Refused == "" {
-				_ = sm.Apply(u.Seq, u.Data) // its outcome was reported when it was committed
-			}
-			if !marks[u.Origin].covers(u.Inc, u.Req) {
-				marks[u.Origin] = reqMark{inc: u.Inc, req: u.Req}
-			}
+			applyUpdate(sm, &marks, u) // its outcome was reported when it was committed
 			seq = u.Seq
 		}
 	}

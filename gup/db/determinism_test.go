@@ -3,13 +3,9 @@ package db
 import (
 	"bytes"
 	"fmt"
-	"go/parser"
-	"go/token"
 	"math/rand/v2"
-	"path/filepath"
 	"reflect"
 	"strconv"
-	"strings"
 	"testing"
 )
 
@@ -115,36 +111,6 @@ func TestDeterminism(t *testing.T) {
 		}
 		if ok < 20 {
 			t.Fatalf("seed %d: only %d of 300 transactions succeeded; the generator tests little", seed, ok)
-		}
-	}
-}
-
-// TestPure: the database imports nothing that does I/O, reads a clock or
-// draws random numbers (as internal/core's TestCoresArePure).
-func TestPure(t *testing.T) {
-	forbidden := []string{"net", "os", "os/exec", "syscall", "time", "math/rand", "math/rand/v2", "crypto/rand", "sync", "golang.org/x/sys"}
-	files, err := filepath.Glob("*.go")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no Go files (%v)", err)
-	}
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
-		}
-		af, err := parser.ParseFile(token.NewFileSet(), f, nil, parser.ImportsOnly)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, imp := range af.Imports {
-			path, _ := strconv.Unquote(imp.Path.Value)
-			for _, bad := range forbidden {
-				if path == "net/netip" { // parsing only
-					continue
-				}
-				if path == bad || strings.HasPrefix(path, bad+"/") {
-					t.Errorf("%s imports %s", f, path)
-				}
-			}
 		}
 	}
 }

@@ -12,9 +12,10 @@ import (
 // TestCoresArePure: the protocol cores and the node core import nothing
 // that does I/O, reads a clock or starts a process (docs/design.md, "The
 // node core and its drivers"): no sockets, files, time, SCSI or the
-// drivers' packages. log/slog is allowed: a logger is passed in.
+// drivers' packages, no locks (a core is driven by one goroutine). log/slog
+// is allowed: a logger is passed in.
 func TestCoresArePure(t *testing.T) {
-	forbidden := []string{"net", "os", "os/exec", "syscall", "time", "math/rand", "math/rand/v2", "crypto/rand",
+	forbidden := []string{"net", "os", "os/exec", "syscall", "time", "math/rand", "math/rand/v2", "crypto/rand", "sync",
 		"golang.org/x/sys", "github.com/wolfpack-ha/wolfpack/scsi", "github.com/wolfpack-ha/wolfpack/quorumdisk",
 		"github.com/wolfpack-ha/wolfpack/internal/udp", "github.com/wolfpack-ha/wolfpack/internal/quorumio",
 		"github.com/wolfpack-ha/wolfpack/internal/daemon", "github.com/wolfpack-ha/wolfpack/sim",
