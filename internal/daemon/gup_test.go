@@ -96,3 +96,52 @@ func TestGUPCommitReadLockerCrash(t *testing.T) {
 		t.Fatalf("node 1 did not start from its local copy")
 	}
 }
+
+// TestGUPWatch: a watcher gets every change as it is applied here, in
+// order, and its channel closes when the daemon stops.
+func TestGUPWatch(t *testing.T) {
+	c := newTestCluster(t, 2, 1)
+	c.start(1)
+	c.waitMembers(5*time.Second, []int{1}, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ch, stop, err := c.run[1].d.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	create, _ := (&db.Tx{Ops: []db.Op{db.Create(db.KindCluster, db.ClusterObject, nil)}}).MarshalBinary()
+	seq1, outcome, err := c.run[1].d.Commit(ctx, create)
+	if err != nil || outcome != "" {
+		t.Fatalf("create: %v %s", err, outcome)
+	}
+	seq2 := c.commit(1, "k", "v")
+	var got []db.Change
+	for len(got) < 2 {
+		select {
+		case cs, ok := <-ch:
+			if !ok {
+				t.Fatalf("watch closed after %v", got)
+			}
+			got = append(got, cs...)
+		case <-ctx.Done():
+			t.Fatalf("changes so far %v: %v", got, ctx.Err())
+		}
+	}
+	want := []db.Change{
+		{Seq: seq1, Kind: db.KindCluster, Name: db.ClusterObject, Op: db.Created, Version: seq1},
+		{Seq: seq2, Kind: db.KindCluster, Name: db.ClusterObject, Op: db.Updated, Version: seq2},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("changes %+v, want %+v", got, want)
+	}
+	c.stop(1)
+	select {
+	case _, ok := <-ch:
+		if ok {
+			t.Fatal("a change after the daemon stopped")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the watch did not close when the daemon stopped")
+	}
+}
