@@ -159,7 +159,9 @@ func (o CommandOp) String() string {
 type Command struct {
 	Op       CommandOp
 	Resource string
-	// Type, Props and the intervals are set for CmdOnline. Props include
+	// Type, Props and the intervals are set for CmdOnline, and for a
+	// CmdTerminate that a new resmon may get for a resource its
+	// predecessor left behind. Props include
 	// the common properties; a network name's props carry the addresses of
 	// the IP addresses it depends on in "addresses" when it names none.
 	Type  string

@@ -1,0 +1,496 @@
+package resources
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/wolfpack-ha/wolfpack/gup/db"
+	"github.com/wolfpack-ha/wolfpack/internal/nodes"
+)
+
+// cluster is a small harness: managers on one database that applies
+// their proposals in order (GUP, reduced to its outcome), and a resmon
+// per node that does what it is told at once unless a test says
+// otherwise.
+type cluster struct {
+	t       *testing.T
+	db      *db.DB
+	seq     uint64
+	now     int64
+	members nodes.Set
+	mgr     map[nodes.ID]*Manager
+	online  map[nodes.ID]map[string]bool // what runs where: resmon's truth
+	// failOnline makes the next onlines of a resource fail.
+	failOnline map[string]int
+	// hold keeps a node's commands from completing (a stuck resmon).
+	hold   map[nodes.ID]bool
+	events []string
+	log    []string // commands in order, "n1 online app"
+}
+
+func newCluster(t *testing.T, n int) *cluster {
+	c := &cluster{t: t, db: db.New(), mgr: map[nodes.ID]*Manager{}, online: map[nodes.ID]map[string]bool{},
+		failOnline: map[string]int{}, hold: map[nodes.ID]bool{}}
+	for i := 1; i <= n; i++ {
+		id := nodes.ID(i)
+		m, err := New(Config{Self: id, Name: fmt.Sprintf("n%d", i), Incarnation: uint64(100 + i), DB: c.db})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.mgr[id] = m
+		c.online[id] = map[string]bool{}
+		m.SetLease(true)
+		m.SetClock(1_000_000, 12)
+		c.members = c.members.Add(id)
+	}
+	c.install(c.members)
+	return c
+}
+
+func (c *cluster) commit(ops ...db.Op) {
+	c.t.Helper()
+	if err := c.apply(db.Tx{Ops: ops}); err != nil {
+		c.t.Fatal(err)
+	}
+	for _, id := range c.ids() {
+		c.mgr[id].DBChanged()
+	}
+	c.settle()
+}
+
+func (c *cluster) apply(tx db.Tx) error {
+	b, err := tx.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	c.seq++
+	return c.db.Apply(c.seq, b)
+}
+
+// install installs members on every member and stops the others (as a
+// regroup would: a node left out halts).
+func (c *cluster) install(members nodes.Set) {
+	c.members = members
+	for id, m := range c.mgr {
+		m.SetMembership(members.Has(id), members, true)
+	}
+	c.settle()
+}
+
+// settle runs every manager until nothing more happens at this tick.
+func (c *cluster) settle() {
+	c.t.Helper()
+	for range 1000 {
+		busy := false
+		for _, id := range c.ids() {
+			m := c.mgr[id]
+			if !m.HasReady() {
+				continue
+			}
+			busy = true
+			r := m.Ready()
+			for _, e := range r.Events {
+				c.events = append(c.events, fmt.Sprintf("t%d n%d %v", c.now, id, e))
+			}
+			for _, cmd := range r.Commands {
+				c.exec(id, cmd)
+			}
+			for _, p := range r.Proposals {
+				var tx db.Tx
+				if err := tx.UnmarshalBinary(p.Data); err != nil {
+					c.t.Fatal(err)
+				}
+				err := c.apply(tx)
+				for _, o := range c.ids() {
+					c.mgr[o].DBChanged()
+				}
+				m.ProposalDone(p.Key, err)
+			}
+		}
+		c.check()
+		if !busy {
+			return
+		}
+	}
+	c.t.Fatal("no quiescence")
+}
+
+func (c *cluster) exec(id nodes.ID, cmd Command) {
+	c.log = append(c.log, fmt.Sprintf("n%d %v %s", id, cmd.Op, cmd.Resource))
+	if c.hold[id] {
+		return
+	}
+	m := c.mgr[id]
+	switch cmd.Op {
+	case CmdOnline:
+		if c.failOnline[cmd.Resource] > 0 {
+			c.failOnline[cmd.Resource]--
+			m.StepStatus(Status{Resource: cmd.Resource, State: Failed, Reason: "online failed"})
+			return
+		}
+		c.online[id][cmd.Resource] = true
+		m.StepStatus(Status{Resource: cmd.Resource, State: Online})
+	default:
+		delete(c.online[id], cmd.Resource)
+		m.StepStatus(Status{Resource: cmd.Resource, State: Offline})
+	}
+}
+
+// fail makes resource r fail where it runs (resmon's check found it).
+func (c *cluster) fail(id nodes.ID, r string) {
+	delete(c.online[id], r)
+	c.mgr[id].StepStatus(Status{Resource: r, State: Failed, Reason: "check failed"})
+	c.settle()
+}
+
+func (c *cluster) tick(n int) {
+	for range n {
+		c.now++
+		for _, id := range c.ids() {
+			c.mgr[id].Tick(c.now)
+		}
+		c.settle()
+	}
+}
+
+func (c *cluster) ids() []nodes.ID {
+	ids := make([]nodes.ID, 0, len(c.mgr))
+	for id := range c.mgr {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// check: no resource online on two nodes.
+func (c *cluster) check() {
+	c.t.Helper()
+	where := map[string]nodes.ID{}
+	for _, id := range c.ids() {
+		for r := range c.online[id] {
+			if o, ok := where[r]; ok {
+				c.t.Fatalf("t%d: %s online on nodes %d and %d\nevents:\n%s", c.now, r, o, id, strings.Join(c.events, "\n"))
+			}
+			where[r] = id
+		}
+	}
+}
+
+// where returns the node r is online on (0: none).
+func (c *cluster) where(r string) nodes.ID {
+	for _, id := range c.ids() {
+		if c.online[id][r] {
+			return id
+		}
+	}
+	return 0
+}
+
+func (c *cluster) groupProp(g, p string) db.Value {
+	o, _ := c.db.Get(db.KindGroup, g)
+	return o.Props[p]
+}
+
+func (c *cluster) crash(id nodes.ID) {
+	c.online[id] = map[string]bool{} // a crash takes it all down
+	c.hold[id] = true
+	c.install(c.members.Remove(id))
+}
+
+// web: a group with an address, a name and an application.
+func web(c *cluster, group string, props map[string]db.Value) {
+	if props == nil {
+		props = map[string]db.Value{}
+	}
+	for _, ty := range []string{"ip_address", "network_name", "generic_application"} { // TEMP until built-in types
+		_ = c.apply(db.Tx{Ops: []db.Op{db.Create(db.KindResourceType, ty, map[string]db.Value{"agent": db.StringValue(ty)})}})
+	}
+	c.commit(db.Create(db.KindGroup, group, props))
+	c.commit(
+		db.Create(db.KindResource, group+"-ip", map[string]db.Value{"group": db.StringValue(group), "type": db.StringValue("ip_address"),
+			"address": db.StringValue("10.0.0.10")}),
+		db.Create(db.KindResource, group+"-name", map[string]db.Value{"group": db.StringValue(group), "type": db.StringValue("network_name"),
+			"name": db.StringValue("web"), "depends_on": db.ListValue(group + "-ip")}),
+		db.Create(db.KindResource, group+"-app", map[string]db.Value{"group": db.StringValue(group), "type": db.StringValue("generic_application"),
+			"command": db.StringValue("server"), "depends_on": db.ListValue(group + "-ip")}),
+	)
+}
+
+func (c *cluster) nodeObjects() {
+	c.tick(1)
+	if got := len(c.db.List(db.KindNode)); got != len(c.mgr) {
+		c.t.Fatalf("%d node objects, want %d (each member creates its own)", got, len(c.mgr))
+	}
+}
+
+func TestNodesRegisterThemselves(t *testing.T) {
+	c := newCluster(t, 3)
+	c.nodeObjects()
+	o, _ := c.db.Get(db.KindNode, "n2")
+	if o.Props["id"].Int != 2 {
+		t.Fatalf("node n2 has id %v", o.Props["id"])
+	}
+}
+
+func TestOnlineInDependencyOrder(t *testing.T) {
+	c := newCluster(t, 2)
+	c.nodeObjects()
+	web(c, "g", map[string]db.Value{"preferred_owners": db.ListValue("n2", "n1")})
+	c.tick(1)
+	for _, r := range []string{"g-ip", "g-name", "g-app"} {
+		if w := c.where(r); w != 2 {
+			t.Fatalf("%s online on %d, want 2 (the preferred owner)", r, w)
+		}
+	}
+	want := []string{"n2 online g-ip", "n2 online g-app", "n2 online g-name"}
+	if !slices.Equal(c.log, want) {
+		t.Fatalf("commands %q, want %q", c.log, want)
+	}
+	if s := c.groupProp("g", "state").Str; s != "online" {
+		t.Fatalf("group state %q in the database, want online", s)
+	}
+	o, _ := c.db.Get(db.KindResource, "g-app")
+	if o.Props["state"].Str != "online" || o.Props["state_node"].Str != "n2" {
+		t.Fatalf("g-app's runtime properties %v", o.Props)
+	}
+}
+
+// Reference: MSCS paper, "Failover": on a node failure each survivor
+// computes the new owner from the database, and the new owner waits out
+// the old owner's lease (docs/resources.md).
+func TestFailoverWaitsOutTheLease(t *testing.T) {
+	c := newCluster(t, 3)
+	c.nodeObjects()
+	web(c, "g", map[string]db.Value{"preferred_owners": db.ListValue("n1", "n3", "n2")})
+	c.tick(1)
+	if c.where("g-app") != 1 {
+		t.Fatalf("g-app on %d", c.where("g-app"))
+	}
+	c.crash(1)
+	lost := c.now
+	if o := c.groupProp("g", "owner").Str; o != "n3" {
+		t.Fatalf("owner %q after node 1 crashed, want n3 (next preferred)", o)
+	}
+	wait := int64(DefaultLeaseTicks + DefaultWaitSlackTicks)
+	for c.where("g-app") == 0 {
+		if c.now-lost > wait+5 {
+			t.Fatal("not online again")
+		}
+		c.tick(1)
+	}
+	if got := c.now - lost; got < wait {
+		t.Fatalf("online %d ticks after the install that removed the owner, want >= %d (the lease)", got, wait)
+	}
+	if c.where("g-app") != 3 || c.where("g-ip") != 3 {
+		t.Fatalf("not on node 3")
+	}
+}
+
+func TestRestartThenPush(t *testing.T) {
+	c := newCluster(t, 2)
+	c.nodeObjects()
+	web(c, "g", map[string]db.Value{"preferred_owners": db.ListValue("n1", "n2")})
+	c.tick(1)
+	for i := 1; i <= DefaultRestartThreshold; i++ {
+		c.fail(1, "g-app")
+		c.tick(1)
+		if w := c.where("g-app"); w != 1 {
+			t.Fatalf("failure %d: g-app on %d, want restarted on 1", i, w)
+		}
+	}
+	if c.where("g-ip") != 1 {
+		t.Fatal("the address moved on a restart")
+	}
+	c.fail(1, "g-app")
+	c.tick(2)
+	for _, r := range []string{"g-ip", "g-app", "g-name"} {
+		if w := c.where(r); w != 2 {
+			t.Fatalf("after the 4th failure %s is on %d, want 2\n%s", r, w, strings.Join(c.events, "\n"))
+		}
+	}
+	if f := c.groupProp("g", "failovers").List; len(f) != 1 {
+		t.Fatalf("failovers %q", f)
+	}
+}
+
+func TestFailoverThreshold(t *testing.T) {
+	c := newCluster(t, 2)
+	c.nodeObjects()
+	web(c, "g", map[string]db.Value{"preferred_owners": db.ListValue("n1", "n2"), "failover_threshold": db.IntValue(1)})
+	c.commit(db.Set(db.KindResource, "g-app", map[string]db.Value{"restart_threshold": db.IntValue(0)}))
+	c.tick(1)
+	c.fail(1, "g-app")
+	c.tick(2)
+	if c.where("g-app") != 2 {
+		t.Fatalf("first failure: not pushed to 2")
+	}
+	c.fail(2, "g-app")
+	c.tick(5)
+	if w := c.where("g-app"); w != 0 {
+		t.Fatalf("second failure past the failover threshold: g-app on %d, want failed", w)
+	}
+	if c.where("g-ip") != 2 {
+		t.Fatalf("the group moved past its failover threshold")
+	}
+	if s := c.groupProp("g", "state").Str; s != "failed" {
+		t.Fatalf("group state %q, want failed", s)
+	}
+}
+
+func TestPlannedMove(t *testing.T) {
+	c := newCluster(t, 2)
+	c.nodeObjects()
+	web(c, "g", map[string]db.Value{"preferred_owners": db.ListValue("n1", "n2")})
+	c.tick(1)
+	c.log = nil
+	c.commit(db.Set(db.KindGroup, "g", map[string]db.Value{"moving_to": db.StringValue("n2")}))
+	c.tick(1)
+	want := []string{"n1 offline g-name", "n1 offline g-app", "n1 offline g-ip", "n2 online g-ip", "n2 online g-app", "n2 online g-name"}
+	if !slices.Equal(c.log, want) {
+		t.Fatalf("commands %q\nwant %q", c.log, want)
+	}
+	if _, ok := c.db.Get(db.KindGroup, "g"); !ok || c.groupProp("g", "moving_to").Str != "" {
+		t.Fatal("moving_to left set")
+	}
+}
+
+func TestMoveToAbsentNodeIsCancelled(t *testing.T) {
+	c := newCluster(t, 3)
+	c.nodeObjects()
+	web(c, "g", map[string]db.Value{"preferred_owners": db.ListValue("n1")})
+	c.tick(1)
+	c.crash(3)
+	c.commit(db.Set(db.KindGroup, "g", map[string]db.Value{"moving_to": db.StringValue("n3")}))
+	c.tick(2)
+	if c.where("g-app") != 1 || c.groupProp("g", "moving_to").Str != "" {
+		t.Fatalf("g-app on %d, moving_to %q: want the move cancelled", c.where("g-app"), c.groupProp("g", "moving_to").Str)
+	}
+}
+
+func TestFailback(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		props map[string]db.Value
+		hour  int
+		back  bool
+	}{
+		{"never", nil, 12, false},
+		{"immediate", map[string]db.Value{"failback": db.StringValue("immediate")}, 12, true},
+		{"inside the window", map[string]db.Value{"failback": db.StringValue("window"),
+			"failback_window_start": db.IntValue(22), "failback_window_end": db.IntValue(4)}, 1, true},
+		{"outside the window", map[string]db.Value{"failback": db.StringValue("window"),
+			"failback_window_start": db.IntValue(22), "failback_window_end": db.IntValue(4)}, 12, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t, 2)
+			c.nodeObjects()
+			p := map[string]db.Value{"preferred_owners": db.ListValue("n1", "n2")}
+			for k, v := range tc.props {
+				p[k] = v
+			}
+			web(c, "g", p)
+			c.tick(1)
+			c.crash(1)
+			c.tick(DefaultLeaseTicks + DefaultWaitSlackTicks + 1)
+			if c.where("g-app") != 2 {
+				t.Fatal("no failover")
+			}
+			for _, m := range c.mgr {
+				m.SetClock(2_000_000, tc.hour)
+			}
+			// Node 1 comes back as a new incarnation.
+			m, _ := New(Config{Self: 1, Name: "n1", Incarnation: 201, DB: c.db})
+			m.SetLease(true)
+			m.SetClock(2_000_000, tc.hour)
+			c.mgr[1], c.hold[1] = m, false
+			c.install(c.members.Add(1))
+			c.tick(reconcileTicks + 1)
+			want := nodes.ID(2)
+			if tc.back {
+				want = 1
+			}
+			if w := c.where("g-app"); w != want {
+				t.Fatalf("g-app on %d, want %d", w, want)
+			}
+		})
+	}
+}
+
+// Every survivor computes the same owner: the choice depends on the
+// database and the membership only.
+func TestChooseIsDeterministic(t *testing.T) {
+	c := newCluster(t, 4)
+	c.nodeObjects()
+	web(c, "g", map[string]db.Value{"preferred_owners": db.ListValue("n3", "n1")})
+	c.commit(db.Set(db.KindResource, "g-app", map[string]db.Value{"possible_owners": db.ListValue("n1", "n2", "n4")}))
+	m := Load(c.db)
+	g := m.Group("g")
+	for _, tc := range []struct {
+		members nodes.Set
+		except  nodes.ID
+		want    nodes.ID
+	}{
+		{nodes.SetOf(1, 2, 3, 4), 0, 1}, // n3 is preferred but not a possible owner of g-app
+		{nodes.SetOf(2, 3, 4), 0, 2},
+		{nodes.SetOf(1, 2, 4), 1, 2},
+		{nodes.SetOf(3), 0, 0},
+	} {
+		if got := m.Choose(g, tc.members, tc.except); got != tc.want {
+			t.Errorf("Choose(%v, except %d) = %d, want %d", tc.members, tc.except, got, tc.want)
+		}
+	}
+}
+
+// A claim races a claim: the group's version decides, and only one node
+// owns it.
+func TestConcurrentClaims(t *testing.T) {
+	c := newCluster(t, 2)
+	c.nodeObjects()
+	web(c, "g", nil)
+	g := Load(c.db).Group("g")
+	claim := func(name string, inc int64) error {
+		return c.apply(db.Tx{Ops: []db.Op{db.Check(db.KindGroup, "g").IfVersion(g.Version),
+			db.Set(db.KindGroup, "g", map[string]db.Value{"owner": db.StringValue(name), "owner_inc": db.IntValue(inc)})}})
+	}
+	if err := claim("n2", 102); err != nil {
+		t.Fatal(err)
+	}
+	if err := claim("n1", 999); !errors.Is(err, db.ErrPrecondition) {
+		t.Fatalf("second claim: %v, want a failed precondition", err)
+	}
+}
+
+func TestResmonCrashCountsAsFailure(t *testing.T) {
+	c := newCluster(t, 2)
+	c.nodeObjects()
+	web(c, "g", map[string]db.Value{"preferred_owners": db.ListValue("n1", "n2")})
+	c.tick(1)
+	m := c.mgr[1]
+	m.ResmonDown("exit status 2")
+	c.settle()
+	if st, _ := m.Local("g-app"); st == Online {
+		t.Fatal("still online after resmon died")
+	}
+	c.log = nil
+	m.ResmonUp()
+	c.settle()
+	c.tick(1)
+	if !slices.Contains(c.log, "n1 terminate g-ip") || c.where("g-app") != 1 {
+		t.Fatalf("after resmon came back: commands %q, g-app on %d", c.log, c.where("g-app"))
+	}
+}
+
+func TestNotMemberTerminatesEverything(t *testing.T) {
+	c := newCluster(t, 2)
+	c.nodeObjects()
+	web(c, "g", map[string]db.Value{"preferred_owners": db.ListValue("n1")})
+	c.tick(1)
+	c.mgr[1].SetMembership(false, c.members, false)
+	c.settle()
+	if w := c.where("g-app"); w == 1 {
+		t.Fatal("a node that is no longer a member kept g-app online")
+	}
+}
