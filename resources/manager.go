@@ -148,8 +148,8 @@ type Manager struct {
 	lease      bool
 	resmonUp   bool
 	dirty      bool
-	wake       int64 // a tick a timer waits for (0: none)
-	firstSeen  int64              // tick of the first install here (-1: none yet)
+	wake       int64                // a tick a timer waits for (0: none)
+	firstSeen  int64                // tick of the first install here (-1: none yet)
 	absent     [nodes.Max + 1]int64 // tick since which a node is out of the membership here; -1 present
 	joinedAt   [nodes.Max + 1]int64 // tick a node last came into the membership here
 	local      map[string]*local

@@ -98,7 +98,11 @@ func (n *Node) drainGUP() {
 	r := n.gup.Ready()
 	g := &n.ready.GUP
 	g.Messages = append(g.Messages, r.Messages...)
-	g.Completions = append(g.Completions, r.Completions...)
+	for _, c := range r.Completions {
+		if n.fm == nil || !n.fmCompletion(c.Req, c.Err) {
+			g.Completions = append(g.Completions, c)
+		}
+	}
 	g.Reads = append(g.Reads, r.Reads...)
 	g.Events = append(g.Events, r.Events...)
 }

@@ -12,9 +12,11 @@ import (
 	"log/slog"
 
 	"github.com/wolfpack-ha/wolfpack/gup"
+	"github.com/wolfpack-ha/wolfpack/gup/db"
 	"github.com/wolfpack-ha/wolfpack/heartbeat"
 	"github.com/wolfpack-ha/wolfpack/internal/nodes"
 	"github.com/wolfpack-ha/wolfpack/regroup"
+	"github.com/wolfpack-ha/wolfpack/resources"
 )
 
 // Default timings in ticks of 10 ms (docs/design.md, "Timings").
@@ -59,6 +61,15 @@ type Config struct {
 	// GUP's timings and bounds; zero takes gup's defaults.
 	GUP GUPConfig
 
+	// DB is the cluster database (the one State applies updates to): with
+	// it the node runs the failover manager, as node Name.
+	DB   *db.DB
+	Name string
+	// LeaseTicks is the lease the disk heartbeat renews; LeaseWaitTicks a
+	// new owner's wait after the install that removed the previous owner
+	// (default LeaseTicks + resources.DefaultWaitSlackTicks).
+	LeaseTicks, LeaseWaitTicks int
+
 	Logger *slog.Logger
 }
 
@@ -77,6 +88,7 @@ func (c *Config) defaults() {
 	def(&c.DiskAliveBeats, DefaultDiskAliveBeats)
 	def(&c.JoinWindowTicks, regroup.DefaultFormTicks)
 	def(&c.ArbitrationTicks, regroup.DefaultArbitrationTicks)
+	def(&c.LeaseTicks, DefaultLeaseTicks)
 	if c.Networks <= 0 {
 		c.Networks = 1
 	}
@@ -165,6 +177,11 @@ type Ready struct {
 	// GUP's messages to send on the streams, completions of this node's
 	// updates, reads that may now be served, and its events.
 	GUP gup.Ready
+	// Resources are the failover manager's commands to resmon, Lease the
+	// latest lease renewal (or revocation) for it, Failover its events.
+	Resources []resources.Command
+	Lease     *Lease
+	Failover  []resources.Event
 }
 
 // Node is one node's protocol state. It is not safe for concurrent use.
@@ -179,6 +196,15 @@ type Node struct {
 	// gupCmds maps the disk commands GUP issued to its log operations.
 	gupCmds   map[uint64]gup.LogOp
 	installed bool // a membership was installed since GUP last heard
+
+	// The failover manager (nil without a database) and its proposals'
+	// request numbers.
+	fm           *resources.Manager
+	fmReqs       map[uint64]string
+	fmInstalled  bool
+	leaseUntil   int64 // tick the lease runs out
+	leaseRevoked bool
+	beatIssued   int64 // tick the outstanding slot write was issued
 
 	ready  Ready
 	nextID uint64
@@ -246,6 +272,9 @@ func New(cfg Config) (*Node, error) {
 	if n.gup, err = n.newGUP(); err != nil {
 		return nil, fmt.Errorf("core: global update protocol: %w", err)
 	}
+	if err := n.newFM(); err != nil {
+		return nil, fmt.Errorf("core: failover manager: %w", err)
+	}
 	n.arb = newArbiter(ArbiterConfig{
 		ClusterTag: cfg.ClusterTag, Self: cfg.Self, DefenceTicks: cfg.DefenceTicks,
 		FormTicks: cfg.FormTicks, CheckTicks: cfg.CheckTicks,
@@ -288,6 +317,9 @@ func (n *Node) Tick() {
 	n.rg.Tick()
 	n.arb.tick()
 	n.gup.Tick()
+	if n.fm != nil {
+		n.fm.Tick(n.now)
+	}
 	if n.rg.Member() && n.rg.Registered() {
 		if n.now%int64(n.cfg.CheckTicks) == 0 {
 			n.arb.check()
@@ -383,7 +415,8 @@ func (n *Node) DiskAlive(peer nodes.ID) bool {
 func (n *Node) HasReady() bool {
 	r := &n.ready
 	return len(r.Sends)+len(r.Messages)+len(r.Disk)+len(r.Detector)+len(r.Membership)+len(r.Events) > 0 ||
-		len(r.GUP.Messages)+len(r.GUP.Completions)+len(r.GUP.Reads)+len(r.GUP.Events) > 0
+		len(r.GUP.Messages)+len(r.GUP.Completions)+len(r.GUP.Reads)+len(r.GUP.Events) > 0 ||
+		len(r.Resources)+len(r.Failover) > 0 || r.Lease != nil
 }
 
 // Ready returns and clears what accumulated.
@@ -404,6 +437,7 @@ func (n *Node) process() {
 		// GUP follows the membership and the reservation; what it does
 		// (a self-fence) may start the loop again.
 		n.syncGUP()
+		n.syncFM()
 		if !n.det.HasReady() && !n.rg.HasReady() {
 			return
 		}
@@ -479,7 +513,7 @@ func (n *Node) membershipEvent(e regroup.Event) {
 	case regroup.EventNodeDown:
 		n.maybePoison(e.Node, e.Epoch)
 	case regroup.EventMembershipInstalled:
-		n.installed = true
+		n.installed, n.fmInstalled = true, true
 		// The leader of a new membership checks the disk at once: the
 		// reservation may be gone with a member that left.
 		if e.Members.Min() == n.cfg.Self && n.rg.Registered() {
@@ -568,9 +602,12 @@ func (n *Node) beatResult(r DiskResult) {
 			ep, _ := n.rg.Membership()
 			n.slot.Epoch = uint64(ep)
 			n.beatCmd = n.issueDisk(DiskCommand{Op: DiskWriteSlot, Slot: n.slot})
+			n.beatIssued = n.now
 		}
 	case DiskWriteSlot:
 		switch r.Outcome {
+		case OK:
+			n.renewLease(n.beatIssued)
 		case Conflict:
 			n.quorumLost("disk heartbeat write: RESERVATION CONFLICT: this node's key was removed")
 		case Failed:

@@ -19,8 +19,9 @@ func TestCoresArePure(t *testing.T) {
 		"golang.org/x/sys", "github.com/wolfpack-ha/wolfpack/scsi", "github.com/wolfpack-ha/wolfpack/quorumdisk",
 		"github.com/wolfpack-ha/wolfpack/internal/udp", "github.com/wolfpack-ha/wolfpack/internal/quorumio",
 		"github.com/wolfpack-ha/wolfpack/internal/daemon", "github.com/wolfpack-ha/wolfpack/sim",
-		"github.com/wolfpack-ha/wolfpack/internal/stream", "github.com/wolfpack-ha/wolfpack/internal/dbfile"}
-	for _, dir := range []string{".", "../nodes", "../../regroup", "../../heartbeat", "../../gup", "../../gup/db"} {
+		"github.com/wolfpack-ha/wolfpack/internal/stream", "github.com/wolfpack-ha/wolfpack/internal/dbfile",
+		"github.com/wolfpack-ha/wolfpack/internal/resmon", "github.com/wolfpack-ha/wolfpack/net"}
+	for _, dir := range []string{".", "../nodes", "../../regroup", "../../heartbeat", "../../gup", "../../gup/db", "../../resources"} {
 		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
 		if err != nil || len(files) == 0 {
 			t.Fatalf("%s: no Go files (%v)", dir, err)
