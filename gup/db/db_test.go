@@ -531,7 +531,7 @@ func large(t testing.TB, n int) *DB {
 		p := P{
 			"group":             str(g),
 			"type":              str("generic"),
-			"description":       str(strings.Repeat("resource description ", 45)),
+			"description":       str(strings.Repeat("resource description ", 40)),
 			"command":           str(fmt.Sprintf("/usr/bin/service --index=%d --mode=active", i)),
 			"restart_threshold": IntValue(int64(i % 1000)),
 			"target_state":      str([]string{"online", "offline"}[i%2]),
