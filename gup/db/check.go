@@ -192,7 +192,7 @@ func checkNodeUnused(s *stage, n string) error {
 	}{
 		{"a preferred owner of", "group", preferred},
 		{"the owner of", "group", owner},
-		{"the node moving_to names in", "group", moving},
+		{"the move target (moving_to) of", "group", moving},
 		{"a possible owner of", "resource", possible},
 	} {
 		if len(u.names) == 0 {

@@ -162,7 +162,7 @@ func TestSchemaRefuses(t *testing.T) {
 			ErrReference, `delete node "n1": it is a preferred owner of group "web"; the owner of group "svc"; a possible owner of resource "svc-ip"`},
 		{"delete the target of a move", []Op{Set(KindGroup, "db", P{"moving_to": str("n2")}), Set(KindGroup, "web", P{"moving_to": str("n2"), "preferred_owners": ListValue("n1")})},
 			[]Op{Delete(KindNode, "n2")},
-			ErrReference, `delete node "n2": it is the node moving_to names in groups "db", "web"`},
+			ErrReference, `delete node "n2": it is the move target (moving_to) of groups "db", "web"`},
 		{"delete a state node", []Op{Set(KindGroup, "svc", P{"owner": str("")}), DeleteProps(KindResource, "svc-ip", "possible_owners"), Set(KindGroup, "web", P{"preferred_owners": ListValue("n2")})},
 			[]Op{Delete(KindNode, "n1")}, nil, ``},
 	} {
