@@ -2,6 +2,7 @@ package db
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 )
 
@@ -367,6 +368,19 @@ func (s *stage) each(k Kind, fn func(*object)) {
 			fn(e.after)
 		}
 	}
+}
+
+// resourcesOfType returns the resources whose type is t as the
+// transaction sees them, sorted.
+func (s *stage) resourcesOfType(t string) []string {
+	var names []string
+	s.each(KindResource, func(r *object) {
+		if r.Props["type"].Str == t {
+			names = append(names, r.Name)
+		}
+	})
+	slices.Sort(names)
+	return names
 }
 
 // Snapshot encodes the whole database (the format is in wire.go).

@@ -45,15 +45,15 @@ func base(t testing.TB) *DB {
 		Create(KindNode, "n1", P{"id": IntValue(1), "addrs": ListValue("10.0.0.1")}),
 		Create(KindNode, "n2", P{"id": IntValue(2)}),
 		Create(KindNetwork, "priv0", P{"role": str("cluster"), "subnet": str("10.0.0.0/24")}),
-		Create(KindResourceType, "ip", P{"agent": str("ipaddr")}),
+		Create(KindResourceType, "ip", P{"agent": str("ip_address")}),
 		Create(KindGroup, "web", P{"preferred_owners": ListValue("n1", "n2")}),
 		Create(KindGroup, "db", nil),
 	)
 	mustApply(t, d,
-		Create(KindResource, "web-ip", P{"group": str("web"), "type": str("ip")}),
-		Create(KindResource, "web-fs", P{"group": str("web"), "type": str("ip"), "depends_on": ListValue("web-ip")}),
-		Create(KindResource, "web-srv", P{"group": str("web"), "type": str("ip"), "depends_on": ListValue("web-fs", "web-ip")}),
-		Create(KindResource, "db-ip", P{"group": str("db"), "type": str("ip")}),
+		Create(KindResource, "web-ip", P{"group": str("web"), "type": str("ip"), "address": str("10.0.0.10")}),
+		Create(KindResource, "web-fs", P{"group": str("web"), "type": str("ip"), "address": str("10.0.0.11"), "depends_on": ListValue("web-ip")}),
+		Create(KindResource, "web-srv", P{"group": str("web"), "type": str("ip"), "address": str("10.0.0.12"), "depends_on": ListValue("web-fs", "web-ip")}),
+		Create(KindResource, "db-ip", P{"group": str("db"), "type": str("ip"), "address": str("10.0.0.13")}),
 	)
 	d.TakeChanges()
 	return d
@@ -288,7 +288,7 @@ func TestList(t *testing.T) {
 func TestChanges(t *testing.T) {
 	d := base(t)
 	mustApply(t, d,
-		Set(KindGroup, "db", P{"auto_failback": BoolValue(true)}),
+		Set(KindGroup, "db", P{"failback": str("immediate")}),
 		Create(KindNode, "n3", P{"id": IntValue(3)}),
 		Set(KindGroup, "db", P{"description": str("x")}),
 		Delete(KindResource, "db-ip"),
@@ -364,7 +364,7 @@ func sampleTxs() []Tx {
 		{Ops: []Op{Set(KindCluster, ClusterObject, P{"k": str("v")})}},
 		{Ops: []Op{Set(KindCluster, ClusterObject, P{"k": str("v")}).IfVersion(7)}},
 		{Ops: []Op{
-			Create(KindGroup, "g", P{"preferred_owners": ListValue("n1", "n2"), "auto_failback": BoolValue(true), "n": IntValue(-5), "e": ListValue()}).IfAbsent(),
+			Create(KindGroup, "g", P{"preferred_owners": ListValue("n1", "n2"), "failback": str("immediate"), "n": IntValue(-5), "e": ListValue()}).IfAbsent(),
 			DeleteProps(KindNode, "n1", "z", "a"),
 			Delete(KindResource, "r.1"),
 			Check(KindGroup, "other").IfAbsent(),
@@ -499,7 +499,7 @@ func TestLargeRoundTrip(t *testing.T) {
 	// The restored database goes on like the original, including the
 	// group index used for its checks.
 	for _, db := range []*DB{d, r} {
-		mustApply(t, db, Delete(KindResource, "r-0099"), Set(KindResource, "r-0098", P{"x": IntValue(1)}))
+		mustApply(t, db, Delete(KindResource, "r-0099"), Set(KindResource, "r-0098", P{"restart_threshold": IntValue(1)}))
 		if err := apply(t, db, Delete(KindGroup, "g-01")); !errors.Is(err, ErrReference) || !strings.Contains(err.Error(), "and 90 more") {
 			t.Fatalf("delete a full group: %v", err)
 		}
@@ -513,7 +513,7 @@ func TestLargeRoundTrip(t *testing.T) {
 // with a few properties and a dependency on the one before it.
 func large(t testing.TB, n int) *DB {
 	d := New()
-	mustApply(t, d, Create(KindCluster, ClusterObject, nil), Create(KindResourceType, "generic", nil),
+	mustApply(t, d, Create(KindCluster, ClusterObject, nil), Create(KindResourceType, "generic", P{"agent": str("generic_application")}),
 		Create(KindNode, "n1", P{"id": IntValue(1)}), Create(KindNode, "n2", P{"id": IntValue(2)}))
 	var ops []Op
 	flush := func() {
@@ -529,12 +529,13 @@ func large(t testing.TB, n int) *DB {
 			mustApply(t, d, Create(KindGroup, g, P{"preferred_owners": ListValue("n1", "n2")}))
 		}
 		p := P{
-			"group":       str(g),
-			"type":        str("generic"),
-			"description": str(strings.Repeat("resource description ", 45)),
-			"restarts":    IntValue(int64(i)),
-			"enabled":     BoolValue(i%2 == 0),
-			"args":        ListValue("--verbose", fmt.Sprintf("--index=%d", i), "--mode=active"),
+			"group":             str(g),
+			"type":              str("generic"),
+			"description":       str(strings.Repeat("resource description ", 40)),
+			"command":           str(fmt.Sprintf("/usr/bin/service --index=%d --mode=active", i)),
+			"restart_threshold": IntValue(int64(i % 1000)),
+			"target_state":      str([]string{"online", "offline"}[i%2]),
+			"environment":       ListValue("VERBOSE=1", fmt.Sprintf("INDEX=%d", i), "MODE=active"),
 		}
 		if i%100 != 0 {
 			p["depends_on"] = ListValue(fmt.Sprintf("r-%04d", i-1))

@@ -31,12 +31,18 @@ func randomTx(r *rand.Rand, seq uint64) Tx {
 			}
 		case KindResource:
 			props["group"] = str(pick(names...))
-			props["type"] = str(pick(names...))
+			props["type"] = str(pick(append(names, BuiltinTypes...)...))
 			if r.IntN(2) == 0 {
 				props["depends_on"] = ListValue(pick(names...))
 			}
+			// Right for one type, wrong for the others.
+			props[pick("command", "address", "name")] = str(pick("x", "10.0.0.1", "x.example"))
+		case KindResourceType:
+			props["agent"] = str(pick(BuiltinTypes...))
 		}
-		props["p"+strconv.Itoa(r.IntN(3))] = str(pick("x", "y"))
+		if k != KindResource {
+			props["p"+strconv.Itoa(r.IntN(3))] = str(pick("x", "y"))
+		}
 		var o Op
 		switch r.IntN(5) {
 		case 0, 1:

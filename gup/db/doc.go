@@ -5,6 +5,15 @@
 // through transactions that GUP has sequenced, and records what each one
 // changed for the node's watchers.
 //
+// It enforces the property contract of docs/resources.md: each kind's
+// known properties (Schema) have their types, ranges and enums; a resource
+// takes only the common resource properties and those of its type, a
+// built-in type (BuiltinTypes, TypeSchema) or a resourcetype whose agent
+// is one; references between objects (groups, types, dependencies, nodes
+// named as owners) resolve, and each group's dependencies stay within it
+// and are acyclic. A refusal wraps ErrInvalid or ErrReference and names the
+// object, its type and the property.
+//
 // A DB is pure and deterministic, in the shape of etcd raft's state machine
 // contract: Apply(seq, data) applies one committed transaction, Snapshot
 // encodes the whole database and Restore replaces it with one. It starts no

@@ -16,6 +16,11 @@ func FuzzTxUnmarshal(f *testing.F) {
 	f.Add(encode(f, Create(KindResource, "r", P{"group": str("web"), "type": str("ip"), "depends_on": ListValue("web-srv")})))
 	f.Add(encode(f, Set(KindResource, "web-ip", P{"depends_on": ListValue("web-srv")})))
 	f.Add(encode(f, Delete(KindGroup, "web"), Delete(KindResource, "web-srv"), Delete(KindResource, "web-fs"), Delete(KindResource, "web-ip")))
+	f.Add(encode(f, Create(KindResource, "n", P{"group": str("web"), "type": str("network_name"), "name": str("www"), "mode": str("dns"),
+		"dns_server": str("10.0.0.53"), "dns_zone": str("example"), "depends_on": ListValue("web-ip")})))
+	f.Add(encode(f, Set(KindResourceType, "ip", P{"agent": str("generic_application")})))
+	f.Add(encode(f, Set(KindGroup, "web", P{"failback": str("window"), "failback_window_start": IntValue(22), "failback_window_end": IntValue(6),
+		"owner": str("n1"), "failovers": ListValue("1700000000000")})))
 	f.Add([]byte{})
 	f.Add([]byte("WPTX\x01\x00\x00\x00"))
 	d := base(f)
@@ -56,6 +61,7 @@ func FuzzRestore(f *testing.F) {
 		f.Add(base(f).Snapshot(), fix)
 		f.Add(New().Snapshot(), fix)
 		f.Add(large(f, 3).Snapshot(), fix)
+		f.Add(schemaBase(f).Snapshot(), fix)
 		f.Add([]byte("WPDB\x01\x00\x00\x00"), fix)
 	}
 	d := base(f)

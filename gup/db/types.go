@@ -16,7 +16,8 @@ var (
 	// decode: bad magic, version, length, CRC32C, order or bounds.
 	ErrMalformed = errors.New("db: malformed")
 	// ErrInvalid: a structurally invalid transaction or object: a bad name,
-	// an unknown kind, a property of the wrong type, a value out of range.
+	// an unknown kind, a property of the wrong type, a value out of range,
+	// a property a resource's type does not have, a required one missing.
 	ErrInvalid = errors.New("db: invalid")
 	// ErrExists: a create of an object that exists.
 	ErrExists = errors.New("db: object exists")

@@ -61,7 +61,7 @@ func waitSeq(ctx context.Context, t testing.TB, c *nscluster.Cluster, i int, seq
 	}
 }
 
-// changes sets a new status on n resources, one transaction each,
+// changes sets a new reason on n resources, one transaction each,
 // through the nodes' clients in parallel; it returns the highest sequence
 // number acknowledged.
 func changes(ctx context.Context, t testing.TB, cls []*api.Client, n int, round string) uint64 {
@@ -76,7 +76,7 @@ func changes(ctx context.Context, t testing.TB, cls []*api.Client, n int, round 
 		wg.Go(func() {
 			for i := w; i < n; i += len(cls) {
 				tx := api.Tx{Ops: []api.Op{{Op: "set", Kind: "resource", Name: fmt.Sprintf("r%04d", i%jtResources),
-					Props: map[string]any{"status": fmt.Sprintf("%s change %d", round, i)}}}}
+					Props: map[string]any{"reason": fmt.Sprintf("%s change %d", round, i)}}}}
 				r, conflict, es, _ := commit(ctx, cl, tx)
 				mu.Lock()
 				switch {
@@ -120,12 +120,12 @@ func TestIntegrationJoinTransfer(t *testing.T) {
 	built := time.Now()
 	mustCommit(ctx, t, cls[0], api.Tx{Ops: []api.Op{
 		{Op: "create", Kind: "cluster", Name: "cluster", Props: map[string]any{"description": "join transfer"}},
-		{Op: "create", Kind: "resourcetype", Name: "app", Props: map[string]any{"agent": "ocf:heartbeat:anything"}},
+		{Op: "create", Kind: "resourcetype", Name: "app", Props: map[string]any{"agent": "generic_application"}},
 	}})
 	ops := []api.Op{}
 	for g := range jtGroups {
 		ops = append(ops, api.Op{Op: "create", Kind: "group", Name: fmt.Sprintf("g%02d", g),
-			Props: map[string]any{"description": fmt.Sprintf("group %d", g), "auto_failback": g%2 == 0}})
+			Props: map[string]any{"description": fmt.Sprintf("group %d", g), "failback": []string{"never", "immediate"}[g%2]}})
 	}
 	mustCommit(ctx, t, cls[1], api.Tx{Ops: ops})
 	filler := strings.Repeat("x", 340)
@@ -137,11 +137,11 @@ func TestIntegrationJoinTransfer(t *testing.T) {
 				var ops []api.Op
 				for i := b * jtPerTx; i < (b+1)*jtPerTx; i++ {
 					ops = append(ops, api.Op{Op: "create", Kind: "resource", Name: fmt.Sprintf("r%04d", i), Props: map[string]any{
-						"group":       fmt.Sprintf("g%02d", i%jtGroups),
-						"type":        "app",
-						"description": fmt.Sprintf("resource %d of the join transfer test, %s", i, filler),
-						"command":     fmt.Sprintf("/usr/local/bin/service-%04d --config /etc/service-%04d.conf --%s", i, i, filler),
-						"notes":       fmt.Sprintf("notes %04d %s", i, filler),
+						"group":         fmt.Sprintf("g%02d", i%jtGroups),
+						"type":          "app",
+						"description":   fmt.Sprintf("resource %d of the join transfer test, %s", i, filler),
+						"command":       fmt.Sprintf("/usr/local/bin/service-%04d --config /etc/service-%04d.conf --%s", i, i, filler),
+						"check_command": fmt.Sprintf("test -e /run/service-%04d # %s", i, filler),
 					}})
 				}
 				r, conflict, errs, _ := commit(ctx, cls[w], api.Tx{Ops: ops})
@@ -214,7 +214,7 @@ func TestIntegrationJoinTransfer(t *testing.T) {
 		t.Fatalf("%d resources, want %d", n, jtResources)
 	}
 	// A linearizable read on the new member.
-	if o, err := clientOf(t, c, 3).Get(ctx, "resource", "r0999", false); err != nil || o.Object.Props["status"] != "first change 999" {
+	if o, err := clientOf(t, c, 3).Get(ctx, "resource", "r0999", false); err != nil || o.Object.Props["reason"] != "first change 999" {
 		t.Fatalf("node 3 reads r0999: %+v %v", o, err)
 	}
 

@@ -33,7 +33,7 @@ func TestIntegrationPartitionInTime(t *testing.T) {
 	cl1 := clientOf(t, c, 1)
 	mustCommit(ctx, t, cl1, api.Tx{Ops: []api.Op{{Op: "create", Kind: "cluster", Name: "cluster", Props: map[string]any{"description": "formed by node 1"}}}})
 	mustCommit(ctx, t, cl1, api.Tx{Ops: []api.Op{
-		{Op: "create", Kind: "resourcetype", Name: "ip", Props: map[string]any{"agent": "ipaddr"}},
+		{Op: "create", Kind: "resourcetype", Name: "ip", Props: map[string]any{"agent": "ip_address"}},
 		{Op: "create", Kind: "group", Name: "web", Props: map[string]any{"description": "made while node 2 was down"}},
 	}})
 	for i := range 10 {
