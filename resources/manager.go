@@ -156,6 +156,7 @@ type Manager struct {
 	groups     map[string]*localGroup
 	nodeReq    pending
 	nodeFailed string
+	draining   bool
 
 	ready Ready
 }
@@ -355,6 +356,35 @@ func (m *Manager) ProposalDone(key string, err error) {
 	m.reconcileIfDirty()
 }
 
+// Drain starts a planned stop: every group this node owns moves to the
+// node the others would choose without it, or goes offline here when
+// there is none; the node claims nothing more. Drained reports when it is
+// done.
+func (m *Manager) Drain() {
+	m.draining = true
+	m.dirty = true
+	m.reconcileIfDirty()
+}
+
+// Drained reports whether nothing runs here and no group this node owns
+// is still being handed over.
+func (m *Manager) Drained() bool {
+	for _, l := range m.local {
+		if l.state != Offline && l.state != Failed {
+			return false
+		}
+	}
+	for _, g := range m.model.Groups {
+		if g.Owner == m.cfg.Name && g.MovingTo != "" {
+			return false
+		}
+		if lg := m.groups[g.Name]; lg != nil && lg.prop.inflight {
+			return false
+		}
+	}
+	return true
+}
+
 // ---- outputs and state ----
 
 // HasReady reports whether Ready has anything.
@@ -449,6 +479,8 @@ func (m *Manager) reconcileGroup(g *Group) {
 	switch {
 	case mine && g.OwnerInc == m.cfg.Incarnation:
 		m.own(g, lg)
+	case mine && m.draining:
+		m.offlineAll(g, CmdTerminate)
 	case mine:
 		// Handed over to this node (OwnerInc 0), or owned by this node's
 		// previous incarnation: claim it for this one.
@@ -465,7 +497,7 @@ func (m *Manager) reconcileGroup(g *Group) {
 		if g.Owner != "" && known && m.members.Has(ownerID) {
 			return
 		}
-		if m.model.Choose(g, m.members, 0) != m.cfg.Self {
+		if m.draining || m.model.Choose(g, m.members, 0) != m.cfg.Self {
 			return
 		}
 		// An orphan: its owner is out of the membership (or unknown).
@@ -515,6 +547,14 @@ func (m *Manager) own(g *Group, lg *localGroup) {
 		return
 	}
 	if lg.push && m.startPush(g, lg) {
+		return
+	}
+	if m.draining {
+		if to := m.model.Choose(g, m.members, m.cfg.Self); to != 0 {
+			m.setMovingTo(g, lg, m.model.NodeName[to], nil)
+		} else {
+			m.offlineAll(g, CmdOffline)
+		}
 		return
 	}
 	if g.Offline {

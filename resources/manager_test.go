@@ -205,15 +205,12 @@ func web(c *cluster, group string, props map[string]db.Value) {
 	if props == nil {
 		props = map[string]db.Value{}
 	}
-	for _, ty := range []string{"ip_address", "network_name", "generic_application"} { // TEMP until built-in types
-		_ = c.apply(db.Tx{Ops: []db.Op{db.Create(db.KindResourceType, ty, map[string]db.Value{"agent": db.StringValue(ty)})}})
-	}
 	c.commit(db.Create(db.KindGroup, group, props))
 	c.commit(
 		db.Create(db.KindResource, group+"-ip", map[string]db.Value{"group": db.StringValue(group), "type": db.StringValue("ip_address"),
 			"address": db.StringValue("10.0.0.10")}),
 		db.Create(db.KindResource, group+"-name", map[string]db.Value{"group": db.StringValue(group), "type": db.StringValue("network_name"),
-			"name": db.StringValue("web"), "depends_on": db.ListValue(group + "-ip")}),
+			"name": db.StringValue("web"), "depends_on": db.ListValue(group + "-ip"), "interface": db.StringValue("eth0")}),
 		db.Create(db.KindResource, group+"-app", map[string]db.Value{"group": db.StringValue(group), "type": db.StringValue("generic_application"),
 			"command": db.StringValue("server"), "depends_on": db.ListValue(group + "-ip")}),
 	)
@@ -492,5 +489,26 @@ func TestNotMemberTerminatesEverything(t *testing.T) {
 	c.settle()
 	if w := c.where("g-app"); w == 1 {
 		t.Fatal("a node that is no longer a member kept g-app online")
+	}
+}
+
+func TestDrain(t *testing.T) {
+	c := newCluster(t, 2)
+	c.nodeObjects()
+	web(c, "g", map[string]db.Value{"preferred_owners": db.ListValue("n1", "n2")})
+	web(c, "h", map[string]db.Value{"preferred_owners": db.ListValue("n1")})
+	c.commit(db.Set(db.KindResource, "h-app", map[string]db.Value{"possible_owners": db.ListValue("n1")}))
+	c.tick(1)
+	c.mgr[1].Drain()
+	c.settle()
+	c.tick(1)
+	if c.where("g-app") != 2 {
+		t.Fatalf("g-app on %d after node 1 drained, want 2", c.where("g-app"))
+	}
+	if w := c.where("h-app"); w != 0 {
+		t.Fatalf("h-app (only node 1 may host it) on %d after the drain, want offline", w)
+	}
+	if !c.mgr[1].Drained() {
+		t.Fatal("not drained")
 	}
 }

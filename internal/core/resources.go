@@ -162,3 +162,16 @@ func (n *Node) SetClock(unixMs int64, hour int) {
 // Failover is the failover manager (nil without a database), for status
 // (read only).
 func (n *Node) Failover() *resources.Manager { return n.fm }
+
+// Drain starts a planned stop's first half: this node's groups move away
+// (or go offline) and it claims nothing more; Drained reports when it is
+// done (true without a failover manager).
+func (n *Node) Drain() {
+	if n.fm != nil {
+		n.fm.Drain()
+	}
+	n.process()
+}
+
+// Drained reports whether a drain finished.
+func (n *Node) Drained() bool { return n.fm == nil || n.fm.Drained() }
