@@ -16,7 +16,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/wolfpack-ha/wolfpack/net/dnsupdate"
-	"github.com/wolfpack-ha/wolfpack/net/internal/nstest"
+	"github.com/wolfpack-ha/wolfpack/internal/nstest"
 )
 
 type tWriter struct{ t testing.TB }
