@@ -74,7 +74,6 @@ func TestKillOrphanSparesRecycledPid(t *testing.T) {
 	}
 }
 
-
 func TestLoadRefusesGarbage(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(path(dir, "x"), []byte("1 zz"), 0o600)
