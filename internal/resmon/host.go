@@ -515,6 +515,7 @@ func (h *host) exec(r *res, m Message, gen uint64, mon *monitor) *monitor {
 		}
 		h.mu.Unlock()
 		if inst != nil {
+			inst.Terminate() // again: an Online that ignored its ctx may have started something since
 			inst.Close()
 		}
 	}
