@@ -9,22 +9,27 @@ import (
 	"time"
 )
 
-func startGroup(t *testing.T, script string) *exec.Cmd {
+type group struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the leader was reaped
+}
+
+func startGroup(t *testing.T, script string) *group {
 	t.Helper()
 	cmd := exec.Command("/bin/sh", "-c", script)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() })
-	return cmd
+	g := &group{cmd: cmd, done: make(chan struct{})}
+	go func() { cmd.Wait(); close(g.done) }()
+	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); <-g.done })
+	return g
 }
 
-func exited(cmd *exec.Cmd, within time.Duration) bool {
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
+func exited(g *group, within time.Duration) bool {
 	select {
-	case <-done:
+	case <-g.done:
 		return true
 	case <-time.After(within):
 		return false
@@ -33,8 +38,8 @@ func exited(cmd *exec.Cmd, within time.Duration) bool {
 
 func TestKillOrphanKillsRecordedGroup(t *testing.T) {
 	dir := t.TempDir()
-	cmd := startGroup(t, "sleep 1000 & sleep 1000; wait")
-	if err := Save(dir, "a/b", cmd.Process.Pid); err != nil {
+	g := startGroup(t, "sleep 1000 & sleep 1000; wait")
+	if err := Save(dir, "a/b", g.cmd.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(dir + "/app-a%2Fb"); err != nil {
@@ -44,7 +49,7 @@ func TestKillOrphanKillsRecordedGroup(t *testing.T) {
 	if err != nil || n != -1 {
 		t.Fatalf("KillOrphan = %d, %v; want -1 (the group)", n, err)
 	}
-	if !exited(cmd, 5*time.Second) {
+	if !exited(g, 5*time.Second) {
 		t.Fatal("leader still running after KillOrphan")
 	}
 	if _, ok, _ := Load(dir, "a/b"); ok {
@@ -56,20 +61,20 @@ func TestKillOrphanKillsRecordedGroup(t *testing.T) {
 // (a recycled pid) kills nothing.
 func TestKillOrphanSparesRecycledPid(t *testing.T) {
 	dir := t.TempDir()
-	cmd := startGroup(t, "sleep 1000")
-	start, err := StartTime(cmd.Process.Pid)
+	g := startGroup(t, "sleep 1000")
+	start, err := StartTime(g.cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(path(dir, "r"), []byte(
 		// an earlier process that had the same pid
-		strconv.Itoa(cmd.Process.Pid)+" "+strconv.FormatUint(start-1, 10)+"\n"), 0o600); err != nil {
+		strconv.Itoa(g.cmd.Process.Pid)+" "+strconv.FormatUint(start-1, 10)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := KillOrphan(dir, "r"); err != nil || n != 0 {
 		t.Fatalf("KillOrphan = %d, %v; want 0, nil", n, err)
 	}
-	if exited(cmd, 50*time.Millisecond) {
+	if exited(g, 50*time.Millisecond) {
 		t.Fatal("a process with a recycled pid was killed")
 	}
 }
