@@ -510,13 +510,14 @@ func (h *host) exec(r *res, m Message, gen uint64, mon *monitor) *monitor {
 		h.mu.Lock()
 		inst := r.inst
 		r.inst = nil
-		if r.gen == gen && r.state != resources.Offline {
-			h.reportLocked(r, resources.Offline, m.Reason)
-		}
+		wasOffline := r.state == resources.Offline
 		h.mu.Unlock()
 		if inst != nil {
 			inst.Terminate() // again: an Online that ignored its ctx may have started something since
 			inst.Close()
+		}
+		if !wasOffline {
+			h.report(r, gen, resources.Offline, m.Reason)
 		}
 	}
 	return nil
@@ -618,9 +619,9 @@ func (h *host) offline(r *res, gen uint64) {
 		return
 	}
 	r.inst = nil
-	h.reportLocked(r, resources.Offline, reason)
 	h.mu.Unlock()
 	inst.Close()
+	h.report(r, gen, resources.Offline, reason)
 }
 
 func (h *host) terminate(r *res, gen uint64) {
@@ -638,9 +639,9 @@ func (h *host) terminate(r *res, gen uint64) {
 		return
 	}
 	r.inst = nil
-	h.reportLocked(r, resources.Offline, "")
 	h.mu.Unlock()
 	inst.Close()
+	h.report(r, gen, resources.Offline, "")
 }
 
 // killOrphan kills what a previous resmon left running for r.

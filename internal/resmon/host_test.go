@@ -344,6 +344,11 @@ func TestTerminateDoesNotWaitForHungOnline(t *testing.T) {
 	h.lease(time.Hour)
 	h.send(online("a", "online", "block"))
 	h.expect("a", resources.OnlinePending, "")
+	for deadline := time.Now().Add(2 * time.Second); len(h.typ.callsOf("a")) == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Online not called")
+		}
+	}
 	// A command queued behind the hung online is dropped by the terminate.
 	h.send(Message{Op: OpOffline, Resource: "a"})
 	sent := Monotonic()

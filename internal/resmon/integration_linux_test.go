@@ -184,7 +184,13 @@ func TestIntegrationResmonStopTimeout(t *testing.T) {
 	bin, dir := buildResmon(t), t.TempDir()
 	p := startResmon(t, bin, dir)
 	p.LeaseFor(time.Hour)
-	rec := online(t, p, dir, appOnline("stubborn", `trap "" TERM; echo ready; while :; do sleep 0.05; done`, "stop_timeout_ms", 300))
+	rec := online(t, p, dir, appOnline("stubborn", `trap "" TERM; while :; do sleep 0.05; done`, "stop_timeout_ms", 300))
+	// The trap is set once the loop has started a sleep.
+	for deadline := time.Now().Add(2 * time.Second); liveInGroup(rec.Pgid) < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the shell did not start its loop")
+		}
+	}
 	start := time.Now()
 	send(t, p, resources.Command{Op: resources.CmdOffline, Resource: "stubborn"})
 	expect(t, p, "stubborn", resources.OfflinePending, "")
@@ -222,7 +228,11 @@ func TestIntegrationResmonLeaseExpiry(t *testing.T) {
 	lateA := time.Duration(mono - until)
 	lateB := time.Duration(resmon.Monotonic() - int64(time.Since(gb)) - until)
 	t.Logf("lease deadline -> process group gone: a %v, b %v", lateA, lateB)
-	const tolerance = 50 * time.Millisecond
+	// Measured on 2 shared cores: 3-16 ms when idle; under load (load
+	// average 5, other test runs) SIGKILL to observed exit alone took up
+	// to 130 ms, and one run 460 ms. TestLeaseExpiry checks resmon's own
+	// part (Terminate within 10 ms of the deadline) without processes.
+	const tolerance = 500 * time.Millisecond
 	for _, late := range []time.Duration{lateA, lateB} {
 		if late < 0 || late > tolerance {
 			t.Errorf("group gone %v after the deadline; want within [0, %v]", late, tolerance)

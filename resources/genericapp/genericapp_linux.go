@@ -273,6 +273,7 @@ func exitStatus(pid int) string {
 // and reaps it.
 func (a *app) killLocked(p *proc) {
 	p.stopping.Store(true)
+	start := time.Now()
 	syscall.Kill(-p.pid, syscall.SIGKILL)
 	select {
 	case <-p.exited:
@@ -280,7 +281,9 @@ func (a *app) killLocked(p *proc) {
 		a.log.Error("application did not exit within 5 s of SIGKILL; left unreaped", "pid", p.pid)
 		return
 	}
+	exited := time.Since(start)
 	a.reapLocked(p)
+	a.log.Info("application killed", "pid", p.pid, "exited_after", exited, "reaped_after", time.Since(start))
 }
 
 // reapLocked kills what is left of the exited leader's group, then reaps
