@@ -356,7 +356,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}()
 	d.log.Info("starting", "incarnation", d.inc, "networks", len(d.cfg.Networks),
 		"join_window", d.cfg.JoinWindow.String())
-	d.noteTick()
+	d.noteStart()
 	d.node.Start()
 	d.flush()
 	return d.loop(ctx)
@@ -379,8 +379,7 @@ func (d *Daemon) loop(ctx context.Context) error {
 			return d.leave()
 		case now := <-tick:
 			d.node.SetClock(now.UnixMilli(), now.Local().Hour())
-			d.noteTick()
-			d.node.Tick()
+			d.tick()
 			d.maybeSave(false)
 		case f := <-d.gupIn:
 			d.stepGUP(f)

@@ -51,9 +51,18 @@ type tickTime struct {
 	mono int64
 }
 
-func (d *Daemon) noteTick() {
+// tick advances the core by one tick and notes when the tick began: a
+// command the core issues at tick N is issued after that.
+func (d *Daemon) tick() {
+	mono := resmon.Monotonic()
+	d.node.Tick()
 	now := d.node.Now()
-	d.ticks[now%tickRing] = tickTime{tick: now, mono: resmon.Monotonic()}
+	d.ticks[now%tickRing] = tickTime{tick: now, mono: mono}
+}
+
+// noteStart notes tick 0, before the first Tick.
+func (d *Daemon) noteStart() {
+	d.ticks[0] = tickTime{tick: 0, mono: resmon.Monotonic()}
 }
 
 // leaseDeadline is the CLOCK_MONOTONIC deadline of a lease counted from
@@ -219,8 +228,7 @@ func (d *Daemon) drain() {
 	for !d.node.Drained() {
 		select {
 		case <-tick:
-			d.noteTick()
-			d.node.Tick()
+			d.tick()
 		case f := <-d.gupIn:
 			d.stepGUP(f)
 		case p := <-d.recv:
