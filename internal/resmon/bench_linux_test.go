@@ -135,4 +135,3 @@ func procMem(pid int) (rss, hwm float64) {
 	}
 	return rss, hwm
 }
-
