@@ -770,6 +770,13 @@ func (m *Manager) move(g *Group, lg *localGroup) {
 	if !m.offlineAll(g, CmdOffline) || lg.prop.inflight || m.now < lg.prop.retryAt {
 		return
 	}
+	// The node this one hands the group to does not wait (owner_inc 0):
+	// a previous owner's lease that this node still waits out must be
+	// over first.
+	if m.now < lg.notBefore {
+		m.wakeAt(lg.notBefore)
+		return
+	}
 	ops := []db.Op{
 		db.Check(db.KindGroup, g.Name).IfVersion(g.Version),
 		db.Set(db.KindGroup, g.Name, map[string]db.Value{
