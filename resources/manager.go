@@ -815,6 +815,11 @@ func (m *Manager) offlineAll(g *Group, op CommandOp) bool {
 		for _, r := range g.Resources {
 			if l := m.local[r.Name]; l != nil {
 				l.restarts, l.hard = nil, false
+				if l.state == Failed {
+					// resmon terminated it: offline, to be brought online
+					// again if the group comes back.
+					l.state = Offline
+				}
 			}
 		}
 	}

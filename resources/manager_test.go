@@ -391,6 +391,30 @@ func TestPlannedMove(t *testing.T) {
 	}
 }
 
+// A resource that failed past its threshold stays failed while the
+// group stays; once the group has left, it comes back online with it
+// (it stayed Failed here, never to be brought online again, and the
+// group pending forever: simulator seed 47 at 4 nodes).
+func TestFailedResourceComesBackWithItsGroup(t *testing.T) {
+	c := newCluster(t, 2)
+	c.nodeObjects()
+	web(c, "g", map[string]db.Value{"preferred_owners": db.ListValue("n1", "n2")})
+	c.commit(db.Set(db.KindResource, "g-app", map[string]db.Value{"restart_action": db.StringValue("none")}))
+	c.tick(1)
+	c.fail(1, "g-app")
+	c.tick(1)
+	if s := c.groupProp("g", "state").Str; s != "failed" || c.where("g-app") != 0 {
+		t.Fatalf("group state %q, g-app on %d: want failed, nowhere", s, c.where("g-app"))
+	}
+	for _, to := range []nodes.ID{2, 1} {
+		c.commit(db.Set(db.KindGroup, "g", map[string]db.Value{"moving_to": db.StringValue(fmt.Sprintf("n%d", to))}))
+		c.tick(2)
+		if w := c.where("g-app"); w != to {
+			t.Fatalf("moved to %d: g-app on %d\n%s", to, w, strings.Join(c.events, "\n"))
+		}
+	}
+}
+
 func TestMoveToAbsentNodeIsCancelled(t *testing.T) {
 	c := newCluster(t, 3)
 	c.nodeObjects()
