@@ -145,7 +145,7 @@ type workload struct {
 	// issued again with the same bytes (the failover manager's node
 	// object, an administrator's move).
 	unique map[string]bool
-	n       int
+	n      int
 }
 
 const (
