@@ -274,7 +274,7 @@ func (m *Manager) SetLease(valid bool) {
 
 // DBChanged tells the manager that GUP applied updates.
 func (m *Manager) DBChanged() {
-	if m.cfg.DB.Seq() != m.model.Seq {
+	if !m.model.Current(m.cfg.DB) {
 		m.dirty = true
 		m.reconcileIfDirty()
 	}
@@ -391,7 +391,7 @@ func (m *Manager) reconcileIfDirty() {
 
 func (m *Manager) reconcile() {
 	m.dirty, m.wake = false, 0
-	if m.cfg.DB.Seq() != m.model.Seq {
+	if !m.model.Current(m.cfg.DB) {
 		m.model = Load(m.cfg.DB)
 	}
 	if !m.member {

@@ -552,3 +552,21 @@ func TestNotMemberTerminatesEverything(t *testing.T) {
 		t.Fatal("a node that is no longer a member kept g-app online")
 	}
 }
+
+// An update to objects the model does not read (a network, here) does not
+// reload it: every node loads the model again only when a node, a type, a
+// resource or a group changed.
+func TestUnrelatedUpdateKeepsTheModel(t *testing.T) {
+	c := newCluster(t, 2)
+	c.nodeObjects()
+	web(c, "g", nil)
+	m := c.mgr[1].Model()
+	c.commit(db.Create(db.KindNetwork, "k0", map[string]db.Value{"v": db.StringValue("x")}))
+	if c.mgr[1].Model() != m || m.Seq != c.db.Seq() {
+		t.Fatal("a network's update reloaded the model")
+	}
+	c.commit(db.Set(db.KindGroup, "g", map[string]db.Value{"description": db.StringValue("x")}))
+	if c.mgr[1].Model() == m {
+		t.Fatal("a group's update did not reload the model")
+	}
+}
