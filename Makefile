@@ -36,7 +36,7 @@ unit:
 # quorum log's crash test at 1,000 crash points; `unit` runs fewer of each
 # under -race.
 sim:
-	$(GO) test -count=1 -timeout 25m -run 'TestSimulator|TestTimings' ./sim/
+	$(GO) test -count=1 -timeout 25m -run 'TestSimulator|TestTimings|TestLeaseCost' ./sim/
 	$(GO) test -count=1 -run 'TestCrashReplay' ./quorumdisk/
 
 # The checkers can fail: plant each fault of cmd/wolfpack-mutants into the
