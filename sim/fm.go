@@ -117,6 +117,7 @@ type fmState struct {
 	reqs      map[opKey]string // setup and admin requests: what
 	setupDone bool
 	setupAt   int64 // an attempt in flight since (-1: none)
+	rt        []groupRuntime // each group's runtime properties, as committed
 	stats     FMStats
 	// leaseWaits: every EventLeaseWait (node, group, time, ticks), for
 	// the lease-cost scenario.
@@ -263,6 +264,7 @@ func (s *Sim) startGroups(groups []GroupSpec) {
 	f := &s.fm
 	f.on = true
 	f.groups = groups
+	f.rt = make([]groupRuntime, len(groups))
 	for _, g := range groups {
 		f.stats.Groups++
 		for _, r := range g.Resources {
@@ -937,23 +939,20 @@ func (s *Sim) fmApply(seq uint64, data []byte) {
 	if f.truth == nil || seq <= f.truth.Seq() {
 		return
 	}
-	var before []groupRuntime
-	if f.on {
-		for _, g := range f.groups {
-			r, _ := runtimeOf(f.truth, g.Name)
-			before = append(before, r)
-		}
-	}
+	// Each group's runtime properties before (kept since they last
+	// changed).
+	before := slices.Clone(f.rt)
 	err := f.truth.Apply(seq, data)
 	f.truth.TakeChanges()
-	if err != nil || !f.on {
-		return
+	if err != nil || !f.on || f.truth.KindSeq(db.KindGroup) != seq {
+		return // no group changed
 	}
 	for i, g := range f.groups {
 		a, ok := runtimeOf(f.truth, g.Name)
 		if !ok {
 			continue
 		}
+		f.rt[i] = a
 		b := before[i]
 		if a.owner != b.owner || a.ownerInc != b.ownerInc {
 			f.epoch[g.Name]++
@@ -1093,7 +1092,10 @@ func (s *Sim) checkGroups(bound int64) {
 		}
 		return true
 	}
-	s.RunUntil(s.now+bound, all)
+	// Looked at every 10 ms, not after every event.
+	for end := s.now + bound; s.now < end && !all(); {
+		s.RunUntil(min(end, s.now+10*Millisecond), nil)
+	}
 	for i := range f.groups {
 		g := &f.groups[i]
 		ok, why, st := s.groupOK(g)
