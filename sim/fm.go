@@ -116,7 +116,7 @@ type fmState struct {
 	restarts  map[restartKey][]int64
 	reqs      map[opKey]string // setup and admin requests: what
 	setupDone bool
-	setupAt   int64 // an attempt in flight since (-1: none)
+	setupAt   int64          // an attempt in flight since (-1: none)
 	rt        []groupRuntime // each group's runtime properties, as committed
 	stats     FMStats
 	// leaseWaits: every EventLeaseWait (node, group, time, ticks), for
