@@ -700,7 +700,10 @@ func (m *Manager) failed(name string, l *local, reason string) {
 		l.state = Offline // resmon terminated it; online again
 		m.event(Event{Kind: EventRestart, Group: g.Name, Resource: name, Count: len(l.restarts)})
 	case r.Restart == RestartThenFailover:
-		l.state = Offline
+		// Past its threshold: it does not restart here, whether the
+		// push happens (the group leaves) or not (it stays failed). Two
+		// resources may get here before the push: each stays down.
+		l.state, l.hard = Offline, true
 		lg := m.group(g.Name)
 		lg.push, lg.pushRes = true, name
 		lg.pushWhy = fmt.Sprintf("resource %s failed %d times in %ds: %s", name, len(l.restarts), r.RestartPeriodS, reason)

@@ -350,6 +350,31 @@ func TestRestartThenPush(t *testing.T) {
 	}
 }
 
+// Resources that fail past their thresholds together (resmon died) and
+// cannot be pushed (no other node) all stay failed; only the last one
+// did, and the others were restarted in place past their threshold
+// (simulator seed 3090, 2 nodes).
+func TestFailedTogetherPastThresholdStayFailed(t *testing.T) {
+	c := newCluster(t, 1)
+	c.nodeObjects()
+	web(c, "g", nil)
+	for _, r := range []string{"g-ip", "g-name", "g-app"} {
+		c.commit(db.Set(db.KindResource, r, map[string]db.Value{"restart_threshold": db.IntValue(0)}))
+	}
+	c.tick(1)
+	m := c.mgr[1]
+	c.online[1] = map[string]bool{}
+	m.ResmonDown("killed")
+	m.ResmonUp()
+	c.settle()
+	c.tick(reconcileTicks)
+	for _, r := range []string{"g-ip", "g-name", "g-app"} {
+		if st, hard := m.Local(r); c.where(r) != 0 || !hard {
+			t.Errorf("%s: on node %d, state %v hard %v: want failed past its threshold", r, c.where(r), st, hard)
+		}
+	}
+}
+
 func TestFailoverThreshold(t *testing.T) {
 	c := newCluster(t, 2)
 	c.nodeObjects()
