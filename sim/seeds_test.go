@@ -62,6 +62,12 @@ func runSeeds(t *testing.T, from, count uint64, nodes func(seed uint64) int) (ma
 	if writes < int(count)*5 || reads < int(count)*2 {
 		t.Errorf("the GUP clients did little: %d writes and %d reads over %d seeds", writes, reads, count)
 	}
+	// So must the failover manager's: over many seeds, every kind of
+	// move and restart the checks look at happened.
+	if count >= 100 && (fm.Failovers == 0 || fm.LeaseWaits == 0 || fm.Pushes == 0 || fm.Failbacks == 0 ||
+		fm.AdminMoves == 0 || fm.Restarts == 0 || fm.Online < fm.Groups/2) {
+		t.Errorf("the failover manager's workload did little: %v", fm)
+	}
 	if len(failed) > 0 {
 		n := min(len(failed), 10)
 		t.Fatalf("%d of %d seeds broke an invariant; first %d:\n%s", len(failed), count, n, fmt.Sprint(failed[:n]))
