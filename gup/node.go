@@ -341,6 +341,13 @@ func (n *Node) Step(m Message) {
 			n.maybeAppend()
 		}
 	case MsgUpdates:
+		// Only a locker sends updates: a member that missed its
+		// announcement learns it here. (Its acks of these updates answer
+		// the announcement, so the locker would not send it again, and
+		// the member's own requests would never leave it.)
+		if m.From != n.locker && n.members.Has(m.From) {
+			n.lockerAnnounced(m)
+		}
 		if m.Hist != n.hist && n.hist == 0 && n.applied == 0 && len(m.Updates) > 0 && m.Updates[0].Seq == 1 {
 			n.hist = m.Hist // a new node takes the history from its start
 		}

@@ -284,7 +284,7 @@ func (m *Manager) SetLease(valid bool) {
 
 // DBChanged tells the manager that GUP applied updates.
 func (m *Manager) DBChanged() {
-	if m.cfg.DB.Seq() != m.model.Seq {
+	if !m.model.Current(m.cfg.DB) {
 		m.dirty = true
 		m.reconcileIfDirty()
 	}
@@ -430,7 +430,7 @@ func (m *Manager) reconcileIfDirty() {
 
 func (m *Manager) reconcile() {
 	m.dirty, m.wake = false, 0
-	if m.cfg.DB.Seq() != m.model.Seq {
+	if !m.model.Current(m.cfg.DB) {
 		m.model = Load(m.cfg.DB)
 	}
 	if !m.member {
@@ -775,7 +775,10 @@ func (m *Manager) failed(name string, l *local, reason string) {
 		l.state = Offline // resmon terminated it; online again
 		m.event(Event{Kind: EventRestart, Group: g.Name, Resource: name, Count: len(l.restarts)})
 	case r.Restart == RestartThenFailover:
-		l.state = Offline
+		// Past its threshold: it does not restart here, whether the
+		// push happens (the group leaves) or not (it stays failed). Two
+		// resources may get here before the push: each stays down.
+		l.state, l.hard = Offline, true
 		lg := m.group(g.Name)
 		lg.push, lg.pushRes = true, name
 		lg.pushWhy = fmt.Sprintf("resource %s failed %d times in %ds: %s", name, len(l.restarts), r.RestartPeriodS, reason)
@@ -845,6 +848,13 @@ func (m *Manager) move(g *Group, lg *localGroup) {
 	if !m.offlineAll(g, CmdOffline) || lg.prop.inflight || m.now < lg.prop.retryAt {
 		return
 	}
+	// The node this one hands the group to does not wait (owner_inc 0):
+	// a previous owner's lease that this node still waits out must be
+	// over first.
+	if end := m.leaseEnd(lg); m.now < end {
+		m.wakeAt(end)
+		return
+	}
 	ops := []db.Op{
 		db.Check(db.KindGroup, g.Name).IfVersion(g.Version),
 		db.Set(db.KindGroup, g.Name, map[string]db.Value{
@@ -883,6 +893,11 @@ func (m *Manager) offlineAll(g *Group, op CommandOp) bool {
 		for _, r := range g.Resources {
 			if l := m.local[r.Name]; l != nil {
 				l.restarts, l.hard = nil, false
+				if l.state == Failed {
+					// resmon terminated it: offline, to be brought online
+					// again if the group comes back.
+					l.state = Offline
+				}
 			}
 		}
 	}

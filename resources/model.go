@@ -95,11 +95,37 @@ type Model struct {
 	NodeName map[nodes.ID]string
 	// Paused nodes host nothing new.
 	Paused nodes.Set
+	// kinds: the database's KindSeq of each kind read, when read.
+	kinds [4]uint64
+}
+
+// modelKinds are the kinds of objects the model reads.
+var modelKinds = [4]db.Kind{db.KindNode, db.KindResourceType, db.KindResource, db.KindGroup}
+
+func kindSeqs(d *db.DB) (s [4]uint64) {
+	for i, k := range modelKinds {
+		s[i] = d.KindSeq(k)
+	}
+	return s
+}
+
+// Current reports whether the model still holds what d holds: no object
+// of a kind it reads changed since it was read. An update to other
+// objects (networks, the cluster's properties) moves it to d's Seq.
+func (m *Model) Current(d *db.DB) bool {
+	if d.Seq() == m.Seq {
+		return true
+	}
+	if kindSeqs(d) == m.kinds {
+		m.Seq = d.Seq()
+		return true
+	}
+	return false
 }
 
 // Load reads the model from the database.
 func Load(d *db.DB) *Model {
-	m := &Model{Seq: d.Seq(), NodeID: map[string]nodes.ID{}, NodeName: map[nodes.ID]string{}}
+	m := &Model{Seq: d.Seq(), NodeID: map[string]nodes.ID{}, NodeName: map[nodes.ID]string{}, kinds: kindSeqs(d)}
 	for _, o := range d.List(db.KindNode) {
 		p := Props(o.Props)
 		id := nodes.ID(p.Int("id", 0))

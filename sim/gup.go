@@ -40,6 +40,7 @@ func newKV(s *Sim, n *node) *kvState { return &kvState{s: s, node: n, db: db.New
 
 func (st *kvState) Apply(seq uint64, data []byte) error {
 	st.s.noteApply(st, seq, data)
+	st.s.fmApply(seq, data)
 	err := st.db.Apply(seq, data)
 	st.db.TakeChanges()
 	st.seq = seq
@@ -94,20 +95,23 @@ func (st *kvState) Snapshot() []byte {
 }
 
 func (st *kvState) Restore(b []byte) error {
-	seq, hash, d := uint64(0), uint64(0), db.New()
+	// The database is restored in place: the node's failover manager
+	// holds it.
+	seq, hash, snap := uint64(0), uint64(0), db.New().Snapshot()
 	if len(b) > 0 {
 		if len(b) < 16 {
 			return fmt.Errorf("kv: snapshot of %d bytes", len(b))
 		}
-		seq, hash = binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:])
-		if err := d.Restore(b[16:]); err != nil {
-			return fmt.Errorf("kv: %w", err)
-		}
+		seq, hash, snap = binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:]), b[16:]
 	}
+	if err := st.db.Restore(snap); err != nil {
+		return fmt.Errorf("kv: %w", err)
+	}
+	st.db.TakeChanges()
 	if st.node != nil && seq < st.seq {
 		st.s.violate("node %d: its state went back from #%d to #%d", st.node.id, st.seq, seq)
 	}
-	st.seq, st.hash, st.db = seq, hash, d
+	st.seq, st.hash = seq, hash
 	return nil
 }
 
@@ -136,7 +140,12 @@ type workload struct {
 	reads   map[opKey]*simOp
 	applied map[uint64]string // seq -> update, as first applied anywhere
 	at      map[string]uint64 // update -> seq
-	n       int
+	// unique are the updates issued once only (the clients' writes and
+	// their setup): exactly once is checked on them. Others may be
+	// issued again with the same bytes (the failover manager's node
+	// object, an administrator's move).
+	unique map[string]bool
+	n      int
 }
 
 const (
@@ -149,7 +158,7 @@ const (
 func (s *Sim) startClients(stop int64) {
 	w := &s.wl
 	w.writes, w.reads = map[opKey]*simOp{}, map[opKey]*simOp{}
-	w.applied, w.at = map[uint64]string{}, map[string]uint64{}
+	w.applied, w.at, w.unique = map[uint64]string{}, map[string]uint64{}, map[string]bool{string(setupTx()): true}
 	// First the registers are created, through node 1 (it formed the
 	// cluster), then the clients start.
 	setup := &simOp{key: "setup", write: true}
@@ -204,6 +213,7 @@ func (s *Sim) startOp(client int, write bool) *simOp {
 	if write {
 		w.n++
 		op.value = fmt.Sprintf("c%d.%d", client, w.n)
+		w.unique[string(putTx(op.key, op.value))] = true
 		req, err := n.core.Propose(putTx(op.key, op.value))
 		if err != nil {
 			return nil
@@ -236,6 +246,9 @@ func (s *Sim) gupReady(n *node, r gup.Ready) {
 	}
 	w := &s.wl
 	for _, c := range r.Completions {
+		if s.fmCompletion(n, c.Req, c.Err) {
+			continue
+		}
 		op := w.writes[opKey{n.id, n.inc, c.Req}]
 		if op == nil || op.done || s.now-op.call >= opTimeout {
 			continue
@@ -292,6 +305,9 @@ func (s *Sim) noteApply(st *kvState, seq uint64, data []byte) {
 		s.violate("agreement: node %d applied %s at #%d, where %s was applied before", id, describeTx(data), seq, describeTx([]byte(prev)))
 	} else if !ok {
 		w.applied[seq] = u
+	}
+	if !w.unique[u] {
+		return
 	}
 	if at, ok := w.at[u]; ok && at != seq {
 		s.violate("exactly once: node %d applied %s at #%d, and it was applied at #%d before", id, describeTx(data), seq, at)

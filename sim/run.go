@@ -21,6 +21,8 @@ type Result struct {
 	State       string // Describe() at the end
 	// Writes and Reads count the GUP clients' acknowledged operations.
 	Writes, Reads int
+	// FM is what the failover manager's workload did.
+	FM FMStats
 }
 
 // Run boots a cluster (node 1 forms it, the others join), injects the
@@ -38,9 +40,17 @@ func Run(cfg Config) Result {
 	if s.cfg.Clients > 0 {
 		s.startClients(s.cfg.FaultEnd)
 	}
+	var groups []GroupSpec
+	if s.cfg.Groups > 0 {
+		groups = s.genGroups(s.cfg.Groups)
+		s.startGroups(groups)
+	}
 	start := int64(0)
 	if s.cfg.Faults {
 		res.Faults = s.scheduleFaults()
+		if len(groups) > 0 {
+			res.Faults = append(res.Faults, s.scheduleFMFaults()...)
+		}
 		s.RunUntil(s.cfg.FaultEnd, nil)
 		s.healAll()
 		start = s.cfg.FaultEnd
@@ -53,12 +63,22 @@ func Run(cfg Config) Result {
 	if s.cfg.Clients > 0 && len(s.Violations) == 0 {
 		s.checkGUP()
 	}
+	if len(groups) > 0 && len(s.Violations) == 0 {
+		s.checkGroups(groupsSettle)
+	}
+	res.FM = s.fm.stats
 	res.Violations = s.Violations
 	res.Events = s.events
 	res.Writes, res.Reads = s.acknowledged()
 	res.State = s.Describe()
 	return res
 }
+
+// groupsSettle bounds how long after the cluster is stable again (and
+// GUP's end checks) every group must be where it belongs: a lease wait, a
+// stuck offline and a slow online (each at most the pending timeout), a
+// few restarts.
+const groupsSettle = 15 * Second
 
 func fmtDur(d int64) string { return fmt.Sprintf("%.3fs", float64(d)/float64(Second)) }
 

@@ -8,8 +8,10 @@ import (
 	"math/rand/v2"
 	"strings"
 
+	"github.com/wolfpack-ha/wolfpack/gup/db"
 	"github.com/wolfpack-ha/wolfpack/heartbeat"
 	"github.com/wolfpack-ha/wolfpack/internal/core"
+	"github.com/wolfpack-ha/wolfpack/internal/nodes"
 	"github.com/wolfpack-ha/wolfpack/internal/quorumio"
 	"github.com/wolfpack-ha/wolfpack/quorumdisk"
 	"github.com/wolfpack-ha/wolfpack/regroup"
@@ -59,6 +61,9 @@ type Config struct {
 	// Clients is the number of GUP clients writing and reading through
 	// random nodes until the faults end (0: no GUP workload or checks).
 	Clients int
+	// Groups is the most groups the failover manager's workload creates
+	// (1..Groups, drawn from the seed; 0: none, and no checks of theirs).
+	Groups int
 }
 
 func (c *Config) defaults() {
@@ -113,6 +118,20 @@ type node struct {
 	// the node's own disk, which the next incarnation starts from.
 	state *kvState
 	saved []byte
+	// The failover manager's side: the node's resmon (which outlives
+	// the process, not the machine), the lease it last sent (its virtual
+	// deadline, 0: none), the channel from resmon (ordered, held while
+	// frozen), the virtual time of each tick this incarnation processed,
+	// the membership at the last flush, and the clock it was last given.
+	rm        *resmon
+	lease     int64
+	stQ       []func(*core.Node)
+	stAt      int64
+	stPoll    bool
+	tickAt    []int64
+	fmMembers nodes.Set
+	wall      int64
+	hour      int
 }
 
 // Sim is one simulation. It is not safe for concurrent use; run many in
@@ -137,6 +156,7 @@ type Sim struct {
 	unreservedAt int64 // last time the target held no reservation
 
 	wl workload
+	fm fmState
 
 	Violations []string
 	Metrics    Metrics
@@ -161,6 +181,10 @@ func New(cfg Config) *Sim {
 		loss:   cfg.Loss,
 		trace:  cfg.Trace,
 	}
+	s.fm = fmState{truth: db.New(), resGrp: map[string]string{}, holders: map[string]nodes.Set{}, epoch: map[string]uint64{},
+		admin: map[string]bool{}, pushes: map[string][]int64{}, failbacks: map[string][]fbRec{}, fails: map[failKey]failRec{},
+		restarts: map[restartKey][]int64{}, reqs: map[opKey]string{}, setupAt: -1,
+		hour0: s.rng.IntN(24), hourLen: s.randDur(200*Millisecond, Second)}
 	s.nodes = make([]*node, cfg.Nodes+1)
 	for i := 1; i <= cfg.Nodes; i++ {
 		s.all = s.all.Add(regroup.NodeID(i))
@@ -191,6 +215,12 @@ func New(cfg Config) *Sim {
 }
 
 var ctx = context.Background()
+
+// setClock gives node n the virtual wall clock and local hour.
+func (s *Sim) setClock(n *node) {
+	n.wall, n.hour = s.wallMs(), s.hour()
+	n.core.SetClock(n.wall, n.hour)
+}
 
 // Now is the virtual time in microseconds.
 func (s *Sim) Now() int64 { return s.now }
@@ -264,6 +294,7 @@ func (s *Sim) Boot(id regroup.NodeID, form bool) {
 	n := s.nodes[id]
 	n.inc++
 	n.state = newKV(s, n)
+	s.newResmon(n)
 	tick := s.cfg.Tick
 	ticks := func(d int64) int { return int(max(1, (d+tick-1)/tick)) }
 	c, err := core.New(core.Config{
@@ -278,6 +309,8 @@ func (s *Sim) Boot(id regroup.NodeID, form bool) {
 		CheckTicks:       ticks(s.cfg.QuorumCheck),
 		DiskBeatTicks:    ticks(s.cfg.DiskBeat),
 		State:            n.state,
+		DB:               n.state.db,
+		Name:             fmt.Sprintf("n%d", id),
 	})
 	if err != nil {
 		panic(err)
@@ -288,6 +321,8 @@ func (s *Sim) Boot(id regroup.NodeID, form bool) {
 		}
 	}
 	n.core, n.running, n.frozen = c, true, false
+	n.tickAt = append(n.tickAt[:0], s.now)
+	s.setClock(n)
 	n.pillAt = -1
 	n.disk.reset()
 	n.stuck = 0
@@ -310,6 +345,8 @@ func (s *Sim) Boot(id regroup.NodeID, form bool) {
 		if n.frozen {
 			return
 		}
+		s.setClock(n)
+		n.tickAt = append(n.tickAt, s.now)
 		n.core.Tick()
 		s.flush(n)
 	}
@@ -339,6 +376,9 @@ func (s *Sim) Crash(id regroup.NodeID, down int64) {
 	s.Metrics.noteCrash(s, id)
 	n.running, n.frozen = false, false
 	n.disk.reset()
+	// The machine is down: resmon and everything it held with it.
+	s.killResmon(n)
+	n.rm.up = false
 	s.dirty = true
 	if down > 0 {
 		inc := n.inc
@@ -380,6 +420,7 @@ func (s *Sim) Freeze(id regroup.NodeID, d int64) {
 func (s *Sim) flush(n *node) {
 	for n.running && n.core.HasReady() {
 		rd := n.core.Ready()
+		s.fmReady(n, &rd)
 		for _, snd := range rd.Sends {
 			s.sendHeartbeat(n, snd)
 		}

@@ -174,6 +174,46 @@ var mutants = []mutant{
 		}},
 		check: gupCatchUp,
 	},
+	{
+		name: "failover manager: a new owner does not wait out the lost owner's lease",
+		edits: []edit{{file: "resources/manager.go",
+			old: "		lg.notBefore = notBefore\n",
+			new: "		lg.notBefore = 0\n",
+		}},
+		check: simSeeds,
+	},
+	{
+		name: "failover manager: a survivor that may host an orphaned group claims it (ties broken by local state, not by the database)",
+		edits: []edit{{file: "resources/manager.go",
+			old: "		if m.model.Choose(g, m.members, 0) != m.cfg.Self {",
+			new: "		if m.model.Choose(g, m.members, 0) != m.cfg.Self && !m.model.Possible(g, m.cfg.Self) {",
+		}},
+		check: simSeeds,
+	},
+	{
+		name: "failover manager: one restart in place past the restart threshold",
+		edits: []edit{{file: "resources/manager.go",
+			old: "len(l.restarts) <= r.RestartThreshold:",
+			new: "len(l.restarts) <= r.RestartThreshold+1:",
+		}},
+		check: simSeeds,
+	},
+	{
+		name: "failover manager: failback outside the group's window",
+		edits: []edit{{file: "resources/manager.go",
+			old: "	if g.Failback == FailbackWindow && !inWindow(m.hour, g.WindowStart, g.WindowEnd) {",
+			new: "	if false && g.Failback == FailbackWindow && !inWindow(m.hour, g.WindowStart, g.WindowEnd) {",
+		}},
+		check: simSeeds,
+	},
+	{
+		name: "failover manager: one push past the failover threshold",
+		edits: []edit{{file: "resources/manager.go",
+			old: "len(recent) >= g.FailoverThreshold",
+			new: "len(recent) > g.FailoverThreshold",
+		}},
+		check: simSeeds,
+	},
 }
 
 // beatIgnored is an edit several faults share: the slot write refused with

@@ -30,6 +30,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	nodes := fs.Int("nodes", 5, "number of nodes (2..64)")
 	faults := fs.Bool("faults", true, "inject the seed's random faults")
 	clients := fs.Int("clients", 3, "GUP clients writing and reading through random nodes (0: none)")
+	groups := fs.Int("groups", 4, "most groups the failover manager's workload creates (0: none)")
 	verbose := fs.Bool("v", false, "print the event trace")
 	hb := fs.Bool("heartbeats", false, "with -v, trace every heartbeat datagram too")
 	if err := fs.Parse(args); err != nil {
@@ -41,7 +42,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	bad := 0
 	start := time.Now()
 	for s := *seed; s < *seed+*count; s++ {
-		cfg := sim.Config{Seed: s, Nodes: *nodes, Faults: *faults, Clients: *clients}
+		cfg := sim.Config{Seed: s, Nodes: *nodes, Faults: *faults, Clients: *clients, Groups: *groups}
 		if *verbose {
 			cfg.Trace, cfg.TraceHeartbeats = stdout, *hb
 		}
@@ -62,6 +63,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "seed %d nodes %d: %s, stable %.3fs after faults, %d events\n",
 			s, *nodes, status, float64(r.StableAfter)/float64(sim.Second), r.Events)
+		if *verbose && *groups > 0 {
+			fmt.Fprintf(stdout, "failover manager: %v\n", r.FM)
+		}
 	}
 	if *count > 1 {
 		fmt.Fprintf(stdout, "%d seeds, %d failed, %v\n", *count, bad, time.Since(start).Round(time.Millisecond))

@@ -64,6 +64,10 @@ type DB struct {
 	// lastSnap is the length of the last snapshot, to size the next one's
 	// buffer (it affects no output).
 	lastSnap int
+	// kindSeq is, for each kind, the sequence number of the last
+	// transaction that changed one of its objects (or of the snapshot
+	// restored).
+	kindSeq [KindResourceType + 1]uint64
 }
 
 // New returns an empty database at sequence number 0.
@@ -84,6 +88,17 @@ func (d *DB) reset() {
 // Seq returns the sequence number of the last transaction applied (or of
 // the snapshot restored).
 func (d *DB) Seq() uint64 { return d.seq }
+
+// KindSeq returns the sequence number of the last transaction that
+// changed an object of kind k (created, updated or deleted it), or of the
+// last Restore, whichever is later: a reader that needs only some kinds
+// looks again only when one of them changed.
+func (d *DB) KindSeq(k Kind) uint64 {
+	if !k.Valid() {
+		return 0
+	}
+	return d.kindSeq[k]
+}
 
 // Len returns the number of objects.
 func (d *DB) Len() int { return d.count }
@@ -293,6 +308,7 @@ func (s *stage) commit() {
 			d.index(a)
 			d.count++
 		}
+		d.kindSeq[k.kind] = s.seq
 		switch {
 		case b == nil && a == nil:
 		case b == nil:
@@ -417,6 +433,9 @@ func (d *DB) Restore(snapshot []byte) error {
 		return err
 	}
 	d.seq, d.objs, d.members, d.count = n.seq, n.objs, n.members, n.count
+	for k := range d.kindSeq {
+		d.kindSeq[k] = d.seq
+	}
 	d.changes = []Change{{Seq: d.seq, Op: Reset}}
 	return nil
 }

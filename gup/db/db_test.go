@@ -597,3 +597,40 @@ func BenchmarkRestore2MB(b *testing.B) {
 		}
 	}
 }
+
+// KindSeq moves with the transactions that change an object of the
+// kind, and only with them; a Restore moves every kind.
+func TestKindSeq(t *testing.T) {
+	d := base(t)
+	g, n := d.KindSeq(KindGroup), d.KindSeq(KindNetwork)
+	if g != 1 || d.KindSeq(KindResource) != 2 {
+		t.Fatalf("after the base: group %d resource %d, want 1 and 2", g, d.KindSeq(KindResource))
+	}
+	mustApply(t, d, Set(KindNetwork, "priv0", P{"description": str("x")}))
+	if d.KindSeq(KindGroup) != g || d.KindSeq(KindNetwork) != d.Seq() || d.Seq() == n {
+		t.Fatalf("a network's change: group %d network %d seq %d", d.KindSeq(KindGroup), d.KindSeq(KindNetwork), d.Seq())
+	}
+	mustApply(t, d, Set(KindGroup, "web", P{"preferred_owners": ListValue("n1", "n2")}), Set(KindNetwork, "priv0", P{"description": str("x")})) // nothing changes
+	if d.KindSeq(KindGroup) != g || d.KindSeq(KindNetwork) != d.Seq()-1 {
+		t.Fatalf("a transaction that changed nothing moved a kind: group %d network %d", d.KindSeq(KindGroup), d.KindSeq(KindNetwork))
+	}
+	if err := apply(t, d, Delete(KindGroup, "web")); err == nil {
+		t.Fatal("a group holding resources was deleted")
+	}
+	if d.KindSeq(KindGroup) != g {
+		t.Fatalf("a refused transaction moved the group kind to %d", d.KindSeq(KindGroup))
+	}
+	mustApply(t, d, Delete(KindResource, "db-ip"), Delete(KindGroup, "db"))
+	if d.KindSeq(KindGroup) != d.Seq() {
+		t.Fatalf("a delete: group kind at %d, seq %d", d.KindSeq(KindGroup), d.Seq())
+	}
+	e := New()
+	if err := e.Restore(d.Snapshot()); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range Kinds {
+		if e.KindSeq(k) != d.Seq() {
+			t.Fatalf("after a restore: %v at %d, want %d", k, e.KindSeq(k), d.Seq())
+		}
+	}
+}
