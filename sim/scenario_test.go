@@ -142,8 +142,10 @@ func TestPruningKeepsClique(t *testing.T) {
 // the new owner waits out the crashed owner's lease before it brings the
 // group online. Over 20 seeds (random phases), at 3 and 8 nodes: crash
 // to the group online on the next preferred node, and the part of it the
-// lease wait takes (EventLeaseWait's Ticks); each seed also passes every
-// invariant, no resource on two nodes included.
+// lease wait takes (EventLeaseWait's Ticks: none when a slot read after
+// the install already showed the crashed owner's last write a lease ago);
+// each seed also passes every invariant, no resource on two nodes
+// included.
 func TestLeaseCost(t *testing.T) {
 	seeds := 20
 	if testing.Short() {
@@ -191,15 +193,19 @@ func TestLeaseCost(t *testing.T) {
 					lw = w
 				}
 			}
-			if lw == nil {
-				t.Fatalf("%d nodes, seed %d: node 2 did not wait out node 1's lease", k, seed+1)
-			}
 			total = append(total, s.now-crash)
-			wait = append(wait, lw.ticks*s.cfg.Tick)
+			if lw == nil {
+				// A slot read after the install saw node 1's last write
+				// a lease ago already: nothing left to wait.
+				wait = append(wait, 0)
+				claim = append(claim, s.now-crash)
+				continue
+			}
+			wait = append(wait, s.now-lw.at)
 			claim = append(claim, lw.at-crash)
 		}
 		ms := func(v int64) string { return fmt.Sprintf("%3dms", v/Millisecond) }
-		t.Logf("%d nodes: crash -> group online elsewhere median %s p95 %s max %s | crash -> claim committed (detection, regroup, claim) median %s | lease wait left then median %s max %s (%.0f%% of the median total)",
+		t.Logf("%d nodes: crash -> group online elsewhere median %s p95 %s max %s | crash -> claim committed (detection, regroup, claim) median %s | claim -> online (what is left of the lease wait, then the onlines) median %s max %s (%.0f%% of the median total)",
 			k, ms(median(total)), ms(p95(total)), ms(slices.Max(total)), ms(median(claim)), ms(median(wait)), ms(slices.Max(wait)),
 			100*float64(median(wait))/float64(median(total)))
 	}
