@@ -133,6 +133,7 @@ type Cluster struct {
 
 	mu        sync.Mutex
 	spawned   []*exec.Cmd       // Spawn'd processes
+	closers   []func() error    // probers, captures, watchers: closed first
 	partBr    map[string]bool   // bridges Partition created
 	partOf    map[string]string // fabric port -> bridge it was moved to
 	closed    bool
@@ -461,9 +462,14 @@ func (c *Cluster) close() error {
 	onsignal.Unregister(c)
 	c.mu.Lock()
 	c.closed = true
-	spawned := c.spawned
+	spawned, closers := c.spawned, c.closers
 	c.mu.Unlock()
 	var errs []error
+	for _, f := range closers {
+		if err := f(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, n := range c.nodes {
 		if err := n.Kill(); err != nil && !errors.Is(err, ErrNotRunning) {
 			errs = append(errs, err)
