@@ -8,7 +8,7 @@ FUZZTIME  ?= 5s
 INTEGRATION_TIMEOUT ?= 20m
 INTEGRATION_RUN     ?= TestIntegration
 
-.PHONY: all build deps check test unit sim mutants fuzz integration demo bench bench-membership bench-net bench-gup soak clean
+.PHONY: all build deps check test unit sim mutants fuzz integration demo bench bench-membership bench-net bench-gup bench-resmon soak clean
 
 all: build
 
@@ -66,6 +66,12 @@ demo: deps
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# resmon's CPU and memory with 1,000 generic applications polled at the
+# default intervals, over 60 s (BENCHMARKS.md, "resmon").
+BENCH_RESMON ?= 1000,60
+bench-resmon: deps
+	WOLFPACK_BENCH_RESMON=$(BENCH_RESMON) $(GO) test -count=1 -p 1 -timeout 20m -run 'TestIntegrationBenchResmon' -v ./internal/resmon/
 
 # Ring 2 membership figures: real clusterd processes in network namespaces
 # on tgt, 2/4/8/16 nodes, detection / regroup / join (a few minutes; root).

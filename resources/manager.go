@@ -157,6 +157,11 @@ type Manager struct {
 	nodeReq    pending
 	nodeFailed string
 	draining   bool
+	// The disk heartbeat's view: diskRead is the tick at which the latest
+	// completed slot read was issued; diskSeen[id] the tick at which id's
+	// current slot value was first read (-1: never).
+	diskRead int64
+	diskSeen [nodes.Max + 1]int64
 
 	ready Ready
 }
@@ -179,9 +184,13 @@ type localGroup struct {
 	prop pending
 	// claimedAt is when this node's claim committed; notBefore the tick
 	// before which it must not bring anything online (the previous owner's
-	// lease).
+	// lease, counted from the install that removed it); from that owner
+	// (0: none, or this node's previous incarnation) and since the tick
+	// of that install.
 	claimedAt int64
 	notBefore int64
+	from      nodes.ID
+	since     int64
 	waiting   bool // a lease wait was reported
 	push      bool // a push is due (a resource failed past its threshold)
 	pushWhy   string
@@ -216,7 +225,7 @@ func New(cfg Config) (*Manager, error) {
 	m := &Manager{cfg: cfg, log: log, firstSeen: -1, local: map[string]*local{}, groups: map[string]*localGroup{},
 		resmonUp: true, dirty: true}
 	for i := range m.absent {
-		m.absent[i] = -1
+		m.absent[i], m.diskSeen[i] = -1, -1
 	}
 	m.model = Load(cfg.DB)
 	return m, nil
@@ -489,7 +498,7 @@ func (m *Manager) reconcileGroup(g *Group) {
 		if g.OwnerInc != 0 {
 			wait = m.firstSeen + int64(m.cfg.WaitTicks)
 		}
-		m.claim(g, lg, m.cfg.Self, wait)
+		m.claim(g, lg, 0, wait, m.firstSeen)
 	default:
 		// Another node's group, or nobody's: nothing of it here.
 		m.offlineAll(g, CmdTerminate)
@@ -502,22 +511,23 @@ func (m *Manager) reconcileGroup(g *Group) {
 		}
 		// An orphan: its owner is out of the membership (or unknown).
 		// Every member computed the same new owner; this node is it.
-		wait := int64(0)
+		wait, since := int64(0), m.firstSeen
 		switch {
 		case g.Owner == "":
 		case known && m.absent[ownerID] >= 0:
-			wait = m.absent[ownerID] + int64(m.cfg.WaitTicks)
+			since = m.absent[ownerID]
+			wait = since + int64(m.cfg.WaitTicks)
 		default:
 			wait = m.firstSeen + int64(m.cfg.WaitTicks)
 		}
-		m.claim(g, lg, ownerID, wait)
+		m.claim(g, lg, ownerID, wait, since)
 	}
 }
 
 // claim proposes this node as g's owner. notBefore is the tick before
 // which the new owner must bring nothing online: the previous owner's
-// lease, counted from the install here that removed it.
-func (m *Manager) claim(g *Group, lg *localGroup, from nodes.ID, notBefore int64) {
+// lease, counted from the install here (at tick since) that removed it.
+func (m *Manager) claim(g *Group, lg *localGroup, from nodes.ID, notBefore, since int64) {
 	if lg.prop.inflight || m.now < lg.prop.retryAt {
 		return
 	}
@@ -530,11 +540,36 @@ func (m *Manager) claim(g *Group, lg *localGroup, from nodes.ID, notBefore int64
 		db.DeleteProps(db.KindGroup, g.Name, "moving_to"),
 	}}
 	if m.propose(&lg.prop, g.Name, tx, "claim "+g.Name) {
-		lg.notBefore = notBefore
+		lg.notBefore, lg.from, lg.since = notBefore, from, since
 		lg.claimedAt = m.now
 		lg.waiting, lg.online, lg.push = false, false, false
 		m.event(Event{Kind: EventClaim, Group: g.Name, Node: from})
 	}
+}
+
+// leaseEnd is when the previous owner's lease is over for certain: the
+// lease after the install that removed it, or sooner, after its last
+// disk heartbeat write, once a slot read issued after that install has
+// been done. The install came after the arbitration preempted the old
+// owner's key, so such a read saw every write of it the target ever
+// accepted: its lease ran from before the read that first saw its
+// current slot. A crashed owner stopped writing when it crashed, so the
+// wait is one slot read instead of the lease; a partitioned one wrote
+// until it was preempted, so the wait is the lease after that.
+func (m *Manager) leaseEnd(lg *localGroup) int64 {
+	end := lg.notBefore
+	if x := lg.from; x.Valid() && m.diskRead > lg.since && m.diskSeen[x] >= 0 {
+		end = min(end, m.diskSeen[x]+int64(m.cfg.WaitTicks))
+	}
+	return end
+}
+
+// DiskRead gives the disk heartbeat's latest slot read: the tick at which
+// it was issued, and for each node the tick at which its current slot
+// value was first read (-1: never).
+func (m *Manager) DiskRead(issued int64, seen *[nodes.Max + 1]int64) {
+	m.diskRead, m.diskSeen = issued, *seen
+	m.dirty = true
 }
 
 // own runs a group this node owns.
@@ -567,11 +602,11 @@ func (m *Manager) own(g *Group, lg *localGroup) {
 		}
 		return
 	}
-	if m.now < lg.notBefore {
-		m.wakeAt(lg.notBefore)
+	if end := m.leaseEnd(lg); m.now < end {
+		m.wakeAt(end)
 		if !lg.waiting {
 			lg.waiting = true
-			m.event(Event{Kind: EventLeaseWait, Group: g.Name, Ticks: lg.notBefore - m.now})
+			m.event(Event{Kind: EventLeaseWait, Group: g.Name, Node: lg.from, Ticks: end - m.now})
 		}
 		return
 	}

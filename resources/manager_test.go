@@ -512,3 +512,43 @@ func TestDrain(t *testing.T) {
 		t.Fatal("not drained")
 	}
 }
+
+// A slot read issued after the install that removed the old owner saw
+// every write of it the target accepted: the wait ends a lease after the
+// read that first saw its last slot value, if that is sooner.
+func TestLeaseWaitShortenedByTheDisk(t *testing.T) {
+	wait := int64(DefaultLeaseTicks + DefaultWaitSlackTicks)
+	for _, tc := range []struct {
+		name     string
+		readAt   int64 // issue tick of the read, relative to the install
+		lastSeen int64 // when node 1's last slot value was first read, relative to the install
+		want     int64 // online after the install
+	}{
+		{"crashed long before", 1, -40, 1},
+		{"crashed just before", 1, -10, wait - 10},
+		{"wrote until preempted", 1, 2, wait},
+		{"read issued at the install", 0, -40, wait},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t, 2)
+			c.tick(50)
+			c.nodeObjects()
+			web(c, "g", map[string]db.Value{"preferred_owners": db.ListValue("n1", "n2")})
+			c.tick(1)
+			c.crash(1)
+			lost := c.now
+			var seen [nodes.Max + 1]int64
+			for i := range seen {
+				seen[i] = -1
+			}
+			seen[1] = lost + tc.lastSeen
+			c.mgr[2].DiskRead(lost+tc.readAt, &seen)
+			for c.where("g-app") == 0 && c.now-lost < 2*wait {
+				c.tick(1)
+			}
+			if got := c.now - lost; got != max(tc.want, 1) {
+				t.Fatalf("online %d ticks after the install, want %d", got, tc.want)
+			}
+		})
+	}
+}

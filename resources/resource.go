@@ -111,7 +111,8 @@ type Instance interface {
 	// Terminate takes it offline at once, without grace (the lease
 	// lapsed, a pending timeout passed, the resource failed). It must not
 	// block for long and must be safe to call in any state, again and
-	// again.
+	// again, and while another method runs (resmon does not wait for a
+	// hung Online before it terminates).
 	Terminate()
 	// LooksAlive is the cheap, frequent check (a process exists, the
 	// address is on the interface).

@@ -18,7 +18,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/wolfpack-ha/wolfpack/internal/config"
@@ -96,6 +98,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Logger:              log,
 		DBPath:              cfg.DBPath(),
 	}
+	var why error
+	if dc.Resmon, why = resmonConfig(cfg.Resmon); dc.Resmon.Path == "" {
+		log.Warn("no resmon: this node hosts no resources", "reason", why.Error())
+	}
 	if cfg.Streams() {
 		dc.Credentials, dc.StreamListen = cfg.Credentials, cfg.StreamListen()
 		dc.StreamPeers = cfg.StreamAddrs()
@@ -113,4 +119,32 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log.Info("clusterd", "cluster", cfg.Cluster, "name", self.Name, "quorum", cfg.Quorum.Device)
 	return d.Run(ctx)
+}
+
+// resmonConfig finds resmon: resmon.path, else beside this binary, else
+// on $PATH ("none": no resources on this node). Without one the error
+// says why.
+func resmonConfig(r config.Resmon) (daemon.Resmon, error) {
+	out := daemon.Resmon{Path: r.Path, Watchdog: r.Watchdog, StateDir: r.StateDir}
+	switch r.Path {
+	case "none":
+		out.Path = ""
+		return out, errors.New(`resmon.path is "none"`)
+	case "":
+	default:
+		return out, nil
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "resmon")
+		if _, err := os.Stat(p); err == nil {
+			out.Path = p
+			return out, nil
+		}
+	}
+	p, err := exec.LookPath("resmon")
+	if err != nil {
+		return out, fmt.Errorf("resmon: not beside %s nor on $PATH (set resmon.path, or \"none\" for a node without resources): %w", os.Args[0], err)
+	}
+	out.Path = p
+	return out, nil
 }

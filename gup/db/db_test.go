@@ -189,7 +189,7 @@ func TestReferences(t *testing.T) {
 		{"duplicate node id", []Op{Create(KindNode, "n3", P{"id": IntValue(2)})},
 			ErrInvalid, `node "n3": id 2 is also node "n2"'s`},
 		{"wrong type", []Op{Set(KindNode, "n1", P{"id": str("1")})},
-			ErrInvalid, `property id of a node is a int, not a string`},
+			ErrInvalid, `property id of a node must be of type int, not string`},
 		{"out of range", []Op{Set(KindNode, "n1", P{"id": IntValue(65)})},
 			ErrInvalid, `property id: 65, want 1..64`},
 		{"delete a required property", []Op{DeleteProps(KindResource, "web-ip", "group")},
@@ -468,7 +468,7 @@ func TestRestoreRefuses(t *testing.T) {
 	check("future version", corrupt(func(d *DB) { d.objs[KindNode]["n1"].Version = 99 }),
 		ErrMalformed, "version 99 at sequence 2")
 	check("wrong type", corrupt(func(d *DB) { d.objs[KindNode]["n1"].Props["id"] = str("1") }),
-		ErrInvalid, "property id of a node is a int")
+		ErrInvalid, "property id of a node must be of type int")
 	check("count", corrupt(func(d *DB) { d.count++ }), ErrMalformed, "truncated")
 	check("count low", corrupt(func(d *DB) { d.count-- }), ErrMalformed, "bytes after object 10")
 }

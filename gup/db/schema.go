@@ -258,7 +258,7 @@ func checkProp(k Kind, name string, v Value) error {
 // error ("a node", "type ip_address").
 func checkSpec(s *PropSpec, of string, v Value) error {
 	if v.Type != s.Type {
-		return fmt.Errorf("property %s of %s is a %s, not a %s", s.Name, of, s.Type, v.Type)
+		return fmt.Errorf("property %s of %s must be of type %s, not %s", s.Name, of, s.Type, v.Type)
 	}
 	if s.Check != nil {
 		if err := s.Check(v); err != nil {

@@ -51,6 +51,19 @@ type File struct {
 	NodeCert   string `json:"node_cert,omitempty"`
 	NodeKey    string `json:"node_key,omitempty"`
 	StreamPort int    `json:"stream_port,omitempty"`
+	// Resmon is the resource monitor (docs/resources.md, "resmon").
+	Resmon Resmon `json:"resmon,omitzero"`
+}
+
+// Resmon configures the resource monitor. Path is its binary: empty looks
+// for resmon beside clusterd, then on $PATH; "none" runs no resources on
+// this node. Watchdog is a watchdog device resmon pets while its lease is
+// valid (empty: none). StateDir is where it records the processes it
+// starts (default /run/wolfpack/resmon-<cluster>-node<N>).
+type Resmon struct {
+	Path     string `json:"path,omitempty"`
+	Watchdog string `json:"watchdog,omitempty"`
+	StateDir string `json:"state_dir,omitempty"`
 }
 
 // Node is one configured cluster node. Addrs[k] is its address on
@@ -105,6 +118,8 @@ type Config struct {
 	Credentials *stream.Credentials
 	// StreamPort is stream_port, or Port when it is not set.
 	StreamPort int
+	// Resmon is resmon as given; its StateDir defaulted.
+	Resmon Resmon
 }
 
 // DefaultStateDir is where a node keeps its state unless state_dir says.
@@ -249,6 +264,15 @@ func (f *File) Validate(o Options) (*Config, error) {
 		StateDir: cmpOr(f.StateDir, DefaultStateDir)}
 	if !filepath.IsAbs(c.StateDir) {
 		return nil, invalid("state_dir", "%q is not an absolute path", f.StateDir)
+	}
+	c.Resmon = f.Resmon
+	for _, p := range []struct{ field, v string }{{"resmon.watchdog", f.Resmon.Watchdog}, {"resmon.state_dir", f.Resmon.StateDir}} {
+		if p.v != "" && !filepath.IsAbs(p.v) {
+			return nil, invalid(p.field, "%q is not an absolute path", p.v)
+		}
+	}
+	if c.Resmon.StateDir == "" {
+		c.Resmon.StateDir = fmt.Sprintf("/run/wolfpack/resmon-%s-node%d", f.Cluster, f.NodeID)
 	}
 	if f.Cluster == "" {
 		return nil, invalid("cluster", "missing")

@@ -229,6 +229,7 @@ type Node struct {
 
 type diskPeer struct {
 	seen        bool
+	seenAt      int64 // tick the current slot value was first read
 	counter     uint64
 	incarnation uint64
 	changedAt   int64 // tick of the last change seen; -1: never
@@ -625,7 +626,21 @@ func (n *Node) observeSlots(r DiskResult) {
 		if p.seen && (p.counter != s.Counter || p.incarnation != s.Incarnation) {
 			p.changedAt = n.now
 		}
+		if !p.seen || p.counter != s.Counter || p.incarnation != s.Incarnation {
+			p.seenAt = n.now
+		}
 		p.seen, p.counter, p.incarnation = true, s.Counter, s.Incarnation
+	}
+	if n.fm != nil {
+		var seen [nodes.Max + 1]int64
+		for i := range seen {
+			seen[i] = -1
+			if n.peers[i].seen {
+				seen[i] = n.peers[i].seenAt
+			}
+		}
+		// The read was issued at the last disk beat's tick.
+		n.fm.DiskRead(n.lastBeat, &seen)
 	}
 	if pl := r.Pill; pl != nil && pl.Target == n.cfg.Self && pl.Incarnation == n.cfg.Incarnation {
 		n.event(Event{Kind: EventPillRead, Node: pl.Sender, Reason: pl.Reason})

@@ -22,6 +22,7 @@ import (
 	"github.com/wolfpack-ha/wolfpack/heartbeat"
 	"github.com/wolfpack-ha/wolfpack/internal/core"
 	"github.com/wolfpack-ha/wolfpack/internal/quorumio"
+	"github.com/wolfpack-ha/wolfpack/internal/resmon"
 	"github.com/wolfpack-ha/wolfpack/internal/stream"
 	"github.com/wolfpack-ha/wolfpack/internal/udp"
 	"github.com/wolfpack-ha/wolfpack/regroup"
@@ -82,6 +83,9 @@ type Config struct {
 	StreamPeers  map[regroup.NodeID]string
 	// DBPath is the local copy of the cluster database (empty: none).
 	DBPath string
+	// Resmon is the resource monitor; without its Path this node hosts
+	// no resources (and runs no failover manager).
+	Resmon Resmon
 
 	// Device is this node's path to the quorum LUN (its own I_T nexus).
 	// The daemon closes it when Run returns.
@@ -151,6 +155,12 @@ type Daemon struct {
 	saving   bool
 	saved    uint64
 	savedAt  time.Time
+
+	// Resources (loop only): resmon while it runs, the lease deadline it
+	// was last given, and when each recent tick was taken.
+	rm    *resmon.Process
+	lease int64
+	ticks [tickRing]tickTime
 
 	// Loop state.
 	halt      string
@@ -276,6 +286,8 @@ func New(cfg Config) (*Daemon, error) {
 		DiskBeatTicks:    ticks(cfg.DiskBeatInterval, cfg.Tick),
 		State:            dbState{d.db},
 		Logger:           coreLogger(cfg.Logger, "core"),
+		DB:               fmDB(cfg, d),
+		Name:             d.self.Name,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("daemon: %w", err)
@@ -311,11 +323,17 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	workCtx, stopWork := context.WithCancel(context.Background())
 	d.wg.Add(1)
 	go d.worker(workCtx)
+	rmCtx, stopResmon := context.WithCancel(context.Background())
+	if d.cfg.Resmon.Path != "" {
+		d.wg.Add(1)
+		go d.superviseResmon(rmCtx)
+	}
 	var admin *adminServer
 	if d.cfg.AdminSocket != "" {
 		if admin, err = d.serveAdmin(); err != nil {
 			d.closeSockets()
 			stopWork()
+			stopResmon()
 			close(d.stopped)
 			d.wg.Wait()
 			return err
@@ -332,11 +350,13 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		}
 		d.closeSockets()
 		stopWork()
+		stopResmon()
 		close(d.stopped)
 		d.wg.Wait()
 	}()
 	d.log.Info("starting", "incarnation", d.inc, "networks", len(d.cfg.Networks),
 		"join_window", d.cfg.JoinWindow.String())
+	d.noteStart()
 	d.node.Start()
 	d.flush()
 	return d.loop(ctx)
@@ -352,9 +372,14 @@ func (d *Daemon) loop(ctx context.Context) error {
 				d.log.Warn("abandoned without ClusterExit")
 				return ErrAbandon
 			}
+			d.drain()
+			if d.halt != "" {
+				return &HaltError{Reason: d.halt}
+			}
 			return d.leave()
-		case <-tick:
-			d.node.Tick()
+		case now := <-tick:
+			d.node.SetClock(now.UnixMilli(), now.Local().Hour())
+			d.tick()
 			d.maybeSave(false)
 		case f := <-d.gupIn:
 			d.stepGUP(f)
@@ -429,7 +454,17 @@ func (d *Daemon) flush() {
 			d.membershipEvent(e)
 		}
 		d.flushGUP(rd.GUP)
+		d.resmonReady(rd)
 	}
+}
+
+// fmDB is the database the failover manager reads: the daemon's, when
+// this node hosts resources.
+func fmDB(cfg Config, d *Daemon) *db.DB {
+	if cfg.Resmon.Path == "" {
+		return nil
+	}
+	return d.db
 }
 
 func ids(s regroup.NodeSet) []int {

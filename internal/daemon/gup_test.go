@@ -1,8 +1,10 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -144,4 +146,87 @@ func TestGUPWatch(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the watch did not close when the daemon stopped")
 	}
+}
+
+// TestRefusesBadResources: through a running node's Commit (the admin
+// API's POST /v1/db), bad property values, unknown types, unknown
+// properties, dependency cycles and cross-group dependencies are refused
+// with an outcome naming the resource and the property, and the database
+// is unchanged.
+func TestRefusesBadResources(t *testing.T) {
+	c := newTestCluster(t, 1, 1)
+	c.start(1)
+	c.waitMembers(5*time.Second, []int{1}, 1)
+	d := c.run[1].d
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	str, list := db.StringValue, db.ListValue
+	res := func(name, group, typ string, props map[string]db.Value) db.Op {
+		p := map[string]db.Value{"group": str(group), "type": str(typ)}
+		for k, v := range props {
+			p[k] = v
+		}
+		return db.Create(db.KindResource, name, p)
+	}
+	commit := func(ops ...db.Op) (uint64, string) {
+		t.Helper()
+		b, err := (&db.Tx{Ops: ops}).MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq, outcome, err := d.Commit(ctx, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return seq, outcome
+	}
+	if _, out := commit(db.Create(db.KindGroup, "web", nil), db.Create(db.KindGroup, "db", nil),
+		res("ip", "web", "ip_address", map[string]db.Value{"address": str("10.1.0.5")}),
+		res("app", "web", "generic_application", map[string]db.Value{"command": str("true"), "depends_on": list("ip")}),
+		res("dbip", "db", "ip_address", map[string]db.Value{"address": str("10.1.0.6")})); out != "" {
+		t.Fatalf("setup: %s", out)
+	}
+	snapshot := func() []byte {
+		var b []byte
+		if _, err := d.ReadDB(ctx, false, func(x *db.DB) { b = x.Snapshot() }); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	before := snapshot()
+	for _, tc := range []struct {
+		name string
+		ops  []db.Op
+		want []string // in the outcome
+	}{
+		{"bad value", []db.Op{res("ip2", "web", "ip_address", map[string]db.Value{"address": str("10.1.0.999")})}, []string{`"ip2"`, "address"}},
+		{"wrong type", []db.Op{db.Set(db.KindResource, "ip", map[string]db.Value{"prefix_len": str("24")})}, []string{`"ip"`, "prefix_len"}},
+		{"unknown property", []db.Op{db.Set(db.KindResource, "ip", map[string]db.Value{"adress": str("10.1.0.7")})}, []string{`"ip"`, "adress"}},
+		{"unknown type", []db.Op{res("x", "web", "apache", nil)}, []string{`"x"`, "apache"}},
+		{"cycle", []db.Op{db.Set(db.KindResource, "ip", map[string]db.Value{"depends_on": list("app")})}, []string{"ip", "app", "cycle"}},
+		{"cross-group", []db.Op{db.Set(db.KindResource, "app", map[string]db.Value{"depends_on": list("ip", "dbip")})}, []string{"app", "dbip"}},
+	} {
+		_, out := commit(tc.ops...)
+		if out == "" {
+			t.Errorf("%s: committed", tc.name)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s: outcome %q does not name %s", tc.name, out, w)
+			}
+		}
+		t.Logf("%s: %s", tc.name, out)
+	}
+	if after := snapshot(); !bytes.Equal(stripSeq(before), stripSeq(after)) {
+		t.Fatal("the database changed")
+	}
+}
+
+// stripSeq is a snapshot without its sequence number and checksum: a
+// refused transaction still takes a sequence number.
+func stripSeq(b []byte) []byte {
+	c := bytes.Clone(b[:len(b)-4])
+	clear(c[8:16])
+	return c
 }

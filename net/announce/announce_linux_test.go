@@ -10,7 +10,7 @@ import (
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/packet"
 	"github.com/vishvananda/netlink"
-	"github.com/wolfpack-ha/wolfpack/net/internal/nstest"
+	"github.com/wolfpack-ha/wolfpack/internal/nstest"
 )
 
 type heardFrame struct {

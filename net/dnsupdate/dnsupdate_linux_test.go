@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/wolfpack-ha/wolfpack/internal/nstest"
 	"github.com/wolfpack-ha/wolfpack/net/dnsupdate"
-	"github.com/wolfpack-ha/wolfpack/net/internal/nstest"
 )
 
 type tWriter struct{ t testing.TB }

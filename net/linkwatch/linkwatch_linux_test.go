@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/wolfpack-ha/wolfpack/net/internal/nstest"
+	"github.com/wolfpack-ha/wolfpack/internal/nstest"
 	"github.com/wolfpack-ha/wolfpack/net/linkwatch"
 )
 

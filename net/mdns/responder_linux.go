@@ -463,3 +463,19 @@ func (r *Responder) Close() error {
 	})
 	return err
 }
+
+// Abort stops answering and closes the sockets without goodbyes: for a
+// node that must let go of the name at once (its lease ran out) while
+// another node may already answer for it with the same records, which a
+// late goodbye would make clients drop.
+func (r *Responder) Abort() {
+	r.closeOnce.Do(func() {
+		r.cancel()
+		r.mu.Lock()
+		r.leaving = true
+		r.mu.Unlock()
+		r.closeSockets()
+		r.wg.Wait()
+		r.log.Info("mdns: responder aborted, no goodbye")
+	})
+}

@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"github.com/wolfpack-ha/wolfpack/net/internal/nstest"
+	"github.com/wolfpack-ha/wolfpack/internal/nstest"
 	"github.com/wolfpack-ha/wolfpack/net/mdns"
 )
 

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/wolfpack-ha/wolfpack/internal/nstest"
 	"github.com/wolfpack-ha/wolfpack/net/announce"
-	"github.com/wolfpack-ha/wolfpack/net/internal/nstest"
 	"github.com/wolfpack-ha/wolfpack/net/vip"
 )
 

@@ -1,5 +1,5 @@
 // Package nstest builds throwaway network namespaces on one bridge for the
-// integration tests of net/: a fabric namespace holding the bridge and the
+// integration tests of net/ and resources/: a fabric namespace holding the bridge and the
 // fabric end of every veth, and one namespace per node or client with eth0.
 // Nothing is created in, addressed in, or sent from the host's namespace.
 //

@@ -1,0 +1,65 @@
+// Command resmon is Wolfpack's resource monitor: clusterd starts it with a
+// socketpair as fd 3 (internal/resmon) and it hosts the built-in resource
+// types. Logs are JSON lines on stderr.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/wolfpack-ha/wolfpack/internal/resmon"
+	"github.com/wolfpack-ha/wolfpack/resources"
+	"github.com/wolfpack-ha/wolfpack/resources/genericapp"
+	"github.com/wolfpack-ha/wolfpack/resources/ipaddr"
+	"github.com/wolfpack-ha/wolfpack/resources/netname"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "resmon:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("resmon", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	watchdog := fs.String("watchdog", "", "watchdog device to pet while the lease is valid (e.g. /dev/watchdog); empty: none")
+	stateDir := fs.String("state-dir", "/run/wolfpack/resmon", "directory recording the applications' process groups")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+
+	f := os.NewFile(3, "clusterd")
+	if f == nil {
+		return errors.New("no fd 3: resmon is started by clusterd with its socket as fd 3")
+	}
+	conn, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("fd 3 is not clusterd's socket: %w", err)
+	}
+	defer conn.Close()
+	types := map[string]resources.Type{}
+	for _, t := range []resources.Type{genericapp.Type{StateDir: *stateDir}, ipaddr.Type{}, netname.Type{}} {
+		types[t.Name()] = t
+	}
+	return resmon.Serve(ctx, conn, resmon.Options{Types: types, Watchdog: *watchdog, StateDir: *stateDir, Logger: log})
+}

@@ -1,0 +1,722 @@
+package resmon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/wolfpack-ha/wolfpack/internal/procgroup"
+	"github.com/wolfpack-ha/wolfpack/resources"
+	"golang.org/x/sys/unix"
+)
+
+// Options configure Serve.
+type Options struct {
+	// Types are the resource types hosted, by name.
+	Types map[string]resources.Type
+	// Watchdog is a watchdog device (/dev/watchdog) to pet while the lease
+	// is valid or no resource is online; "" for none.
+	Watchdog string
+	// StateDir holds the process group records of generic applications
+	// (procgroup): a terminate of a resource not open here kills the group
+	// a previous resmon left for it. "" for none.
+	StateDir string
+	// Logger (nil: discard).
+	Logger *slog.Logger
+}
+
+// Monotonic is the CLOCK_MONOTONIC reading in ns: the clock of the lease's
+// until_ns.
+func Monotonic() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		panic(os.NewSyscallError("clock_gettime CLOCK_MONOTONIC", err))
+	}
+	return ts.Nano()
+}
+
+// defaultPendingMs bounds an offline of a resource whose online carried no
+// pending timeout (docs/resources.md's default).
+const defaultPendingMs = 180000
+
+// opClose is internal: after a lease expiry, report the resource offline
+// (Reason) and close it.
+const opClose = "close"
+
+// shutdownWait bounds how long Serve waits for the resources' goroutines
+// once everything is terminated (an action that ignores its context).
+const shutdownWait = 2 * time.Second
+
+type host struct {
+	opt  Options
+	log  *slog.Logger
+	base context.Context
+	out  *outbox
+
+	mu         sync.Mutex
+	leaseUntil int64 // CLOCK_MONOTONIC ns; 0: none
+	res        map[string]*res
+	quit       chan struct{}
+	workers    sync.WaitGroup
+}
+
+// res is one resource. Its worker goroutine runs its queue in order; the
+// fields are guarded by host.mu.
+type res struct {
+	name string
+	log  *slog.Logger
+	wake chan struct{}
+
+	queue  []Message
+	gen    uint64             // bumped by every kill: older actions' reports are dropped
+	cancel context.CancelFunc // of the running action
+	inst   resources.Instance
+	state  resources.State
+	// terminated: killed since the last online began (the watchdog's view).
+	terminated bool
+	killing    sync.WaitGroup // kills' Terminate calls in flight
+	pendingMs  int64          // the last online's pending timeout
+}
+
+// Serve runs resmon on conn until conn ends (clusterd closed it or died) or
+// ctx ends: then it terminates every resource at once and returns (nil on
+// EOF). Protocol errors are logged and the line skipped.
+func Serve(ctx context.Context, conn io.ReadWriteCloser, opt Options) error {
+	log := opt.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	base, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := &host{opt: opt, log: log, base: base, res: map[string]*res{}, quit: make(chan struct{})}
+	h.out = newOutbox(conn, log)
+	defer h.out.close()
+
+	var wd *watchdog
+	if opt.Watchdog != "" {
+		var err error
+		if wd, err = openWatchdog(opt.Watchdog, h.mayPet, log); err != nil {
+			return err
+		}
+	}
+
+	names := make([]string, 0, len(opt.Types))
+	for n := range opt.Types {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	h.out.push(Message{Op: OpHello, PID: os.Getpid(), Types: names})
+	log.Info("resmon serving", "pid", os.Getpid(), "types", names, "watchdog", opt.Watchdog, "state_dir", opt.StateDir)
+
+	type read struct {
+		m   Message
+		err error
+	}
+	in := make(chan read)
+	go func() {
+		r := NewReader(conn)
+		for {
+			m, err := r.Read()
+			select {
+			case in <- read{m, err}:
+			case <-base.Done():
+				return
+			}
+			if err != nil && !errors.Is(err, ErrProtocol) {
+				return
+			}
+		}
+	}()
+
+	lease := time.NewTimer(time.Hour)
+	lease.Stop()
+	var err error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("resmon stopping", "reason", context.Cause(ctx))
+			break loop
+		case <-lease.C:
+			h.expireIfDue()
+		case r := <-in:
+			switch {
+			case errors.Is(r.err, ErrProtocol):
+				log.Error("message refused", "err", r.err)
+			case r.err == io.EOF:
+				log.Warn("clusterd closed the connection: terminating every resource")
+				break loop
+			case r.err != nil:
+				err = fmt.Errorf("resmon: read from clusterd: %w", r.err)
+				log.Error("connection to clusterd failed: terminating every resource", "err", r.err)
+				break loop
+			case r.m.Op == OpLease:
+				h.lease(r.m.UntilNs, lease)
+			case r.m.Op == OpOnline || r.m.Op == OpOffline || r.m.Op == OpTerminate:
+				h.dispatch(r.m)
+			default:
+				log.Error("message refused", "err", fmt.Errorf("%w: op %q is not clusterd's to send", ErrProtocol, r.m.Op))
+			}
+		}
+	}
+	lease.Stop()
+	start := time.Now()
+	n := h.killAll()
+	log.Info("every resource terminated", "resources", n, "took", time.Since(start))
+	close(h.quit)
+	cancel()
+	done := make(chan struct{})
+	go func() { h.workers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(shutdownWait):
+		log.Warn("a resource's action is still running after terminate; leaving it", "waited", shutdownWait)
+	}
+	if wd != nil {
+		wd.close()
+	}
+	return err
+}
+
+// lease takes a new deadline and resets the timer to it.
+func (h *host) lease(until int64, t *time.Timer) {
+	h.mu.Lock()
+	had := h.leaseUntil
+	h.leaseUntil = until
+	h.mu.Unlock()
+	now := Monotonic()
+	if until <= now {
+		t.Stop()
+		if had != 0 {
+			h.log.Warn("lease revoked or already past", "until_ns", until, "now_ns", now)
+		}
+		h.expire("lease revoked")
+		return
+	}
+	t.Reset(time.Duration(until - now))
+}
+
+func (h *host) leaseValid() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.leaseValidLocked()
+}
+
+func (h *host) leaseValidLocked() bool { return h.leaseUntil > Monotonic() }
+
+// expireIfDue expires the lease unless it was extended meanwhile.
+func (h *host) expireIfDue() {
+	h.mu.Lock()
+	until := h.leaseUntil
+	h.mu.Unlock()
+	if now := Monotonic(); until > now {
+		return
+	}
+	h.expire("lease expired")
+}
+
+// expire terminates every open resource at once (in parallel) and has
+// each reported offline with reason.
+func (h *host) expire(reason string) {
+	start := time.Now()
+	var wg sync.WaitGroup
+	h.mu.Lock()
+	n := 0
+	for _, r := range h.res {
+		if r.inst == nil {
+			continue
+		}
+		n++
+		h.kill(r, &wg)
+		r.queue = append(r.queue, Message{Op: opClose, Resource: r.name, Reason: reason})
+		r.signal()
+	}
+	h.mu.Unlock()
+	wg.Wait()
+	if n > 0 {
+		h.log.Warn(reason+": every resource terminated", "resources", n, "took", time.Since(start))
+	}
+}
+
+// killAll terminates every open resource in parallel and waits.
+func (h *host) killAll() int {
+	var wg sync.WaitGroup
+	h.mu.Lock()
+	n := 0
+	for _, r := range h.res {
+		if r.inst != nil {
+			n++
+		}
+		h.kill(r, &wg)
+	}
+	h.mu.Unlock()
+	wg.Wait()
+	return n
+}
+
+// kill (h.mu held) aborts r's running action and queue and terminates its
+// instance on a goroutine of its own, at once: a hung Online does not
+// delay it.
+func (h *host) kill(r *res, wg *sync.WaitGroup) {
+	r.gen++
+	if r.cancel != nil {
+		r.cancel()
+	}
+	r.queue = nil
+	inst, gen := r.inst, r.gen
+	if inst == nil {
+		return
+	}
+	r.killing.Add(1)
+	if wg != nil {
+		wg.Add(1)
+	}
+	go func() {
+		inst.Terminate()
+		h.mu.Lock()
+		if r.gen == gen {
+			r.terminated = true
+		}
+		h.mu.Unlock()
+		r.killing.Done()
+		if wg != nil {
+			wg.Done()
+		}
+	}()
+}
+
+// mayPet says whether the watchdog may be petted: the lease is valid, or
+// nothing is online (pending or settled) that was not terminated.
+func (h *host) mayPet() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.leaseValidLocked() {
+		return true
+	}
+	for _, r := range h.res {
+		if r.inst != nil && !r.terminated && (r.state == resources.OnlinePending || r.state == resources.Online || r.state == resources.OfflinePending) {
+			return false
+		}
+	}
+	return true
+}
+
+// dispatch queues a command for its resource; a terminate first aborts
+// what runs and what is queued.
+func (h *host) dispatch(m Message) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := h.res[m.Resource]
+	if r == nil {
+		r = &res{name: m.Resource, log: h.log.With("resource", m.Resource), wake: make(chan struct{}, 1), pendingMs: defaultPendingMs}
+		h.res[m.Resource] = r
+		h.workers.Add(1)
+		go h.worker(r)
+	}
+	if m.Op == OpTerminate {
+		h.kill(r, nil)
+	}
+	r.queue = append(r.queue, m)
+	r.signal()
+}
+
+func (r *res) signal() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// pop takes r's next command and the generation it runs in.
+func (h *host) pop(r *res) (Message, uint64, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(r.queue) == 0 {
+		return Message{}, 0, false
+	}
+	m := r.queue[0]
+	r.queue = r.queue[1:]
+	return m, r.gen, true
+}
+
+// report sends r's state unless gen was aborted since.
+func (h *host) report(r *res, gen uint64, s resources.State, reason string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if r.gen != gen {
+		return false
+	}
+	h.reportLocked(r, s, reason)
+	return true
+}
+
+func (h *host) reportLocked(r *res, s resources.State, reason string) {
+	r.state = s
+	lvl := slog.LevelInfo
+	if s == resources.Failed {
+		lvl = slog.LevelWarn
+	}
+	if reason != "" {
+		r.log.Log(context.Background(), lvl, "state", "state", s.String(), "reason", reason)
+	} else {
+		r.log.Log(context.Background(), lvl, "state", "state", s.String())
+	}
+	h.out.push(Message{Op: OpState, Resource: r.name, State: s, Reason: reason})
+}
+
+// begin makes the context of an action of generation gen bounded by
+// timeout; ok is false if gen was aborted.
+func (h *host) begin(r *res, gen uint64, timeout time.Duration) (context.Context, func() bool, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if r.gen != gen {
+		return nil, nil, false
+	}
+	ctx, cancel := context.WithTimeout(h.base, timeout)
+	r.cancel = cancel
+	end := func() bool {
+		cancel()
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if r.gen != gen {
+			return false
+		}
+		r.cancel = nil
+		return true
+	}
+	return ctx, end, true
+}
+
+// monitor polls one online instance.
+type monitor struct {
+	gen       uint64
+	looks, is *time.Ticker
+	fails     <-chan error
+}
+
+func (m *monitor) stop() {
+	if m != nil {
+		m.looks.Stop()
+		m.is.Stop()
+	}
+}
+
+func (h *host) worker(r *res) {
+	defer h.workers.Done()
+	var mon *monitor
+	defer func() { mon.stop() }()
+	for {
+		var looks, is <-chan time.Time
+		var fails <-chan error
+		if mon != nil {
+			looks, is, fails = mon.looks.C, mon.is.C, mon.fails
+		}
+		select {
+		case <-h.quit:
+			h.mu.Lock()
+			inst := r.inst
+			r.inst = nil
+			h.mu.Unlock()
+			if inst != nil {
+				r.killing.Wait()
+				inst.Close()
+			}
+			return
+		case <-r.wake:
+		case <-looks:
+			mon = h.check(r, mon, "looks-alive", func(_ context.Context, inst resources.Instance) error { return inst.LooksAlive() })
+		case <-is:
+			mon = h.check(r, mon, "is-alive", func(ctx context.Context, inst resources.Instance) error { return inst.IsAlive(ctx) })
+		case err, ok := <-fails:
+			if !ok {
+				mon.fails = nil
+				continue
+			}
+			mon = h.check(r, mon, "watch", func(context.Context, resources.Instance) error {
+				if err == nil {
+					err = errors.New("failure reported")
+				}
+				return err
+			})
+		}
+		for {
+			m, gen, ok := h.pop(r)
+			if !ok {
+				break
+			}
+			if mon != nil && (m.Op != OpOnline || mon.gen != gen) {
+				mon.stop()
+				mon = nil
+			}
+			mon = h.exec(r, m, gen, mon)
+		}
+	}
+}
+
+// instance returns r's open instance.
+func (h *host) instance(r *res) resources.Instance {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return r.inst
+}
+
+// check runs one check of an online resource; a failure terminates it and
+// reports it failed. It returns the monitor to go on with (nil: stopped).
+func (h *host) check(r *res, mon *monitor, what string, f func(context.Context, resources.Instance) error) *monitor {
+	inst := h.instance(r)
+	ctx, end, ok := h.begin(r, mon.gen, time.Duration(r.pendingMs)*time.Millisecond)
+	if !ok || inst == nil {
+		mon.stop()
+		return nil
+	}
+	err := f(ctx, inst)
+	if ctx.Err() == context.DeadlineExceeded && err != nil {
+		err = fmt.Errorf("no answer within %d ms: %w", r.pendingMs, err)
+	}
+	if !end() {
+		mon.stop()
+		return nil
+	}
+	if err == nil {
+		return mon
+	}
+	mon.stop()
+	inst.Terminate()
+	h.report(r, mon.gen, resources.Failed, fmt.Sprintf("%s failed: %v", what, err))
+	return nil
+}
+
+// exec runs one command of generation gen.
+func (h *host) exec(r *res, m Message, gen uint64, mon *monitor) *monitor {
+	switch m.Op {
+	case OpOnline:
+		if mon != nil {
+			h.report(r, gen, resources.Online, "")
+			return mon
+		}
+		return h.online(r, m, gen)
+	case OpOffline:
+		h.offline(r, gen)
+	case OpTerminate:
+		h.terminate(r, gen)
+	case opClose:
+		r.killing.Wait() // the kill's Terminate is done before the report
+		h.mu.Lock()
+		inst := r.inst
+		r.inst = nil
+		wasOffline := r.state == resources.Offline
+		h.mu.Unlock()
+		if inst != nil {
+			inst.Terminate() // again: an Online that ignored its ctx may have started something since
+			inst.Close()
+		}
+		if !wasOffline {
+			h.report(r, gen, resources.Offline, m.Reason)
+		}
+	}
+	return nil
+}
+
+func (h *host) online(r *res, m Message, gen uint64) *monitor {
+	if !h.leaseValid() {
+		h.report(r, gen, resources.Failed, "no lease")
+		return nil
+	}
+	typ := h.opt.Types[m.Type]
+	if typ == nil {
+		h.report(r, gen, resources.Failed, fmt.Sprintf("unknown resource type %q", m.Type))
+		return nil
+	}
+	inst := h.instance(r)
+	if inst == nil {
+		h.killOrphan(r)
+		var err error
+		inst, err = typ.Open(r.name, m.Props, r.log)
+		if err != nil {
+			h.report(r, gen, resources.Failed, fmt.Sprintf("open: %v", err))
+			return nil
+		}
+	}
+	h.mu.Lock()
+	r.inst = inst
+	if r.gen != gen {
+		h.mu.Unlock()
+		return nil
+	}
+	r.pendingMs = m.PendingTimeoutMs
+	r.terminated = false
+	h.reportLocked(r, resources.OnlinePending, "")
+	h.mu.Unlock()
+
+	ctx, end, ok := h.begin(r, gen, time.Duration(m.PendingTimeoutMs)*time.Millisecond)
+	if !ok {
+		return nil
+	}
+	err := inst.Online(ctx)
+	timedOut := ctx.Err() == context.DeadlineExceeded
+	if !end() {
+		return nil // aborted: whoever did it terminated the instance
+	}
+	if err != nil || timedOut {
+		inst.Terminate()
+		reason := fmt.Sprintf("online: %v", err)
+		if timedOut {
+			reason = fmt.Sprintf("online: not done within the pending timeout (%d ms): %v", m.PendingTimeoutMs, err)
+		}
+		h.report(r, gen, resources.Failed, reason)
+		return nil
+	}
+	if !h.report(r, gen, resources.Online, "") {
+		return nil
+	}
+	mon := &monitor{
+		gen:   gen,
+		looks: time.NewTicker(time.Duration(m.LooksAliveMs) * time.Millisecond),
+		is:    time.NewTicker(time.Duration(m.IsAliveMs) * time.Millisecond),
+	}
+	if w, ok := inst.(resources.Watcher); ok {
+		mon.fails = w.Failures()
+	}
+	return mon
+}
+
+func (h *host) offline(r *res, gen uint64) {
+	inst := h.instance(r)
+	if inst == nil {
+		h.report(r, gen, resources.Offline, "")
+		return
+	}
+	if !h.report(r, gen, resources.OfflinePending, "") {
+		return
+	}
+	pending := r.pendingMs
+	ctx, end, ok := h.begin(r, gen, time.Duration(pending)*time.Millisecond)
+	if !ok {
+		return
+	}
+	err := inst.Offline(ctx)
+	timedOut := ctx.Err() == context.DeadlineExceeded
+	if !end() {
+		return
+	}
+	reason := ""
+	if err != nil || timedOut {
+		reason = fmt.Sprintf("offline failed, terminated: %v", err)
+		if timedOut {
+			reason = fmt.Sprintf("offline not done within the pending timeout (%d ms), terminated", pending)
+		}
+		inst.Terminate()
+	}
+	h.mu.Lock()
+	if r.gen != gen {
+		h.mu.Unlock()
+		return
+	}
+	r.inst = nil
+	h.mu.Unlock()
+	inst.Close()
+	h.report(r, gen, resources.Offline, reason)
+}
+
+func (h *host) terminate(r *res, gen uint64) {
+	inst := h.instance(r)
+	if inst == nil {
+		h.killOrphan(r)
+		h.report(r, gen, resources.Offline, "")
+		return
+	}
+	inst.Terminate()
+	r.killing.Wait()
+	h.mu.Lock()
+	if r.gen != gen {
+		h.mu.Unlock()
+		return
+	}
+	r.inst = nil
+	h.mu.Unlock()
+	inst.Close()
+	h.report(r, gen, resources.Offline, "")
+}
+
+// killOrphan kills what a previous resmon left running for r.
+func (h *host) killOrphan(r *res) {
+	if h.opt.StateDir == "" {
+		return
+	}
+	n, err := procgroup.KillOrphan(h.opt.StateDir, r.name)
+	switch {
+	case err != nil:
+		r.log.Error("could not kill what a previous resmon left", "err", err)
+	case n != 0:
+		r.log.Warn("killed the process group a previous resmon left", "processes", n)
+	}
+}
+
+// outbox queues resmon's messages for one writer goroutine: a slow reader
+// on the other end never blocks a resource.
+type outbox struct {
+	mu     sync.Mutex
+	q      []Message
+	wake   chan struct{}
+	closed chan struct{}
+	done   chan struct{}
+}
+
+func newOutbox(w io.Writer, log *slog.Logger) *outbox {
+	o := &outbox{wake: make(chan struct{}, 1), closed: make(chan struct{}), done: make(chan struct{})}
+	flush := func() {
+		for {
+			o.mu.Lock()
+			q := o.q
+			o.q = nil
+			o.mu.Unlock()
+			if len(q) == 0 {
+				return
+			}
+			for _, m := range q {
+				b, err := Encode(m)
+				if err == nil {
+					_, err = w.Write(b)
+				}
+				if err != nil {
+					log.Error("could not send to clusterd", "op", m.Op, "err", err)
+				}
+			}
+		}
+	}
+	go func() {
+		defer close(o.done)
+		for {
+			flush()
+			select {
+			case <-o.wake:
+			case <-o.closed:
+				flush()
+				return
+			}
+		}
+	}()
+	return o
+}
+
+func (o *outbox) push(m Message) {
+	o.mu.Lock()
+	o.q = append(o.q, m)
+	o.mu.Unlock()
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// close sends what is queued, then stops the writer.
+func (o *outbox) close() {
+	close(o.closed)
+	<-o.done
+}

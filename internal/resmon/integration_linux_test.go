@@ -1,0 +1,338 @@
+package resmon_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wolfpack-ha/wolfpack/gup/db"
+	"github.com/wolfpack-ha/wolfpack/internal/procgroup"
+	"github.com/wolfpack-ha/wolfpack/internal/resmon"
+	"github.com/wolfpack-ha/wolfpack/resources"
+)
+
+// requireRoot skips the real-process tests unless root and not -short
+// (they run generic applications and kill process groups).
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test skipped in -short mode")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("integration test skipped: needs root; run e.g. sudo -E go test -run TestIntegration ./internal/resmon/")
+	}
+}
+
+// BuildResmon builds cmd/resmon into a temporary directory.
+func buildResmon(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "resmon")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/wolfpack-ha/wolfpack/cmd/resmon").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build cmd/resmon: %v\n%s", err, out)
+	}
+	return bin
+}
+
+type logWriter struct{ t *testing.T }
+
+func (w logWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+func startResmon(t *testing.T, bin, stateDir string) *resmon.Process {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	p, err := resmon.Start(ctx, resmon.Config{Path: bin, Args: []string{"-state-dir", stateDir, "-log-level", "debug"}, Stderr: logWriter{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		p.Stop(ctx)
+	})
+	return p
+}
+
+func appOnline(name, command string, extra ...any) resources.Command {
+	props := resources.Props{"command": db.StringValue(command)}
+	for i := 0; i+1 < len(extra); i += 2 {
+		switch v := extra[i+1].(type) {
+		case string:
+			props[extra[i].(string)] = db.StringValue(v)
+		case int:
+			props[extra[i].(string)] = db.IntValue(int64(v))
+		}
+	}
+	return resources.Command{Op: resources.CmdOnline, Resource: name, Type: "generic_application", Props: props,
+		LooksAliveMs: 50, IsAliveMs: 1000, PendingTimeoutMs: 5000}
+}
+
+func expect(t *testing.T, p *resmon.Process, resource string, s resources.State, reason string) resources.Status {
+	t.Helper()
+	select {
+	case st, ok := <-p.Statuses():
+		if !ok {
+			t.Fatalf("resmon's connection ended; waiting for %s %v", resource, s)
+		}
+		if st.Resource != resource || st.State != s || !strings.Contains(st.Reason, reason) {
+			t.Fatalf("got %s %v %q; want %s %v with a reason containing %q", st.Resource, st.State, st.Reason, resource, s, reason)
+		}
+		return st
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no report within 10 s; waiting for %s %v", resource, s)
+	}
+	return resources.Status{}
+}
+
+func send(t *testing.T, p *resmon.Process, c resources.Command) {
+	t.Helper()
+	if err := p.Send(c); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func online(t *testing.T, p *resmon.Process, stateDir string, c resources.Command) procgroup.Record {
+	t.Helper()
+	send(t, p, c)
+	expect(t, p, c.Resource, resources.OnlinePending, "")
+	expect(t, p, c.Resource, resources.Online, "")
+	rec, ok, err := procgroup.Load(stateDir, c.Resource)
+	if err != nil || !ok {
+		t.Fatalf("no process group recorded for %s: %v", c.Resource, err)
+	}
+	return rec
+}
+
+// groupGone says whether no live process is left in group pgid: zombies
+// are dead, whoever reaps them (an orphan's reaper is pid 1, not resmon).
+func groupGone(pgid int) bool {
+	if syscall.Kill(-pgid, 0) == syscall.ESRCH {
+		return true
+	}
+	return liveInGroup(pgid) == 0
+}
+
+// liveInGroup counts the processes of group pgid that are not zombies.
+func liveInGroup(pgid int) int {
+	n := 0
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		panic(err)
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(b, ')')
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) > 3 && f[0] != "Z" && f[2] == strconv.Itoa(pgid) && pid > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+func waitGone(t *testing.T, pgid int, within time.Duration) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !groupGone(pgid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("process group %d still there after %v", pgid, within)
+		}
+		time.Sleep(500 * time.Microsecond)
+	}
+	return time.Now()
+}
+
+// An application killed behind resmon's back is reported failed.
+func TestIntegrationResmonAppKilled(t *testing.T) {
+	requireRoot(t)
+	bin, dir := buildResmon(t), t.TempDir()
+	p := startResmon(t, bin, dir)
+	if err := p.LeaseFor(time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	rec := online(t, p, dir, appOnline("app", "sleep 1000; echo never"))
+	killed := time.Now()
+	if err := syscall.Kill(-rec.Pgid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	st := expect(t, p, "app", resources.Failed, "exited (killed by signal 9")
+	t.Logf("killed externally -> reported failed in %v: %q", time.Since(killed), st.Reason)
+	waitGone(t, rec.Pgid, time.Second)
+}
+
+// Offline of a command that ignores SIGTERM: SIGKILL after stop_timeout_ms.
+func TestIntegrationResmonStopTimeout(t *testing.T) {
+	requireRoot(t)
+	bin, dir := buildResmon(t), t.TempDir()
+	p := startResmon(t, bin, dir)
+	p.LeaseFor(time.Hour)
+	rec := online(t, p, dir, appOnline("stubborn", `trap "" TERM; while :; do sleep 0.05; done`, "stop_timeout_ms", 300))
+	// The trap is set once the loop has started a sleep.
+	for deadline := time.Now().Add(2 * time.Second); liveInGroup(rec.Pgid) < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the shell did not start its loop")
+		}
+	}
+	start := time.Now()
+	send(t, p, resources.Command{Op: resources.CmdOffline, Resource: "stubborn"})
+	expect(t, p, "stubborn", resources.OfflinePending, "")
+	expect(t, p, "stubborn", resources.Offline, "")
+	took := time.Since(start)
+	if took < 300*time.Millisecond || took > 2*time.Second {
+		t.Fatalf("offline took %v; want SIGKILL just after the 300 ms stop timeout", took)
+	}
+	waitGone(t, rec.Pgid, 200*time.Millisecond) // SIGKILL is delivered, not yet acted on, when kill returns
+	t.Logf("offline of a SIGTERM-ignoring command: %v (stop_timeout_ms 300)", took)
+	// A well-behaved one stops on SIGTERM, well before its stop timeout.
+	rec = online(t, p, dir, appOnline("polite", "sleep 1000", "stop_timeout_ms", 5000))
+	start = time.Now()
+	send(t, p, resources.Command{Op: resources.CmdOffline, Resource: "polite"})
+	expect(t, p, "polite", resources.OfflinePending, "")
+	expect(t, p, "polite", resources.Offline, "")
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("offline of sleep took %v", took)
+	}
+	waitGone(t, rec.Pgid, 200*time.Millisecond) // SIGKILL is delivered, not yet acted on, when kill returns
+}
+
+// A lease that is not renewed: the process groups are gone within a small
+// tolerance of the deadline.
+func TestIntegrationResmonLeaseExpiry(t *testing.T) {
+	requireRoot(t)
+	bin, dir := buildResmon(t), t.TempDir()
+	p := startResmon(t, bin, dir)
+	until := resmon.Monotonic() + int64(time.Second)
+	p.SetLease(until)
+	a := online(t, p, dir, appOnline("a", "sleep 1000 & sleep 1000 & wait"))
+	b := online(t, p, dir, appOnline("b", "while :; do sleep 0.01; done"))
+	ga, gb := waitGone(t, a.Pgid, 3*time.Second), waitGone(t, b.Pgid, 3*time.Second)
+	mono := resmon.Monotonic() - int64(time.Since(ga))
+	lateA := time.Duration(mono - until)
+	lateB := time.Duration(resmon.Monotonic() - int64(time.Since(gb)) - until)
+	t.Logf("lease deadline -> process group gone: a %v, b %v", lateA, lateB)
+	// Measured on 2 shared cores: 3-16 ms when idle; under load (load
+	// average 5, other test runs) SIGKILL to observed exit alone took up
+	// to 130 ms, and one run 460 ms. TestLeaseExpiry checks resmon's own
+	// part (Terminate within 10 ms of the deadline) without processes.
+	const tolerance = 500 * time.Millisecond
+	for _, late := range []time.Duration{lateA, lateB} {
+		if late < 0 || late > tolerance {
+			t.Errorf("group gone %v after the deadline; want within [0, %v]", late, tolerance)
+		}
+	}
+	expectEach(t, p, resources.Offline, "lease expired", "a", "b")
+	// No lease: onlines are refused.
+	send(t, p, appOnline("c", "sleep 1000"))
+	expect(t, p, "c", resources.Failed, "no lease")
+}
+
+// expectEach reads one report per resource, in any order.
+func expectEach(t *testing.T, p *resmon.Process, s resources.State, reason string, names ...string) {
+	t.Helper()
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	for range names {
+		select {
+		case st := <-p.Statuses():
+			if !want[st.Resource] || st.State != s || !strings.Contains(st.Reason, reason) {
+				t.Fatalf("got %s %v %q; want %v for one of %v with a reason containing %q", st.Resource, st.State, st.Reason, s, names, reason)
+			}
+			delete(want, st.Resource)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no report within 10 s; waiting for %v", want)
+		}
+	}
+}
+
+// clusterd closes the socket (or dies): resmon terminates everything and
+// exits with status 0.
+func TestIntegrationResmonSocketClosed(t *testing.T) {
+	requireRoot(t)
+	bin, dir := buildResmon(t), t.TempDir()
+	p := startResmon(t, bin, dir)
+	p.LeaseFor(time.Hour)
+	a := online(t, p, dir, appOnline("a", "sleep 1000"))
+	b := online(t, p, dir, appOnline("b", `trap "" TERM; sleep 1000 & wait`))
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := p.Stop(ctx); err != nil {
+		t.Fatalf("resmon after its socket closed: %v", err)
+	}
+	t.Logf("socket closed -> resmon exited in %v", time.Since(start))
+	for _, r := range []procgroup.Record{a, b} {
+		waitGone(t, r.Pgid, 200*time.Millisecond)
+	}
+}
+
+// resmon killed with SIGKILL: its application's leader goes with it
+// (Pdeathsig), a process it left in the group survives; a new resmon's
+// terminate of the resource kills that orphan through the state
+// directory.
+func TestIntegrationResmonOrphanAfterCrash(t *testing.T) {
+	requireRoot(t)
+	bin, dir := buildResmon(t), t.TempDir()
+	p := startResmon(t, bin, dir)
+	p.LeaseFor(time.Hour)
+	rec := online(t, p, dir, appOnline("app", "sleep 1000 & wait"))
+	for deadline := time.Now().Add(2 * time.Second); liveInGroup(rec.Pgid) < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("sh did not start its background sleep")
+		}
+	}
+	if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.Done()
+	if err := p.Err(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("resmon exit: %v; want killed", err)
+	}
+	// The leader (sh) got Pdeathsig's SIGKILL; the background sleep is
+	// left, an orphan in the group.
+	deadline := time.Now().Add(2 * time.Second)
+	for !isZombie(rec.Pgid) {
+		if time.Now().After(deadline) {
+			t.Fatal("the leader outlived resmon: Pdeathsig did not fire")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if groupGone(rec.Pgid) {
+		t.Fatal("nothing of the group is left: the test cannot show the state directory at work")
+	}
+	p2 := startResmon(t, bin, dir)
+	send(t, p2, resources.Command{Op: resources.CmdTerminate, Resource: "app"})
+	expect(t, p2, "app", resources.Offline, "")
+	waitGone(t, rec.Pgid, time.Second)
+	if _, ok, _ := procgroup.Load(dir, "app"); ok {
+		t.Fatal("record still in the state directory")
+	}
+}
+
+func isZombie(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i > 0 && i+2 < len(b) && b[i+2] == 'Z'
+}

@@ -1,0 +1,157 @@
+package ipaddr_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wolfpack-ha/wolfpack/gup/db"
+	"github.com/wolfpack-ha/wolfpack/internal/nstest"
+	"github.com/wolfpack-ha/wolfpack/internal/resmon"
+	"github.com/wolfpack-ha/wolfpack/resources"
+)
+
+type logWriter struct{ t *testing.T }
+
+func (w logWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+// startResmon builds cmd/resmon and runs it in ns (ip netns exec passes
+// the socket on as fd 3).
+func startResmon(t *testing.T, ns *nstest.NS) *resmon.Process {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "resmon")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/wolfpack-ha/wolfpack/cmd/resmon").CombinedOutput(); err != nil {
+		t.Fatalf("go build cmd/resmon: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	p, err := resmon.Start(ctx, resmon.Config{Path: "ip", Args: []string{"netns", "exec", ns.Name, bin, "-state-dir", t.TempDir()}, Stderr: logWriter{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		p.Stop(ctx)
+	})
+	if err := p.LeaseFor(time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func expect(t *testing.T, p *resmon.Process, s resources.State, reason string) resources.Status {
+	t.Helper()
+	select {
+	case st := <-p.Statuses():
+		if st.State != s || !strings.Contains(st.Reason, reason) {
+			t.Fatalf("got %s %v %q; want %v with a reason containing %q", st.Resource, st.State, st.Reason, s, reason)
+		}
+		return st
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no report within 10 s; waiting for %v", s)
+	}
+	return resources.Status{}
+}
+
+const vip = "10.77.0.50"
+
+func online(t *testing.T, p *resmon.Process) {
+	t.Helper()
+	err := p.Send(resources.Command{Op: resources.CmdOnline, Resource: "vip", Type: "ip_address",
+		Props:        resources.Props{"address": db.StringValue(vip), "probe": db.BoolValue(true)},
+		LooksAliveMs: 100, IsAliveMs: 1000, PendingTimeoutMs: 5000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, p, resources.OnlinePending, "")
+	expect(t, p, resources.Online, "")
+}
+
+func hasAddr(t *testing.T, ns *nstest.NS) bool {
+	out, err := ns.Run(t.Context(), "ip", "-4", "addr", "show", "dev", "eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Contains(string(out), " "+vip+"/")
+}
+
+// Online: a client reaches the address. Removed behind resmon's back, or
+// the cable pulled: the resource fails. Offline: the address is gone.
+func TestIntegrationIPAddressResource(t *testing.T) {
+	rig := nstest.New(t)
+	node := rig.Node("n", "10.77.0.1/24")
+	cl := rig.Node("cl", "10.77.0.100/24")
+	p := startResmon(t, node)
+	// Reached: a TCP connect to a closed port is refused (the node's
+	// kernel answered with a RST); unreachable: it times out.
+	ping := func() error {
+		return cl.Do(func() error {
+			c, err := net.DialTimeout("tcp", vip+":9", time.Second)
+			if err == nil {
+				c.Close()
+				return nil
+			}
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				return nil
+			}
+			return err
+		})
+	}
+
+	online(t, p)
+	if err := ping(); err != nil {
+		t.Fatalf("client cannot reach the address: %v", err)
+	}
+	start := time.Now()
+	if err := nstest.IPBatch(node.Name, "addr del "+vip+"/24 dev eth0"); err != nil {
+		t.Fatal(err)
+	}
+	st := expect(t, p, resources.Failed, "")
+	t.Logf("address removed -> failed in %v: %s", time.Since(start), st.Reason)
+
+	online(t, p)
+	start = time.Now()
+	if err := rig.SetPort("n", false); err != nil {
+		t.Fatal(err)
+	}
+	st = expect(t, p, resources.Failed, "carrier lost")
+	t.Logf("cable pulled -> failed in %v: %s", time.Since(start), st.Reason)
+	if hasAddr(t, node) {
+		t.Fatal("a failed address was left on the interface")
+	}
+	if err := rig.SetPort("n", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := nstest.WaitFor(t.Context(), 5*time.Second, func() (bool, error) {
+		out, err := node.Run(t.Context(), "ip", "link", "show", "eth0")
+		return err == nil && strings.Contains(string(out), "LOWER_UP"), nil
+	}); err != nil {
+		t.Fatalf("carrier not back: %v", err)
+	}
+
+	online(t, p)
+	if err := ping(); err != nil {
+		t.Fatalf("client cannot reach the address: %v", err)
+	}
+	if err := p.Send(resources.Command{Op: resources.CmdOffline, Resource: "vip"}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, p, resources.OfflinePending, "")
+	expect(t, p, resources.Offline, "")
+	if hasAddr(t, node) {
+		t.Fatal("address still on the interface after offline")
+	}
+	if err := ping(); err == nil {
+		t.Fatal("client still reaches the address after offline")
+	}
+}
