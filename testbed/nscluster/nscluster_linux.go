@@ -96,6 +96,12 @@ type Config struct {
 	Binary string
 	// CLI is the cluster admin tool; empty builds ./cmd/cluster.
 	CLI string
+	// Resmon is the resource monitor. Empty, with Binary empty: the rig
+	// builds ./cmd/resmon beside the clusterd it builds, where clusterd
+	// looks for it (with Binary given, clusterd finds its own or none).
+	// Set, every node's config names it (resmon.path). Each node's resmon
+	// keeps its state directory under Dir.
+	Resmon string
 	// Timing overrides the daemon's timing.
 	Timing Timing
 	// SyncLUN backs the quorum LUN with an O_SYNC file (tgt's --bsoflags
@@ -170,10 +176,18 @@ func New(t testing.TB, cfg Config) *Cluster {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx := t.Context()
-	for _, b := range []struct {
+	builds := []struct {
 		path *string
 		pkg  string
-	}{{&cfg.Binary, "./cmd/clusterd"}, {&cfg.CLI, "./cmd/cluster"}} {
+	}{{&cfg.Binary, "./cmd/clusterd"}, {&cfg.CLI, "./cmd/cluster"}}
+	resmonPath := cfg.Resmon
+	if cfg.Binary == "" && cfg.Resmon == "" {
+		builds = append(builds, struct {
+			path *string
+			pkg  string
+		}{&resmonPath, "./cmd/resmon"})
+	}
+	for _, b := range builds {
 		if *b.path != "" {
 			continue
 		}
@@ -182,6 +196,9 @@ func New(t testing.TB, cfg Config) *Cluster {
 			t.Fatalf("nscluster: build %s: %v", b.pkg, err)
 		}
 		*b.path = p
+	}
+	if cfg.Resmon == "" && resmonPath != "" && filepath.Dir(resmonPath) != filepath.Dir(cfg.Binary) {
+		cfg.Resmon = resmonPath // not where clusterd looks
 	}
 	Sweep(cfg.Logger)
 
@@ -559,6 +576,7 @@ func (c *Cluster) newNode(i int) *Node {
 		CABundle:    filepath.Join(c.Dir, fmt.Sprintf("pki-node%d", i), "ca.pem"),
 		NodeCert:    filepath.Join(c.Dir, fmt.Sprintf("pki-node%d", i), "node.pem"),
 		NodeKey:     filepath.Join(c.Dir, fmt.Sprintf("pki-node%d", i), "node.key"),
+		Resmon:      config.Resmon{Path: c.cfg.Resmon, StateDir: n.resmonStateDir()},
 	}
 	for j := 1; j <= c.cfg.Nodes; j++ {
 		e := config.Node{ID: j, Name: fmt.Sprintf("node%d", j)}
