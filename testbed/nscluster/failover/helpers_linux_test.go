@@ -42,6 +42,7 @@ const (
 	evPush           = "push"
 	evMoved          = "moved"
 	evFailback       = "failback"
+	evGroupFailed    = "group failed"
 	evResmonStarted  = "resmon started"
 	evResmonExited   = "resmon exited"
 )
@@ -386,7 +387,7 @@ func (r *rig) timeline(node, mark int, t0 time.Time) string {
 	for _, e := range r.c.Events(node, "", nscluster.After(mark)) {
 		switch e.Msg {
 		case evClaim, evOwner, evLeaseWait, evGroupOnline, evGroupOffline, evResourceFailed, evRestart, evPush, evMoved,
-			evFailback, "membership installed", evResmonStarted, evResmonExited, "state", "halt", "lost quorum":
+			evFailback, "membership installed", evResmonStarted, evResmonExited, "state", "halt", "lost quorum", "proposal failed", evGroupFailed:
 		default:
 			continue
 		}
