@@ -68,12 +68,16 @@ type rig struct {
 	arp  *nscluster.ARPCapture
 }
 
-// newRig starts n nodes, waits for the membership and every node's node
-// object, and starts the ARP capture; the virtual server comes with
-// createVS.
-func newRig(t *testing.T, n int, timeout time.Duration) *rig {
+// newRig starts n nodes (with timing, if given), waits for the membership
+// and every node's node object, and starts the ARP capture; the virtual
+// server comes with createVS.
+func newRig(t *testing.T, n int, timeout time.Duration, timing ...nscluster.Timing) *rig {
 	t.Helper()
-	c := nscluster.Start(t, nscluster.Config{Nodes: n})
+	cfg := nscluster.Config{Nodes: n}
+	if len(timing) > 0 {
+		cfg.Timing = timing[0]
+	}
+	c := nscluster.Start(t, cfg)
 	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	t.Cleanup(cancel)
 	echo, err := testbed.BuildGo(ctx, "./testbed/probe/echo")
