@@ -6,7 +6,7 @@
 // client namespace that sends a datagram to the virtual address every
 // 10 ms (nscluster's Prober), captures ARP, and watches the address on each
 // node. The tests are TestIntegration* (root, tgt; skipped otherwise):
-// an owner crashed, frozen, or its clusterd or resmon killed; the
+// an owner crashed, frozen, partitioned, or its clusterd or resmon killed; the
 // application killed past its restart threshold; a planned move; failback.
 // Each logs what it measured as key=value (outage_ms=...).
 //
