@@ -99,8 +99,10 @@ type Config struct {
 	// Resmon is the resource monitor. Empty, with Binary empty: the rig
 	// builds ./cmd/resmon beside the clusterd it builds, where clusterd
 	// looks for it (with Binary given, clusterd finds its own or none).
-	// Set, every node's config names it (resmon.path). Each node's resmon
-	// keeps its state directory under Dir.
+	// "none": no node runs resources (resmon.path "none": no resmon, no
+	// failover manager, so nothing but the test writes to the database).
+	// Any other value: every node's config names it (resmon.path). Each
+	// node's resmon keeps its state directory under Dir.
 	Resmon string
 	// Timing overrides the daemon's timing.
 	Timing Timing
