@@ -8,7 +8,7 @@ FUZZTIME  ?= 5s
 INTEGRATION_TIMEOUT ?= 20m
 INTEGRATION_RUN     ?= TestIntegration
 
-.PHONY: all build deps check test unit sim mutants fuzz integration demo bench bench-membership bench-net bench-gup bench-resmon soak clean
+.PHONY: all build deps check test unit sim mutants fuzz integration demo bench bench-membership bench-net bench-gup bench-resmon bench-failover soak clean
 
 all: build
 
@@ -78,6 +78,12 @@ bench-resmon: deps
 # on tgt, 2/4/8/16 nodes, detection / regroup / join (a few minutes; root).
 bench-membership: deps
 	WOLFPACK_BENCH_MEMBERSHIP=2,4,8,16 $(GO) test -count=1 -p 1 -timeout 30m -run 'TestIntegrationBenchMembership' -v ./testbed/nscluster/membership/
+
+# Failover on a node crash, BENCH_FAILOVER times on one 2-node cluster:
+# the client's outage, detection, lease wait (median, p95; root).
+BENCH_FAILOVER ?= 20
+bench-failover: deps
+	WOLFPACK_BENCH_FAILOVER=$(BENCH_FAILOVER) $(GO) test -count=1 -p 1 -timeout 30m -run 'TestIntegrationBenchFailover' -v ./testbed/nscluster/failover/
 
 # net/ figures: address online (probe and not), announcement → client
 # neighbour entry, mDNS announcement → client, link watch reports, over

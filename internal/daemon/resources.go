@@ -179,16 +179,27 @@ func (d *Daemon) superviseResmon(ctx context.Context) {
 }
 
 // forwardStatuses hands resmon's reports to the core until resmon exits
-// (or ctx ends: then it stops resmon, which terminates everything).
+// (or ctx ends: then it stops resmon, which terminates everything). The
+// reports' channel closes when the connection ends, usually before the
+// exit is seen: from then on it is not read (a closed channel would hand
+// out zero reports forever and the exit would never be noticed).
 func (d *Daemon) forwardStatuses(ctx context.Context, p *resmon.Process) {
+	statuses := p.Statuses()
 	for {
 		select {
-		case s := <-p.Statuses():
+		case s, ok := <-statuses:
+			if !ok {
+				statuses = nil
+				continue
+			}
 			d.post(ctx, func() { d.node.StepResource(s) })
 		case <-p.Done():
 			for {
 				select {
-				case s := <-p.Statuses():
+				case s, ok := <-statuses:
+					if !ok {
+						return
+					}
 					d.post(ctx, func() { d.node.StepResource(s) })
 				default:
 					return

@@ -113,6 +113,47 @@ func Do(name string, f func() error) error {
 	return <-done
 }
 
+// Visit runs f in the named namespace as Do does, but then moves the
+// thread back to the caller's namespace and hands it back to the
+// scheduler; only if that fails does the thread die locked, as Do's
+// always does. Use it in a process that starts children with
+// PR_SET_PDEATHSIG: the signal fires when the thread that forked the child
+// exits, and the goroutine Do starts often runs on the very thread of the
+// goroutine that called it (blocked waiting for it), so Do's ending kills
+// the children that goroutine started before (a rig's daemons, tgtd).
+func Visit(name string, f func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		home, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- fmt.Errorf("open this thread's netns: %w", err)
+			return
+		}
+		defer unix.Close(home)
+		fd, err := unix.Open(filepath.Join(Dir, name), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- fmt.Errorf("open netns %s: %w", name, err)
+			return
+		}
+		err = unix.Setns(fd, unix.CLONE_NEWNET)
+		unix.Close(fd)
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- fmt.Errorf("enter netns %s: %w", name, os.NewSyscallError("setns", err))
+			return
+		}
+		err = f()
+		if unix.Setns(home, unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		} // else the thread dies locked, as Do's
+		done <- err
+	}()
+	return <-done
+}
+
 // Script is a list of ip(8) commands for one namespace, run in one
 // `ip -batch` process.
 type Script struct {
@@ -376,4 +417,33 @@ func ProcStart(pid int) string {
 		return ""
 	}
 	return f[19]
+}
+
+// Pids lists the processes in the named namespace (as `ip netns pids`
+// does, without a child process: every /proc/<pid>/ns/net that is the
+// namespace's file), never the calling process.
+func Pids(name string) ([]int, error) {
+	var want unix.Stat_t
+	if err := unix.Stat(filepath.Join(Dir, name), &want); err != nil {
+		return nil, fmt.Errorf("netns %s: %w", name, os.NewSyscallError("stat", err))
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st) != nil {
+			continue // gone, or a kernel thread
+		}
+		if st.Dev == want.Dev && st.Ino == want.Ino {
+			out = append(out, pid)
+		}
+	}
+	return out, nil
 }

@@ -34,6 +34,22 @@
 // on (WaitEvent) instead of sleeping. The admin socket is a file on the host,
 // so Status dials it directly and answers internal/api's Status.
 //
+// # Resources and the client's instruments
+//
+// The rig builds cmd/resmon beside the clusterd it builds (clusterd looks
+// there first); each node's resmon keeps its state directory under Dir.
+// For the failover tests (package failover): Prober (a client in the
+// client namespace sending sequence-numbered datagrams to
+// testbed/probe/echo every few ms: who answered, the longest silence),
+// CaptureARP (every ARP frame on the client's interface), WatchAddr (an
+// address's presence in nodes' namespaces, sampled by netlink), Crash (a
+// node's every process SIGKILLed and its links down, as the kernel of a
+// crashed machine would leave it) and Reboot, Node.Procs, ResmonPid,
+// KillResmon, MAC. Node.Stop and Cont freeze and thaw clusterd alone.
+// Namespace work from the test process goes through netns.Visit, never
+// netns.Do: Do's thread dies, and PR_SET_PDEATHSIG then kills the daemons
+// and tgtd that thread forked.
+//
 // # Teardown
 //
 // Close kills every process the rig started (and anything else left in its

@@ -96,6 +96,14 @@ type Config struct {
 	Binary string
 	// CLI is the cluster admin tool; empty builds ./cmd/cluster.
 	CLI string
+	// Resmon is the resource monitor. Empty, with Binary empty: the rig
+	// builds ./cmd/resmon beside the clusterd it builds, where clusterd
+	// looks for it (with Binary given, clusterd finds its own or none).
+	// "none": no node runs resources (resmon.path "none": no resmon, no
+	// failover manager, so nothing but the test writes to the database).
+	// Any other value: every node's config names it (resmon.path). Each
+	// node's resmon keeps its state directory under Dir.
+	Resmon string
 	// Timing overrides the daemon's timing.
 	Timing Timing
 	// SyncLUN backs the quorum LUN with an O_SYNC file (tgt's --bsoflags
@@ -133,6 +141,7 @@ type Cluster struct {
 
 	mu        sync.Mutex
 	spawned   []*exec.Cmd       // Spawn'd processes
+	closers   []func() error    // probers, captures, watchers: closed first
 	partBr    map[string]bool   // bridges Partition created
 	partOf    map[string]string // fabric port -> bridge it was moved to
 	closed    bool
@@ -169,10 +178,18 @@ func New(t testing.TB, cfg Config) *Cluster {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx := t.Context()
-	for _, b := range []struct {
+	builds := []struct {
 		path *string
 		pkg  string
-	}{{&cfg.Binary, "./cmd/clusterd"}, {&cfg.CLI, "./cmd/cluster"}} {
+	}{{&cfg.Binary, "./cmd/clusterd"}, {&cfg.CLI, "./cmd/cluster"}}
+	resmonPath := cfg.Resmon
+	if cfg.Binary == "" && cfg.Resmon == "" {
+		builds = append(builds, struct {
+			path *string
+			pkg  string
+		}{&resmonPath, "./cmd/resmon"})
+	}
+	for _, b := range builds {
 		if *b.path != "" {
 			continue
 		}
@@ -181,6 +198,9 @@ func New(t testing.TB, cfg Config) *Cluster {
 			t.Fatalf("nscluster: build %s: %v", b.pkg, err)
 		}
 		*b.path = p
+	}
+	if cfg.Resmon == "" && resmonPath != "" && filepath.Dir(resmonPath) != filepath.Dir(cfg.Binary) {
+		cfg.Resmon = resmonPath // not where clusterd looks
 	}
 	Sweep(cfg.Logger)
 
@@ -461,9 +481,14 @@ func (c *Cluster) close() error {
 	onsignal.Unregister(c)
 	c.mu.Lock()
 	c.closed = true
-	spawned := c.spawned
+	spawned, closers := c.spawned, c.closers
 	c.mu.Unlock()
 	var errs []error
+	for _, f := range closers {
+		if err := f(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, n := range c.nodes {
 		if err := n.Kill(); err != nil && !errors.Is(err, ErrNotRunning) {
 			errs = append(errs, err)
@@ -553,6 +578,7 @@ func (c *Cluster) newNode(i int) *Node {
 		CABundle:    filepath.Join(c.Dir, fmt.Sprintf("pki-node%d", i), "ca.pem"),
 		NodeCert:    filepath.Join(c.Dir, fmt.Sprintf("pki-node%d", i), "node.pem"),
 		NodeKey:     filepath.Join(c.Dir, fmt.Sprintf("pki-node%d", i), "node.key"),
+		Resmon:      config.Resmon{Path: c.cfg.Resmon, StateDir: n.resmonStateDir()},
 	}
 	for j := 1; j <= c.cfg.Nodes; j++ {
 		e := config.Node{ID: j, Name: fmt.Sprintf("node%d", j)}

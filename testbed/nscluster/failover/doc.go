@@ -1,0 +1,16 @@
+// Package failover holds ring-2 tests of the failover manager, resmon and
+// the resource types (docs/resources.md) with real processes: clusterd and
+// resmon on every node of the nscluster rig, a virtual server (a group with
+// an ip_address, a network_name and a generic_application running
+// testbed/probe/echo) created through the admin API, and a client in the
+// client namespace that sends a datagram to the virtual address every
+// 10 ms (nscluster's Prober), captures ARP, and watches the address on each
+// node. The tests are TestIntegration* (root, tgt; skipped otherwise):
+// an owner crashed, frozen, partitioned, or its clusterd or resmon killed; the
+// application killed past its restart threshold; a planned move; failback.
+// Each logs what it measured as key=value (outage_ms=...).
+//
+// TestIntegrationBenchFailover (WOLFPACK_BENCH_FAILOVER=N) repeats the
+// crash failover N times and reports the median and p95 of the outage and
+// of the lease wait.
+package failover
