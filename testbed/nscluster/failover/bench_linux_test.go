@@ -16,7 +16,9 @@ import (
 // reboots and joins; the next round crashes the new owner) and reports
 // the median and p95 of the client's outage, of the detection (crash to
 // the survivor's install), of the wait (install to the address's online,
-// the lease wait as it happened) and the lease wait's bound as logged.
+// the lease wait as it happened) and the lease wait's bound as logged;
+// then as many planned moves of the group back and forth (the client's
+// outage, and the move to the group online on its new node).
 func TestIntegrationBenchFailover(t *testing.T) {
 	env := os.Getenv("WOLFPACK_BENCH_FAILOVER")
 	if env == "" {
@@ -77,6 +79,38 @@ func TestIntegrationBenchFailover(t *testing.T) {
 		v    []int64
 	}{{"outage_ms", outage}, {"detect_ms", detect}, {"wait_ms", wait}, {"lease_wait_bound_ms", bound}, {"group_online_ms", online}} {
 		t.Logf("failover on crash, %d runs: %s median=%d p95=%d max=%d", runs, m.name,
+			loadgen.Median(m.v), loadgen.Percentile(m.v, 95), loadgen.Percentile(m.v, 100))
+	}
+
+	// Planned moves, back and forth, as many: the administrator's move
+	// (moving_to through the admin API) of the same group.
+	// The last round's crashed node comes back first.
+	mark := r.c.Mark()
+	if err := r.c.Reboot(owner); err != nil {
+		t.Fatal(err)
+	}
+	r.c.WaitMembership(r.ctx, t, mark, []int{1, 2}, []int{1, 2})
+	r.waitEvent(owner, "locker known", mark, nil)
+	cur := 3 - owner
+	var moveOutage, moveOnline []int64
+	for k := 1; k <= runs; k++ {
+		to := 3 - cur
+		time.Sleep(500 * time.Millisecond)
+		mark = r.c.Mark()
+		move := time.Now()
+		r.commitMove(cur, "node"+strconv.Itoa(to))
+		gon := r.waitEvent(to, evGroupOnline, mark, ofGroup)
+		o := r.outage(move, to)
+		moveOutage = append(moveOutage, ms(o.Gap))
+		moveOnline = append(moveOnline, ms(since(move, gon)))
+		t.Logf("move=%d node%d -> node%d: outage_ms=%d group_online_ms=%d", k, cur, to, moveOutage[k-1], moveOnline[k-1])
+		cur = to
+	}
+	for _, m := range []struct {
+		name string
+		v    []int64
+	}{{"outage_ms", moveOutage}, {"group_online_ms", moveOnline}} {
+		t.Logf("planned move, %d runs: %s median=%d p95=%d max=%d", runs, m.name,
 			loadgen.Median(m.v), loadgen.Percentile(m.v, 95), loadgen.Percentile(m.v, 100))
 	}
 }
