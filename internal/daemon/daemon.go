@@ -365,17 +365,21 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 func (d *Daemon) loop(ctx context.Context) error {
 	tick, stopTick := d.cfg.NewTicker(d.cfg.Tick)
 	defer stopTick()
+	// A planned stop drains first (the groups move away), on this loop,
+	// then leaves: stop is nil once it began, draining bounds it.
+	stop := ctx.Done()
+	var draining <-chan time.Time
 	for {
 		select {
-		case <-ctx.Done():
+		case <-stop:
 			if errors.Is(context.Cause(ctx), ErrAbandon) {
 				d.log.Warn("abandoned without ClusterExit")
 				return ErrAbandon
 			}
-			d.drain()
-			if d.halt != "" {
-				return &HaltError{Reason: d.halt}
-			}
+			stop, draining = nil, d.cfg.After(drainTimeout)
+			d.node.Drain()
+		case <-draining:
+			d.log.Warn("drain did not finish in time")
 			return d.leave()
 		case now := <-tick:
 			d.node.SetClock(now.UnixMilli(), now.Local().Hour())
@@ -403,6 +407,12 @@ func (d *Daemon) loop(ctx context.Context) error {
 		}
 		if d.left {
 			return nil
+		}
+		if stop == nil && d.node.Drained() {
+			if d.rm != nil {
+				d.log.Info("drained")
+			}
+			return d.leave()
 		}
 	}
 }

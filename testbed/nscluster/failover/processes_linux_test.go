@@ -198,3 +198,45 @@ func TestIntegrationPlannedMove(t *testing.T) {
 		t.Errorf("move outage %v > 3 s", o.Gap)
 	}
 }
+
+// TestIntegrationPlannedStop: the owner's clusterd gets SIGTERM (a planned
+// stop): it drains first, moving the group to node 2 as a move would,
+// then leaves and exits 0 (once the group is handed over; the name's mDNS
+// probing on node 2 may still run). Measured: the client's outage of the
+// stop, a move's rather than a crash's.
+func TestIntegrationPlannedStop(t *testing.T) {
+	r := newRig(t, 2, 3*time.Minute)
+	r.createVS(vsOpts{}, 1)
+	w, err := r.c.WatchAddr(vip, 2*time.Millisecond, 1, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+
+	mark := r.c.Mark()
+	stop := time.Now()
+	if err := r.c.Node(1).Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	moved := r.waitEvent(1, evMoved, mark, ofGroup)
+	online := r.waitEvent(2, evGroupOnline, mark, ofGroup)
+	exited := r.waitEvent(1, nscluster.MsgExited, mark, nil)
+	o := r.outage(stop, 2)
+	r.checkOwner(2, 2)
+	w.Close()
+	ch, _ := w.Changes()
+	t.Logf("planned stop outage_ms=%d (%v) stop_to_online_ms=%d stop_to_exit_ms=%d",
+		ms(o.Gap), o, ms(since(stop, online)), ms(since(stop, exited)))
+	if st := exited.String("status"); st != "0" {
+		t.Errorf("node 1 exited with status %s, want 0 (a planned stop)", st)
+	}
+	if exited.Time.Before(moved.Time) {
+		t.Errorf("node 1 exited before it handed the group over: it did not drain")
+	}
+	if ov := nscluster.Overlaps(ch); len(ov) > 0 {
+		t.Errorf("the address on two nodes at once: %v", ov)
+	}
+	if o.Gap > 3*time.Second {
+		t.Errorf("planned stop outage %v > 3 s", o.Gap)
+	}
+}
