@@ -498,7 +498,7 @@ func (m *Manager) reconcileGroup(g *Group) {
 		if g.OwnerInc != 0 {
 			wait = m.firstSeen + int64(m.cfg.WaitTicks)
 		}
-		m.claim(g, lg, 0, wait, m.firstSeen)
+		m.claim(g, lg, m.cfg.Self, wait, m.firstSeen)
 	default:
 		// Another node's group, or nobody's: nothing of it here.
 		m.offlineAll(g, CmdTerminate)
@@ -524,9 +524,11 @@ func (m *Manager) reconcileGroup(g *Group) {
 	}
 }
 
-// claim proposes this node as g's owner. notBefore is the tick before
-// which the new owner must bring nothing online: the previous owner's
-// lease, counted from the install here (at tick since) that removed it.
+// claim proposes this node as g's owner, from the previous owner (this
+// node for a hand-over or its own previous incarnation, 0 for none).
+// notBefore is the tick before which the new owner must bring nothing
+// online: the previous owner's lease, counted from the install here (at
+// tick since) that removed it.
 func (m *Manager) claim(g *Group, lg *localGroup, from nodes.ID, notBefore, since int64) {
 	if lg.prop.inflight || m.now < lg.prop.retryAt {
 		return
@@ -541,6 +543,9 @@ func (m *Manager) claim(g *Group, lg *localGroup, from nodes.ID, notBefore, sinc
 	}}
 	if m.propose(&lg.prop, g.Name, tx, "claim "+g.Name) {
 		lg.notBefore, lg.from, lg.since = notBefore, from, since
+		if from == m.cfg.Self {
+			lg.from = 0 // its own slot says nothing of its predecessor's writes
+		}
 		lg.claimedAt = m.now
 		lg.waiting, lg.online, lg.push = false, false, false
 		m.event(Event{Kind: EventClaim, Group: g.Name, Node: from})

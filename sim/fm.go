@@ -242,7 +242,7 @@ func (s *Sim) genGroups(max int) []GroupSpec {
 			g.Resources = append(g.Resources, ResourceSpec{Name: r, Props: props})
 		}
 		if n >= 2 {
-			add(ip, "ip_address", map[string]db.Value{"address": db.StringValue(fmt.Sprintf("10.0.%d.10", gi))})
+			add(ip, "ip_address", map[string]db.Value{"address": db.StringValue(fmt.Sprintf("10.0.%d.10", gi)), "interface": db.StringValue("eth0")})
 		}
 		if n == 3 {
 			add(g.Name+"-name", "network_name", map[string]db.Value{"name": db.StringValue(g.Name),
