@@ -334,9 +334,7 @@ func (m *Manager) ResmonUp() {
 			continue
 		}
 		for _, r := range g.Resources {
-			c := m.onlineCommand(g, r)
-			c.Op = CmdTerminate
-			m.command(c)
+			m.command(Command{Op: CmdTerminate, Resource: r.Name})
 			l := m.res(r)
 			if l.state != Failed {
 				l.state = OfflinePending

@@ -160,11 +160,12 @@ func (o CommandOp) String() string {
 type Command struct {
 	Op       CommandOp
 	Resource string
-	// Type, Props and the intervals are set for CmdOnline, and for a
-	// CmdTerminate that a new resmon may get for a resource its
-	// predecessor left behind. Props include
+	// Type, Props and the intervals are set for CmdOnline. Props include
 	// the common properties; a network name's props carry the addresses of
-	// the IP addresses it depends on in "addresses" when it names none.
+	// the IP addresses it depends on in "addresses" when it names none. (A
+	// new resmon terminates what its predecessor left of an application
+	// through its state directory; an address left behind is adopted by
+	// the next online.)
 	Type  string
 	Props Props
 	// LooksAlive and IsAlive are the poll intervals, PendingTimeout the

@@ -186,18 +186,27 @@ func Value(v any) (db.Value, error) {
 func FromObject(o db.Object) Object {
 	out := Object{Kind: o.Kind.String(), Name: o.Name, Created: o.Created, Version: o.Version, Props: map[string]any{}}
 	for k, v := range o.Props {
-		switch v.Type {
-		case db.TypeString:
-			out.Props[k] = v.Str
-		case db.TypeInt:
-			out.Props[k] = v.Int
-		case db.TypeBool:
-			out.Props[k] = v.Bool
-		case db.TypeList:
-			out.Props[k] = append([]string{}, v.List...)
+		if j, ok := JSONValue(v); ok {
+			out.Props[k] = j
 		}
 	}
 	return out
+}
+
+// JSONValue is v in JSON's form (Value's inverse); false for a value
+// without a type.
+func JSONValue(v db.Value) (any, bool) {
+	switch v.Type {
+	case db.TypeString:
+		return v.Str, true
+	case db.TypeInt:
+		return v.Int, true
+	case db.TypeBool:
+		return v.Bool, true
+	case db.TypeList:
+		return append([]string{}, v.List...), true
+	}
+	return nil, false
 }
 
 // FromChange converts a change notification.

@@ -9,7 +9,6 @@ import (
 	"io"
 	"sort"
 
-	"github.com/wolfpack-ha/wolfpack/gup/db"
 	"github.com/wolfpack-ha/wolfpack/internal/api"
 	"github.com/wolfpack-ha/wolfpack/resources"
 )
@@ -109,18 +108,11 @@ func Encode(m Message) ([]byte, error) {
 		w.LooksAliveMs, w.IsAliveMs, w.PendingTimeoutMs = m.LooksAliveMs, m.IsAliveMs, m.PendingTimeoutMs
 		w.Props = make(map[string]any, len(m.Props))
 		for k, v := range m.Props {
-			switch v.Type {
-			case db.TypeString:
-				w.Props[k] = v.Str
-			case db.TypeInt:
-				w.Props[k] = v.Int
-			case db.TypeBool:
-				w.Props[k] = v.Bool
-			case db.TypeList:
-				w.Props[k] = append([]string{}, v.List...)
-			default:
+			j, ok := api.JSONValue(v)
+			if !ok {
 				return nil, fmt.Errorf("resmon: encode online %s: property %s has no type", m.Resource, k)
 			}
+			w.Props[k] = j
 		}
 	case OpOffline, OpTerminate:
 		w.Resource = m.Resource
