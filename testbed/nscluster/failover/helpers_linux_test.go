@@ -405,3 +405,16 @@ func (r *rig) timeline(node, mark int, t0 time.Time) string {
 	}
 	return b.String()
 }
+
+// watchVIP samples the virtual address's presence on nodes 1 and 2 every
+// 2 ms (until Close, or the rig's), and returns after 200 ms of samples
+// taken before the event the test then causes.
+func (r *rig) watchVIP() *nscluster.AddrWatch {
+	r.t.Helper()
+	w, err := r.c.WatchAddr(vip, 2*time.Millisecond, 1, 2)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	return w
+}

@@ -105,11 +105,7 @@ func TestIntegrationResmonCrash(t *testing.T) {
 func TestIntegrationClusterdCrash(t *testing.T) {
 	r := newRig(t, 2, 3*time.Minute)
 	r.createVS(vsOpts{}, 1)
-	w, err := r.c.WatchAddr(vip, 2*time.Millisecond, 1, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(200 * time.Millisecond)
+	w := r.watchVIP()
 
 	mark := r.c.Mark()
 	kill := time.Now()
@@ -159,11 +155,7 @@ func TestIntegrationClusterdCrash(t *testing.T) {
 func TestIntegrationPlannedMove(t *testing.T) {
 	r := newRig(t, 2, 3*time.Minute)
 	r.createVS(vsOpts{}, 1)
-	w, err := r.c.WatchAddr(vip, 2*time.Millisecond, 1, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(200 * time.Millisecond)
+	w := r.watchVIP()
 
 	mark := r.c.Mark()
 	move := time.Now()
@@ -207,11 +199,7 @@ func TestIntegrationPlannedMove(t *testing.T) {
 func TestIntegrationPlannedStop(t *testing.T) {
 	r := newRig(t, 2, 3*time.Minute)
 	r.createVS(vsOpts{}, 1)
-	w, err := r.c.WatchAddr(vip, 2*time.Millisecond, 1, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(200 * time.Millisecond)
+	w := r.watchVIP()
 
 	mark := r.c.Mark()
 	stop := time.Now()
