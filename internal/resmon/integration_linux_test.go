@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,6 +13,7 @@ import (
 	"github.com/wolfpack-ha/wolfpack/gup/db"
 	"github.com/wolfpack-ha/wolfpack/internal/procgroup"
 	"github.com/wolfpack-ha/wolfpack/internal/resmon"
+	"github.com/wolfpack-ha/wolfpack/internal/resmon/resmontest"
 	"github.com/wolfpack-ha/wolfpack/resources"
 )
 
@@ -30,38 +29,10 @@ func requireRoot(t *testing.T) {
 	}
 }
 
-// BuildResmon builds cmd/resmon into a temporary directory.
-func buildResmon(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "resmon")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/wolfpack-ha/wolfpack/cmd/resmon").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build cmd/resmon: %v\n%s", err, out)
-	}
-	return bin
-}
-
-type logWriter struct{ t *testing.T }
-
-func (w logWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(b)))
-	return len(b), nil
-}
+func buildResmon(t *testing.T) string { return resmontest.Build(t) }
 
 func startResmon(t *testing.T, bin, stateDir string) *resmon.Process {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	p, err := resmon.Start(ctx, resmon.Config{Path: bin, Args: []string{"-state-dir", stateDir, "-log-level", "debug"}, Stderr: logWriter{t}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		p.Stop(ctx)
-	})
-	return p
+	return resmontest.Start(t, bin, "-state-dir", stateDir, "-log-level", "debug")
 }
 
 func appOnline(name, command string, extra ...any) resources.Command {
@@ -80,19 +51,7 @@ func appOnline(name, command string, extra ...any) resources.Command {
 
 func expect(t *testing.T, p *resmon.Process, resource string, s resources.State, reason string) resources.Status {
 	t.Helper()
-	select {
-	case st, ok := <-p.Statuses():
-		if !ok {
-			t.Fatalf("resmon's connection ended; waiting for %s %v", resource, s)
-		}
-		if st.Resource != resource || st.State != s || !strings.Contains(st.Reason, reason) {
-			t.Fatalf("got %s %v %q; want %s %v with a reason containing %q", st.Resource, st.State, st.Reason, resource, s, reason)
-		}
-		return st
-	case <-time.After(10 * time.Second):
-		t.Fatalf("no report within 10 s; waiting for %s %v", resource, s)
-	}
-	return resources.Status{}
+	return resmontest.Expect(t, p, resource, s, reason)
 }
 
 func send(t *testing.T, p *resmon.Process, c resources.Command) {

@@ -1,11 +1,8 @@
 package ipaddr_test
 
 import (
-	"context"
 	"errors"
 	"net"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,35 +11,15 @@ import (
 	"github.com/wolfpack-ha/wolfpack/gup/db"
 	"github.com/wolfpack-ha/wolfpack/internal/nstest"
 	"github.com/wolfpack-ha/wolfpack/internal/resmon"
+	"github.com/wolfpack-ha/wolfpack/internal/resmon/resmontest"
 	"github.com/wolfpack-ha/wolfpack/resources"
 )
-
-type logWriter struct{ t *testing.T }
-
-func (w logWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(b)))
-	return len(b), nil
-}
 
 // startResmon builds cmd/resmon and runs it in ns (ip netns exec passes
 // the socket on as fd 3).
 func startResmon(t *testing.T, ns *nstest.NS) *resmon.Process {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "resmon")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/wolfpack-ha/wolfpack/cmd/resmon").CombinedOutput(); err != nil {
-		t.Fatalf("go build cmd/resmon: %v\n%s", err, out)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	p, err := resmon.Start(ctx, resmon.Config{Path: "ip", Args: []string{"netns", "exec", ns.Name, bin, "-state-dir", t.TempDir()}, Stderr: logWriter{t}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		p.Stop(ctx)
-	})
+	p := resmontest.Start(t, "ip", "netns", "exec", ns.Name, resmontest.Build(t), "-state-dir", t.TempDir())
 	if err := p.LeaseFor(time.Hour); err != nil {
 		t.Fatal(err)
 	}
@@ -51,16 +28,7 @@ func startResmon(t *testing.T, ns *nstest.NS) *resmon.Process {
 
 func expect(t *testing.T, p *resmon.Process, s resources.State, reason string) resources.Status {
 	t.Helper()
-	select {
-	case st := <-p.Statuses():
-		if st.State != s || !strings.Contains(st.Reason, reason) {
-			t.Fatalf("got %s %v %q; want %v with a reason containing %q", st.Resource, st.State, st.Reason, s, reason)
-		}
-		return st
-	case <-time.After(10 * time.Second):
-		t.Fatalf("no report within 10 s; waiting for %v", s)
-	}
-	return resources.Status{}
+	return resmontest.Expect(t, p, "", s, reason)
 }
 
 const vip = "10.77.0.50"

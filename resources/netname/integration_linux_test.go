@@ -1,9 +1,6 @@
 package netname_test
 
 import (
-	"context"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,26 +9,13 @@ import (
 	"github.com/wolfpack-ha/wolfpack/gup/db"
 	"github.com/wolfpack-ha/wolfpack/internal/nstest"
 	"github.com/wolfpack-ha/wolfpack/internal/resmon"
+	"github.com/wolfpack-ha/wolfpack/internal/resmon/resmontest"
 	"github.com/wolfpack-ha/wolfpack/resources"
 )
 
-type logWriter struct{ t *testing.T }
-
-func (w logWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(b)))
-	return len(b), nil
-}
-
 func expect(t *testing.T, p *resmon.Process, resource string, s resources.State) {
 	t.Helper()
-	select {
-	case st := <-p.Statuses():
-		if st.Resource != resource || st.State != s {
-			t.Fatalf("got %s %v %q; want %s %v", st.Resource, st.State, st.Reason, resource, s)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("no report within 10 s; waiting for %s %v", resource, s)
-	}
+	resmontest.Expect(t, p, resource, s, "")
 }
 
 // A network name in mdns mode, with the address it names, hosted by the
@@ -46,21 +30,7 @@ func TestIntegrationNetworkNameResource(t *testing.T) {
 	node := rig.Node("n", "10.77.0.1/24")
 	cl := rig.Node("cl", "10.77.0.100/24")
 
-	bin := filepath.Join(t.TempDir(), "resmon")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/wolfpack-ha/wolfpack/cmd/resmon").CombinedOutput(); err != nil {
-		t.Fatalf("go build cmd/resmon: %v\n%s", err, out)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	p, err := resmon.Start(ctx, resmon.Config{Path: "ip", Args: []string{"netns", "exec", node.Name, bin, "-state-dir", t.TempDir()}, Stderr: logWriter{t}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		p.Stop(ctx)
-	})
+	p := resmontest.Start(t, "ip", "netns", "exec", node.Name, resmontest.Build(t), "-state-dir", t.TempDir())
 	p.LeaseFor(time.Hour)
 
 	send := func(c resources.Command) {
