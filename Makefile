@@ -30,7 +30,7 @@ check:
 unit:
 	$(GO) test -race -short -count=1 ./...
 
-# Ring 1 at full size: 10,000 simulator seeds over 2..16 nodes and 40 at 64,
+# Ring 1 at full size: 10,000 simulator seeds over 2..16 nodes and 20 at 64,
 # with GUP clients writing and reading through random nodes and 1-4 groups
 # under the failover manager (about 9 minutes on 2 cores, 13 on a busy
 # machine), the timing table over 50 seeds a row, the lease's cost, and the

@@ -5,12 +5,12 @@ import "testing"
 // Reference: docs/design.md, "Tests: three rings" (ring 1) and "Invariants":
 // thousands of seeds, every invariant after
 // every step. 10,000 seeds over 2..16 nodes; -short runs 300 (make
-// mutants), 100 under -race (make unit).
+// mutants), 60 under -race (make unit).
 func TestSimulatorSeeds(t *testing.T) {
 	n := uint64(10000)
 	switch {
 	case testing.Short() && raceEnabled:
-		n = 100 // make unit: the race detector on the same code as make sim
+		n = 60 // make unit: the race detector on the same code as make sim
 	case testing.Short():
 		n = 300 // make mutants' checker
 	}
@@ -19,7 +19,7 @@ func TestSimulatorSeeds(t *testing.T) {
 
 // The same at 64 nodes, fewer seeds.
 func TestSimulatorSeeds64(t *testing.T) {
-	n := uint64(40)
+	n := uint64(20)
 	if testing.Short() {
 		n = 2
 	}
