@@ -304,7 +304,7 @@ func (m *Manager) StepStatus(s Status) {
 	prev := l.state
 	l.state, l.reason = s.State, s.Reason
 	if s.State == Failed && prev != Failed {
-		m.failed(s.Resource, l, s.Reason)
+		m.failed(s.Resource, l, s.Reason, s.Class)
 	}
 	m.dirty = true
 	m.reconcileIfDirty()
@@ -318,7 +318,7 @@ func (m *Manager) ResmonDown(reason string) {
 		l := m.local[name]
 		if l.state != Offline && l.state != Failed {
 			l.state, l.reason = Failed, "resmon exited: "+reason
-			m.failed(name, l, l.reason)
+			m.failed(name, l, l.reason, FailSoft)
 		}
 	}
 	m.dirty = true
@@ -752,8 +752,10 @@ func inWindow(h, start, end int) bool {
 
 // failed handles a resource's failure: restart in place while under its
 // threshold, then (as its restart action says) push the group or leave
-// the resource failed.
-func (m *Manager) failed(name string, l *local, reason string) {
+// the resource failed. A hard failure skips the restarts (the resource
+// cannot run on this node); a fatal one leaves it failed, not moved (it
+// cannot run anywhere).
+func (m *Manager) failed(name string, l *local, reason string, class FailureClass) {
 	g := m.model.Group(l.group)
 	var r *Resource
 	if g != nil {
@@ -774,17 +776,21 @@ func (m *Manager) failed(name string, l *local, reason string) {
 	// Whatever depends on it goes offline (it comes back after it).
 	m.offlineDependents(g, r)
 	switch {
-	case r.Restart != NoRestart && len(l.restarts) <= r.RestartThreshold:
+	case class == FailSoft && r.Restart != NoRestart && len(l.restarts) <= r.RestartThreshold:
 		l.state = Offline // resmon terminated it; online again
 		m.event(Event{Kind: EventRestart, Group: g.Name, Resource: name, Count: len(l.restarts)})
-	case r.Restart == RestartThenFailover:
-		// Past its threshold: it does not restart here, whether the
-		// push happens (the group leaves) or not (it stays failed). Two
-		// resources may get here before the push: each stays down.
+	case class != FailFatal && r.Restart == RestartThenFailover:
+		// Past its threshold (or a hard failure): it does not restart
+		// here, whether the push happens (the group leaves) or not (it
+		// stays failed). Two resources may get here before the push:
+		// each stays down.
 		l.state, l.hard = Offline, true
 		lg := m.group(g.Name)
 		lg.push, lg.pushRes = true, name
 		lg.pushWhy = fmt.Sprintf("resource %s failed %d times in %ds: %s", name, len(l.restarts), r.RestartPeriodS, reason)
+		if class == FailHard {
+			lg.pushWhy = fmt.Sprintf("resource %s failed (hard: it cannot run on this node): %s", name, reason)
+		}
 	default:
 		l.hard = true
 		m.event(Event{Kind: EventGroupFailed, Group: g.Name, Resource: name, Reason: reason})
@@ -973,6 +979,11 @@ func (m *Manager) onlineCommand(g *Group, r *Resource) Command {
 			props["addresses"] = db.ListValue(addrs...)
 		}
 	}
+	for k, v := range r.TypeProps {
+		props[PropResourceTypePrefix+k] = v
+	}
+	props[PropNodeID] = db.IntValue(int64(m.cfg.Self))
+	props[PropNodeName] = db.StringValue(m.cfg.Name)
 	return Command{Op: CmdOnline, Resource: r.Name, Type: r.Type, Props: props,
 		LooksAliveMs: r.LooksAliveMs, IsAliveMs: r.IsAliveMs, PendingTimeoutMs: r.PendingTimeoutMs}
 }

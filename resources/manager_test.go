@@ -140,9 +140,11 @@ func (c *cluster) exec(id nodes.ID, cmd Command) {
 }
 
 // fail makes resource r fail where it runs (resmon's check found it).
-func (c *cluster) fail(id nodes.ID, r string) {
+func (c *cluster) fail(id nodes.ID, r string) { c.failClass(id, r, FailSoft) }
+
+func (c *cluster) failClass(id nodes.ID, r string, class FailureClass) {
 	delete(c.online[id], r)
-	c.mgr[id].StepStatus(Status{Resource: r, State: Failed, Reason: "check failed"})
+	c.mgr[id].StepStatus(Status{Resource: r, State: Failed, Reason: "check failed", Class: class})
 	c.settle()
 }
 
@@ -344,6 +346,42 @@ func TestRestartThenPush(t *testing.T) {
 	}
 	if f := c.groupProp("g", "failovers").List; len(f) != 1 {
 		t.Fatalf("failovers %q", f)
+	}
+}
+
+// A hard failure (an OCF agent's "not installed") moves the group at
+// once: no restart on a node where the resource cannot run.
+func TestHardFailureMovesAtOnce(t *testing.T) {
+	c := newCluster(t, 2)
+	c.nodeObjects()
+	web(c, "g", map[string]db.Value{"preferred_owners": db.ListValue("n1", "n2")})
+	c.tick(1)
+	c.failClass(1, "g-app", FailHard)
+	c.tick(2)
+	for _, r := range []string{"g-ip", "g-app", "g-name"} {
+		if w := c.where(r); w != 2 {
+			t.Fatalf("after a hard failure %s is on %d, want 2\n%s", r, w, strings.Join(c.events, "\n"))
+		}
+	}
+	if f := c.groupProp("g", "failovers").List; len(f) != 1 {
+		t.Fatalf("failovers %q", f)
+	}
+}
+
+// A fatal failure (an OCF agent's "not configured") leaves the resource
+// failed where it is: it would fail on every node alike.
+func TestFatalFailureStaysFailed(t *testing.T) {
+	c := newCluster(t, 2)
+	c.nodeObjects()
+	web(c, "g", map[string]db.Value{"preferred_owners": db.ListValue("n1", "n2")})
+	c.tick(1)
+	c.failClass(1, "g-app", FailFatal)
+	c.tick(reconcileTicks)
+	if st, hard := c.mgr[1].Local("g-app"); c.where("g-app") != 0 || !hard {
+		t.Fatalf("g-app on %d, state %v hard %v: want failed, neither restarted nor moved\n%s", c.where("g-app"), st, hard, strings.Join(c.events, "\n"))
+	}
+	if c.where("g-ip") != 1 || c.groupProp("g", "owner").Str != "n1" {
+		t.Fatalf("the group moved: g-ip on %d, owner %v", c.where("g-ip"), c.groupProp("g", "owner"))
 	}
 }
 

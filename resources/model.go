@@ -63,6 +63,9 @@ type Resource struct {
 	Offline          bool     // target_state offline
 	State            string   // runtime, as last written
 	Props            Props
+	// TypeProps are the properties of the resourcetype object it names
+	// (nil for a built-in type).
+	TypeProps Props
 }
 
 // Group is a group as the failover manager reads it.
@@ -138,9 +141,9 @@ func Load(d *db.DB) *Model {
 			m.Paused = m.Paused.Add(id)
 		}
 	}
-	agents := map[string]string{}
+	agents := map[string]Props{}
 	for _, o := range d.List(db.KindResourceType) {
-		agents[o.Name] = Props(o.Props).Str("agent", "")
+		agents[o.Name] = Props(o.Props)
 	}
 	byGroup := map[string][]*Resource{}
 	for _, o := range d.List(db.KindResource) {
@@ -155,7 +158,7 @@ func Load(d *db.DB) *Model {
 	return m
 }
 
-func resourceOf(o db.Object, agents map[string]string) *Resource {
+func resourceOf(o db.Object, agents map[string]Props) *Resource {
 	p := Props(o.Props)
 	r := &Resource{
 		Name: o.Name, Group: p.Str("group", ""), Type: p.Str("type", ""),
@@ -170,8 +173,8 @@ func resourceOf(o db.Object, agents map[string]string) *Resource {
 		State:            p.Str("state", ""),
 		Props:            p,
 	}
-	if a, ok := agents[r.Type]; ok && a != "" {
-		r.Type = a
+	if t, ok := agents[r.Type]; ok && t.Str("agent", "") != "" {
+		r.Type, r.TypeProps = t.Str("agent", ""), t
 	}
 	switch p.Str("restart_action", "failover") {
 	case "restart":

@@ -13,6 +13,7 @@ package resources
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -156,6 +157,19 @@ func (o CommandOp) String() string {
 	return fmt.Sprintf("CommandOp(%d)", uint8(o))
 }
 
+// Properties the failover manager adds to an online command's Props
+// beside the resource's own (no database property name has a '.' before
+// these prefixes' ends, save an OCF parameter's "param.").
+const (
+	// PropResourceTypePrefix prefixes each property of the resourcetype
+	// object the resource names ("resourcetype.ocf_agent").
+	PropResourceTypePrefix = "resourcetype."
+	// PropNodeID and PropNodeName are this node's id (an int, 1..64: the
+	// physical disk's reservation key) and name.
+	PropNodeID   = "node.id"
+	PropNodeName = "node.name"
+)
+
 // Command is one of the failover manager's commands to resmon.
 type Command struct {
 	Op       CommandOp
@@ -175,10 +189,75 @@ type Command struct {
 
 func (c Command) String() string { return fmt.Sprintf("%v %s", c.Op, c.Resource) }
 
+// FailureClass says where a failed resource may run again (Pacemaker's
+// soft, hard and fatal errors, which the OCF adapter maps its exit codes
+// to; the other types' failures are soft).
+type FailureClass uint8
+
+// The classes.
+const (
+	// FailSoft: restart in place up to the threshold, then move.
+	FailSoft FailureClass = iota
+	// FailHard: it cannot run on this node (not installed, not
+	// configured here): move the group at once, no restart here.
+	FailHard
+	// FailFatal: it cannot run anywhere (its configuration is wrong):
+	// leave it failed, neither restarted nor moved.
+	FailFatal
+)
+
+var classNames = [...]string{"soft", "hard", "fatal"}
+
+func (c FailureClass) String() string {
+	if int(c) < len(classNames) {
+		return classNames[c]
+	}
+	return fmt.Sprintf("FailureClass(%d)", uint8(c))
+}
+
+// ParseFailureClass is the inverse of FailureClass.String.
+func ParseFailureClass(s string) (FailureClass, error) {
+	for i, n := range classNames {
+		if n == s {
+			return FailureClass(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown failure class %q", s)
+}
+
+// ClassError is an error of a failure class other than soft. A type's
+// Open, Online, LooksAlive, IsAlive or watcher returns one (Hard, Fatal)
+// when retrying on this node, or anywhere, cannot help.
+type ClassError struct {
+	Class FailureClass
+	Err   error
+}
+
+func (e *ClassError) Error() string { return e.Err.Error() }
+func (e *ClassError) Unwrap() error { return e.Err }
+
+// Hard marks err a hard failure: not on this node.
+func Hard(err error) error { return &ClassError{Class: FailHard, Err: err} }
+
+// Fatal marks err a fatal failure: not on any node.
+func Fatal(err error) error { return &ClassError{Class: FailFatal, Err: err} }
+
+// ClassOf returns err's failure class: that of the first ClassError in
+// its chain, else soft.
+func ClassOf(err error) FailureClass {
+	var ce *ClassError
+	if errors.As(err, &ce) {
+		return ce.Class
+	}
+	return FailSoft
+}
+
 // Status is resmon's report of a resource's state.
 type Status struct {
 	Resource string
 	State    State
 	// Reason says why a resource failed or went offline by itself.
 	Reason string
+	// Class is a failure's class (Failed only).
+	Class FailureClass
 }

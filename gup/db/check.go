@@ -28,9 +28,9 @@ func (s *stage) check() error {
 		} else if err := checkUnused(s, e.before); err != nil {
 			return err
 		}
-		if k.kind == KindResourceType && e.before != nil && e.after != nil &&
-			e.before.Props["agent"].Str != e.after.Props["agent"].Str {
-			// A new agent: every resource of the type must suit it.
+		if k.kind == KindResourceType && e.before != nil && e.after != nil && !sameAgent(e.before, e.after) {
+			// A new agent or new parameters: every resource of the type
+			// must suit them.
 			users := s.resourcesOfType(k.name)
 			for _, r := range users {
 				o := s.get(KindResource, r)
@@ -224,6 +224,9 @@ func resolveType(s *stage, o *object) (*typeSchema, string, error) {
 			ErrReference, o.Name, t, strings.Join(builtinNames(), ", "))
 	}
 	agent := rt.Props["agent"].Str
+	if agent == AgentOCF {
+		return ocfSchema(rt), fmt.Sprintf("%q (ocf:%s)", t, rt.Props["ocf_agent"].Str), nil
+	}
 	b := builtin(agent)
 	if b == nil {
 		return nil, "", fmt.Errorf("%w: resource %q: resourcetype %q has agent %q, not a built-in type", ErrReference, o.Name, t, agent)
@@ -379,4 +382,15 @@ func nameList(names []string) string {
 		s += fmt.Sprintf(" and %d more", len(names)-most)
 	}
 	return s
+}
+
+// sameAgent reports whether two versions of a resourcetype give its
+// resources the same schema.
+func sameAgent(a, b *object) bool {
+	for _, n := range []string{"agent", "ocf_agent", "ocf_parameters"} {
+		if !a.Props[n].Equal(b.Props[n]) {
+			return false
+		}
+	}
+	return true
 }

@@ -86,7 +86,11 @@ var schemas = [...][]PropSpec{
 		{Name: "description", Type: TypeString, Doc: "free text"},
 	},
 	KindResourceType: {
-		{Name: "agent", Type: TypeString, Required: true, Check: oneOf(builtinNames()...), Doc: "the built-in type that runs its resources"},
+		{Name: "agent", Type: TypeString, Required: true, Check: oneOf(append(builtinNames(), AgentOCF)...), Doc: "the built-in type that runs its resources, or ocf"},
+		{Name: "ocf_agent", Type: TypeString, Check: ocfAgentName, Doc: "ocf: PROVIDER:TYPE, the agent /usr/lib/ocf/resource.d/PROVIDER/TYPE"},
+		{Name: "ocf_parameters", Type: TypeList, Check: ocfParameters, Doc: `ocf: the agent's parameters from its meta-data, "NAME TYPE [required] [unique]" (TYPE string, integer or boolean)`},
+		{Name: "ocf_actions", Type: TypeList, Check: ocfActions, Doc: `ocf: the agent's advertised actions, "NAME TIMEOUT_MS [INTERVAL_MS]"`},
+		{Name: "ocf_version", Type: TypeString, Doc: "ocf: the agent's OCF version (1.0 or 1.1)"},
 		{Name: "description", Type: TypeString, Doc: "free text"},
 	},
 }
@@ -97,7 +101,8 @@ var resourceStates = []string{"offline", "online-pending", "online", "offline-pe
 // objectChecks are the checks across the properties of one object, by
 // kind; they run after each property passed its own.
 var objectChecks = [KindResourceType + 1]func(map[string]Value) error{
-	KindGroup: groupChecks,
+	KindGroup:        groupChecks,
+	KindResourceType: resourceTypeChecks,
 }
 
 func groupChecks(p map[string]Value) error {
@@ -136,6 +141,10 @@ var builtinTypes = []typeSchema{
 		{Name: "check_command", Type: TypeString, Check: command, Doc: "is-alive: exit status 0 means alive"},
 		{Name: "stop_timeout_ms", Type: TypeInt, Check: intRange(10, 3600000), Doc: "SIGTERM, then SIGKILL after this long (default 10000)"},
 	}},
+	{name: "generic_service", props: []PropSpec{
+		{Name: "unit", Type: TypeString, Required: true, Check: unitName, Doc: "the systemd unit, e.g. postgresql.service"},
+		{Name: "stop_timeout_ms", Type: TypeInt, Check: intRange(10, 3600000), Doc: "how long a stop may take before the unit is killed (default 90000)"},
+	}},
 	{name: "ip_address", props: []PropSpec{
 		{Name: "address", Type: TypeString, Required: true, Check: hostAddr, Doc: "the address, canonical form"},
 		{Name: "prefix_len", Type: TypeInt, Check: intRange(0, 128), Doc: "prefix length (default the subnet's)"},
@@ -152,6 +161,15 @@ var builtinTypes = []typeSchema{
 		{Name: "tsig_key_file", Type: TypeString, Check: absPath, Doc: "dns: the TSIG key file"},
 		{Name: "ttl_s", Type: TypeInt, Check: intRange(1, 86400), Doc: "record TTL (default 120)"},
 	}, check: networkNameChecks},
+	{name: "physical_disk", props: []PropSpec{
+		{Name: "device", Type: TypeString, Required: true, Check: absPath, Doc: "the data LUN's block device (a /dev/disk/by-id/ name survives renumbering)"},
+		{Name: "mount_point", Type: TypeString, Required: true, Check: absPath, Doc: "where the filesystem is mounted"},
+		{Name: "fstype", Type: TypeString, Check: oneOf("ext2", "ext3", "ext4", "xfs"), Doc: "the filesystem (default ext4)"},
+		{Name: "mount_options", Type: TypeString, Check: mountOptions, Doc: "comma-separated mount options"},
+		{Name: "fsck", Type: TypeString, Check: oneOf("auto", "force", "never"), Doc: "before mounting: auto (preen; default), force (a full check), never"},
+		{Name: "scratch_lba", Type: TypeInt, Check: intRange(0, math.MaxInt64), Doc: "is-alive: a block outside the filesystem to write (default: for ext*, block 0, which ext never writes; else read only)"},
+		{Name: "stop_timeout_ms", Type: TypeInt, Check: intRange(10, 3600000), Doc: "unmount: processes holding the filesystem are killed after this long (default 10000)"},
+	}},
 }
 
 func builtinNames() []string {

@@ -137,7 +137,7 @@ func TestSchemaRefuses(t *testing.T) {
 
 		// Resource types.
 		{"agent not built-in", nil, []Op{Create(KindResourceType, "disk", P{"agent": str("ocf:heartbeat:Filesystem")})},
-			ErrInvalid, `property agent: "ocf:heartbeat:Filesystem", want one of ["generic_application" "ip_address" "network_name"]`},
+			ErrInvalid, `property agent: "ocf:heartbeat:Filesystem", want one of ["generic_application" "generic_service" "ip_address" "network_name" "physical_disk" "ocf"]`},
 		{"agent missing", nil, []Op{Create(KindResourceType, "disk", P{"description": str("x")})},
 			ErrInvalid, `a resourcetype needs property agent`},
 		{"agent deleted", nil, []Op{DeleteProps(KindResourceType, "app", "agent")},
@@ -146,6 +146,45 @@ func TestSchemaRefuses(t *testing.T) {
 			ErrInvalid, `resourcetype "ip_address": the name of a built-in type`},
 		{"agent changed under its resources", nil, []Op{Set(KindResourceType, "ip", P{"agent": str("generic_application")})},
 			ErrInvalid, `resource "db-ip": property "address" is not a property of type "ip" (generic_application)`},
+
+		// OCF agents: the schema is the resourcetype's ocf_parameters.
+		{"ocf without agent", nil, []Op{Create(KindResourceType, "dummy", P{"agent": str("ocf")})},
+			ErrInvalid, `resourcetype "dummy": property ocf_agent missing`},
+		{"ocf agent name", nil, []Op{Create(KindResourceType, "dummy", P{"agent": str("ocf"), "ocf_agent": str("heartbeat/Dummy")})},
+			ErrInvalid, `resourcetype "dummy": property ocf_agent: "heartbeat/Dummy" is not PROVIDER:TYPE`},
+		{"ocf parameter type", nil, []Op{Create(KindResourceType, "dummy", P{"agent": str("ocf"), "ocf_agent": str("pacemaker:Dummy"),
+			"ocf_parameters": ListValue("state string", "op_sleep float")})},
+			ErrInvalid, `resourcetype "dummy": property ocf_parameters: item 1: parameter "op_sleep": type "float", want string, integer or boolean`},
+		{"ocf properties on a built-in agent", nil, []Op{Set(KindResourceType, "app", P{"ocf_agent": str("pacemaker:Dummy")})},
+			ErrInvalid, `resourcetype "app": property ocf_agent is for agent "ocf" only`},
+		{"ocf required parameter missing", ocfSetup, []Op{Create(KindResource, "d1", P{"group": str("svc"), "type": str("dummy")})},
+			ErrInvalid, `resource "d1": property "param.state" of type "dummy" (ocf:pacemaker:Dummy) missing`},
+		{"ocf parameter wrong type", ocfSetup, []Op{Create(KindResource, "d1", P{"group": str("svc"), "type": str("dummy"),
+			"param.state": str("/run/d1"), "param.op_sleep": str("soon")})},
+			ErrInvalid, `resource "d1": property param.op_sleep of type "dummy" (ocf:pacemaker:Dummy) must be of type int, not string`},
+		{"ocf unknown parameter", ocfSetup, []Op{Create(KindResource, "d1", P{"group": str("svc"), "type": str("dummy"),
+			"param.state": str("/run/d1"), "param.colour": str("red")})},
+			ErrInvalid, `resource "d1": property "param.colour" is not a property of type "dummy" (ocf:pacemaker:Dummy)`},
+		{"ocf parameter unprefixed", ocfSetup, []Op{Create(KindResource, "d1", P{"group": str("svc"), "type": str("dummy"),
+			"param.state": str("/run/d1"), "op_sleep": IntValue(1)})},
+			ErrInvalid, `resource "d1": property "op_sleep" is not a property of type "dummy"`},
+		{"ocf parameters changed under a resource", append(ocfSetup, Create(KindResource, "d1", P{"group": str("svc"), "type": str("dummy"),
+			"param.state": str("/run/d1")})), []Op{Set(KindResourceType, "dummy", P{"ocf_parameters": ListValue("state integer required")})},
+			ErrInvalid, `resource "d1": property param.state of type "dummy" (ocf:pacemaker:Dummy) must be of type int, not string`},
+		{"ocf resource valid", ocfSetup, []Op{Create(KindResource, "d1", P{"group": str("svc"), "type": str("dummy"),
+			"param.state": str("/run/d1"), "param.op_sleep": IntValue(2), "param.fake": BoolValue(true)})}, nil, ``},
+		{"ocf action", nil, []Op{Create(KindResourceType, "dummy", P{"agent": str("ocf"), "ocf_agent": str("pacemaker:Dummy"),
+			"ocf_actions": ListValue("start 20000", "stop twenty")})},
+			ErrInvalid, `property ocf_actions: item 1: action "stop": timeout "twenty", want 0..86400000 ms`},
+
+		// Generic services and physical disks.
+		{"unit name", nil, []Op{Create(KindResource, "s1", P{"group": str("svc"), "type": str("generic_service"), "unit": str("nginx")})},
+			ErrInvalid, `resource "s1": property unit: "nginx" is not a unit name`},
+		{"disk without mount point", nil, []Op{Create(KindResource, "disk1", P{"group": str("svc"), "type": str("physical_disk"), "device": str("/dev/sdb")})},
+			ErrInvalid, `resource "disk1": property "mount_point" of type physical_disk missing`},
+		{"disk fstype", nil, []Op{Create(KindResource, "disk1", P{"group": str("svc"), "type": str("physical_disk"), "device": str("/dev/sdb"),
+			"mount_point": str("/srv/data"), "fstype": str("ntfs")})},
+			ErrInvalid, `resource "disk1": property fstype: "ntfs", want one of`},
 
 		// Dependencies.
 		{"cycle", nil, []Op{Set(KindResource, "svc-ip", P{"depends_on": ListValue("svc-app")}), Set(KindResource, "svc-app", P{"depends_on": ListValue("svc-name")})},
@@ -268,8 +307,39 @@ func TestSchemaAccepts(t *testing.T) {
 	}
 }
 
+// ocfSetup is a resourcetype for ocf:pacemaker:Dummy as its meta-data
+// would give it.
+var ocfSetup = []Op{Create(KindResourceType, "dummy", P{"agent": str("ocf"), "ocf_agent": str("pacemaker:Dummy"),
+	"ocf_parameters": ListValue("state string required unique", "op_sleep integer", "fake boolean"),
+	"ocf_actions":    ListValue("start 20000", "stop 20000", "monitor 20000 10000", "reload 20000"), "ocf_version": str("1.1")})}
+
+func TestOCFItems(t *testing.T) {
+	for _, s := range []string{"ip string required unique", "cidr_netmask integer", "flag boolean required"} {
+		p, err := ParseOCFParameter(s)
+		if err != nil || p.String() != s {
+			t.Errorf("%q: %v %q", s, err, p.String())
+		}
+	}
+	for _, s := range []string{"ip", "ip  string", "ip string required required", "ip string optional", "i p string"} {
+		if _, err := ParseOCFParameter(s); err == nil {
+			t.Errorf("%q decoded", s)
+		}
+	}
+	for _, s := range []string{"start 20000", "monitor 20000 10000", "meta-data 5000"} {
+		a, err := ParseOCFAction(s)
+		if err != nil || a.String() != s {
+			t.Errorf("%q: %v %q", s, err, a.String())
+		}
+	}
+	for _, s := range []string{"start", "start -1", "start 020", "monitor 1 2 3", "start 86400001"} {
+		if _, err := ParseOCFAction(s); err == nil {
+			t.Errorf("%q decoded", s)
+		}
+	}
+}
+
 func TestTypeSchema(t *testing.T) {
-	if !slices.IsSorted(BuiltinTypes) || !reflect.DeepEqual(BuiltinTypes, []string{"generic_application", "ip_address", "network_name"}) {
+	if !slices.IsSorted(BuiltinTypes) || !reflect.DeepEqual(BuiltinTypes, []string{"generic_application", "generic_service", "ip_address", "network_name", "physical_disk"}) {
 		t.Fatalf("BuiltinTypes %v", BuiltinTypes)
 	}
 	for _, name := range BuiltinTypes {
@@ -312,14 +382,14 @@ func TestRestoreRefusesSchema(t *testing.T) {
 	}{
 		{"unknown property", func(d *DB) { d.objs[KindResource]["svc-ip"].Props["adress"] = str("x") },
 			ErrInvalid, `resource "svc-ip": property "adress" is not a property of type ip_address`},
-		{"agent", func(d *DB) { d.objs[KindResourceType]["app"].Props["agent"] = str("ocf") },
-			ErrReference, `resource "svc-app": resourcetype "app" has agent "ocf", not a built-in type`},
+		{"agent", func(d *DB) { d.objs[KindResourceType]["app"].Props["agent"] = str("nfs") },
+			ErrReference, `resource "svc-app": resourcetype "app" has agent "nfs", not a built-in type`},
 		{"agent, unused type", func(d *DB) {
-			d.objs[KindResourceType]["app"].Props["agent"] = str("ocf")
+			d.objs[KindResourceType]["app"].Props["agent"] = str("nfs")
 			delete(d.objs[KindResource], "svc-app")
 			d.count--
 		},
-			ErrInvalid, `resourcetype "app": property agent: "ocf"`},
+			ErrInvalid, `resourcetype "app": property agent: "nfs"`},
 		{"window", func(d *DB) { delete(d.objs[KindGroup]["svc"].Props, "failback_window_end") },
 			ErrInvalid, `group "svc": property failback_window_end missing`},
 		{"owner", func(d *DB) { d.objs[KindGroup]["svc"].Props["owner"] = str("n7") },

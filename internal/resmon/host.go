@@ -347,27 +347,35 @@ func (h *host) pop(r *res) (Message, uint64, bool) {
 
 // report sends r's state unless gen was aborted since.
 func (h *host) report(r *res, gen uint64, s resources.State, reason string) bool {
+	return h.reportClass(r, gen, s, reason, resources.FailSoft)
+}
+
+// reportClass is report with a failure's class.
+func (h *host) reportClass(r *res, gen uint64, s resources.State, reason string, class resources.FailureClass) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if r.gen != gen {
 		return false
 	}
-	h.reportLocked(r, s, reason)
+	h.reportLocked(r, s, reason, class)
 	return true
 }
 
-func (h *host) reportLocked(r *res, s resources.State, reason string) {
+func (h *host) reportLocked(r *res, s resources.State, reason string, class resources.FailureClass) {
 	r.state = s
 	lvl := slog.LevelInfo
 	if s == resources.Failed {
 		lvl = slog.LevelWarn
 	}
-	if reason != "" {
+	switch {
+	case class != resources.FailSoft:
+		r.log.Log(context.Background(), lvl, "state", "state", s.String(), "reason", reason, "class", class.String())
+	case reason != "":
 		r.log.Log(context.Background(), lvl, "state", "state", s.String(), "reason", reason)
-	} else {
+	default:
 		r.log.Log(context.Background(), lvl, "state", "state", s.String())
 	}
-	h.out.push(Message{Op: OpState, Resource: r.name, State: s, Reason: reason})
+	h.out.push(Message{Op: OpState, Resource: r.name, State: s, Reason: reason, Class: class})
 }
 
 // begin makes the context of an action of generation gen bounded by
@@ -488,7 +496,7 @@ func (h *host) check(r *res, mon *monitor, what string, f func(context.Context, 
 	}
 	mon.stop()
 	inst.Terminate()
-	h.report(r, mon.gen, resources.Failed, fmt.Sprintf("%s failed: %v", what, err))
+	h.reportClass(r, mon.gen, resources.Failed, fmt.Sprintf("%s failed: %v", what, err), resources.ClassOf(err))
 	return nil
 }
 
@@ -539,7 +547,7 @@ func (h *host) online(r *res, m Message, gen uint64) *monitor {
 		var err error
 		inst, err = typ.Open(r.name, m.Props, r.log)
 		if err != nil {
-			h.report(r, gen, resources.Failed, fmt.Sprintf("open: %v", err))
+			h.reportClass(r, gen, resources.Failed, fmt.Sprintf("open: %v", err), resources.ClassOf(err))
 			return nil
 		}
 	}
@@ -551,7 +559,7 @@ func (h *host) online(r *res, m Message, gen uint64) *monitor {
 	}
 	r.pendingMs = m.PendingTimeoutMs
 	r.terminated = false
-	h.reportLocked(r, resources.OnlinePending, "")
+	h.reportLocked(r, resources.OnlinePending, "", resources.FailSoft)
 	h.mu.Unlock()
 
 	ctx, end, ok := h.begin(r, gen, time.Duration(m.PendingTimeoutMs)*time.Millisecond)
@@ -569,7 +577,7 @@ func (h *host) online(r *res, m Message, gen uint64) *monitor {
 		if timedOut {
 			reason = fmt.Sprintf("online: not done within the pending timeout (%d ms): %v", m.PendingTimeoutMs, err)
 		}
-		h.report(r, gen, resources.Failed, reason)
+		h.reportClass(r, gen, resources.Failed, reason, resources.ClassOf(err))
 		return nil
 	}
 	if !h.report(r, gen, resources.Online, "") {

@@ -117,7 +117,7 @@ func (p *Process) read(hello chan<- Message) {
 				p.log.Error("resmon: a second hello refused")
 			}
 		case OpState:
-			p.statuses <- resources.Status{Resource: m.Resource, State: m.State, Reason: m.Reason}
+			p.statuses <- resources.Status{Resource: m.Resource, State: m.State, Reason: m.Reason, Class: m.Class}
 		default:
 			p.log.Error("resmon: message refused", "err", fmt.Errorf("%w: op %q is not resmon's to send", ErrProtocol, m.Op))
 		}

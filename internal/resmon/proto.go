@@ -76,6 +76,7 @@ type Message struct {
 	// state
 	State  resources.State
 	Reason string
+	Class  resources.FailureClass // Failed only; soft is not sent
 }
 
 // wire is a Message's JSON form.
@@ -92,6 +93,7 @@ type wire struct {
 	Types            []string       `json:"types,omitempty"`
 	State            string         `json:"state,omitempty"`
 	Reason           string         `json:"reason,omitempty"`
+	Class            string         `json:"class,omitempty"`
 }
 
 // Encode returns m as one line, newline included.
@@ -123,6 +125,9 @@ func Encode(m Message) ([]byte, error) {
 		}
 	case OpState:
 		w.Resource, w.State, w.Reason = m.Resource, m.State.String(), m.Reason
+		if m.Class != resources.FailSoft {
+			w.Class = m.Class.String()
+		}
 	}
 	b, err := json.Marshal(w)
 	if err != nil {
@@ -185,6 +190,13 @@ func Decode(line []byte) (Message, error) {
 			return Message{}, protoErr("state of %s: %v", w.Resource, err)
 		}
 		m.State = s
+		if w.Class != "" {
+			c, err := resources.ParseFailureClass(w.Class)
+			if err != nil {
+				return Message{}, protoErr("state of %s: %v", w.Resource, err)
+			}
+			m.Class = c
+		}
 	}
 	if err := m.check(); err != nil {
 		return Message{}, err
@@ -220,6 +232,12 @@ func (m Message) check() error {
 		}
 		if m.State > resources.Failed {
 			return protoErr("state of %s: %v", m.Resource, m.State)
+		}
+		if m.Class != resources.FailSoft && m.State != resources.Failed {
+			return protoErr("state of %s: a %v failure class on state %v", m.Resource, m.Class, m.State)
+		}
+		if m.Class > resources.FailFatal {
+			return protoErr("state of %s: %v", m.Resource, m.Class)
 		}
 	case "":
 		return protoErr("message without op")

@@ -40,6 +40,8 @@ func TestDecodeErrors(t *testing.T) {
 		`{"op":"terminate","resource":"a"} {}`:          "after the object",
 		`{"op":"terminate","resource":"a","x":1}`:       `unknown field "x"`,
 		`{"op":"state","resource":"a","state":"weird"}`: `unknown resource state "weird"`,
+		`{"op":"state","resource":"a","state":"failed","class":"grave"}`:                                                            `unknown failure class "grave"`,
+		`{"op":"state","resource":"a","state":"online","class":"hard"}`:                                                             `a hard failure class on state online`,
 		`{"op":"online","resource":"a","type":"t","looks_alive_ms":1,"is_alive_ms":1,"pending_timeout_ms":1,"props":{"p":{"x":1}}}`: "property p",
 		`{"op":"online","resource":"a","type":"t","looks_alive_ms":1,"is_alive_ms":1,"pending_timeout_ms":1,"props":{"p":2.5}}`:     "not a 64-bit integer",
 		`{"op":"online","resource":"a","type":"t","props":{}}`:                                                                      "must be positive",
@@ -99,6 +101,7 @@ func TestEncodeRoundTrip(t *testing.T) {
 		{Op: OpTerminate, Resource: "r"},
 		{Op: OpHello, PID: 7, Types: []string{"a", "b"}},
 		{Op: OpState, Resource: "r", State: resources.Failed, Reason: "looks-alive: gone"},
+		{Op: OpState, Resource: "r", State: resources.Failed, Reason: "start: not installed", Class: resources.FailHard},
 	} {
 		b, err := Encode(m)
 		if err != nil {
