@@ -52,6 +52,7 @@ type FMStats struct {
 	Failovers, LeaseWaits, Pushes, Failbacks int
 	AdminMoves, Restarts                     int
 	ResourceFailures, ResmonCrashes          int
+	HardFailures, FatalFailures              int // of ResourceFailures
 	// At the end: groups online, failed past their thresholds, and with
 	// no live possible owner.
 	Online, Failed, NoOwner int
@@ -68,6 +69,8 @@ func (a *FMStats) add(b FMStats) {
 	a.Restarts += b.Restarts
 	a.ResourceFailures += b.ResourceFailures
 	a.ResmonCrashes += b.ResmonCrashes
+	a.HardFailures += b.HardFailures
+	a.FatalFailures += b.FatalFailures
 	a.Online += b.Online
 	a.Failed += b.Failed
 	a.NoOwner += b.NoOwner
@@ -75,10 +78,10 @@ func (a *FMStats) add(b FMStats) {
 
 func (a FMStats) String() string {
 	return fmt.Sprintf("%d groups, %d resources; %d failovers after an owner was lost (%d lease waits), %d pushes, %d failbacks, "+
-		"%d administrator moves, %d restarts in place; %d resource failures and %d resmon crashes injected; "+
-		"at the end %d online, %d failed past a threshold, %d without a live possible owner",
+		"%d administrator moves, %d restarts in place; %d resource failures (%d hard, %d fatal) and %d resmon crashes injected; "+
+		"at the end %d online, %d failed past a threshold or fatally, %d without a live possible owner",
 		a.Groups, a.Resources, a.Failovers, a.LeaseWaits, a.Pushes, a.Failbacks, a.AdminMoves, a.Restarts,
-		a.ResourceFailures, a.ResmonCrashes, a.Online, a.Failed, a.NoOwner)
+		a.ResourceFailures, a.HardFailures, a.FatalFailures, a.ResmonCrashes, a.Online, a.Failed, a.NoOwner)
 }
 
 // GroupSpec is a group of the workload and its resources, in the order
@@ -144,6 +147,7 @@ type failKey struct {
 type failRec struct {
 	at    int64
 	epoch uint64
+	class resources.FailureClass
 }
 
 type restartKey struct {
@@ -418,10 +422,21 @@ func (s *Sim) failResource(gi int, pick uint64) {
 		return
 	}
 	c := cs[pick%uint64(len(cs))]
-	s.tracef(c.n.id, "resmon: %s fails", c.r)
+	// One failure in ten is hard (it cannot run on this node), one in
+	// twenty fatal (nowhere): neither may be restarted in place.
+	class := resources.FailSoft
+	switch (pick >> 32) % 20 {
+	case 0, 1:
+		class = resources.FailHard
+		s.fm.stats.HardFailures++
+	case 2:
+		class = resources.FailFatal
+		s.fm.stats.FatalFailures++
+	}
+	s.tracef(c.n.id, "resmon: %s fails (%v)", c.r, class)
 	s.fm.stats.ResourceFailures++
 	s.rmSet(c.n, c.r, resources.Offline)
-	s.rmReport(c.n, resources.Status{Resource: c.r, State: resources.Failed, Reason: "check failed (simulated)"})
+	s.rmReport(c.n, resources.Status{Resource: c.r, State: resources.Failed, Reason: "check failed (simulated " + class.String() + ")", Class: class})
 }
 
 // crashResmon kills node n's resmon: its resources die with it (the
@@ -756,7 +771,13 @@ func (s *Sim) fmEvent(n *node, e resources.Event) {
 		f.stats.LeaseWaits++
 		f.leaseWaits = append(f.leaseWaits, leaseWait{n.id, e.Group, s.now, e.Ticks})
 	case resources.EventResourceFailed:
-		f.fails[failKey{n.id, e.Resource}] = failRec{at: s.now, epoch: f.epoch[e.Group]}
+		class := resources.FailSoft
+		for _, c := range []resources.FailureClass{resources.FailHard, resources.FailFatal} {
+			if strings.HasSuffix(e.Reason, "(simulated "+c.String()+")") {
+				class = c
+			}
+		}
+		f.fails[failKey{n.id, e.Resource}] = failRec{at: s.now, epoch: f.epoch[e.Group], class: class}
 	case resources.EventFailback:
 		s.checkFailback(n, e)
 	case resources.EventGroupFailed:
@@ -883,6 +904,9 @@ func (s *Sim) noteOnline(n *node, r string) {
 		return
 	}
 	f.stats.Restarts++
+	if fr.class != resources.FailSoft {
+		s.violate("restart: node %d restarts resource %s in place after a %v failure", n.id, r, fr.class)
+	}
 	rk := restartKey{n.id, r, fr.epoch}
 	f.restarts[rk] = append(f.restarts[rk], fr.at)
 	o, _ := f.truth.Get(db.KindResource, r)

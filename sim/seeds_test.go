@@ -65,7 +65,7 @@ func runSeeds(t *testing.T, from, count uint64, nodes func(seed uint64) int) (ma
 	// So must the failover manager's: over many seeds, every kind of
 	// move and restart the checks look at happened.
 	if count >= 60 && (fm.Failovers == 0 || fm.LeaseWaits == 0 || fm.Pushes == 0 || fm.Failbacks == 0 ||
-		fm.AdminMoves == 0 || fm.Restarts == 0 || fm.Online < fm.Groups/2) {
+		fm.AdminMoves == 0 || fm.Restarts == 0 || fm.HardFailures == 0 || fm.FatalFailures == 0 || fm.Online < fm.Groups/2) {
 		t.Errorf("the failover manager's workload did little: %v", fm)
 	}
 	if len(failed) > 0 {

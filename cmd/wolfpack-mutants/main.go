@@ -199,6 +199,14 @@ var mutants = []mutant{
 		check: simSeeds,
 	},
 	{
+		name: "failover manager: a hard or fatal failure restarted in place like a soft one",
+		edits: []edit{{file: "resources/manager.go",
+			old: "case class == FailSoft && r.Restart != NoRestart && len(l.restarts) <= r.RestartThreshold:",
+			new: "case r.Restart != NoRestart && len(l.restarts) <= r.RestartThreshold:",
+		}},
+		check: simSeeds,
+	},
+	{
 		name: "failover manager: failback outside the group's window",
 		edits: []edit{{file: "resources/manager.go",
 			old: "	if g.Failback == FailbackWindow && !inWindow(m.hour, g.WindowStart, g.WindowEnd) {",
