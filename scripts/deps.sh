@@ -19,6 +19,12 @@ pkgs+=(knot knot-dnsutils bind9-dnsutils avahi-daemon avahi-utils dbus util-linu
 pkgs+=(etcd-server etcd-client)
 # testbed/nscluster/gup: openssl s_client is the stranger the streams refuse.
 pkgs+=(openssl)
+# resources/ocf's tests run Debian's OCF agents through the adapter:
+# ocf:heartbeat:IPaddr2 (with its send_arp) and ocf-tester come with
+# resource-agents, ocf:pacemaker:Dummy with pacemaker-resource-agents (the
+# agents only: no pacemaker daemon); ocf-tester's meta-data check needs
+# xmllint (libxml2-utils).
+pkgs+=(resource-agents pacemaker-resource-agents libxml2-utils)
 services=(knot avahi-daemon etcd-server) # packages with a daemon the tests run themselves
 missing=()
 for p in "${pkgs[@]}"; do

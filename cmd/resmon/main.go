@@ -20,6 +20,7 @@ import (
 	"github.com/wolfpack-ha/wolfpack/resources/genericapp"
 	"github.com/wolfpack-ha/wolfpack/resources/ipaddr"
 	"github.com/wolfpack-ha/wolfpack/resources/netname"
+	"github.com/wolfpack-ha/wolfpack/resources/ocf"
 )
 
 func main() {
@@ -38,6 +39,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	watchdog := fs.String("watchdog", "", "watchdog device to pet while the lease is valid (e.g. /dev/watchdog); empty: none")
 	stateDir := fs.String("state-dir", "/run/wolfpack/resmon", "directory recording the applications' process groups")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	ocfRoot := fs.String("ocf-root", ocf.DefaultRoot, "OCF_ROOT: the OCF resource agents are ROOT/resource.d/PROVIDER/TYPE")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -58,7 +60,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer conn.Close()
 	types := map[string]resources.Type{}
-	for _, t := range []resources.Type{genericapp.Type{StateDir: *stateDir}, ipaddr.Type{}, netname.Type{}} {
+	for _, t := range []resources.Type{genericapp.Type{StateDir: *stateDir}, ipaddr.Type{}, netname.Type{},
+		ocf.NewType(*ocfRoot)} {
 		types[t.Name()] = t
 	}
 	return resmon.Serve(ctx, conn, resmon.Options{Types: types, Watchdog: *watchdog, StateDir: *stateDir, Logger: log})

@@ -257,6 +257,19 @@ func checkResourceType(s *stage, o *object) error {
 			continue // checkProp did
 		}
 		p := ts.spec(n)
+		if p == nil && ts.name == AgentOCF {
+			// Name what the agent takes: a misspelt parameter or a
+			// missing "param." is the usual mistake.
+			var names []string
+			for _, q := range ts.props {
+				names = append(names, q.Name)
+			}
+			takes := "which takes no parameters"
+			if len(names) > 0 {
+				takes = "whose parameters are " + nameList(names)
+			}
+			return fmt.Errorf("%w: resource %q: property %q is not a property of type %s, %s", ErrInvalid, o.Name, n, typ, takes)
+		}
 		if p == nil {
 			return fmt.Errorf("%w: resource %q: property %q is not a property of type %s", ErrInvalid, o.Name, n, typ)
 		}

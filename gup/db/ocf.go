@@ -84,14 +84,20 @@ type OCFAction struct {
 	Name       string // start, stop, monitor, meta-data, validate-all, reload, ...
 	TimeoutMs  int64
 	IntervalMs int64 // monitor's; 0 for the others
+	// Depth is a monitor's check level (OCF_CHECK_LEVEL): 0 is the
+	// agent's ordinary monitor, a deeper one (10, 20...) checks more.
+	Depth int64
 }
 
 // String encodes a as an item of ocf_actions: "NAME TIMEOUT_MS
-// [INTERVAL_MS]".
+// [INTERVAL_MS [DEPTH]]".
 func (a OCFAction) String() string {
 	s := a.Name + " " + strconv.FormatInt(a.TimeoutMs, 10)
-	if a.IntervalMs != 0 {
+	if a.IntervalMs != 0 || a.Depth != 0 {
 		s += " " + strconv.FormatInt(a.IntervalMs, 10)
+	}
+	if a.Depth != 0 {
+		s += " " + strconv.FormatInt(a.Depth, 10)
 	}
 	return s
 }
@@ -99,8 +105,8 @@ func (a OCFAction) String() string {
 // ParseOCFAction decodes an item of ocf_actions.
 func ParseOCFAction(s string) (OCFAction, error) {
 	f := strings.Fields(s)
-	if len(f) < 2 || len(f) > 3 || strings.Join(f, " ") != s {
-		return OCFAction{}, fmt.Errorf(`%q is not "NAME TIMEOUT_MS [INTERVAL_MS]"`, s)
+	if len(f) < 2 || len(f) > 4 || strings.Join(f, " ") != s {
+		return OCFAction{}, fmt.Errorf(`%q is not "NAME TIMEOUT_MS [INTERVAL_MS [DEPTH]]"`, s)
 	}
 	a := OCFAction{Name: f[0]}
 	if err := ValidName(a.Name); err != nil {
@@ -117,10 +123,17 @@ func ParseOCFAction(s string) (OCFAction, error) {
 	if a.TimeoutMs, err = ms("timeout", f[1]); err != nil {
 		return a, err
 	}
-	if len(f) == 3 {
+	if len(f) >= 3 {
 		if a.IntervalMs, err = ms("interval", f[2]); err != nil {
 			return a, err
 		}
+	}
+	if len(f) == 4 {
+		d, err := strconv.ParseInt(f[3], 10, 64)
+		if err != nil || d < 0 || d > 1000 || strconv.FormatInt(d, 10) != f[3] {
+			return a, fmt.Errorf("action %q: depth %q, want 0..1000 in decimal", a.Name, f[3])
+		}
+		a.Depth = d
 	}
 	return a, nil
 }

@@ -89,7 +89,7 @@ var schemas = [...][]PropSpec{
 		{Name: "agent", Type: TypeString, Required: true, Check: oneOf(append(builtinNames(), AgentOCF)...), Doc: "the built-in type that runs its resources, or ocf"},
 		{Name: "ocf_agent", Type: TypeString, Check: ocfAgentName, Doc: "ocf: PROVIDER:TYPE, the agent /usr/lib/ocf/resource.d/PROVIDER/TYPE"},
 		{Name: "ocf_parameters", Type: TypeList, Check: ocfParameters, Doc: `ocf: the agent's parameters from its meta-data, "NAME TYPE [required] [unique]" (TYPE string, integer or boolean)`},
-		{Name: "ocf_actions", Type: TypeList, Check: ocfActions, Doc: `ocf: the agent's advertised actions, "NAME TIMEOUT_MS [INTERVAL_MS]"`},
+		{Name: "ocf_actions", Type: TypeList, Check: ocfActions, Doc: `ocf: the agent's advertised actions, "NAME TIMEOUT_MS [INTERVAL_MS [DEPTH]]" (DEPTH: a monitor's OCF_CHECK_LEVEL)`},
 		{Name: "ocf_version", Type: TypeString, Doc: "ocf: the agent's OCF version (1.0 or 1.1)"},
 		{Name: "description", Type: TypeString, Doc: "free text"},
 	},

@@ -164,7 +164,7 @@ func TestSchemaRefuses(t *testing.T) {
 			ErrInvalid, `resource "d1": property param.op_sleep of type "dummy" (ocf:pacemaker:Dummy) must be of type int, not string`},
 		{"ocf unknown parameter", ocfSetup, []Op{Create(KindResource, "d1", P{"group": str("svc"), "type": str("dummy"),
 			"param.state": str("/run/d1"), "param.colour": str("red")})},
-			ErrInvalid, `resource "d1": property "param.colour" is not a property of type "dummy" (ocf:pacemaker:Dummy)`},
+			ErrInvalid, `resource "d1": property "param.colour" is not a property of type "dummy" (ocf:pacemaker:Dummy), whose parameters are "param.state", "param.op_sleep", "param.fake"`},
 		{"ocf parameter unprefixed", ocfSetup, []Op{Create(KindResource, "d1", P{"group": str("svc"), "type": str("dummy"),
 			"param.state": str("/run/d1"), "op_sleep": IntValue(1)})},
 			ErrInvalid, `resource "d1": property "op_sleep" is not a property of type "dummy"`},
@@ -325,13 +325,13 @@ func TestOCFItems(t *testing.T) {
 			t.Errorf("%q decoded", s)
 		}
 	}
-	for _, s := range []string{"start 20000", "monitor 20000 10000", "meta-data 5000"} {
+	for _, s := range []string{"start 20000", "monitor 20000 10000", "meta-data 5000", "monitor 30000 60000 10", "monitor 30000 0 10"} {
 		a, err := ParseOCFAction(s)
 		if err != nil || a.String() != s {
 			t.Errorf("%q: %v %q", s, err, a.String())
 		}
 	}
-	for _, s := range []string{"start", "start -1", "start 020", "monitor 1 2 3", "start 86400001"} {
+	for _, s := range []string{"start", "start -1", "start 020", "monitor 1 2 3 4", "monitor 1 2 x", "monitor 1 2 -3", "start 86400001"} {
 		if _, err := ParseOCFAction(s); err == nil {
 			t.Errorf("%q decoded", s)
 		}
