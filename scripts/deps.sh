@@ -19,6 +19,10 @@ pkgs+=(knot knot-dnsutils bind9-dnsutils avahi-daemon avahi-utils dbus util-linu
 pkgs+=(etcd-server etcd-client)
 # testbed/nscluster/gup: openssl s_client is the stranger the streams refuse.
 pkgs+=(openssl)
+# The physical disk test: mkfs.ext4 makes the data LUN's filesystem on the
+# host, e2fsck (with its libraries) goes into the guest image, and the host
+# checks the LUN with e2fsck -n at the end.
+pkgs+=(e2fsprogs)
 services=(knot avahi-daemon etcd-server) # packages with a daemon the tests run themselves
 missing=()
 for p in "${pkgs[@]}"; do
