@@ -54,7 +54,8 @@ func parseMountOptions(s string) (flags uintptr, data string, err error) {
 			continue
 		}
 		switch o {
-		case "remount", "bind", "rbind", "move", "shared", "private", "slave", "unbindable":
+		case "remount", "bind", "rbind", "move", "shared", "rshared", "private", "rprivate",
+			"slave", "rslave", "unbindable", "runbindable": // as gup/db refuses them
 			return 0, "", fmt.Errorf("option %q is not for a filesystem mount", o)
 		}
 		rest = append(rest, o)
