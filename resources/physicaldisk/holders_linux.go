@@ -13,7 +13,7 @@ import (
 // file. It reads /proc; processes that exit meanwhile, or whose entries it
 // may not read, are skipped.
 func holders(dir string) []int {
-	dir = filepath.Clean(dir)
+	dir = resolve(dir)
 	entries, _ := os.ReadDir("/proc")
 	self := os.Getpid()
 	var pids []int

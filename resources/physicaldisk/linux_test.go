@@ -138,6 +138,14 @@ func TestMountedOnAndUnescape(t *testing.T) {
 	if _, ok, err := mountedOn(dir); ok || err != nil {
 		t.Errorf("mountedOn(%s) = %v, %v: a plain directory", dir, ok, err)
 	}
+	// A mount point reached through a symbolic link.
+	link := filepath.Join(dir, "proc")
+	if err := os.Symlink("/proc", link); err != nil {
+		t.Fatal(err)
+	}
+	if m, ok, err := mountedOn(link); err != nil || !ok || m.fstype != "proc" {
+		t.Errorf("mountedOn(%s) = %+v, %v, %v", link, m, ok, err)
+	}
 }
 
 type holder struct {

@@ -77,7 +77,7 @@ func mountedOn(dir string) (mountAt, bool, error) {
 		return mountAt{}, false, fmt.Errorf("read mounts: %w", err)
 	}
 	defer f.Close()
-	dir = filepath.Clean(dir)
+	dir = resolve(dir)
 	var m mountAt
 	found := false
 	sc := bufio.NewScanner(f)
@@ -120,4 +120,13 @@ func unescape(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// resolve is dir with its symbolic links resolved, as the kernel reports
+// paths (mountinfo, /proc links); dir itself if that fails.
+func resolve(dir string) string {
+	if r, err := filepath.EvalSymlinks(dir); err == nil {
+		return r
+	}
+	return filepath.Clean(dir)
 }
