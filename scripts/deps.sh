@@ -25,6 +25,10 @@ pkgs+=(openssl)
 # agents only: no pacemaker daemon); ocf-tester's meta-data check needs
 # xmllint (libxml2-utils).
 pkgs+=(resource-agents pacemaker-resource-agents libxml2-utils)
+# The physical disk test: mkfs.ext4 makes the data LUN's filesystem on the
+# host, e2fsck (with its libraries) goes into the guest image, and the host
+# checks the LUN with e2fsck -n at the end.
+pkgs+=(e2fsprogs)
 services=(knot avahi-daemon etcd-server) # packages with a daemon the tests run themselves
 missing=()
 for p in "${pkgs[@]}"; do

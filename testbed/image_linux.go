@@ -30,8 +30,11 @@ var Modules = []string{
 }
 
 // guestTools are host programs copied into the image with their shared
-// libraries, when installed.
-var guestTools = []string{"/usr/bin/sg_persist", "/usr/bin/sg_inq", "/usr/bin/sg_turs", "/usr/bin/sg_readcap"}
+// libraries, when installed: sg3-utils (an independent reader of the
+// LUNs) and e2fsck (the physical disk type checks ext filesystems).
+var guestTools = []string{"/usr/bin/sg_persist", "/usr/bin/sg_inq", "/usr/bin/sg_turs", "/usr/bin/sg_readcap", e2fsckPath}
+
+const e2fsckPath = "/usr/sbin/e2fsck"
 
 const busyboxPath = "/usr/bin/busybox"
 
@@ -206,6 +209,13 @@ func buildImage(ctx context.Context, modDir string, nodes int, binaries []string
 		if err := addDynamic(ctx, &s, tool); err != nil {
 			return "", err
 		}
+	}
+	if s.has(e2fsckPath) {
+		for _, fs := range []string{"ext2", "ext3", "ext4"} {
+			s.entries = append(s.entries, entry{path: "usr/sbin/fsck." + fs, data: []byte("e2fsck"), mode: 0o777, kind: 'l'})
+		}
+		// e2fsck looks for mounted filesystems in /etc/mtab too.
+		s.entries = append(s.entries, entry{path: "etc/mtab", data: []byte("/proc/self/mounts"), mode: 0o777, kind: 'l'})
 	}
 	if _, err := os.Stat(busyboxPath); err == nil {
 		s.file("/bin/busybox", busyboxPath, 0o755)

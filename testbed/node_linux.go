@@ -122,6 +122,17 @@ func (n *Node) Disk(i int) string {
 	return ""
 }
 
+// DataDisk returns the guest's data disk (Config.DataLUNSize): its
+// block device (Block, e.g. /dev/sdb) and its sg device.
+func (n *Node) DataDisk() (agent.Disk, bool) {
+	for _, d := range n.disks {
+		if d.Target == DataTarget && d.Channel == 0 && d.LUN == 0 {
+			return d, true
+		}
+	}
+	return agent.Disk{}, false
+}
+
 func (n *Node) qemuArgs(tb *Testbed) []string {
 	id := tb.prefix + "-" + n.name
 	args := []string{
@@ -140,8 +151,14 @@ func (n *Node) qemuArgs(tb *Testbed) []string {
 		"-device", "virtio-scsi-pci,id=scsi0",
 	}
 	cmdline := []string{"console=ttyS0", "quiet", "panic=-1", "8250.nr_uarts=2",
-		"wolfpack.hostname=" + n.name, "wolfpack.disks=" + strconv.Itoa(tb.cfg.Initiators)}
+		"wolfpack.hostname=" + n.name, "wolfpack.disks=" + strconv.Itoa(tb.disks())}
 	host, port, _ := net.SplitHostPort(tb.tgt.Portal)
+	if tb.cfg.DataLUNSize > 0 {
+		args = append(args,
+			"-blockdev", fmt.Sprintf("driver=iscsi,node-name=data,transport=tcp,portal=%s:%s,target=%s,lun=%d,initiator-name=%s:node%d-data",
+				host, port, tb.tgt.Target, dataLUN, tb.tgt.Target, n.index),
+			"-device", fmt.Sprintf("scsi-block,drive=data,bus=scsi0.0,channel=0,scsi-id=%d,lun=0", DataTarget))
+	}
 	for m := 1; m <= tb.cfg.Initiators; m++ {
 		node := fmt.Sprintf("lun%d", m)
 		args = append(args,
@@ -237,6 +254,9 @@ func (n *Node) boot(ctx context.Context) error {
 		if n.Disk(m) == "" {
 			return fail("find disks", fmt.Errorf("no SCSI device at target %d: %+v", m, n.disks))
 		}
+	}
+	if d, ok := n.DataDisk(); tb.cfg.DataLUNSize > 0 && (!ok || d.Block == "") {
+		return fail("find disks", fmt.Errorf("no data disk at target %d: %+v", DataTarget, n.disks))
 	}
 	n.log.Info("node ready", "boot", n.BootTime.Round(time.Millisecond), "guest_uptime", hello.Uptime, "disks", len(n.disks))
 	return nil

@@ -31,7 +31,7 @@ type stateFile struct {
 	TgtPid      int       `json:"tgt_pid,omitempty"`
 	TgtCtlPort  int       `json:"tgt_ctl_port,omitempty"`
 	TgtPortal   string    `json:"tgt_portal,omitempty"`
-	LUNPath     string    `json:"lun_path,omitempty"`
+	LUNPaths    []string  `json:"lun_paths,omitempty"`
 	QemuPids    []int     `json:"qemu_pids,omitempty"`
 }
 
@@ -172,9 +172,7 @@ func sweep(s stateFile) error {
 	if s.TgtCtlPort != 0 {
 		files = append(files, iscsitest.Sockets(s.TgtCtlPort)...)
 	}
-	if s.LUNPath != "" {
-		files = append(files, s.LUNPath)
-	}
+	files = append(files, s.LUNPaths...)
 	if s.WorkDir != "" {
 		socks, _ := filepath.Glob(filepath.Join(s.WorkDir, "node*.agent"))
 		qmps, _ := filepath.Glob(filepath.Join(s.WorkDir, "node*.qmp"))

@@ -33,7 +33,14 @@ type Config struct {
 	// t.TempDir(), Start a new directory under os.TempDir().
 	WorkDir string
 	// Binaries are host files (static binaries) placed in the guest's /bin.
-	Binaries    []string
+	Binaries []string
+	// DataLUNSize, if set, adds a second LUN of this many bytes, a data
+	// disk: LUN 2 of the target, one more nexus per node (initiator
+	// <target iqn>:node<N>-data, scsi-id DataTarget; Node.DataDisk).
+	DataLUNSize int64
+	// DataLUNFS, if set, is the filesystem made on the data LUN's backing
+	// file on the host (mkfs.<DataLUNFS> -F) before tgtd serves it.
+	DataLUNFS   string
 	BootTimeout time.Duration // per VM, default 60 s
 }
 
@@ -135,6 +142,8 @@ func Start(ctx context.Context, cfg Config) (*Testbed, error) {
 		return nil, fmt.Errorf("testbed: Initiators %d out of range 1..9", cfg.Initiators)
 	case cfg.PrivateNets < 0 || cfg.PrivateNets > 2:
 		return nil, fmt.Errorf("testbed: PrivateNets %d out of range 0..2", cfg.PrivateNets)
+	case cfg.DataLUNSize < 0 || cfg.DataLUNSize == 0 && cfg.DataLUNFS != "":
+		return nil, fmt.Errorf("testbed: DataLUNSize %d with DataLUNFS %q", cfg.DataLUNSize, cfg.DataLUNFS)
 	}
 	if cfg.WorkDir == "" {
 		d, err := os.MkdirTemp("", "wolfpack-testbed-")
@@ -191,12 +200,28 @@ func (tb *Testbed) start(ctx context.Context, modDir string) error {
 		tb.ImageTime = time.Since(t0)
 		imageDone <- err
 	}()
+	sizes := []int64{tb.cfg.LUNSize}
+	if tb.cfg.DataLUNSize > 0 {
+		sizes = append(sizes, tb.cfg.DataLUNSize)
+	}
 	var err error
 	tb.tgt, err = iscsitest.Run(ctx, iscsitest.Options{
-		Target: "iqn.2024-01.org.wolfpack-ha.testbed:" + tb.id, Size: tb.cfg.LUNSize, Dir: tb.workDir,
+		Target: "iqn.2024-01.org.wolfpack-ha.testbed:" + tb.id, Sizes: sizes, Dir: tb.workDir,
 		LUNParams: "vendor_id=WOLFPACK,product_id=TESTBED-" + tb.id,
+		Prepare: func(lun int, path string) error {
+			tb.state.update(func(s *stateFile) { s.LUNPaths = append(s.LUNPaths, path) })
+			if lun != dataLUN || tb.cfg.DataLUNFS == "" {
+				return nil
+			}
+			mkfs := "mkfs." + tb.cfg.DataLUNFS
+			out, err := exec.CommandContext(ctx, mkfs, "-F", "-q", path).CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("%s -F %s: %w: %s", mkfs, path, err, out)
+			}
+			return nil
+		},
 		OnStart: func(t *iscsitest.Tgt) { // recorded before tgtd starts, for a later sweep
-			tb.state.update(func(s *stateFile) { s.TgtCtlPort, s.TgtPortal, s.LUNPath = t.Control, t.Portal, t.Images[0] })
+			tb.state.update(func(s *stateFile) { s.TgtCtlPort, s.TgtPortal = t.Control, t.Portal })
 		},
 	})
 	if err != nil {
@@ -306,6 +331,28 @@ func (tb *Testbed) Client() *Client { return tb.client }
 
 // LUNPath is the host file behind the shared LUN.
 func (tb *Testbed) LUNPath() string { return tb.tgt.Images[0] }
+
+// dataLUN is the data disk's LUN number on the target.
+const dataLUN = 2
+
+// DataTarget is the data disk's SCSI target id in the guests (H:0:10:0).
+const DataTarget = 10
+
+// disks is how many SCSI devices each guest has.
+func (tb *Testbed) disks() int {
+	if tb.cfg.DataLUNSize > 0 {
+		return tb.cfg.Initiators + 1
+	}
+	return tb.cfg.Initiators
+}
+
+// DataLUNPath is the host file behind the data LUN ("" without one).
+func (tb *Testbed) DataLUNPath() string {
+	if len(tb.tgt.Images) < dataLUN {
+		return ""
+	}
+	return tb.tgt.Images[dataLUN-1]
+}
 
 // TargetIQN is the iSCSI name of the target; the LUN is LUN 1.
 func (tb *Testbed) TargetIQN() string { return tb.tgt.Target }

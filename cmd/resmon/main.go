@@ -21,6 +21,7 @@ import (
 	"github.com/wolfpack-ha/wolfpack/resources/ipaddr"
 	"github.com/wolfpack-ha/wolfpack/resources/netname"
 	"github.com/wolfpack-ha/wolfpack/resources/ocf"
+	"github.com/wolfpack-ha/wolfpack/resources/physicaldisk"
 )
 
 func main() {
@@ -61,7 +62,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	defer conn.Close()
 	types := map[string]resources.Type{}
 	for _, t := range []resources.Type{genericapp.Type{StateDir: *stateDir}, ipaddr.Type{}, netname.Type{},
-		ocf.NewType(*ocfRoot)} {
+		ocf.NewType(*ocfRoot), physicaldisk.Type{}} {
 		types[t.Name()] = t
 	}
 	return resmon.Serve(ctx, conn, resmon.Options{Types: types, Watchdog: *watchdog, StateDir: *stateDir, Logger: log})

@@ -163,9 +163,9 @@ var builtinTypes = []typeSchema{
 	}, check: networkNameChecks},
 	{name: "physical_disk", props: []PropSpec{
 		{Name: "device", Type: TypeString, Required: true, Check: absPath, Doc: "the data LUN's block device (a /dev/disk/by-id/ name survives renumbering)"},
-		{Name: "mount_point", Type: TypeString, Required: true, Check: absPath, Doc: "where the filesystem is mounted"},
+		{Name: "mount_point", Type: TypeString, Required: true, Check: mountPoint, Doc: "where the filesystem is mounted (not /)"},
 		{Name: "fstype", Type: TypeString, Check: oneOf("ext2", "ext3", "ext4", "xfs"), Doc: "the filesystem (default ext4)"},
-		{Name: "mount_options", Type: TypeString, Check: mountOptions, Doc: "comma-separated mount options"},
+		{Name: "mount_options", Type: TypeString, Check: diskMountOptions, Doc: "comma-separated mount options (no remount, bind, move or propagation options)"},
 		{Name: "fsck", Type: TypeString, Check: oneOf("auto", "force", "never"), Doc: "before mounting: auto (preen; default), force (a full check), never"},
 		{Name: "scratch_lba", Type: TypeInt, Check: intRange(0, math.MaxInt64), Doc: "is-alive: a block outside the filesystem to write (default: for ext*, block 0, which ext never writes; else read only)"},
 		{Name: "stop_timeout_ms", Type: TypeInt, Check: intRange(10, 3600000), Doc: "unmount: processes holding the filesystem are killed after this long (default 10000)"},
@@ -406,6 +406,30 @@ func command(v Value) error {
 	}
 	if strings.IndexByte(v.Str, 0) >= 0 {
 		return errors.New("command holds a NUL byte")
+	}
+	return nil
+}
+
+// mountPoint: an absolute path other than the root.
+func mountPoint(v Value) error {
+	if path.Clean(v.Str) == "/" {
+		return fmt.Errorf("%q is the root directory", v.Str)
+	}
+	return absPath(v)
+}
+
+// diskMountOptions: mountOptions, none of which changes an existing mount
+// instead of mounting a filesystem (the physical disk refuses them).
+func diskMountOptions(v Value) error {
+	if err := mountOptions(v); err != nil {
+		return err
+	}
+	for _, o := range strings.Split(v.Str, ",") {
+		switch o {
+		case "remount", "bind", "rbind", "move", "shared", "rshared", "private", "rprivate",
+			"slave", "rslave", "unbindable", "runbindable":
+			return fmt.Errorf("option %q does not mount a filesystem", o)
+		}
 	}
 	return nil
 }

@@ -185,6 +185,12 @@ func TestSchemaRefuses(t *testing.T) {
 		{"disk fstype", nil, []Op{Create(KindResource, "disk1", P{"group": str("svc"), "type": str("physical_disk"), "device": str("/dev/sdb"),
 			"mount_point": str("/srv/data"), "fstype": str("ntfs")})},
 			ErrInvalid, `resource "disk1": property fstype: "ntfs", want one of`},
+		{"disk on the root", nil, []Op{Create(KindResource, "disk1", P{"group": str("svc"), "type": str("physical_disk"), "device": str("/dev/sdb"),
+			"mount_point": str("/./")})},
+			ErrInvalid, `resource "disk1": property mount_point: "/./" is the root directory`},
+		{"disk bind option", nil, []Op{Create(KindResource, "disk1", P{"group": str("svc"), "type": str("physical_disk"), "device": str("/dev/sdb"),
+			"mount_point": str("/srv/data"), "mount_options": str("noatime,rbind")})},
+			ErrInvalid, `resource "disk1": property mount_options: option "rbind" does not mount a filesystem`},
 
 		// Dependencies.
 		{"cycle", nil, []Op{Set(KindResource, "svc-ip", P{"depends_on": ListValue("svc-app")}), Set(KindResource, "svc-app", P{"depends_on": ListValue("svc-name")})},

@@ -205,6 +205,11 @@ func TestRefusesBadResources(t *testing.T) {
 		{"unknown type", []db.Op{res("x", "web", "apache", nil)}, []string{`"x"`, "apache"}},
 		{"cycle", []db.Op{db.Set(db.KindResource, "ip", map[string]db.Value{"depends_on": list("app")})}, []string{"ip", "app", "cycle"}},
 		{"cross-group", []db.Op{db.Set(db.KindResource, "app", map[string]db.Value{"depends_on": list("ip", "dbip")})}, []string{"app", "dbip"}},
+		{"disk on the root", []db.Op{res("disk", "db", "physical_disk", map[string]db.Value{"device": str("/dev/disk/by-id/wwn-0x1"), "mount_point": str("/")})},
+			[]string{`"disk"`, "mount_point", "root directory"}},
+		{"disk bad fsck", []db.Op{res("disk", "db", "physical_disk", map[string]db.Value{"device": str("/dev/sdb"), "mount_point": str("/srv/db"), "fsck": str("sometimes")})},
+			[]string{`"disk"`, "fsck", "sometimes"}},
+		{"disk without device", []db.Op{res("disk", "db", "physical_disk", map[string]db.Value{"mount_point": str("/srv/db")})}, []string{`"disk"`, "device"}},
 	} {
 		_, out := commit(tc.ops...)
 		if out == "" {

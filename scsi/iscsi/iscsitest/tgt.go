@@ -40,6 +40,12 @@ type Options struct {
 	LUNs int
 	// Size is each LUN's size in bytes; zero means 64 MiB.
 	Size int64
+	// Sizes, if set, are the LUNs' sizes, LUN 1 first (zero: Size); it
+	// overrides LUNs.
+	Sizes []int64
+	// Prepare, if set, is called with each LUN's backing file once it is
+	// sized and before tgtd serves it, e.g. to make a filesystem on it.
+	Prepare func(lun int, path string) error
 	// BSOFlags, if set, is tgtadm --bsoflags for every LUN: "sync" opens
 	// the backing file O_SYNC, so a write is on the medium when it is
 	// answered (without it tgt answers a FUA write after
@@ -167,16 +173,39 @@ func Run(ctx context.Context, o Options) (tg *Tgt, err error) {
 		}
 		tmpDir = o.Dir
 	}
+	if len(o.Sizes) > 0 {
+		o.LUNs = len(o.Sizes)
+	}
 	var images []string
+	removeImages := func() {
+		for _, img := range images {
+			os.Remove(img)
+		}
+		if tmpDir != "" {
+			os.RemoveAll(tmpDir)
+		}
+	}
 	for lun := 1; lun <= o.LUNs; lun++ {
 		img := filepath.Join(o.Dir, fmt.Sprintf("lun%d.img", lun))
+		size := o.Size
+		if lun <= len(o.Sizes) && o.Sizes[lun-1] > 0 {
+			size = o.Sizes[lun-1]
+		}
 		if err := os.WriteFile(img, nil, 0o600); err != nil {
+			removeImages()
 			return nil, fmt.Errorf("create backing file: %w", err)
 		}
-		if err := os.Truncate(img, o.Size); err != nil {
+		images = append(images, img)
+		if err := os.Truncate(img, size); err != nil {
+			removeImages()
 			return nil, fmt.Errorf("size backing file: %w", err)
 		}
-		images = append(images, img)
+		if o.Prepare != nil {
+			if err := o.Prepare(lun, img); err != nil {
+				removeImages()
+				return nil, fmt.Errorf("prepare LUN %d: %w", lun, err)
+			}
+		}
 	}
 	var errs []error
 	for attempt := 0; attempt < 5 && tg == nil && ctx.Err() == nil; attempt++ {
@@ -186,12 +215,7 @@ func Run(ctx context.Context, o Options) (tg *Tgt, err error) {
 		}
 	}
 	if tg == nil {
-		for _, img := range images {
-			os.Remove(img)
-		}
-		if tmpDir != "" {
-			os.RemoveAll(tmpDir)
-		}
+		removeImages()
 		return nil, errors.Join(append(errs, ctx.Err())...)
 	}
 	tg.tmpDir = tmpDir
