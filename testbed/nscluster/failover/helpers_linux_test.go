@@ -77,6 +77,13 @@ func newRig(t *testing.T, n int, timeout time.Duration, timing ...nscluster.Timi
 	if len(timing) > 0 {
 		cfg.Timing = timing[0]
 	}
+	return newRigWith(t, cfg, timeout)
+}
+
+// newRigWith is newRig with the cluster's whole configuration.
+func newRigWith(t *testing.T, cfg nscluster.Config, timeout time.Duration) *rig {
+	t.Helper()
+	n := cfg.Nodes
 	c := nscluster.Start(t, cfg)
 	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	t.Cleanup(cancel)
