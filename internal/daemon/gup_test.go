@@ -183,7 +183,11 @@ func TestRefusesBadResources(t *testing.T) {
 	if _, out := commit(db.Create(db.KindGroup, "web", nil), db.Create(db.KindGroup, "db", nil),
 		res("ip", "web", "ip_address", map[string]db.Value{"address": str("10.1.0.5")}),
 		res("app", "web", "generic_application", map[string]db.Value{"command": str("true"), "depends_on": list("ip")}),
-		res("dbip", "db", "ip_address", map[string]db.Value{"address": str("10.1.0.6")})); out != "" {
+		res("dbip", "db", "ip_address", map[string]db.Value{"address": str("10.1.0.6")}),
+		// An OCF agent's resourcetype as its meta-data gives it (resources/ocf).
+		db.Create(db.KindResourceType, "vip", map[string]db.Value{"agent": str("ocf"), "ocf_agent": str("heartbeat:IPaddr2"),
+			"ocf_parameters": list("ip string required unique", "cidr_netmask string", "nic string", "arp_count integer", "lvs_support boolean"),
+			"ocf_actions":    list("start 20000", "stop 20000", "monitor 20000 10000")})); out != "" {
 		t.Fatalf("setup: %s", out)
 	}
 	snapshot := func() []byte {
@@ -210,6 +214,12 @@ func TestRefusesBadResources(t *testing.T) {
 		{"disk bad fsck", []db.Op{res("disk", "db", "physical_disk", map[string]db.Value{"device": str("/dev/sdb"), "mount_point": str("/srv/db"), "fsck": str("sometimes")})},
 			[]string{`"disk"`, "fsck", "sometimes"}},
 		{"disk without device", []db.Op{res("disk", "db", "physical_disk", map[string]db.Value{"mount_point": str("/srv/db")})}, []string{`"disk"`, "device"}},
+		{"ocf required parameter missing", []db.Op{res("vip1", "db", "vip", map[string]db.Value{"param.nic": str("eth0")})},
+			[]string{`"vip1"`, "param.ip", "ocf:heartbeat:IPaddr2", "missing"}},
+		{"ocf parameter of the wrong type", []db.Op{res("vip1", "db", "vip", map[string]db.Value{"param.ip": str("10.1.0.9"), "param.arp_count": str("five")})},
+			[]string{`"vip1"`, "param.arp_count", "ocf:heartbeat:IPaddr2", "int"}},
+		{"ocf unknown parameter", []db.Op{res("vip1", "db", "vip", map[string]db.Value{"param.ip": str("10.1.0.9"), "param.netmask": str("24")})},
+			[]string{`"vip1"`, "param.netmask", "ocf:heartbeat:IPaddr2"}},
 	} {
 		_, out := commit(tc.ops...)
 		if out == "" {
