@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -248,6 +249,22 @@ func (d *Disk) decodeSlots(b []byte, n int) []Heartbeat {
 	return hs
 }
 
+// slotBufs holds ReadSlots' buffers: a node reads the slot area every
+// disk beat, and nothing it decodes from the buffer keeps a reference.
+var slotBufs sync.Pool // *[]byte
+
+// slotBuf returns a zeroed buffer of n bytes, as make would.
+func slotBuf(n int) *[]byte {
+	b, _ := slotBufs.Get().(*[]byte)
+	if b == nil || cap(*b) < n {
+		nb := make([]byte, n)
+		return &nb
+	}
+	*b = (*b)[:n]
+	clear(*b)
+	return b
+}
+
 // ReadSlots reads the heartbeat slots and mailboxes of nodes 1..upTo (and
 // of self) in one command: the slots as ReadHeartbeats returns them, and
 // the pill in self's mailbox, if it holds one of this format.
@@ -258,12 +275,15 @@ func (d *Disk) ReadSlots(ctx context.Context, self, upTo uint32) (hs []Heartbeat
 	upTo = min(max(upTo, self), MaxNodes)
 	l := d.sb.Layout
 	bs := d.dev.BlockSize()
-	b := make([]byte, 2*int(upTo)*bs)
-	if err := d.dev.ReadBlocks(ctx, l.SlotsLBA, b); err != nil {
+	b := slotBuf(2 * int(upTo) * bs)
+	if err := d.dev.ReadBlocks(ctx, l.SlotsLBA, *b); err != nil {
+		// Not reused: a device whose command timed out may still write
+		// into it.
 		return nil, pill, false, fmt.Errorf("read heartbeat slots and mailboxes: %w", err)
 	}
-	hs = d.decodeSlots(b, int(upTo))
-	mb := b[(2*int(self-1)+1)*bs : (2*int(self-1)+2)*bs]
+	defer slotBufs.Put(b)
+	hs = d.decodeSlots(*b, int(upTo))
+	mb := (*b)[(2*int(self-1)+1)*bs : (2*int(self-1)+2)*bs]
 	if pill.UnmarshalBinary(mb) == nil && pill.FormatID == d.sb.FormatID && pill.Target == self {
 		return hs, pill, true, nil
 	}

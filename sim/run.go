@@ -23,6 +23,10 @@ type Result struct {
 	Writes, Reads int
 	// FM is what the failover manager's workload did.
 	FM FMStats
+	// rngEnd is the seed's random stream's next draw after the run: two
+	// runs of a seed that drew differently differ here (the digest of
+	// runSeeds compares runs of a seed across changes).
+	rngEnd uint64
 }
 
 // Run boots a cluster (node 1 forms it, the others join), injects the
@@ -71,6 +75,7 @@ func Run(cfg Config) Result {
 	res.Events = s.events
 	res.Writes, res.Reads = s.acknowledged()
 	res.State = s.Describe()
+	res.rngEnd = s.rng.Uint64()
 	return res
 }
 

@@ -1,9 +1,15 @@
 package sim
 
 import (
+	"cmp"
+	"crypto/sha256"
 	"fmt"
+	"hash"
 	"os"
 	"runtime"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,8 +18,28 @@ import (
 // runSeeds runs Run over seeds [from, from+count) with nodes(seed) nodes
 // on a worker pool, and fails the test with the replay command of every
 // seed that broke an invariant.
+//
+// WOLFPACK_SIM_SEEDS=FROM:COUNT runs those seeds instead (to time or
+// compare a fixed range). WOLFPACK_SIM_DIGEST=FILE writes one line a seed
+// to FILE: everything a run's Result says of it (events, stabilisation,
+// the clients' and the failover manager's counts, violations, the final
+// state and the random stream's next draw), so that two builds can be
+// shown to simulate every seed identically; WOLFPACK_SIM_DIGEST_TRACE=1
+// adds a hash of the seed's whole event trace.
 func runSeeds(t *testing.T, from, count uint64, nodes func(seed uint64) int) (maxStable int64) {
 	t.Helper()
+	if r := os.Getenv("WOLFPACK_SIM_SEEDS"); r != "" {
+		f, c, ok := strings.Cut(r, ":")
+		var err1, err2 error
+		from, err1 = strconv.ParseUint(f, 10, 64)
+		count, err2 = strconv.ParseUint(c, 10, 64)
+		if !ok || err1 != nil || err2 != nil {
+			t.Fatalf("WOLFPACK_SIM_SEEDS=%q: want FROM:COUNT", r)
+		}
+	}
+	digestFile := os.Getenv("WOLFPACK_SIM_DIGEST")
+	traceDigest := os.Getenv("WOLFPACK_SIM_DIGEST_TRACE") != ""
+	var digests []string
 	start := time.Now()
 	seeds := make(chan uint64)
 	var mu sync.Mutex
@@ -27,8 +53,17 @@ func runSeeds(t *testing.T, from, count uint64, nodes func(seed uint64) int) (ma
 			defer wg.Done()
 			for seed := range seeds {
 				k := nodes(seed)
-				r := Run(Config{Seed: seed, Nodes: k, Faults: true, Clients: 3, Groups: 4})
+				cfg := Config{Seed: seed, Nodes: k, Faults: true, Clients: 3, Groups: 4}
+				var th hash.Hash
+				if digestFile != "" && traceDigest {
+					th = sha256.New()
+					cfg.Trace = th
+				}
+				r := Run(cfg)
 				mu.Lock()
+				if digestFile != "" {
+					digests = append(digests, digest(r, th))
+				}
 				maxStable = max(maxStable, r.StableAfter)
 				writes += r.Writes
 				reads += r.Reads
@@ -54,6 +89,18 @@ func runSeeds(t *testing.T, from, count uint64, nodes func(seed uint64) int) (ma
 	}
 	close(seeds)
 	wg.Wait()
+	if digestFile != "" {
+		slices.SortFunc(digests, func(a, b string) int {
+			x, _, _ := strings.Cut(a, " ")
+			y, _, _ := strings.Cut(b, " ")
+			xi, _ := strconv.ParseUint(x, 10, 64)
+			yi, _ := strconv.ParseUint(y, 10, 64)
+			return cmp.Compare(xi, yi)
+		})
+		if err := os.WriteFile(digestFile, []byte(strings.Join(digests, "")), 0o644); err != nil {
+			t.Fatalf("write the digest: %v", err)
+		}
+	}
 	t.Logf("%d seeds in %v, slowest stabilisation %s after faults stopped; GUP clients: %d writes and %d reads acknowledged",
 		count, time.Since(start).Round(time.Millisecond), fmtDur(maxStable), writes, reads)
 	t.Logf("failover manager: %v", fm)
@@ -74,3 +121,18 @@ func runSeeds(t *testing.T, from, count uint64, nodes func(seed uint64) int) (ma
 	}
 	return maxStable
 }
+
+// digest is one seed's line for WOLFPACK_SIM_DIGEST; trace, if not nil,
+// hashed the seed's event trace.
+func digest(r Result, trace hash.Hash) string {
+	tr := "-"
+	if trace != nil {
+		tr = fmt.Sprintf("%x", trace.Sum(nil))
+	}
+	return fmt.Sprintf("%d nodes=%d events=%d stable=%d writes=%d reads=%d rng=%x state=%x trace=%s violations=%q faults=%x fm={%+v}\n",
+		r.Seed, r.Nodes, r.Events, r.StableAfter, r.Writes, r.Reads, r.rngEnd, sha256.Sum256([]byte(r.State)), tr,
+		r.Violations, sha256.Sum256([]byte(strings.Join(r.Faults, "\n"))), fmFields(r.FM))
+}
+
+// fmFields prints FMStats' fields by name.
+type fmFields FMStats

@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"container/heap"
 	"context"
 	"fmt"
 	"io"
@@ -246,31 +245,64 @@ type event struct {
 	fn  func()
 }
 
+// eventQueue is a binary min-heap on (at, seq), typed so that neither a
+// push nor a pop boxes an event in an interface (container/heap did, an
+// allocation an event). (at, seq) is unique, so the order events are
+// taken in is the same whatever the heap's shape.
 type eventQueue []event
 
-func (q eventQueue) Len() int { return len(q) }
-func (q eventQueue) Less(i, j int) bool {
+func (q eventQueue) less(i, j int) bool {
 	return q[i].at < q[j].at || q[i].at == q[j].at && q[i].seq < q[j].seq
 }
-func (q eventQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
-func (q *eventQueue) Push(x any)   { *q = append(*q, x.(event)) }
-func (q *eventQueue) Pop() any {
-	old := *q
-	e := old[len(old)-1]
-	*q = old[:len(old)-1]
+
+func (q *eventQueue) push(e event) {
+	*q = append(*q, e)
+	h := *q
+	for j := len(h) - 1; j > 0; {
+		i := (j - 1) / 2
+		if !h.less(j, i) {
+			break
+		}
+		h[i], h[j] = h[j], h[i]
+		j = i
+	}
+}
+
+func (q *eventQueue) pop() event {
+	h := *q
+	e := h[0]
+	n := len(h) - 1
+	h[0] = h[n]
+	h[n] = event{} // the closure is garbage once run
+	h = h[:n]
+	for i := 0; ; {
+		j := 2*i + 1
+		if j >= n {
+			break
+		}
+		if r := j + 1; r < n && h.less(r, j) {
+			j = r
+		}
+		if !h.less(j, i) {
+			break
+		}
+		h[i], h[j] = h[j], h[i]
+		i = j
+	}
+	*q = h
 	return e
 }
 
 func (s *Sim) after(d int64, fn func()) {
 	s.seq++
-	heap.Push(&s.queue, event{at: s.now + max(d, 0), seq: s.seq, fn: fn})
+	s.queue.push(event{at: s.now + max(d, 0), seq: s.seq, fn: fn})
 }
 
 // RunUntil processes events until virtual time t (or stop returns true
 // after an event). It returns whether stop fired.
 func (s *Sim) RunUntil(t int64, stop func() bool) bool {
 	for len(s.queue) > 0 && s.queue[0].at <= t {
-		e := heap.Pop(&s.queue).(event)
+		e := s.queue.pop()
 		s.now = e.at
 		e.fn()
 		s.events++
