@@ -18,6 +18,7 @@ import (
 	"github.com/wolfpack-ha/wolfpack/internal/resmon"
 	"github.com/wolfpack-ha/wolfpack/resources"
 	"github.com/wolfpack-ha/wolfpack/resources/genericapp"
+	"github.com/wolfpack-ha/wolfpack/resources/genericservice"
 	"github.com/wolfpack-ha/wolfpack/resources/ipaddr"
 	"github.com/wolfpack-ha/wolfpack/resources/netname"
 )
@@ -58,7 +59,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer conn.Close()
 	types := map[string]resources.Type{}
-	for _, t := range []resources.Type{genericapp.Type{StateDir: *stateDir}, ipaddr.Type{}, netname.Type{}} {
+	for _, t := range []resources.Type{genericapp.Type{StateDir: *stateDir}, genericservice.Type{}, ipaddr.Type{}, netname.Type{}} {
 		types[t.Name()] = t
 	}
 	return resmon.Serve(ctx, conn, resmon.Options{Types: types, Watchdog: *watchdog, StateDir: *stateDir, Logger: log})
