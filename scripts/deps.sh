@@ -19,6 +19,10 @@ pkgs+=(knot knot-dnsutils bind9-dnsutils avahi-daemon avahi-utils dbus util-linu
 pkgs+=(etcd-server etcd-client)
 # testbed/nscluster/gup: openssl s_client is the stranger the streams refuse.
 pkgs+=(openssl)
+# testbed/systemdrig: systemd-nspawn boots the host's own systemd in a
+# throwaway container (the generic_service type's tests talk to it); the
+# machines do not run systemd as PID 1.
+pkgs+=(systemd systemd-container)
 services=(knot avahi-daemon etcd-server) # packages with a daemon the tests run themselves
 missing=()
 for p in "${pkgs[@]}"; do
