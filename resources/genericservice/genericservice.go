@@ -2,7 +2,6 @@ package genericservice
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
-	"github.com/godbus/dbus/v5"
 	"github.com/wolfpack-ha/wolfpack/resources"
 )
 
@@ -367,9 +365,16 @@ func (s *svc) Terminate() {
 		s.log.Error("terminate: could not reach systemd", "err", err)
 		return
 	}
-	var de *dbus.Error
-	if err := c.KillUnitWithTarget(ctx, s.unit, sd.All, int32(syscall.SIGKILL)); err != nil &&
-		!(errors.As(err, &de) && de.Name == "org.freedesktop.systemd1.NoSuchProcess") {
+	err = c.KillUnitWithTarget(ctx, s.unit, sd.All, int32(syscall.SIGKILL))
+	switch errorName(err) {
+	case "org.freedesktop.systemd1.NoSuchUnit":
+		s.log.Debug("terminate: the unit is not loaded: nothing runs", "err", err)
+		return
+	case "org.freedesktop.systemd1.NoSuchProcess", "":
+		if err != nil {
+			s.log.Warn("terminate: kill", "err", err)
+		}
+	default:
 		s.log.Warn("terminate: kill", "err", err)
 	}
 	if _, err := c.StopUnitContext(ctx, s.unit, "replace", nil); err != nil {

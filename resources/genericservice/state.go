@@ -180,13 +180,25 @@ func jobFailure(verb, unit, result string, s unitState) error {
 // callClass marks the errors of systemd's D-Bus calls that say the unit
 // cannot run on this node: no such unit, masked, not loadable.
 func callClass(err error) error {
-	var de *dbus.Error
-	if errors.As(err, &de) {
-		switch de.Name {
-		case "org.freedesktop.systemd1.NoSuchUnit", "org.freedesktop.systemd1.UnitMasked",
-			"org.freedesktop.systemd1.LoadFailed", "org.freedesktop.systemd1.BadUnitSetting":
-			return resources.Hard(err)
-		}
+	switch errorName(err) {
+	case "org.freedesktop.systemd1.NoSuchUnit", "org.freedesktop.systemd1.UnitMasked",
+		"org.freedesktop.systemd1.LoadFailed", "org.freedesktop.systemd1.BadUnitSetting":
+		return resources.Hard(err)
 	}
 	return err
+}
+
+// errorName is the D-Bus error name of err ("" if it is none). godbus
+// returns a method call's error as a dbus.Error value, some others as a
+// pointer.
+func errorName(err error) string {
+	var v dbus.Error
+	if errors.As(err, &v) {
+		return v.Name
+	}
+	var p *dbus.Error
+	if errors.As(err, &p) {
+		return p.Name
+	}
+	return ""
 }

@@ -1,6 +1,7 @@
 package genericservice
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -141,9 +142,11 @@ func TestCallClass(t *testing.T) {
 		"org.freedesktop.systemd1.JobFailed":      resources.FailSoft,
 		"org.freedesktop.DBus.Error.AccessDenied": resources.FailSoft,
 	} {
-		err := callClass(dbus.NewError(name, []any{"x"}))
-		if got := resources.ClassOf(err); got != want {
-			t.Errorf("%s: class %v; want %v", name, got, want)
+		// A method call's error is a value, others a pointer.
+		for _, err := range []error{dbus.Error{Name: name, Body: []any{"x"}}, dbus.NewError(name, []any{"x"})} {
+			if got := resources.ClassOf(callClass(fmt.Errorf("start: %w", err))); got != want {
+				t.Errorf("%s (%T): class %v; want %v", name, err, got, want)
+			}
 		}
 	}
 }
