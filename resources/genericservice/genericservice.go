@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/godbus/dbus/v5"
 	"github.com/wolfpack-ha/wolfpack/resources"
 )
 
@@ -50,7 +53,7 @@ func (Type) Open(name string, props resources.Props, log *slog.Logger) (resource
 	if stop <= 0 {
 		return nil, fmt.Errorf("%s %s: property stop_timeout_ms: must be positive", TypeName, name)
 	}
-	return &svc{unit: unit, stopTimeout: stop, log: log.With("unit", unit), fails: make(chan error, 1)}, nil
+	return &svc{unit: unit, stopTimeout: stop, log: log.With("unit", unit), fails: make(chan error, 1), changed: make(chan struct{}, 1)}, nil
 }
 
 type svc struct {
@@ -60,7 +63,8 @@ type svc struct {
 	fails       chan error
 
 	mu         sync.Mutex
-	conn       *sd.Conn
+	conn       *sd.Conn           // calls and job results
+	sig        *dbus.Conn         // the units' PropertiesChanged signals
 	connEnd    chan struct{}      // closed when conn is dropped: ends its watch goroutine
 	connCancel context.CancelFunc // ends conn's lifetime context
 	changed    chan struct{}      // the unit's ActiveState changed (Online's wait)
@@ -69,85 +73,130 @@ type svc struct {
 }
 
 // connect returns the connection to systemd, dialling a new one (dial)
-// if there is none or it broke. A new connection subscribes to the units'
-// property changes.
+// if there is none or it broke.
 func (s *svc) connect(ctx context.Context) (*sd.Conn, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.conn != nil && s.conn.Connected() {
+	if s.conn != nil && s.conn.Connected() && s.sig.Connected() {
 		return s.conn, nil
 	}
 	s.dropLocked()
-	c, cancel, err := dial(ctx, s.log)
+	c, sig, cancel, err := dial(ctx, s.log)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.Subscribe(); err != nil {
-		c.Close()
-		cancel()
-		return nil, fmt.Errorf("subscribe to systemd's signals: %w", err)
-	}
-	updates := make(chan *sd.PropertiesUpdate, 256)
-	errs := make(chan error, 1)
-	c.SetPropertiesSubscriber(updates, errs)
-	s.conn, s.connEnd, s.connCancel = c, make(chan struct{}), cancel
-	if s.changed == nil {
-		s.changed = make(chan struct{}, 1)
-	}
-	go s.watch(c, s.connEnd, updates, errs)
+	signals := make(chan *dbus.Signal, 64)
+	sig.Signal(signals)
+	s.conn, s.sig, s.connEnd, s.connCancel = c, sig, make(chan struct{}), cancel
+	go s.watch(c, s.connEnd, signals)
 	return c, nil
 }
 
+const (
+	systemdBus  = "org.freedesktop.systemd1"
+	systemdPath = dbus.ObjectPath("/org/freedesktop/systemd1")
+	privateAddr = "unix:path=/run/systemd/private"
+)
+
 // dial connects to systemd: its private socket first (root, no
-// dbus-daemon needed), else the system bus. godbus closes a connection
-// when the context it was made with ends, so the connection gets a
-// context of its own (cancel ends it), and ctx bounds only the dial.
-func dial(ctx context.Context, log *slog.Logger) (*sd.Conn, context.CancelFunc, error) {
+// dbus-daemon needed), else the system bus. It makes go-systemd's
+// connection for the calls and job results, and one of its own for the
+// unit's PropertiesChanged signals (go-systemd's properties subscriber
+// races with its dispatch goroutine). godbus closes a connection when the
+// context it was made with ends, so the connections get a context of
+// their own (cancel ends it), and ctx bounds only the dial.
+func dial(ctx context.Context, log *slog.Logger) (*sd.Conn, *dbus.Conn, context.CancelFunc, error) {
 	life, cancel := context.WithCancel(context.Background())
 	stop := context.AfterFunc(ctx, cancel)
+	fail := func(err error) (*sd.Conn, *dbus.Conn, context.CancelFunc, error) {
+		cancel()
+		return nil, nil, nil, err
+	}
+	private := true
 	c, err := sd.NewSystemdConnectionContext(life)
 	if err != nil {
 		var berr error
 		if c, berr = sd.NewSystemConnectionContext(life); berr != nil {
-			cancel()
-			return nil, nil, fmt.Errorf("connect to systemd: private socket /run/systemd/private: %v; system bus: %w", err, berr)
+			return fail(fmt.Errorf("connect to systemd: private socket %s: %v; system bus: %w", privateAddr, err, berr))
 		}
+		private = false
 		log.Info("connected to systemd through the system bus", "private_socket_err", err)
+	}
+	sig, err := dialSignals(life, private)
+	if err != nil {
+		c.Close()
+		return fail(fmt.Errorf("connect to systemd for its signals: %w", err))
 	}
 	if !stop() {
 		c.Close()
-		cancel()
-		return nil, nil, fmt.Errorf("connect to systemd: %w", context.Cause(ctx))
+		sig.Close()
+		return fail(fmt.Errorf("connect to systemd: %w", context.Cause(ctx)))
 	}
-	return c, cancel, nil
+	return c, sig, cancel, nil
 }
 
-// dropLocked closes the connection.
+// dialSignals opens the connection for the units' PropertiesChanged
+// signals: authenticated as this uid (EXTERNAL). systemd sends every
+// signal to each connection on its private socket (a Subscribe call there
+// gets no answer); on the system bus the connection adds a match rule and
+// subscribes.
+func dialSignals(life context.Context, private bool) (*dbus.Conn, error) {
+	if private {
+		sig, err := dbus.Dial(privateAddr, dbus.WithContext(life))
+		if err != nil {
+			return nil, err
+		}
+		if err := sig.Auth([]dbus.Auth{dbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
+			sig.Close()
+			return nil, err
+		}
+		return sig, nil
+	}
+	sig, err := dbus.SystemBusPrivate(dbus.WithContext(life))
+	if err == nil {
+		err = sig.Auth(nil)
+	}
+	if err == nil {
+		err = sig.Hello()
+	}
+	if err == nil {
+		err = sig.AddMatchSignalContext(life, dbus.WithMatchInterface("org.freedesktop.DBus.Properties"),
+			dbus.WithMatchMember("PropertiesChanged"), dbus.WithMatchSender(systemdBus))
+	}
+	if err == nil {
+		// On the bus, systemd sends its signals to subscribers only.
+		err = sig.Object(systemdBus, systemdPath).CallWithContext(life, "org.freedesktop.systemd1.Manager.Subscribe", 0).Store()
+	}
+	if err != nil && sig != nil {
+		sig.Close()
+	}
+	return sig, err
+}
+
+// dropLocked closes the connections.
 func (s *svc) dropLocked() {
 	if s.conn != nil {
 		s.conn.Close()
+		s.sig.Close()
 		s.connCancel()
 		close(s.connEnd)
-		s.conn, s.connEnd, s.connCancel = nil, nil, nil
+		s.conn, s.sig, s.connEnd, s.connCancel = nil, nil, nil, nil
 	}
 }
 
-// watch reads the property changes of one connection until it is
-// dropped. A change of the unit's ActiveState wakes Online's wait and,
-// while armed, is checked: leaving active is a failure.
-func (s *svc) watch(c *sd.Conn, end <-chan struct{}, updates <-chan *sd.PropertiesUpdate, errs <-chan error) {
+// watch reads the signals of one connection until it is dropped. A change
+// of the unit's ActiveState wakes Online's wait and, while armed, is
+// checked: leaving active is a failure.
+func (s *svc) watch(c *sd.Conn, end <-chan struct{}, signals <-chan *dbus.Signal) {
 	for {
 		select {
 		case <-end:
 			return
-		case err := <-errs:
-			// Changes were dropped (the channel was full): look again.
-			s.log.Warn("systemd's property changes overflowed; reading the unit's state", "err", err)
-		case u := <-updates:
-			s.mu.Lock()
-			mine := u.UnitName == s.id || u.UnitName == s.unit
-			s.mu.Unlock()
-			if _, ok := u.Changed["ActiveState"]; !mine || !ok {
+		case sig, ok := <-signals:
+			if !ok {
+				return // the connection broke; LooksAlive reconnects
+			}
+			if !s.activeStateChanged(sig) {
 				continue
 			}
 		}
@@ -157,6 +206,32 @@ func (s *svc) watch(c *sd.Conn, end <-chan struct{}, updates <-chan *sd.Properti
 		}
 		s.checkArmed(c)
 	}
+}
+
+// activeStateChanged says whether sig is a change of the unit's
+// ActiveState: PropertiesChanged of org.freedesktop.systemd1.Unit on its
+// object path (that of its own name, which an alias resolves to).
+func (s *svc) activeStateChanged(sig *dbus.Signal) bool {
+	if sig.Name != "org.freedesktop.DBus.Properties.PropertiesChanged" || len(sig.Body) < 2 {
+		return false
+	}
+	if iface, _ := sig.Body[0].(string); iface != "org.freedesktop.systemd1.Unit" {
+		return false
+	}
+	if changed, _ := sig.Body[1].(map[string]dbus.Variant); changed == nil {
+		return false
+	} else if _, ok := changed["ActiveState"]; !ok {
+		return false
+	}
+	s.mu.Lock()
+	id := s.id
+	s.mu.Unlock()
+	return sig.Path == unitPath(s.unit) || (id != "" && sig.Path == unitPath(id))
+}
+
+// unitPath is the unit's object path.
+func unitPath(name string) dbus.ObjectPath {
+	return dbus.ObjectPath("/org/freedesktop/systemd1/unit/" + sd.PathBusEscape(name))
 }
 
 // checkArmed reads the unit's state and reports a failure if it is online
@@ -192,6 +267,16 @@ func (s *svc) checkArmed(c *sd.Conn) {
 	case s.fails <- fail:
 	default:
 	}
+}
+
+// state connects (or reuses the connection) and reads the unit's state.
+func (s *svc) state(ctx context.Context) (*sd.Conn, unitState, error) {
+	c, err := s.connect(ctx)
+	if err != nil {
+		return nil, unitState{}, err
+	}
+	st, err := s.read(ctx, c)
+	return c, st, err
 }
 
 // read returns the unit's state.
@@ -234,11 +319,7 @@ func (s *svc) Online(ctx context.Context) error {
 	case <-s.fails: // a stale failure of an earlier run
 	default:
 	}
-	c, err := s.connect(ctx)
-	if err != nil {
-		return err
-	}
-	st, err := s.read(ctx, c)
+	c, st, err := s.state(ctx)
 	if err != nil {
 		return err
 	}
@@ -258,7 +339,9 @@ func (s *svc) Online(ctx context.Context) error {
 	select {
 	case result = <-done:
 	case <-ctx.Done():
-		st, _ := s.read(context.Background(), c)
+		rctx, cancel := context.WithTimeout(context.Background(), callWait)
+		defer cancel()
+		st, _ := s.read(rctx, c)
 		return fmt.Errorf("start unit %s: no job result: %w; unit %s", s.unit, ctx.Err(), st.describe())
 	}
 	for {
@@ -411,11 +494,7 @@ func (s *svc) LooksAlive() error {
 // IsAlive: LooksAlive, and the substate is what an up unit of its type
 // shows (a service running, or exited with RemainAfterExit=).
 func (s *svc) IsAlive(ctx context.Context) error {
-	c, err := s.connect(ctx)
-	if err != nil {
-		return err
-	}
-	st, err := s.read(ctx, c)
+	_, st, err := s.state(ctx)
 	if err != nil {
 		return err
 	}
