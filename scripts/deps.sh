@@ -29,6 +29,10 @@ pkgs+=(resource-agents pacemaker-resource-agents libxml2-utils)
 # host, e2fsck (with its libraries) goes into the guest image, and the host
 # checks the LUN with e2fsck -n at the end.
 pkgs+=(e2fsprogs)
+# testbed/systemdrig: systemd-nspawn boots the host's own systemd in a
+# throwaway container (the generic_service type's tests talk to it); the
+# machines do not run systemd as PID 1.
+pkgs+=(systemd systemd-container)
 services=(knot avahi-daemon etcd-server) # packages with a daemon the tests run themselves
 missing=()
 for p in "${pkgs[@]}"; do

@@ -18,6 +18,7 @@ import (
 	"github.com/wolfpack-ha/wolfpack/internal/resmon"
 	"github.com/wolfpack-ha/wolfpack/resources"
 	"github.com/wolfpack-ha/wolfpack/resources/genericapp"
+	"github.com/wolfpack-ha/wolfpack/resources/genericservice"
 	"github.com/wolfpack-ha/wolfpack/resources/ipaddr"
 	"github.com/wolfpack-ha/wolfpack/resources/netname"
 	"github.com/wolfpack-ha/wolfpack/resources/ocf"
@@ -61,7 +62,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer conn.Close()
 	types := map[string]resources.Type{}
-	for _, t := range []resources.Type{genericapp.Type{StateDir: *stateDir}, ipaddr.Type{}, netname.Type{},
+	for _, t := range []resources.Type{genericapp.Type{StateDir: *stateDir}, genericservice.Type{}, ipaddr.Type{}, netname.Type{},
 		ocf.NewType(*ocfRoot), physicaldisk.Type{}} {
 		types[t.Name()] = t
 	}
