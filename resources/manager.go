@@ -178,7 +178,15 @@ type local struct {
 	reason   string
 	restarts []int64 // ticks of failures within the restart period
 	hard     bool    // failed past its threshold: stays failed here
+	// orphan: resmon died while it held the resource, which may still run
+	// (an address, a unit, an agent's daemon outlive it). It counts as
+	// held here until a new resmon reports it offline after a terminate
+	// (orphanTerm: that terminate was sent).
+	orphan, orphanTerm bool
 }
+
+// off reports whether nothing of the resource may be running here.
+func (l *local) off() bool { return (l.state == Offline || l.state == Failed) && !l.orphan }
 
 type localGroup struct {
 	prop pending
@@ -303,6 +311,10 @@ func (m *Manager) StepStatus(s Status) {
 	}
 	prev := l.state
 	l.state, l.reason = s.State, s.Reason
+	if l.orphan && l.orphanTerm && (s.State == Offline || s.State == Failed) {
+		// The new resmon terminated what its predecessor left.
+		l.orphan, l.orphanTerm = false, false
+	}
 	if s.State == Failed && prev != Failed {
 		m.failed(s.Resource, l, s.Reason, s.Class)
 	}
@@ -310,13 +322,15 @@ func (m *Manager) StepStatus(s Status) {
 	m.reconcileIfDirty()
 }
 
-// ResmonDown says resmon exited: every resource it had is failed (and
-// gone with it, or about to be terminated when it is back).
+// ResmonDown says resmon exited: every resource it had is failed, and an
+// orphan until a new resmon has terminated what may be left of it: the
+// group cannot leave this node before that.
 func (m *Manager) ResmonDown(reason string) {
 	m.resmonUp = false
 	for _, name := range sortedKeys(m.local) {
 		l := m.local[name]
 		if l.state != Offline && l.state != Failed {
+			l.orphan, l.orphanTerm = true, false
 			l.state, l.reason = Failed, "resmon exited: "+reason
 			m.failed(name, l, l.reason, FailSoft)
 		}
@@ -336,9 +350,18 @@ func (m *Manager) ResmonUp() {
 		for _, r := range g.Resources {
 			m.command(Command{Op: CmdTerminate, Resource: r.Name})
 			l := m.res(r)
+			l.orphanTerm = l.orphan
 			if l.state != Failed {
 				l.state = OfflinePending
 			}
+		}
+	}
+	// Orphans of groups this node no longer owns (or of deleted
+	// resources).
+	for _, name := range sortedKeys(m.local) {
+		if l := m.local[name]; l.orphan && !l.orphanTerm {
+			m.command(Command{Op: CmdTerminate, Resource: name})
+			l.orphanTerm = true
 		}
 	}
 	m.dirty = true
@@ -377,7 +400,7 @@ func (m *Manager) Drain() {
 // is still being handed over.
 func (m *Manager) Drained() bool {
 	for _, l := range m.local {
-		if l.state != Offline && l.state != Failed {
+		if !l.off() {
 			return false
 		}
 	}
@@ -452,7 +475,7 @@ func (m *Manager) reconcile() {
 	for _, name := range sortedKeys(m.local) {
 		if !seen[name] {
 			m.down(name, CmdTerminate)
-			if l := m.local[name]; l.state == Offline {
+			if l := m.local[name]; l.off() && l.state == Offline {
 				delete(m.local, name)
 			}
 		}
@@ -632,7 +655,7 @@ func (m *Manager) own(g *Group, lg *localGroup) {
 			online[r.Name] = true
 			continue
 		}
-		if l.state == Offline && depsUp && !r.Offline && !l.hard {
+		if l.state == Offline && depsUp && !r.Offline && !l.hard && !l.orphan {
 			m.command(m.onlineCommand(g, r))
 			l.state = OnlinePending
 		}
@@ -889,7 +912,7 @@ func (m *Manager) offlineAll(g *Group, op CommandOp) bool {
 	for i := len(g.Resources) - 1; i >= 0; i-- {
 		r := g.Resources[i]
 		l := m.local[r.Name]
-		if l == nil || l.state == Offline || l.state == Failed {
+		if l == nil || l.off() {
 			continue
 		}
 		done = false
@@ -916,7 +939,15 @@ func (m *Manager) offlineAll(g *Group, op CommandOp) bool {
 // down sends name offline (or terminates it) unless that is under way.
 func (m *Manager) down(name string, op CommandOp) {
 	l := m.local[name]
-	if l == nil || l.state == Offline || l.state == Failed {
+	if l == nil || l.off() {
+		return
+	}
+	if l.orphan {
+		// Only a new resmon's terminate clears it (ResmonUp sends it).
+		if m.resmonUp && !l.orphanTerm {
+			m.command(Command{Op: CmdTerminate, Resource: name})
+			l.orphanTerm = true
+		}
 		return
 	}
 	if l.state == OfflinePending && op == CmdOffline {
@@ -940,7 +971,7 @@ func (m *Manager) down(name string, op CommandOp) {
 func (m *Manager) dependentsDown(g *Group, r *Resource) bool {
 	for _, x := range g.Resources {
 		if slices.Contains(x.DependsOn, r.Name) {
-			if l := m.res(x); l.state != Offline && l.state != Failed {
+			if l := m.res(x); !l.off() {
 				return false
 			}
 		}

@@ -349,6 +349,37 @@ func TestRestartThenPush(t *testing.T) {
 	}
 }
 
+// A resmon that dies may leave its resources running (an address, a
+// unit): a push past the threshold waits until a new resmon has
+// terminated them here, then moves the group.
+func TestOrphansOfADeadResmonHoldTheGroup(t *testing.T) {
+	c := newCluster(t, 2)
+	c.nodeObjects()
+	web(c, "g", map[string]db.Value{"preferred_owners": db.ListValue("n1", "n2")})
+	c.commit(db.Set(db.KindResource, "g-ip", map[string]db.Value{"restart_threshold": db.IntValue(0)}))
+	c.tick(1)
+	m := c.mgr[1]
+	m.ResmonDown("killed") // c.online[1] keeps them: they outlived it
+	c.settle()
+	c.tick(reconcileTicks)
+	if w := c.where("g-ip"); w != 1 || c.groupProp("g", "owner").Str != "n1" {
+		t.Fatalf("with no resmon to terminate the orphans, the group moved: g-ip on %d, owner %v\n%s", w, c.groupProp("g", "owner"), strings.Join(c.log, "\n"))
+	}
+	for _, r := range []string{"g-ip", "g-app", "g-name"} {
+		if c.where(r) == 2 {
+			t.Fatalf("%s online on node 2 while node 1's orphan may run", r)
+		}
+	}
+	m.ResmonUp() // terminates the orphans, then the push goes on
+	c.settle()
+	c.tick(reconcileTicks)
+	for _, r := range []string{"g-ip", "g-app", "g-name"} {
+		if w := c.where(r); w != 2 {
+			t.Fatalf("after the new resmon terminated the orphans, %s is on %d, want 2\n%s", r, w, strings.Join(c.events, "\n"))
+		}
+	}
+}
+
 // A hard failure (an OCF agent's "not installed") moves the group at
 // once: no restart on a node where the resource cannot run.
 func TestHardFailureMovesAtOnce(t *testing.T) {

@@ -53,6 +53,7 @@ type FMStats struct {
 	AdminMoves, Restarts                     int
 	ResourceFailures, ResmonCrashes          int
 	HardFailures, FatalFailures              int // of ResourceFailures
+	Orphans                                  int // resources that outlived a crashed resmon
 	// At the end: groups online, failed past their thresholds, and with
 	// no live possible owner.
 	Online, Failed, NoOwner int
@@ -71,6 +72,7 @@ func (a *FMStats) add(b FMStats) {
 	a.ResmonCrashes += b.ResmonCrashes
 	a.HardFailures += b.HardFailures
 	a.FatalFailures += b.FatalFailures
+	a.Orphans += b.Orphans
 	a.Online += b.Online
 	a.Failed += b.Failed
 	a.NoOwner += b.NoOwner
@@ -78,10 +80,10 @@ func (a *FMStats) add(b FMStats) {
 
 func (a FMStats) String() string {
 	return fmt.Sprintf("%d groups, %d resources; %d failovers after an owner was lost (%d lease waits), %d pushes, %d failbacks, "+
-		"%d administrator moves, %d restarts in place; %d resource failures (%d hard, %d fatal) and %d resmon crashes injected; "+
+		"%d administrator moves, %d restarts in place; %d resource failures (%d hard, %d fatal) and %d resmon crashes (%d resources outlived theirs) injected; "+
 		"at the end %d online, %d failed past a threshold or fatally, %d without a live possible owner",
 		a.Groups, a.Resources, a.Failovers, a.LeaseWaits, a.Pushes, a.Failbacks, a.AdminMoves, a.Restarts,
-		a.ResourceFailures, a.HardFailures, a.FatalFailures, a.ResmonCrashes, a.Online, a.Failed, a.NoOwner)
+		a.ResourceFailures, a.HardFailures, a.FatalFailures, a.ResmonCrashes, a.Orphans, a.Online, a.Failed, a.NoOwner)
 }
 
 // GroupSpec is a group of the workload and its resources, in the order
@@ -387,8 +389,9 @@ func (s *Sim) scheduleFMFaults() []string {
 		case kind < 85:
 			a := s.randNode()
 			d := s.randDur(100*Millisecond, 500*Millisecond)
-			desc = fmt.Sprintf("resmon of node %d crashes, restarts after %s", a, fmtDur(d))
-			do = func() { s.crashResmon(s.nodes[a], d) }
+			orphans := s.rng.IntN(2) == 0
+			desc = fmt.Sprintf("resmon of node %d crashes (its resources survive: %v), restarts after %s", a, orphans, fmtDur(d))
+			do = func() { s.crashResmon(s.nodes[a], d, orphans) }
 		default:
 			g := s.fm.groups[s.rng.IntN(len(s.fm.groups))].Name
 			to := s.randNode()
@@ -439,15 +442,29 @@ func (s *Sim) failResource(gi int, pick uint64) {
 	s.rmReport(c.n, resources.Status{Resource: c.r, State: resources.Failed, Reason: "check failed (simulated " + class.String() + ")", Class: class})
 }
 
-// crashResmon kills node n's resmon: its resources die with it (the
-// real resmon's watchdog and cleanup). The node learns it at once, and a
-// new resmon starts after d.
-func (s *Sim) crashResmon(n *node, d int64) {
+// crashResmon kills node n's resmon. Half the time its resources die
+// with it (a generic application's process dies with its parent); else
+// they outlive it (an address, a systemd unit, an OCF agent's daemon)
+// until the next resmon terminates them: it finds them in its
+// predecessor's records. The node learns of the crash at once, and a new
+// resmon starts after d.
+func (s *Sim) crashResmon(n *node, d int64, orphans bool) {
 	if !n.running || !n.rm.up {
 		return
 	}
 	s.fm.stats.ResmonCrashes++
-	s.killResmon(n)
+	if orphans {
+		n.rm.gen++ // its timers stop; what it held stays held
+		n.rm.deadline = 0
+		for _, name := range sortedKeys(n.rm.res) {
+			if x := n.rm.res[name]; held(x.state) {
+				s.fm.stats.Orphans++
+				s.rmSet(n, name, resources.Online)
+			}
+		}
+	} else {
+		s.killResmon(n)
+	}
 	n.rm.up = false
 	s.toNode(n, func(c *core.Node) { c.ResmonDown("killed (simulated)") })
 	gen := n.rm.gen

@@ -207,6 +207,14 @@ var mutants = []mutant{
 		check: simSeeds,
 	},
 	{
+		name: "failover manager: what a dead resmon left counts as offline (the group may leave before a new resmon terminated it)",
+		edits: []edit{{file: "resources/manager.go",
+			old: "func (l *local) off() bool { return (l.state == Offline || l.state == Failed) && !l.orphan }",
+			new: "func (l *local) off() bool { return l.state == Offline || l.state == Failed }",
+		}},
+		check: simSeeds,
+	},
+	{
 		name: "failover manager: failback outside the group's window",
 		edits: []edit{{file: "resources/manager.go",
 			old: "	if g.Failback == FailbackWindow && !inWindow(m.hour, g.WindowStart, g.WindowEnd) {",
