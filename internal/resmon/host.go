@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/wolfpack-ha/wolfpack/internal/procgroup"
 	"github.com/wolfpack-ha/wolfpack/resources"
 	"golang.org/x/sys/unix"
 )
@@ -23,9 +22,10 @@ type Options struct {
 	// Watchdog is a watchdog device (/dev/watchdog) to pet while the lease
 	// is valid or no resource is online; "" for none.
 	Watchdog string
-	// StateDir holds the process group records of generic applications
-	// (procgroup): a terminate of a resource not open here kills the group
-	// a previous resmon left for it. "" for none.
+	// StateDir holds the records of what resmon opened (orphans.go) and
+	// of generic applications' process groups (procgroup): what a previous
+	// resmon left is terminated at start, and by a terminate or an online
+	// of a resource not open here. "" for none.
 	StateDir string
 	// Logger (nil: discard).
 	Logger *slog.Logger
@@ -111,6 +111,7 @@ func Serve(ctx context.Context, conn io.ReadWriteCloser, opt Options) error {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	h.sweepOrphans(ctx)
 	h.out.push(Message{Op: OpHello, PID: os.Getpid(), Types: names})
 	log.Info("resmon serving", "pid", os.Getpid(), "types", names, "watchdog", opt.Watchdog, "state_dir", opt.StateDir)
 
@@ -434,6 +435,7 @@ func (h *host) worker(r *res) {
 			if inst != nil {
 				r.killing.Wait()
 				inst.Close()
+				h.closed(r)
 			}
 			return
 		case <-r.wake:
@@ -523,6 +525,7 @@ func (h *host) exec(r *res, m Message, gen uint64, mon *monitor) *monitor {
 		if inst != nil {
 			inst.Terminate() // again: an Online that ignored its ctx may have started something since
 			inst.Close()
+			h.closed(r)
 		}
 		if !wasOffline {
 			h.report(r, gen, resources.Offline, m.Reason)
@@ -549,6 +552,15 @@ func (h *host) online(r *res, m Message, gen uint64) *monitor {
 		if err != nil {
 			h.reportClass(r, gen, resources.Failed, fmt.Sprintf("open: %v", err), resources.ClassOf(err))
 			return nil
+		}
+		if h.opt.StateDir != "" {
+			// Before anything runs: a resmon that dies from here on
+			// leaves a record for the next one to terminate.
+			if err := saveRecord(h.opt.StateDir, m); err != nil {
+				inst.Close()
+				h.report(r, gen, resources.Failed, fmt.Sprintf("online: %v", err))
+				return nil
+			}
 		}
 	}
 	h.mu.Lock()
@@ -629,6 +641,7 @@ func (h *host) offline(r *res, gen uint64) {
 	r.inst = nil
 	h.mu.Unlock()
 	inst.Close()
+	h.closed(r)
 	h.report(r, gen, resources.Offline, reason)
 }
 
@@ -649,20 +662,24 @@ func (h *host) terminate(r *res, gen uint64) {
 	r.inst = nil
 	h.mu.Unlock()
 	inst.Close()
+	h.closed(r)
 	h.report(r, gen, resources.Offline, "")
 }
 
-// killOrphan kills what a previous resmon left running for r.
+// killOrphan terminates what a previous resmon left of r.
 func (h *host) killOrphan(r *res) {
+	if h.opt.StateDir != "" {
+		h.terminateRecorded(r.name, r.log)
+	}
+}
+
+// closed removes r's record: it is offline and closed.
+func (h *host) closed(r *res) {
 	if h.opt.StateDir == "" {
 		return
 	}
-	n, err := procgroup.KillOrphan(h.opt.StateDir, r.name)
-	switch {
-	case err != nil:
-		r.log.Error("could not kill what a previous resmon left", "err", err)
-	case n != 0:
-		r.log.Warn("killed the process group a previous resmon left", "processes", n)
+	if err := removeRecord(h.opt.StateDir, r.name); err != nil {
+		r.log.Error("offline, but its record stays (a later resmon will terminate it again)", "err", err)
 	}
 }
 

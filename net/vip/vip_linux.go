@@ -94,6 +94,36 @@ func Online(ctx context.Context, cfg Config) (*Address, error) {
 	return a, nil
 }
 
+// Remove takes cfg's address off cfg's interface (found as Online finds
+// it) if it is there, without an Address from Online: what a process that
+// died left behind. It reports whether the address was there.
+func Remove(cfg Config) (bool, error) {
+	addr := cfg.Addr.Unmap()
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return false, fmt.Errorf("vip: remove %s: open netlink: %w", addr, err)
+	}
+	defer h.Close()
+	link, _, err := findLink(h, addr, cfg.Interface)
+	if err != nil {
+		return false, fmt.Errorf("vip: remove %s: %w", addr, err)
+	}
+	present, err := h.AddrList(link, family(addr))
+	if err != nil {
+		return false, fmt.Errorf("vip: remove %s: list addresses of %s: %w", addr, link.Attrs().Name, err)
+	}
+	for _, pa := range present {
+		if ip, ok := netip.AddrFromSlice(pa.IP); !ok || ip.Unmap() != addr {
+			continue
+		}
+		if err := h.AddrDel(link, &pa); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			return false, fmt.Errorf("vip: remove %s from %s: the kernel said: %w", addr, link.Attrs().Name, err)
+		}
+		return true, nil
+	}
+	return false, nil
+}
+
 func family(a netip.Addr) int {
 	if a.Is4() {
 		return netlink.FAMILY_V4

@@ -19,7 +19,13 @@ import (
 // the socket on as fd 3).
 func startResmon(t *testing.T, ns *nstest.NS) *resmon.Process {
 	t.Helper()
-	p := resmontest.Start(t, "ip", "netns", "exec", ns.Name, resmontest.Build(t), "-state-dir", t.TempDir())
+	return startResmonIn(t, ns, t.TempDir())
+}
+
+// startResmonIn is startResmon with the state directory dir.
+func startResmonIn(t *testing.T, ns *nstest.NS, dir string) *resmon.Process {
+	t.Helper()
+	p := resmontest.Start(t, "ip", "netns", "exec", ns.Name, resmontest.Build(t), "-state-dir", dir)
 	if err := p.LeaseFor(time.Hour); err != nil {
 		t.Fatal(err)
 	}
@@ -121,5 +127,27 @@ func TestIntegrationIPAddressResource(t *testing.T) {
 	}
 	if err := ping(); err == nil {
 		t.Fatal("client still reaches the address after offline")
+	}
+}
+
+// A resmon killed with SIGKILL leaves its address on the interface; the
+// next resmon removes it before its hello (its predecessor's record), so
+// the group may leave the node.
+func TestIntegrationIPAddressOrphan(t *testing.T) {
+	rig := nstest.New(t)
+	node := rig.Node("n", "10.77.0.1/24")
+	dir := t.TempDir()
+	p := startResmonIn(t, node, dir)
+	online(t, p)
+	if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.Done()
+	if !hasAddr(t, node) {
+		t.Fatal("the address went with resmon: the test cannot show the sweep")
+	}
+	startResmonIn(t, node, dir)
+	if hasAddr(t, node) {
+		t.Fatal("the new resmon said hello with its predecessor's address still on eth0")
 	}
 }

@@ -68,11 +68,12 @@ type instance struct {
 	log   *slog.Logger
 	fails chan error
 
-	mu    sync.Mutex
-	epoch uint64 // bumped by every Terminate and Offline
-	addr  *vip.Address
-	ann   *announce.Announcer
-	watch *linkwatch.Watcher
+	mu      sync.Mutex
+	epoch   uint64 // bumped by every Terminate and Offline
+	onlined bool   // Online was called
+	addr    *vip.Address
+	ann     *announce.Announcer
+	watch   *linkwatch.Watcher
 }
 
 // Online adds the address (probing first when probe is set), watches its
@@ -85,6 +86,7 @@ func (i *instance) Online(ctx context.Context) error {
 		return i.LooksAlive()
 	}
 	ep := i.epoch
+	i.onlined = true
 	select {
 	case <-i.fails: // a stale failure of an earlier run
 	default:
@@ -150,8 +152,22 @@ func (i *instance) down() error {
 // Offline stops announcing and removes the address.
 func (i *instance) Offline(context.Context) error { return i.down() }
 
-// Terminate is Offline: both are quick.
+// Terminate is Offline: both are quick. An instance never brought online
+// here removes the address if it is on its interface: a previous resmon
+// left it (resmon terminates what its predecessor recorded).
 func (i *instance) Terminate() {
+	i.mu.Lock()
+	fresh := i.addr == nil && !i.onlined
+	i.mu.Unlock()
+	if fresh {
+		switch left, err := vip.Remove(i.cfg); {
+		case err != nil:
+			i.log.Error("terminate", "err", err)
+		case left:
+			i.log.Warn("terminate: removed the address a previous resmon left", "addr", i.cfg.Addr.String())
+		}
+		return
+	}
 	if err := i.down(); err != nil {
 		i.log.Error("terminate", "err", err)
 	}

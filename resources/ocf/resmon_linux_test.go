@@ -197,3 +197,44 @@ func alive(pid int) bool {
 	f := strings.Fields(string(b[i+1:]))
 	return len(f) > 0 && f[0] != "Z"
 }
+
+// A resmon killed with SIGKILL leaves Dummy running (its state file): an
+// OCF resource outlives resmon. The next resmon, before its hello,
+// terminates what its predecessor recorded: Dummy's stop runs and the
+// state file goes; the record goes with it.
+func TestIntegrationOCFOrphanAfterResmonCrash(t *testing.T) {
+	requireAgents(t)
+	root, dir := testRoot(t), t.TempDir()
+	bin := resmontest.Build(t)
+	p := resmontest.Start(t, bin, "-state-dir", dir+"/resmon", "-ocf-root", root)
+	if err := p.LeaseFor(time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	state := dir + "/d1.state"
+	if err := p.Send(resources.Command{Op: resources.CmdOnline, Resource: "d1", Type: "ocf",
+		Props:        typeProps(t, root, "pacemaker:Dummy", map[string]db.Value{"state": db.StringValue(state)}),
+		LooksAliveMs: 1000, IsAliveMs: 1000, PendingTimeoutMs: 60000}); err != nil {
+		t.Fatal(err)
+	}
+	resmontest.Expect(t, p, "d1", resources.OnlinePending, "")
+	resmontest.Expect(t, p, "d1", resources.Online, "")
+	if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.Done()
+	if _, err := os.Stat(state); err != nil {
+		t.Fatalf("Dummy's state file went with resmon (%v): the test cannot show the sweep", err)
+	}
+	p2 := resmontest.Start(t, bin, "-state-dir", dir+"/resmon", "-ocf-root", root)
+	if _, err := os.Stat(state); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the new resmon said hello, but Dummy's state file is still there (%v): the orphan runs", err)
+	}
+	if es, _ := os.ReadDir(dir + "/resmon"); len(es) != 0 {
+		t.Errorf("records left in the state directory: %v", es)
+	}
+	// The failover manager's terminate of the orphan finds nothing left.
+	if err := p2.Send(resources.Command{Op: resources.CmdTerminate, Resource: "d1"}); err != nil {
+		t.Fatal(err)
+	}
+	resmontest.Expect(t, p2, "d1", resources.Offline, "")
+}
