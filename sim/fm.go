@@ -54,6 +54,7 @@ type FMStats struct {
 	ResourceFailures, ResmonCrashes          int
 	HardFailures, FatalFailures              int // of ResourceFailures
 	Orphans                                  int // resources that outlived a crashed resmon
+	WatchdogResets                           int // machines reset because no resmon enforced the lease on orphans
 	// At the end: groups online, failed past their thresholds, and with
 	// no live possible owner.
 	Online, Failed, NoOwner int
@@ -73,6 +74,7 @@ func (a *FMStats) add(b FMStats) {
 	a.HardFailures += b.HardFailures
 	a.FatalFailures += b.FatalFailures
 	a.Orphans += b.Orphans
+	a.WatchdogResets += b.WatchdogResets
 	a.Online += b.Online
 	a.Failed += b.Failed
 	a.NoOwner += b.NoOwner
@@ -80,10 +82,10 @@ func (a *FMStats) add(b FMStats) {
 
 func (a FMStats) String() string {
 	return fmt.Sprintf("%d groups, %d resources; %d failovers after an owner was lost (%d lease waits), %d pushes, %d failbacks, "+
-		"%d administrator moves, %d restarts in place; %d resource failures (%d hard, %d fatal) and %d resmon crashes (%d resources outlived theirs) injected; "+
+		"%d administrator moves, %d restarts in place; %d resource failures (%d hard, %d fatal) and %d resmon crashes (%d resources outlived theirs; %d watchdog resets) injected; "+
 		"at the end %d online, %d failed past a threshold or fatally, %d without a live possible owner",
 		a.Groups, a.Resources, a.Failovers, a.LeaseWaits, a.Pushes, a.Failbacks, a.AdminMoves, a.Restarts,
-		a.ResourceFailures, a.HardFailures, a.FatalFailures, a.ResmonCrashes, a.Orphans, a.Online, a.Failed, a.NoOwner)
+		a.ResourceFailures, a.HardFailures, a.FatalFailures, a.ResmonCrashes, a.Orphans, a.WatchdogResets, a.Online, a.Failed, a.NoOwner)
 }
 
 // GroupSpec is a group of the workload and its resources, in the order
@@ -455,6 +457,7 @@ func (s *Sim) crashResmon(n *node, d int64, orphans bool) {
 	s.fm.stats.ResmonCrashes++
 	if orphans {
 		n.rm.gen++ // its timers stop; what it held stays held
+		dead, deadline := n.rm.gen, n.rm.deadline
 		n.rm.deadline = 0
 		for _, name := range sortedKeys(n.rm.res) {
 			if x := n.rm.res[name]; held(x.state) {
@@ -462,26 +465,64 @@ func (s *Sim) crashResmon(n *node, d int64, orphans bool) {
 				s.rmSet(n, name, resources.Online)
 			}
 		}
+		// Nothing enforces the lease on the orphans now but the
+		// machine's watchdog, which the dead resmon petted only while
+		// its lease was valid: if no new resmon runs (its clusterd is
+		// frozen or gone) when that lease ends, the machine resets (an
+		// ideal watchdog: docs/resources.md).
+		s.after(max(deadline-s.now, 0), func() {
+			if n.rm.gen != dead || n.rm.up {
+				return
+			}
+			for _, x := range n.rm.res {
+				if held(x.state) {
+					s.fm.stats.WatchdogResets++
+					s.tracef(n.id, "watchdog: resmon dead, its lease over, orphans held: the machine resets")
+					if n.running {
+						s.Crash(n.id, s.randDur(200*Millisecond, Second))
+					} else {
+						s.killResmon(n)
+					}
+					return
+				}
+			}
+		})
 	} else {
 		s.killResmon(n)
 	}
 	n.rm.up = false
 	s.toNode(n, func(c *core.Node) { c.ResmonDown("killed (simulated)") })
 	gen := n.rm.gen
-	s.after(d, func() {
-		if n.rm.gen != gen || n.rm.up {
-			return
+	s.after(d, func() { s.restartResmon(n, gen) })
+}
+
+// restartResmon has clusterd start node n's new resmon, unless gen's was
+// replaced meanwhile (a boot starts a fresh one); not while clusterd's
+// process is frozen or gone. Before its hello the new resmon terminates
+// what its predecessor recorded, as the real one does.
+func (s *Sim) restartResmon(n *node, gen uint64) {
+	if n.rm.gen != gen || n.rm.up || !n.running {
+		return
+	}
+	if n.frozen {
+		s.after(Millisecond, func() { s.restartResmon(n, gen) })
+		return
+	}
+	for _, name := range sortedKeys(n.rm.res) {
+		if held(n.rm.res[name].state) {
+			s.tracef(n.id, "resmon: the new resmon terminates %s, its predecessor's", name)
+			s.rmSet(n, name, resources.Offline)
 		}
-		n.rm.gen++
-		n.rm.up = true
-		// The new resmon gets the node's current lease when it connects.
-		n.rm.deadline = 0
-		if n.running && n.lease > 0 {
-			s.rmLease(n, n.lease)
-		}
-		s.tracef(n.id, "resmon restarted")
-		s.toNode(n, func(c *core.Node) { c.ResmonUp() })
-	})
+	}
+	n.rm.gen++
+	n.rm.up = true
+	// The new resmon gets the node's current lease when it connects.
+	n.rm.deadline = 0
+	if n.lease > 0 {
+		s.rmLease(n, n.lease)
+	}
+	s.tracef(n.id, "resmon restarted")
+	s.toNode(n, func(c *core.Node) { c.ResmonUp() })
 }
 
 // killResmon takes everything resmon holds offline at once, without a
