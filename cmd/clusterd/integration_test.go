@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wolfpack-ha/wolfpack/internal/api"
+	"github.com/wolfpack-ha/wolfpack/internal/config"
 	"github.com/wolfpack-ha/wolfpack/internal/core"
 	"github.com/wolfpack-ha/wolfpack/quorumdisk"
 	"github.com/wolfpack-ha/wolfpack/scsi"
@@ -130,29 +131,22 @@ func TestIntegrationLoopbackCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := 7400 + os.Getpid()%500
-	type jnode struct {
-		ID    int      `json:"id"`
-		Name  string   `json:"name"`
-		Addrs []string `json:"addrs"`
-	}
-	var nodes []jnode
+	var nodes []config.Node
 	for id := 1; id <= 3; id++ {
-		nodes = append(nodes, jnode{id, fmt.Sprintf("node%d", id), []string{fmt.Sprintf("127.0.101.%d", 10+id), fmt.Sprintf("127.0.102.%d", 10+id)}})
+		nodes = append(nodes, config.Node{ID: id, Name: fmt.Sprintf("node%d", id), Addrs: []string{fmt.Sprintf("127.0.101.%d", 10+id), fmt.Sprintf("127.0.102.%d", 10+id)}})
 	}
 	cfgFile := func(id int) string {
-		c := map[string]any{
-			"cluster": "test", "cluster_tag": "574c4650", "key_file": keyFile, "node_id": id,
-			"nodes":        nodes,
-			"networks":     []map[string]string{{"name": "priv1", "interface": "lo"}, {"name": "priv2", "interface": "lo"}},
-			"port":         port,
-			"quorum":       map[string]string{"device": lun, "initiator_name": fmt.Sprintf("iqn.2024-01.dev.wolfpack:node%d", id)},
-			"admin_socket": filepath.Join(dir, fmt.Sprintf("node%d.sock", id)),
-			"state_dir":    filepath.Join(dir, fmt.Sprintf("state%d", id)),
-			"timing":       map[string]any{"heartbeat_interval": "100ms", "heartbeat_threshold": 5, "quorum_check_interval": "1s"},
+		c := config.File{
+			NodeID:      id,
+			Cluster:     config.Cluster{Name: "test", Tag: "574c4650", KeyFile: keyFile, Port: port},
+			Nodes:       nodes,
+			Networks:    []config.Network{{Name: "priv1", Interface: "lo"}, {Name: "priv2", Interface: "lo"}},
+			Quorum:      config.Quorum{Device: lun, InitiatorName: fmt.Sprintf("iqn.2024-01.dev.wolfpack:node%d", id)},
+			AdminSocket: filepath.Join(dir, fmt.Sprintf("node%d.sock", id)),
+			StateDir:    filepath.Join(dir, fmt.Sprintf("state%d", id)),
 		}
-		b, _ := json.MarshalIndent(c, "", "  ")
-		p := filepath.Join(dir, fmt.Sprintf("node%d.json", id))
-		if err := os.WriteFile(p, b, 0o644); err != nil {
+		p := filepath.Join(dir, fmt.Sprintf("node%d.toml", id))
+		if err := c.WriteFile(p); err != nil {
 			t.Fatal(err)
 		}
 		return p

@@ -1,58 +1,70 @@
-// Package config reads and validates clusterd's JSON configuration file
-// (docs/clusterd.md).
+// Package config reads and validates clusterd's node file, TOML
+// (/etc/wolfpack/node.toml; docs/clusterd.md, "The node file").
 package config
 
 import (
-	"bytes"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/wolfpack-ha/wolfpack/internal/nodes"
 	"github.com/wolfpack-ha/wolfpack/internal/stream"
 )
 
-// ErrInvalid wraps every validation error; the message names the field.
+// ErrInvalid is wrapped by every error about a node file's content; the
+// message names the key.
 var ErrInvalid = errors.New("config: invalid")
 
 // MinKeyLen is the shortest cluster secret accepted, in decoded bytes.
 const MinKeyLen = 32
 
-// File is the configuration file as written.
+// DefaultPath is the node file clusterd reads unless -config says.
+const DefaultPath = "/etc/wolfpack/node.toml"
+
+// File is the node file as written. Marshal writes it, Parse reads it; the
+// TOML keys are in the field tags.
 type File struct {
-	Cluster     string    `json:"cluster"`
-	ClusterTag  string    `json:"cluster_tag"`
-	KeyFile     string    `json:"key_file"`
-	NodeID      int       `json:"node_id"`
-	Nodes       []Node    `json:"nodes"`
-	Networks    []Network `json:"networks"`
-	Port        int       `json:"port"`
-	Quorum      Quorum    `json:"quorum"`
-	AdminSocket string    `json:"admin_socket"`
+	// NodeID is this node's id: one of Nodes.
+	NodeID int `toml:"node_id"`
+	// AdminSocket is the admin API's unix socket; empty: none.
+	AdminSocket string `toml:"admin_socket,omitempty"`
 	// StateDir holds what the node keeps across restarts: its last copy
 	// of the cluster database (default /var/lib/wolfpack).
-	StateDir string `json:"state_dir,omitempty"`
-	Timing   Timing `json:"timing"`
-	// CABundle, NodeCert and NodeKey are the PEM files of the node's
-	// streams (docs/streams.md): the cluster's CA bundle, this node's
-	// certificate and its key. All three or none; none means the node has
-	// no streams. StreamPort is the TCP port of the streams on every node;
-	// zero means Port.
-	CABundle   string `json:"ca_bundle,omitempty"`
-	NodeCert   string `json:"node_cert,omitempty"`
-	NodeKey    string `json:"node_key,omitempty"`
-	StreamPort int    `json:"stream_port,omitempty"`
-	// Resmon is the resource monitor (docs/resources.md, "resmon").
-	Resmon Resmon `json:"resmon,omitzero"`
+	StateDir string    `toml:"state_dir,omitempty"`
+	Cluster  Cluster   `toml:"cluster"`
+	Quorum   Quorum    `toml:"quorum"`
+	Timing   Timing    `toml:"timing,omitzero"`
+	Streams  Streams   `toml:"streams,omitzero"`
+	Resmon   Resmon    `toml:"resmon,omitzero"`
+	Networks []Network `toml:"networks"`
+	Nodes    []Node    `toml:"nodes"`
+}
+
+// Cluster is the [cluster] section: what every node's file has alike.
+// Port is the UDP port of heartbeats and regroup on every network and
+// node.
+type Cluster struct {
+	Name    string `toml:"name"`
+	Tag     string `toml:"tag"`
+	KeyFile string `toml:"key_file"`
+	Port    int    `toml:"port"`
+}
+
+// Streams is the [streams] section: the PEM files of the node's streams
+// (docs/streams.md): the cluster's CA bundle, this node's certificate and
+// its key. All three or none; none means the node has no streams. Port is
+// the TCP port of the streams on every node; zero means cluster.port.
+type Streams struct {
+	CABundle string `toml:"ca_bundle,omitempty"`
+	NodeCert string `toml:"node_cert,omitempty"`
+	NodeKey  string `toml:"node_key,omitempty"`
+	Port     int    `toml:"port,omitempty"`
 }
 
 // Resmon configures the resource monitor. Path is its binary: empty looks
@@ -61,39 +73,31 @@ type File struct {
 // valid (empty: none). StateDir is where it records the processes it
 // starts (default /run/wolfpack/resmon-<cluster>-node<N>).
 type Resmon struct {
-	Path     string `json:"path,omitempty"`
-	Watchdog string `json:"watchdog,omitempty"`
-	StateDir string `json:"state_dir,omitempty"`
+	Path     string `toml:"path,omitempty"`
+	Watchdog string `toml:"watchdog,omitempty"`
+	StateDir string `toml:"state_dir,omitempty"`
 }
 
-// Node is one configured cluster node. Addrs[k] is its address on
-// Networks[k].
+// Node is one configured cluster node ([[nodes]]). Addrs[k] is its
+// address on Networks[k].
 type Node struct {
-	ID    int      `json:"id"`
-	Name  string   `json:"name"`
-	Addrs []string `json:"addrs"`
+	ID    int      `toml:"id"`
+	Name  string   `toml:"name"`
+	Addrs []string `toml:"addrs"`
 }
 
-// Network is one private network. Interface is the local NIC on it; empty
-// binds to no device (tests on 127.0.0.0/8 only).
+// Network is one private network ([[networks]]). Interface is the local
+// NIC on it; empty binds to no device (tests on 127.0.0.0/8 only).
 type Network struct {
-	Name      string `json:"name"`
-	Interface string `json:"interface"`
+	Name      string `toml:"name"`
+	Interface string `toml:"interface,omitempty"`
 }
 
 // Quorum names the quorum LUN: iscsi://host[:port]/iqn/lun, /dev/sdX or
 // /dev/sgN. InitiatorName is this node's iSCSI name (iscsi:// only).
 type Quorum struct {
-	Device        string `json:"device"`
-	InitiatorName string `json:"initiator_name"`
-}
-
-// Timing holds durations as Go duration strings ("100ms"); a zero field
-// means the default (and Marshal leaves it out).
-type Timing struct {
-	HeartbeatInterval   string `json:"heartbeat_interval,omitempty"`
-	HeartbeatThreshold  int    `json:"heartbeat_threshold,omitempty"`
-	QuorumCheckInterval string `json:"quorum_check_interval,omitempty"`
+	Device        string `toml:"device"`
+	InitiatorName string `toml:"initiator_name,omitempty"`
 }
 
 // Config is a validated configuration with parsed values.
@@ -109,14 +113,14 @@ type Config struct {
 	// AdminSocket may be empty: no admin API.
 	AdminSocket string
 	// StateDir is state_dir, or DefaultStateDir.
-	StateDir            string
-	HeartbeatInterval   time.Duration
-	HeartbeatThreshold  int
-	QuorumCheckInterval time.Duration
+	StateDir string
+	// Timing is the effective timing: the profile with the overrides.
+	Timing Timings
 	// Credentials are the node's stream credentials, loaded from
-	// ca_bundle, node_cert and node_key; nil when none is set (Streams).
+	// streams.ca_bundle, node_cert and node_key; nil when none is set
+	// (Streams).
 	Credentials *stream.Credentials
-	// StreamPort is stream_port, or Port when it is not set.
+	// StreamPort is streams.port, or Port when it is not set.
 	StreamPort int
 	// Resmon is resmon as given; its StateDir defaulted.
 	Resmon Resmon
@@ -186,13 +190,6 @@ func (c *Config) StreamAddrs() map[nodes.ID]string {
 	return m
 }
 
-// Defaults for the timing fields.
-const (
-	DefaultHeartbeatInterval   = 100 * time.Millisecond
-	DefaultHeartbeatThreshold  = 5
-	DefaultQuorumCheckInterval = time.Second
-)
-
 // Options change what Load checks.
 type Options struct {
 	// InterfaceExists reports whether a network interface exists; nil uses
@@ -200,45 +197,22 @@ type Options struct {
 	InterfaceExists func(name string) error
 }
 
-// Load reads, parses and validates the file at path.
+// Load reads, parses and validates the node file at path. A file that
+// does not parse or validate gives every problem found (errors.Join of
+// *Error, each with the file, the key and, where known, the line).
 func Load(path string, o Options) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: read %s: %w", path, err)
 	}
 	f, err := Parse(b)
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+	if err == nil {
+		var c *Config
+		if c, err = f.Validate(o); err == nil {
+			return c, nil
+		}
 	}
-	c, err := f.Validate(o)
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	return c, nil
-}
-
-// Parse decodes the JSON; unknown fields and trailing data are errors.
-func Parse(b []byte) (*File, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	var f File
-	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("%w: data after the JSON object", ErrInvalid)
-	}
-	return &f, nil
-}
-
-// Marshal encodes the file as Parse reads it (indented JSON, a final
-// newline).
-func (f *File) Marshal() ([]byte, error) {
-	b, err := json.MarshalIndent(f, "", "  ")
-	if err != nil {
-		return nil, fmt.Errorf("config: encode: %w", err)
-	}
-	return append(b, '\n'), nil
+	return nil, locate(err, path, b)
 }
 
 // WriteFile writes the file to path (mode 0644).
@@ -253,51 +227,106 @@ func (f *File) WriteFile(path string) error {
 	return nil
 }
 
-func invalid(field, format string, args ...any) error {
-	return fmt.Errorf("%w: %s: %s", ErrInvalid, field, fmt.Sprintf(format, args...))
+// problems collects validation errors, so that an operator sees them all
+// at once.
+type problems []error
+
+func (p *problems) add(key, format string, args ...any) {
+	*p = append(*p, invalid(key, format, args...))
 }
 
-// Validate checks every field and returns the parsed configuration. It
-// reads key_file and checks that the interfaces exist.
+func invalid(key, format string, args ...any) *Error {
+	return &Error{Key: key, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Validate checks every key and returns the parsed configuration, or
+// every problem found (errors.Join of *Error). It reads the key file,
+// loads the stream files and checks that the interfaces exist.
 func (f *File) Validate(o Options) (*Config, error) {
-	c := &Config{Cluster: f.Cluster, NodeID: f.NodeID, Port: f.Port, Quorum: f.Quorum, AdminSocket: f.AdminSocket,
+	var bad problems
+	c := &Config{Cluster: f.Cluster.Name, NodeID: f.NodeID, Port: f.Cluster.Port, Quorum: f.Quorum, AdminSocket: f.AdminSocket,
 		StateDir: cmpOr(f.StateDir, DefaultStateDir)}
 	if !filepath.IsAbs(c.StateDir) {
-		return nil, invalid("state_dir", "%q is not an absolute path", f.StateDir)
+		bad.add("state_dir", "%q is not an absolute path", f.StateDir)
 	}
 	c.Resmon = f.Resmon
-	for _, p := range []struct{ field, v string }{{"resmon.watchdog", f.Resmon.Watchdog}, {"resmon.state_dir", f.Resmon.StateDir}} {
+	for _, p := range []struct{ key, v string }{{"resmon.watchdog", f.Resmon.Watchdog}, {"resmon.state_dir", f.Resmon.StateDir}} {
 		if p.v != "" && !filepath.IsAbs(p.v) {
-			return nil, invalid(p.field, "%q is not an absolute path", p.v)
+			bad.add(p.key, "%q is not an absolute path", p.v)
 		}
 	}
 	if c.Resmon.StateDir == "" {
-		c.Resmon.StateDir = fmt.Sprintf("/run/wolfpack/resmon-%s-node%d", f.Cluster, f.NodeID)
+		c.Resmon.StateDir = fmt.Sprintf("/run/wolfpack/resmon-%s-node%d", f.Cluster.Name, f.NodeID)
 	}
-	if f.Cluster == "" {
-		return nil, invalid("cluster", "missing")
+	if f.Cluster.Name == "" {
+		bad.add("cluster.name", "missing")
 	}
-	tag, err := strconv.ParseUint(strings.TrimPrefix(f.ClusterTag, "0x"), 16, 32)
-	if err != nil || len(strings.TrimPrefix(f.ClusterTag, "0x")) != 8 || tag == 0 {
-		return nil, invalid("cluster_tag", "%q is not 8 hex digits (4 bytes, non-zero)", f.ClusterTag)
+	tag, err := strconv.ParseUint(strings.TrimPrefix(f.Cluster.Tag, "0x"), 16, 32)
+	if err != nil || len(strings.TrimPrefix(f.Cluster.Tag, "0x")) != 8 || tag == 0 {
+		bad.add("cluster.tag", "%q is not 8 hex digits (4 bytes, non-zero)", f.Cluster.Tag)
 	}
 	c.ClusterTag = uint32(tag)
-	if f.KeyFile == "" {
-		return nil, invalid("key_file", "missing")
+	if err := f.readKey(c); err != nil {
+		bad = append(bad, err)
 	}
-	kb, err := os.ReadFile(f.KeyFile)
+	if f.Cluster.Port < 1 || f.Cluster.Port > 65535 {
+		bad.add("cluster.port", "%d, want 1..65535", f.Cluster.Port)
+	}
+	f.validateNetworks(o, &bad)
+	f.validateNodes(c, &bad)
+	switch {
+	case f.Quorum.Device == "":
+		bad.add("quorum.device", "missing")
+	case strings.HasPrefix(f.Quorum.Device, "iscsi://"):
+		if f.Quorum.InitiatorName == "" {
+			bad.add("quorum.initiator_name", "required for an iscsi:// device (each node needs its own)")
+		}
+	case strings.HasPrefix(f.Quorum.Device, "/dev/"):
+		if f.Quorum.InitiatorName != "" {
+			bad.add("quorum.initiator_name", "only for iscsi:// devices")
+		}
+	default:
+		bad.add("quorum.device", "%q: want iscsi://host[:port]/target-iqn/lun, /dev/sdX or /dev/sgN", f.Quorum.Device)
+	}
+	if c.Timing, err = f.Timing.Resolve(); err != nil {
+		bad = append(bad, err)
+	}
+	if len(bad) == 0 {
+		// The stream files are loaded last: their checks need a valid
+		// cluster name and node id.
+		if err := f.validateStreams(c); err != nil {
+			bad = append(bad, err)
+		}
+	}
+	if len(bad) > 0 {
+		return nil, errors.Join(bad...)
+	}
+	return c, nil
+}
+
+// readKey reads the cluster secret from cluster.key_file.
+func (f *File) readKey(c *Config) error {
+	const key = "cluster.key_file"
+	if f.Cluster.KeyFile == "" {
+		return invalid(key, "missing")
+	}
+	kb, err := os.ReadFile(f.Cluster.KeyFile)
 	if err != nil {
-		return nil, invalid("key_file", "%v", err)
+		return invalid(key, "%v", err)
 	}
 	c.Key, err = hex.DecodeString(strings.TrimSpace(string(kb)))
 	if err != nil {
-		return nil, invalid("key_file", "%s does not hold hex: %v", f.KeyFile, err)
+		return invalid(key, "%s does not hold hex: %v", f.Cluster.KeyFile, err)
 	}
 	if len(c.Key) < MinKeyLen {
-		return nil, invalid("key_file", "%s holds %d bytes, want at least %d", f.KeyFile, len(c.Key), MinKeyLen)
+		return invalid(key, "%s holds %d bytes, want at least %d", f.Cluster.KeyFile, len(c.Key), MinKeyLen)
 	}
+	return nil
+}
+
+func (f *File) validateNetworks(o Options, bad *problems) {
 	if len(f.Networks) == 0 || len(f.Networks) > 8 {
-		return nil, invalid("networks", "%d networks, want 1..8", len(f.Networks))
+		bad.add("networks", "%d networks, want 1..8 ([[networks]] sections)", len(f.Networks))
 	}
 	exists := o.InterfaceExists
 	if exists == nil {
@@ -305,119 +334,88 @@ func (f *File) Validate(o Options) (*Config, error) {
 	}
 	names := map[string]bool{}
 	for k, n := range f.Networks {
-		field := fmt.Sprintf("networks[%d]", k)
+		key := fmt.Sprintf("networks[%d]", k)
 		if n.Name == "" {
-			return nil, invalid(field+".name", "missing")
-		}
-		if names[n.Name] {
-			return nil, invalid(field+".name", "%q used twice", n.Name)
+			bad.add(key+".name", "missing")
+		} else if names[n.Name] {
+			bad.add(key+".name", "%q used twice", n.Name)
 		}
 		names[n.Name] = true
 		if n.Interface != "" {
 			if err := exists(n.Interface); err != nil {
-				return nil, invalid(field+".interface", "%q: %v", n.Interface, err)
+				bad.add(key+".interface", "%q: %v", n.Interface, err)
 			}
 		}
 	}
+}
+
+func (f *File) validateNodes(c *Config, bad *problems) {
 	c.Networks = f.Networks
 	if len(f.Nodes) == 0 {
-		return nil, invalid("nodes", "missing")
+		bad.add("nodes", "missing ([[nodes]] sections, one per node)")
 	}
 	ids, nodeNames := map[int]bool{}, map[string]bool{}
 	addrs := map[netip.Addr]string{}
 	for i, n := range f.Nodes {
-		field := fmt.Sprintf("nodes[%d]", i)
-		if n.ID < 1 || n.ID > 64 {
-			return nil, invalid(field+".id", "%d, want 1..64", n.ID)
-		}
-		if ids[n.ID] {
-			return nil, invalid(field+".id", "%d used twice", n.ID)
+		key := fmt.Sprintf("nodes[%d]", i)
+		switch {
+		case n.ID < 1 || n.ID > 64:
+			bad.add(key+".id", "%d, want 1..64", n.ID)
+		case ids[n.ID]:
+			bad.add(key+".id", "%d used twice", n.ID)
 		}
 		ids[n.ID] = true
-		if n.Name == "" {
-			return nil, invalid(field+".name", "missing")
-		}
-		if nodeNames[n.Name] {
-			return nil, invalid(field+".name", "%q used twice", n.Name)
+		switch {
+		case n.Name == "":
+			bad.add(key+".name", "missing")
+		case nodeNames[n.Name]:
+			bad.add(key+".name", "%q used twice", n.Name)
 		}
 		nodeNames[n.Name] = true
 		if len(n.Addrs) != len(f.Networks) {
-			return nil, invalid(field+".addrs", "%d addresses for %d networks (one per network, in order)", len(n.Addrs), len(f.Networks))
+			bad.add(key+".addrs", "%d addresses for %d networks (one per network, in order)", len(n.Addrs), len(f.Networks))
 		}
 		p := ParsedNode{ID: n.ID, Name: n.Name}
 		for k, s := range n.Addrs {
-			af := fmt.Sprintf("%s.addrs[%d]", field, k)
+			ak := fmt.Sprintf("%s.addrs[%d]", key, k)
 			a, err := netip.ParseAddr(s)
-			if err != nil {
-				return nil, invalid(af, "%v", err)
+			switch {
+			case err != nil:
+				bad.add(ak, "%v", err)
+				continue
+			case a.Zone() != "" || a.IsUnspecified() || a.IsMulticast():
+				bad.add(ak, "%s is not a unicast address", s)
+			case addrs[a] != "":
+				bad.add(ak, "%s is also %s", s, addrs[a])
 			}
-			if a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() {
-				return nil, invalid(af, "%s is not a unicast address", s)
-			}
-			if prev, dup := addrs[a]; dup {
-				return nil, invalid(af, "%s is also %s", s, prev)
-			}
-			addrs[a] = af
+			addrs[a] = ak
 			p.Addrs = append(p.Addrs, a)
 		}
 		c.Nodes = append(c.Nodes, p)
 	}
 	if !ids[f.NodeID] {
-		return nil, invalid("node_id", "%d is not in nodes", f.NodeID)
+		bad.add("node_id", "%d is not the id of a [[nodes]] entry", f.NodeID)
 	}
-	if f.Port < 1 || f.Port > 65535 {
-		return nil, invalid("port", "%d, want 1..65535", f.Port)
-	}
-	switch {
-	case f.Quorum.Device == "":
-		return nil, invalid("quorum.device", "missing")
-	case strings.HasPrefix(f.Quorum.Device, "iscsi://"):
-		if f.Quorum.InitiatorName == "" {
-			return nil, invalid("quorum.initiator_name", "required for an iscsi:// device (each node needs its own)")
-		}
-	case strings.HasPrefix(f.Quorum.Device, "/dev/"):
-		if f.Quorum.InitiatorName != "" {
-			return nil, invalid("quorum.initiator_name", "only for iscsi:// devices")
-		}
-	default:
-		return nil, invalid("quorum.device", "%q: want iscsi://host[:port]/target-iqn/lun, /dev/sdX or /dev/sgN", f.Quorum.Device)
-	}
-	if c.HeartbeatInterval, err = duration(f.Timing.HeartbeatInterval, DefaultHeartbeatInterval, 10*time.Millisecond, 10*time.Second); err != nil {
-		return nil, invalid("timing.heartbeat_interval", "%v", err)
-	}
-	c.HeartbeatThreshold = f.Timing.HeartbeatThreshold
-	if c.HeartbeatThreshold == 0 {
-		c.HeartbeatThreshold = DefaultHeartbeatThreshold
-	}
-	if c.HeartbeatThreshold < 2 || c.HeartbeatThreshold > 100 {
-		return nil, invalid("timing.heartbeat_threshold", "%d, want 2..100", c.HeartbeatThreshold)
-	}
-	if c.QuorumCheckInterval, err = duration(f.Timing.QuorumCheckInterval, DefaultQuorumCheckInterval, 100*time.Millisecond, time.Minute); err != nil {
-		return nil, invalid("timing.quorum_check_interval", "%v", err)
-	}
-	if err := f.validateStreams(c); err != nil {
-		return nil, err
-	}
-	return c, nil
 }
 
-// validateStreams checks stream_port and, when the stream files are set,
+// validateStreams checks streams.port and, when the stream files are set,
 // loads them (stream.LoadCredentials: every error names the file).
 func (f *File) validateStreams(c *Config) error {
-	c.StreamPort = f.StreamPort
+	s := f.Streams
+	c.StreamPort = s.Port
 	if c.StreamPort == 0 {
-		c.StreamPort = f.Port
+		c.StreamPort = f.Cluster.Port
 	}
-	if f.StreamPort < 0 || f.StreamPort > 65535 {
-		return invalid("stream_port", "%d, want 1..65535 (or leave it out: the port of \"port\")", f.StreamPort)
+	if s.Port < 0 || s.Port > 65535 {
+		return invalid("streams.port", "%d, want 1..65535 (or leave it out: cluster.port)", s.Port)
 	}
-	files := []struct{ field, path string }{{"ca_bundle", f.CABundle}, {"node_cert", f.NodeCert}, {"node_key", f.NodeKey}}
+	files := []struct{ key, path string }{{"streams.ca_bundle", s.CABundle}, {"streams.node_cert", s.NodeCert}, {"streams.node_key", s.NodeKey}}
 	var set, unset []string
 	for _, x := range files {
 		if x.path != "" {
-			set = append(set, x.field)
+			set = append(set, x.key)
 		} else {
-			unset = append(unset, x.field)
+			unset = append(unset, x.key)
 		}
 	}
 	switch {
@@ -426,32 +424,18 @@ func (f *File) validateStreams(c *Config) error {
 	case len(unset) > 0:
 		return invalid(unset[0], "missing: %s set, and streams need all three of ca_bundle, node_cert and node_key (or none)", strings.Join(set, " and "))
 	}
-	if err := stream.CheckClusterName(f.Cluster); err != nil {
-		return invalid("cluster", "%v (it names the cluster in the stream certificates)", err)
+	if err := stream.CheckClusterName(f.Cluster.Name); err != nil {
+		return invalid("cluster.name", "%v (it names the cluster in the stream certificates)", err)
 	}
 	for _, x := range files {
 		if _, err := os.Stat(x.path); err != nil {
-			return invalid(x.field, "%v", err)
+			return invalid(x.key, "%v", err)
 		}
 	}
-	creds, err := stream.LoadCredentials(f.Cluster, nodes.ID(f.NodeID), f.CABundle, f.NodeCert, f.NodeKey)
+	creds, err := stream.LoadCredentials(f.Cluster.Name, nodes.ID(f.NodeID), s.CABundle, s.NodeCert, s.NodeKey)
 	if err != nil {
-		return invalid("ca_bundle, node_cert, node_key", "%v", err)
+		return invalid("streams", "%v", err)
 	}
 	c.Credentials = creds
 	return nil
-}
-
-func duration(s string, def, lo, hi time.Duration) (time.Duration, error) {
-	if s == "" {
-		return def, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, err
-	}
-	if d < lo || d > hi {
-		return 0, fmt.Errorf("%v, want %v..%v", d, lo, hi)
-	}
-	return d, nil
 }

@@ -78,7 +78,7 @@ func Addr(nw Net, node int) netip.Addr {
 var ClientAddr = netip.MustParseAddr("10.97.0.100")
 
 // Timing overrides the daemon's timing; zero fields are left out of the
-// config file (the daemon's defaults apply).
+// node file (the default profile's values apply).
 type Timing struct {
 	HeartbeatInterval   time.Duration
 	HeartbeatThreshold  int
@@ -566,19 +566,22 @@ type proc struct {
 func (c *Cluster) newNode(i int) *Node {
 	n := &Node{
 		ID: i, Name: fmt.Sprintf("node%d", i), Netns: c.nodeNS(i), c: c,
-		ConfigFile: filepath.Join(c.Dir, fmt.Sprintf("node%d.json", i)),
+		ConfigFile: filepath.Join(c.Dir, fmt.Sprintf("node%d.toml", i)),
 		LogFile:    filepath.Join(c.Dir, fmt.Sprintf("node%d.log", i)),
 		Socket:     filepath.Join(c.Dir, fmt.Sprintf("node%d.sock", i)),
 	}
 	cfg := config.File{
-		Cluster: ClusterName, ClusterTag: ClusterTag, KeyFile: c.KeyFile, NodeID: i, Port: Port,
+		NodeID:      i,
+		Cluster:     config.Cluster{Name: ClusterName, Tag: ClusterTag, KeyFile: c.KeyFile, Port: Port},
 		Quorum:      config.Quorum{Device: c.Device, InitiatorName: fmt.Sprintf("%snode%d", InitiatorPrefix, i)},
 		AdminSocket: n.Socket,
 		StateDir:    filepath.Join(c.Dir, fmt.Sprintf("state-node%d", i)),
-		CABundle:    filepath.Join(c.Dir, fmt.Sprintf("pki-node%d", i), "ca.pem"),
-		NodeCert:    filepath.Join(c.Dir, fmt.Sprintf("pki-node%d", i), "node.pem"),
-		NodeKey:     filepath.Join(c.Dir, fmt.Sprintf("pki-node%d", i), "node.key"),
-		Resmon:      config.Resmon{Path: c.cfg.Resmon, StateDir: n.resmonStateDir()},
+		Streams: config.Streams{
+			CABundle: filepath.Join(c.Dir, fmt.Sprintf("pki-node%d", i), "ca.pem"),
+			NodeCert: filepath.Join(c.Dir, fmt.Sprintf("pki-node%d", i), "node.pem"),
+			NodeKey:  filepath.Join(c.Dir, fmt.Sprintf("pki-node%d", i), "node.key"),
+		},
+		Resmon: config.Resmon{Path: c.cfg.Resmon, StateDir: n.resmonStateDir()},
 	}
 	for j := 1; j <= c.cfg.Nodes; j++ {
 		e := config.Node{ID: j, Name: fmt.Sprintf("node%d", j)}
@@ -591,11 +594,13 @@ func (c *Cluster) newNode(i int) *Node {
 		cfg.Networks = append(cfg.Networks, config.Network{Name: string(Private(k)), Interface: fmt.Sprintf("eth%d", k)})
 	}
 	if d := c.cfg.Timing.HeartbeatInterval; d != 0 {
-		cfg.Timing.HeartbeatInterval = d.String()
+		cfg.Timing.HeartbeatInterval = config.DurationOf(d)
 	}
-	cfg.Timing.HeartbeatThreshold = c.cfg.Timing.HeartbeatThreshold
+	if th := c.cfg.Timing.HeartbeatThreshold; th != 0 {
+		cfg.Timing.HeartbeatThreshold = new(th)
+	}
 	if d := c.cfg.Timing.QuorumCheckInterval; d != 0 {
-		cfg.Timing.QuorumCheckInterval = d.String()
+		cfg.Timing.QuorumCheckInterval = config.DurationOf(d)
 	}
 	n.Config = cfg
 	return n

@@ -33,7 +33,7 @@ const (
 // its sequence number and the snapshot's size.
 func localCopy(c *nscluster.Cluster, i int) (uint64, int, error) {
 	n := c.Node(i)
-	seq, snap, err := dbfile.Load(filepath.Join(n.Config.StateDir, fmt.Sprintf("%s-node%d.clusterdb", n.Config.Cluster, i)))
+	seq, snap, err := dbfile.Load(filepath.Join(n.Config.StateDir, fmt.Sprintf("%s-node%d.clusterdb", n.Config.Cluster.Name, i)))
 	return seq, len(snap), err
 }
 

@@ -43,8 +43,8 @@ func TestIntegrationStreamsRefuse(t *testing.T) {
 		t.Fatalf("openssl req: %v: %s", err, out)
 	}
 
-	target := fmt.Sprintf("%s:%d", nscluster.Addr(nscluster.Priv1, 1), c.Node(1).Config.Port)
-	if p := c.Node(1).Config.StreamPort; p != 0 {
+	target := fmt.Sprintf("%s:%d", nscluster.Addr(nscluster.Priv1, 1), c.Node(1).Config.Cluster.Port)
+	if p := c.Node(1).Config.Streams.Port; p != 0 {
 		target = fmt.Sprintf("%s:%d", nscluster.Addr(nscluster.Priv1, 1), p)
 	}
 	refused := func() map[string]uint64 {

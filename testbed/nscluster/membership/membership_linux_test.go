@@ -277,7 +277,7 @@ func TestIntegrationWrongSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	mark := c.Mark()
-	if err := c.Node(6).Start(func(cfg *config.File) { cfg.KeyFile = wrong }); err != nil {
+	if err := c.Node(6).Start(func(cfg *config.File) { cfg.Cluster.KeyFile = wrong }); err != nil {
 		t.Fatal(err)
 	}
 	// The refusal names the secret (or the authentication) in node 6's

@@ -45,14 +45,11 @@ func run() error {
 		return fmt.Errorf("config %s: %w", os.Args[2], err)
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	interval := 100 * time.Millisecond
-	if d, err := time.ParseDuration(cfg.Timing.HeartbeatInterval); err == nil {
-		interval = d
+	timing, err := cfg.Timing.Resolve()
+	if err != nil {
+		return fmt.Errorf("config %s: %w", os.Args[2], err)
 	}
-	threshold := 5
-	if cfg.Timing.HeartbeatThreshold > 0 {
-		threshold = cfg.Timing.HeartbeatThreshold
-	}
+	interval, threshold := timing.HeartbeatInterval, timing.HeartbeatThreshold
 	var name string
 	for _, n := range cfg.Nodes {
 		if n.ID == cfg.NodeID {
@@ -71,7 +68,7 @@ func run() error {
 				self = n.Addrs[k]
 			}
 		}
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(self), Port: cfg.Port})
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(self), Port: cfg.Cluster.Port})
 		if err != nil {
 			return fmt.Errorf("listen on %s: %w", cfg.Networks[k].Name, err)
 		}
@@ -132,7 +129,7 @@ func run() error {
 				if n.ID == cfg.NodeID {
 					continue
 				}
-				c.WriteToUDP([]byte(strconv.Itoa(cfg.NodeID)), &net.UDPAddr{IP: net.ParseIP(n.Addrs[k]), Port: cfg.Port})
+				c.WriteToUDP([]byte(strconv.Itoa(cfg.NodeID)), &net.UDPAddr{IP: net.ParseIP(n.Addrs[k]), Port: cfg.Cluster.Port})
 				key := [2]int{n.ID, k}
 				mu.Lock()
 				seen := last[key]
