@@ -1,16 +1,20 @@
 // Command clusterd is the Wolfpack cluster service (docs/design.md,
-// "Components"). This version
-// runs membership only: heartbeats on every private network, join through a
-// sponsor or form on the quorum disk, regroup, leave on SIGTERM; see
-// docs/clusterd.md.
+// "Components"): heartbeats on every private network, join through a
+// sponsor or form on the quorum disk, regroup, GUP and the database,
+// resmon; leave on SIGTERM. See docs/clusterd.md.
 //
-//	clusterd -config /etc/wolfpack/clusterd.json [-log-level debug|info]
+//	clusterd [-config /etc/wolfpack/node.toml] [-log-level debug|info]
+//	clusterd --check-config [-config FILE]
+//	clusterd --version
 //
-// Exit status: 0 after a planned stop, 3 after a halt (pruned, lost the
-// arbitration, lost quorum), 1 on any other error, 2 for a bad command line.
+// Exit status: 0 after a planned stop (or a valid node file, or the
+// version), 3 after a halt (pruned, lost the arbitration, lost quorum), 1
+// on any other error (a node file that does not parse or validate among
+// them), 2 for a bad command line.
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -21,7 +25,10 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/wolfpack-ha/wolfpack/internal/config"
 	"github.com/wolfpack-ha/wolfpack/internal/daemon"
@@ -31,7 +38,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stderr)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err == nil {
 		os.Exit(0)
@@ -45,23 +52,78 @@ func main() {
 	if errors.As(err, &he) {
 		os.Exit(he.ExitCode()) // already logged as "halt"
 	}
-	fmt.Fprintln(os.Stderr, "clusterd:", err)
+	printError(os.Stderr, err)
 	os.Exit(1)
+}
+
+// printError writes err with "clusterd: " before each of its lines (a
+// node file's problems are one a line).
+func printError(w io.Writer, err error) {
+	for line := range strings.SplitSeq(err.Error(), "\n") {
+		fmt.Fprintln(w, "clusterd:", line)
+	}
 }
 
 type usageError struct{ error }
 
-func run(ctx context.Context, args []string, stderr io.Writer) error {
+const usage = `usage: clusterd [-config FILE] [-log-level debug|info]
+       clusterd --check-config [-config FILE]
+       clusterd --version`
+
+// version is the release, set by packaging with
+// -ldflags "-X main.version=1.2.3"; empty: the module version from the
+// build information.
+var version string
+
+// versionString is "clusterd VERSION (revision REV) GOVERSION", from the
+// build information ("+modified" when built from a changed tree); release,
+// when set, is the VERSION.
+func versionString(release string) string {
+	v, rev, modified, gov := release, "unknown", "", "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v == "" {
+			v = bi.Main.Version
+		}
+		gov = bi.GoVersion
+		for _, s := range bi.Settings {
+			switch {
+			case s.Key == "vcs.revision":
+				rev = s.Value
+			case s.Key == "vcs.modified" && s.Value == "true":
+				modified = "+modified"
+			}
+		}
+	}
+	if v == "" {
+		v = "(devel)"
+	}
+	return fmt.Sprintf("clusterd %s (revision %s%s) %s", v, rev, modified, gov)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("clusterd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("config", "", "configuration file (JSON, docs/clusterd.md)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, usage)
+		fs.PrintDefaults()
+	}
+	path := fs.String("config", config.DefaultPath, "the node file (TOML, docs/clusterd.md)")
 	level := fs.String("log-level", "info", "debug or info")
+	check := fs.Bool("check-config", false, "parse and validate the node file, print a summary, and exit (0: valid, 1: not)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return usageError{err}
 	}
-	if *path == "" || fs.NArg() > 0 {
+	if fs.NArg() > 0 {
 		fs.Usage()
-		return usageError{errors.New("usage: clusterd -config FILE [-log-level debug|info]")}
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, versionString(version))
+		return nil
 	}
 	var lv slog.Level
 	switch *level {
@@ -75,6 +137,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg, err := config.Load(*path, config.Options{})
 	if err != nil {
 		return err
+	}
+	if *check {
+		summary(stdout, *path, cfg)
+		return nil
 	}
 	self := cfg.Self()
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lv})).With("node", cfg.NodeID)
@@ -91,9 +157,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Self:                regroup.NodeID(cfg.NodeID),
 		Port:                cfg.Port,
 		AdminSocket:         cfg.AdminSocket,
-		HeartbeatInterval:   cfg.HeartbeatInterval,
-		HeartbeatThreshold:  cfg.HeartbeatThreshold,
-		QuorumCheckInterval: cfg.QuorumCheckInterval,
+		HeartbeatInterval:   cfg.Timing.HeartbeatInterval,
+		HeartbeatThreshold:  cfg.Timing.HeartbeatThreshold,
+		QuorumCheckInterval: cfg.Timing.QuorumCheckInterval,
+		JoinWindow:          cfg.Timing.JoinWindow,
+		DefenceDelay:        cfg.Timing.DefenceDelay,
+		FormDelay:           cfg.Timing.FormDelay,
 		Device:              dev,
 		Logger:              log,
 		DBPath:              cfg.DBPath(),
@@ -117,7 +186,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		dev.Close()
 		return err
 	}
-	log.Info("clusterd", "cluster", cfg.Cluster, "name", self.Name, "quorum", cfg.Quorum.Device)
+	log.Info("clusterd", "cluster", cfg.Cluster, "name", self.Name, "quorum", cfg.Quorum.Device,
+		"version", versionString(version), "timing_profile", cfg.Timing.Profile)
 	return d.Run(ctx)
 }
 
@@ -147,4 +217,49 @@ func resmonConfig(r config.Resmon) (daemon.Resmon, error) {
 	}
 	out.Path = p
 	return out, nil
+}
+
+// summary prints what --check-config found: the node, the cluster, the
+// networks, the quorum device, the streams, resmon and the effective
+// timing.
+func summary(w io.Writer, path string, c *config.Config) {
+	self := c.Self()
+	fmt.Fprintf(w, "%s: valid\n", path)
+	row := func(k, format string, args ...any) {
+		fmt.Fprintf(w, "  %-9s "+format+"\n", append([]any{k}, args...)...)
+	}
+	row("node", "%d (%s), admin socket %s, state %s", c.NodeID, self.Name, cmp.Or(c.AdminSocket, "none"), c.StateDir)
+	row("cluster", "%s, tag %08x, UDP port %d, %d nodes", c.Cluster, c.ClusterTag, c.Port, len(c.Nodes))
+	for k, n := range c.Networks {
+		row("network", "%s on %s, %s", n.Name, cmp.Or(n.Interface, "no device"), self.Addrs[k])
+	}
+	for _, n := range c.Nodes {
+		if n.ID != c.NodeID {
+			addrs := make([]string, len(n.Addrs))
+			for k, a := range n.Addrs {
+				addrs[k] = a.String()
+			}
+			row("peer", "%d (%s) at %s", n.ID, n.Name, strings.Join(addrs, ", "))
+		}
+	}
+	q := c.Quorum.Device
+	if c.Quorum.InitiatorName != "" {
+		q += " as " + c.Quorum.InitiatorName
+	}
+	row("quorum", "%s", q)
+	if c.Streams() {
+		row("streams", "TCP port %d, certificate for node %d valid until %s", c.StreamPort, c.Credentials.Node,
+			c.Credentials.Certificate().NotAfter.UTC().Format(time.DateOnly))
+	} else {
+		row("streams", "none: this node replicates nothing (set [streams])")
+	}
+	if r, err := resmonConfig(c.Resmon); r.Path != "" {
+		row("resmon", "%s, state %s", r.Path, r.StateDir)
+	} else {
+		row("resmon", "none: %v", err)
+	}
+	t := c.Timing
+	row("timing", "profile %s: heartbeat %v × %d (suspicion after %v of silence), quorum check %v,", t.Profile,
+		t.HeartbeatInterval, t.HeartbeatThreshold, time.Duration(t.HeartbeatThreshold)*t.HeartbeatInterval, t.QuorumCheckInterval)
+	row("", "join window %v, defence delay %v, form delay %v", t.JoinWindow, t.DefenceDelay, t.FormDelay)
 }
