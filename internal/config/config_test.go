@@ -327,6 +327,14 @@ func TestExample(t *testing.T) {
 	}
 }
 
+// TestParseError: Parse alone, without a file, gives LINE:COLUMN.
+func TestParseError(t *testing.T) {
+	_, err := Parse([]byte("node_id = 1\nnode_id = 2\n"))
+	if want := "2:1: node_id: key node_id is already defined"; err == nil || err.Error() != want || !errors.Is(err, ErrInvalid) {
+		t.Errorf("err = %v, want %q", err, want)
+	}
+}
+
 func TestShortKey(t *testing.T) {
 	p := write(t, sample)
 	key := filepath.Join(filepath.Dir(p), "cluster.key")

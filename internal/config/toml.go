@@ -22,20 +22,22 @@ type Error struct {
 	Msg          string
 }
 
-// Error is "FILE:LINE:COLUMN: KEY: MSG", leaving out what is unknown.
+// Error is "FILE:LINE:COLUMN: KEY: MSG", leaving out what is unknown
+// ("LINE:COLUMN: KEY: MSG" from Parse, which has no file name).
 func (e *Error) Error() string {
 	var b strings.Builder
+	parts := []string{}
 	if e.File != "" {
-		b.WriteString(e.File)
-		if e.Line > 0 {
-			fmt.Fprintf(&b, ":%d", e.Line)
-			if e.Column > 0 {
-				fmt.Fprintf(&b, ":%d", e.Column)
-			}
+		parts = append(parts, e.File)
+	}
+	if e.Line > 0 {
+		parts = append(parts, fmt.Sprint(e.Line))
+		if e.Column > 0 {
+			parts = append(parts, fmt.Sprint(e.Column))
 		}
-		b.WriteString(": ")
-	} else if e.Line > 0 {
-		fmt.Fprintf(&b, "line %d, column %d: ", e.Line, e.Column)
+	}
+	if len(parts) > 0 {
+		b.WriteString(strings.Join(parts, ":") + ": ")
 	}
 	if e.Key != "" {
 		b.WriteString(e.Key + ": ")
