@@ -133,6 +133,9 @@ func newTestCluster(t *testing.T, n, nets int) *testCluster {
 		for id := range c.run {
 			c.crash(id)
 		}
+		for i, l := range c.logs {
+			checkLogKeys(t, fmt.Sprintf("daemon log %d", i+1), l.String())
+		}
 		if t.Failed() {
 			for _, l := range c.logs {
 				t.Logf("log:\n%s", l)

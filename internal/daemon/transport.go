@@ -168,7 +168,7 @@ func (d *Daemon) receive(p packet) {
 			return
 		}
 		d.counters.regroupAccepted++
-		d.log.Debug("<-", "msg", m.String(), "network", d.netName(p.net))
+		d.log.Debug("<-", "message", m.String(), "network", d.netName(p.net))
 		d.node.Step(m)
 		return
 	}
