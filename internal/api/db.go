@@ -15,13 +15,13 @@ import (
 	"github.com/wolfpack-ha/wolfpack/gup/db"
 )
 
-// The database endpoints of the admin API (docs/clusterd.md, "Admin API:
-// the database"):
+// The database endpoints of the admin API (docs/clusterd.md, "Admin API";
+// docs/api/openapi.yaml); an error is an ErrorBody:
 //
 //	GET  /v1/db                     {seq, objects, locker, term, is_locker}
 //	GET  /v1/db/{kind}              {seq, objects: [Object]}
 //	GET  /v1/db/{kind}/{name}       {seq, object: Object}          404: no such object
-//	POST /v1/db                     body Tx -> {seq}               409: the transaction's outcome
+//	POST /v1/db                     body Tx -> {seq}               409: the transaction's outcome, with seq
 //	GET  /v1/db/watch               one JSON Change a line, as they are applied
 //
 // Reads are linearizable: the node asks the locker for the committed
