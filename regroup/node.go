@@ -42,6 +42,8 @@ type Config struct {
 	// interval. Nil: always.
 	MayAck func(joiner NodeID) bool
 
+	// Logger receives the node's records; it names the node (the driver
+	// adds "node" once, as clusterd's logger does), regroup does not.
 	Logger *slog.Logger
 }
 
@@ -123,7 +125,7 @@ func New(cfg Config) (*Node, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Node{cfg: cfg, log: log.With("node", cfg.Self)}, nil
+	return &Node{cfg: cfg, log: log}, nil
 }
 
 // ID is this node's id.

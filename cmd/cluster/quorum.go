@@ -433,7 +433,7 @@ const holdTick = 10 * time.Millisecond
 // arbitrate starts a holder on d and waits until it wins; the holder keeps
 // holding the disk until ctx ends. errc gets its result.
 func arbitrate(ctx context.Context, d scsi.Device, tag uint32, f *quorumFlags, members []uint32, lw *lineWriter, stderr io.Writer) (*holder, <-chan error, error) {
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log := slog.New(slog.NewTextHandler(stderr, nil)).With("node", f.node)
 	exec, err := quorumio.Open(ctx, d, tag, uint32(f.node))
 	if err != nil {
 		lw.event("error", "error", err.Error())

@@ -1,6 +1,7 @@
-// Package api defines clusterd's admin API: the JSON GET /v1/status
-// answers on the daemon's unix socket (docs/clusterd.md), and a client for
-// it. clusterd, the cluster CLI and the test rigs share these types.
+// Package api defines clusterd's admin API: JSON over HTTP on the daemon's
+// unix socket, every path under /v1/ (docs/clusterd.md, "Admin API";
+// docs/api/openapi.yaml), and a client for it. clusterd, the cluster CLI
+// and the test rigs share these types.
 package api
 
 import (
@@ -10,7 +11,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 )
 
 // Status is the answer of GET /v1/status on the admin socket.
@@ -77,6 +77,32 @@ type Counters struct {
 // StatusPath is the status resource.
 const StatusPath = "/v1/status"
 
+// MetricsPath is the Prometheus text exposition of the node's metrics.
+const MetricsPath = "/v1/metrics"
+
+// ErrorBody is the body of every answer other than 200 OK: what went
+// wrong, in words, and a stable code a program can branch on.
+type ErrorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+	// Seq is the database's sequence number, in the answers that have one
+	// (a failed transaction, a missing object).
+	Seq uint64 `json:"seq,omitempty"`
+}
+
+// The codes of ErrorBody, each with its HTTP status.
+const (
+	CodeBadRequest       = "bad_request"        // 400: bad JSON, a transaction that is not well formed
+	CodeForbidden        = "forbidden"          // 403: the caller is refused, or its role may not do this
+	CodeNotFound         = "not_found"          // 404: no such endpoint, kind or object
+	CodeMethodNotAllowed = "method_not_allowed" // 405: the endpoint exists, not with this method
+	CodeTxFailed         = "tx_failed"          // 409: the transaction failed; nothing changed
+	CodeTooLarge         = "too_large"          // 413: the request body is over the limit
+	CodeInternal         = "internal"           // 500
+	CodeNotServing       = "not_serving"        // 503: not a member, or stopping
+	CodeTimeout          = "timeout"            // 504: no answer in time
+)
+
 // maxBody bounds an answer.
 const maxBody = 1 << 20
 
@@ -99,7 +125,7 @@ func Get(ctx context.Context, socket, path string) ([]byte, error) {
 		return nil, fmt.Errorf("GET %s from %s: %w", path, socket, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return b, fmt.Errorf("GET %s from %s: %s: %s", path, socket, resp.Status, strings.TrimSpace(string(b)))
+		return b, fmt.Errorf("GET %s from %s: %w", path, socket, newStatusError(resp.StatusCode, b))
 	}
 	return b, nil
 }

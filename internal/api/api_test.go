@@ -50,10 +50,15 @@ func TestGetStatusErrors(t *testing.T) {
 	if _, _, err := GetStatus(ctx, serve(t, http.StatusServiceUnavailable, "daemon: not running\n")); err == nil || !strings.Contains(err.Error(), "not running") {
 		t.Errorf("503: err %v, want one carrying the body", err)
 	}
+	_, _, err := GetStatus(ctx, serve(t, http.StatusForbidden, `{"error": "the admin socket is root's: uid 1000 refused", "code": "forbidden"}`))
+	var se *StatusError
+	if !errors.As(err, &se) || se.Code != http.StatusForbidden || se.ErrCode != CodeForbidden || se.Message != "the admin socket is root's: uid 1000 refused" {
+		t.Errorf("403: err %#v, want a *StatusError with the body's code and message", err)
+	}
 	if _, _, err := GetStatus(ctx, serve(t, http.StatusOK, "{")); err == nil {
 		t.Error("truncated JSON: no error")
 	}
-	_, _, err := GetStatus(ctx, filepath.Join(t.TempDir(), "none.sock"))
+	_, _, err = GetStatus(ctx, filepath.Join(t.TempDir(), "none.sock"))
 	var op *net.OpError
 	if !errors.As(err, &op) {
 		t.Errorf("no socket: err %v, want a *net.OpError", err)

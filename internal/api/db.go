@@ -15,13 +15,13 @@ import (
 	"github.com/wolfpack-ha/wolfpack/gup/db"
 )
 
-// The database endpoints of the admin API (docs/clusterd.md, "Admin API:
-// the database"):
+// The database endpoints of the admin API (docs/clusterd.md, "Admin API";
+// docs/api/openapi.yaml); an error is an ErrorBody:
 //
 //	GET  /v1/db                     {seq, objects, locker, term, is_locker}
 //	GET  /v1/db/{kind}              {seq, objects: [Object]}
 //	GET  /v1/db/{kind}/{name}       {seq, object: Object}          404: no such object
-//	POST /v1/db                     body Tx -> {seq}               409: the transaction's outcome
+//	POST /v1/db                     body Tx -> {seq}               409: the transaction's outcome, with seq
 //	GET  /v1/db/watch               one JSON Change a line, as they are applied
 //
 // Reads are linearizable: the node asks the locker for the committed
@@ -243,14 +243,29 @@ func NewClient(socket string) *Client {
 // Close drops the client's idle connections.
 func (c *Client) Close() { c.hc.CloseIdleConnections() }
 
-// StatusError is an answer other than 200 OK.
+// StatusError is an answer other than 200 OK: its HTTP status, the
+// ErrorBody's code and message (Message is the body itself when it was not
+// an ErrorBody).
 type StatusError struct {
-	Code int
-	Body string
+	Code    int
+	ErrCode string
+	Message string
+}
+
+func newStatusError(code int, body []byte) *StatusError {
+	e := &StatusError{Code: code, Message: strings.TrimSpace(string(body))}
+	var eb ErrorBody
+	if json.Unmarshal(body, &eb) == nil && eb.Error != "" {
+		e.ErrCode, e.Message = eb.Code, eb.Error
+	}
+	return e
 }
 
 func (e *StatusError) Error() string {
-	return fmt.Sprintf("%d %s: %s", e.Code, http.StatusText(e.Code), e.Body)
+	if e.ErrCode != "" {
+		return fmt.Sprintf("%d %s (%s): %s", e.Code, http.StatusText(e.Code), e.ErrCode, e.Message)
+	}
+	return fmt.Sprintf("%d %s: %s", e.Code, http.StatusText(e.Code), e.Message)
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
@@ -278,10 +293,10 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	if resp.StatusCode != http.StatusOK {
 		if resp.StatusCode == http.StatusConflict && out != nil {
 			if err := json.Unmarshal(b, out); err == nil {
-				return &StatusError{Code: resp.StatusCode, Body: strings.TrimSpace(string(b))}
+				return newStatusError(resp.StatusCode, b)
 			}
 		}
-		return fmt.Errorf("%s %s on %s: %w", method, path, c.Socket, &StatusError{Code: resp.StatusCode, Body: strings.TrimSpace(string(b))})
+		return fmt.Errorf("%s %s on %s: %w", method, path, c.Socket, newStatusError(resp.StatusCode, b))
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {

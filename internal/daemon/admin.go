@@ -78,13 +78,16 @@ func (d *Daemon) snapshot() Status {
 	return s
 }
 
+// errNotRunning answers a status request after the loop stopped.
+var errNotRunning = errors.New("daemon: not running")
+
 // Status asks the running loop for its status.
 func (d *Daemon) Status(ctx context.Context) (Status, error) {
 	reply := make(chan Status, 1)
 	select {
 	case d.status <- reply:
 	case <-d.stopped:
-		return Status{}, errors.New("daemon: not running")
+		return Status{}, errNotRunning
 	case <-ctx.Done():
 		return Status{}, ctx.Err()
 	}
@@ -96,6 +99,163 @@ func (d *Daemon) Status(ctx context.Context) (Status, error) {
 	}
 }
 
+// Role is what a caller of the admin API may do: read (every GET), or
+// also write (an operator).
+type Role uint8
+
+// The roles; RoleNone is a refused caller's.
+const (
+	RoleNone Role = iota
+	RoleReadOnly
+	RoleOperator
+)
+
+func (r Role) String() string {
+	switch r {
+	case RoleReadOnly:
+		return "read-only"
+	case RoleOperator:
+		return "operator"
+	}
+	return "none"
+}
+
+// Identify names the caller of a request on one listener: its role, or an
+// error saying why it is refused (answered 403 with that error). The unix
+// socket's is socketRole (SO_PEERCRED); a listener with client
+// certificates supplies one that maps the certificate to a role.
+type Identify func(*http.Request) (Role, error)
+
+// route is one endpoint of the admin API. The table adminRoutes is what the
+// server serves, and what TestOpenAPIMatchesRoutes holds
+// docs/api/openapi.yaml to.
+type route struct {
+	method string
+	path   string // a net/http pattern's path, as OpenAPI writes it: /v1/db/{kind}
+	write  bool   // the operator role only
+	serve  func(d *Daemon, w http.ResponseWriter, r *http.Request)
+}
+
+var adminRoutes = []route{
+	{http.MethodGet, api.StatusPath, false, (*Daemon).serveStatus},
+	{http.MethodGet, api.MetricsPath, false, (*Daemon).serveMetrics},
+	{http.MethodGet, api.DBPath, false, (*Daemon).serveDBInfo},
+	{http.MethodPost, api.DBPath, true, (*Daemon).serveCommit},
+	{http.MethodGet, api.DBPath + "/watch", false, (*Daemon).serveWatch},
+	{http.MethodGet, api.DBPath + "/{kind}", false, (*Daemon).serveList},
+	{http.MethodGet, api.DBPath + "/{kind}/{name}", false, (*Daemon).serveGet},
+}
+
+// writeJSON answers code with v as JSON.
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError answers code with the API's error shape.
+func writeError(w http.ResponseWriter, code int, errCode, msg string) {
+	writeJSON(w, code, api.ErrorBody{Error: msg, Code: errCode})
+}
+
+// roleKey holds the caller's Role in a request's context.
+type roleKey struct{}
+
+// adminHandler serves adminRoutes to the callers identify admits: a caller
+// it refuses gets 403 for any request; a read-only caller's write gets 403
+// naming its role; an unknown path 404 and a known path with another
+// method 405, each with the API's error shape.
+func (d *Daemon) adminHandler(identify Identify) http.Handler {
+	mux := http.NewServeMux()
+	byPath := map[string][]route{}
+	var paths []string
+	for _, rt := range adminRoutes {
+		if byPath[rt.path] == nil {
+			paths = append(paths, rt.path)
+		}
+		byPath[rt.path] = append(byPath[rt.path], rt)
+	}
+	for _, p := range paths {
+		rs := byPath[p]
+		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
+			var allow []string
+			for _, rt := range rs {
+				if rt.method != r.Method {
+					allow = append(allow, rt.method)
+					continue
+				}
+				if role, _ := r.Context().Value(roleKey{}).(Role); rt.write && role < RoleOperator {
+					writeError(w, http.StatusForbidden, api.CodeForbidden,
+						fmt.Sprintf("%s %s needs the operator role; this caller's is %s", r.Method, rt.path, role))
+					return
+				}
+				rt.serve(d, w, r)
+				return
+			}
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed,
+				fmt.Sprintf("%s %s: the method is not allowed (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", ")))
+		})
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no endpoint %s (the API's paths are under /v1/)", r.URL.Path))
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		role, err := identify(r)
+		if err != nil {
+			writeError(w, http.StatusForbidden, api.CodeForbidden, err.Error())
+			return
+		}
+		mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), roleKey{}, role)))
+	})
+}
+
+// peerKey holds the peer credentials of an admin socket connection in its
+// context.
+type peerKey struct{}
+
+// peer is who is at the other end of a unix socket connection.
+type peer struct {
+	uid uint32
+	err error
+}
+
+// socketRole is the unix socket's Identify: the operator role for root and
+// for the user clusterd runs as (root, in production; the tests' user),
+// nobody else.
+func socketRole(r *http.Request) (Role, error) {
+	p, ok := r.Context().Value(peerKey{}).(peer)
+	switch {
+	case !ok:
+		return RoleNone, errors.New("the admin socket did not identify its caller")
+	case p.err != nil:
+		return RoleNone, fmt.Errorf("the admin socket could not identify its caller: %w", p.err)
+	}
+	self := uint32(os.Geteuid())
+	if p.uid == 0 || p.uid == self {
+		return RoleOperator, nil
+	}
+	owner := "root's"
+	if self != 0 {
+		owner = fmt.Sprintf("uid %d's", self)
+	}
+	return RoleNone, fmt.Errorf("the admin socket is %s: uid %d refused", owner, p.uid)
+}
+
+func (d *Daemon) serveStatus(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	s, err := d.Status(ctx)
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(s)
+}
+
 type adminServer struct {
 	srv  *http.Server
 	path string
@@ -103,7 +263,8 @@ type adminServer struct {
 }
 
 // serveAdmin serves the admin API over HTTP on the unix socket
-// cfg.AdminSocket (mode 0660; a stale socket file is replaced).
+// cfg.AdminSocket: mode 0600, and every connection's peer checked
+// (socketRole). A stale socket file is replaced.
 func (d *Daemon) serveAdmin() (*adminServer, error) {
 	path := d.cfg.AdminSocket
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -116,27 +277,18 @@ func (d *Daemon) serveAdmin() (*adminServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin socket: %w", err)
 	}
-	if err := os.Chmod(path, 0o660); err != nil {
+	if err := os.Chmod(path, 0o600); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("admin socket: %w", err)
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+api.StatusPath, func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		s, err := d.Status(ctx)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(s)
-	})
-	d.dbHandlers(mux)
 	a := &adminServer{
-		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
+		srv: &http.Server{
+			Handler:           d.adminHandler(socketRole),
+			ReadHeaderTimeout: 5 * time.Second,
+			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+				return context.WithValue(ctx, peerKey{}, peerOf(c))
+			},
+		},
 		path: path,
 		done: make(chan struct{}),
 	}

@@ -147,7 +147,7 @@ type Daemon struct {
 	mesh     *stream.Mesh
 	gupIn    chan gupFrame
 	savedc   chan uint64
-	writes   map[uint64]chan txResult
+	writes   map[uint64]pendingWrite
 	reads    map[uint64]func(ok bool)
 	watchers map[int]chan []db.Change
 	watchSeq int
@@ -172,6 +172,12 @@ type Daemon struct {
 	startedAt time.Time
 	addrPeer  map[netip.Addr]regroup.NodeID
 	claimAt   time.Time
+
+	// Metrics (loop only): admin API writes' commit latency, groups taken
+	// over and when this node claimed each.
+	gupLatency *histogram
+	failovers  *histogram
+	claims     map[string]time.Time
 
 	wg sync.WaitGroup
 }
@@ -241,9 +247,13 @@ func New(cfg Config) (*Daemon, error) {
 		db:       db.New(),
 		gupIn:    make(chan gupFrame, 1024),
 		savedc:   make(chan uint64, 1),
-		writes:   map[uint64]chan txResult{},
+		writes:   map[uint64]pendingWrite{},
 		reads:    map[uint64]func(bool){},
 		watchers: map[int]chan []db.Change{},
+
+		gupLatency: newHistogram(latencyBounds),
+		failovers:  newHistogram(latencyBounds),
+		claims:     map[string]time.Time{},
 	}
 	if d.inc == 0 {
 		d.inc = uint64(cfg.Now().UnixNano())
@@ -507,6 +517,9 @@ func (d *Daemon) detectorEvent(e heartbeat.Event) {
 	case heartbeat.PeerRestarted:
 		d.log.Info("peer restarted", "peer", int(e.Peer), "incarnation", e.Incarnation)
 	case heartbeat.NetworkDown:
+		if e.Network >= 0 && e.Network < len(d.counters.networkDown) {
+			d.counters.networkDown[e.Network]++
+		}
 		d.log.Info("network down", "peer", int(e.Peer), "network", d.netName(e.Network))
 	case heartbeat.NetworkUp:
 		d.log.Info("network up", "peer", int(e.Peer), "network", d.netName(e.Network))

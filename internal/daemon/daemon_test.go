@@ -82,6 +82,8 @@ type testCluster struct {
 	ca         *stream.CA
 	streamPort int
 	dir        string
+	// adminDir, when set, holds each node's admin socket, nodeN.sock.
+	adminDir string
 }
 
 func freePort(t *testing.T) int {
@@ -133,6 +135,9 @@ func newTestCluster(t *testing.T, n, nets int) *testCluster {
 		for id := range c.run {
 			c.crash(id)
 		}
+		for i, l := range c.logs {
+			checkLogKeys(t, fmt.Sprintf("daemon log %d", i+1), l.String())
+		}
 		if t.Failed() {
 			for _, l := range c.logs {
 				t.Logf("log:\n%s", l)
@@ -166,8 +171,13 @@ func (c *testCluster) startWithKey(id regroup.NodeID, key []byte) *testNode {
 			peers[nd.ID] = netip.AddrPortFrom(nd.Addrs[0], uint16(c.streamPort)).String()
 		}
 	}
+	var sock string
+	if c.adminDir != "" {
+		sock = filepath.Join(c.adminDir, fmt.Sprintf("node%d.sock", id))
+	}
 	d, err := New(Config{
-		ClusterTag: testTag, Key: key, Self: id, Nodes: c.nodes, Networks: nets, Port: c.port,
+		AdminSocket: sock,
+		ClusterTag:  testTag, Key: key, Self: id, Nodes: c.nodes, Networks: nets, Port: c.port,
 		Credentials: creds, StreamPeers: peers, DBPath: filepath.Join(c.dir, fmt.Sprintf("node%d.db", id)),
 		StreamListen: netip.AddrPortFrom(c.nodes[id-1].Addrs[0], uint16(c.streamPort)).String(),
 		Device:       c.target.Nexus(fmt.Sprintf("iqn.2024-01.dev.wolfpack:node%d", id)),

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,154 +18,174 @@ import (
 // dbTimeout bounds a database request that names no deadline.
 const dbTimeout = 30 * time.Second
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
-}
+// maxTxBody bounds the JSON body of POST /v1/db.
+const maxTxBody = db.MaxTxLen
 
+// httpError answers err with its status and code: 503 not serving, 504
+// timeout, 400 a transaction that is not well formed, else 500.
 func httpError(w http.ResponseWriter, err error) {
-	code := http.StatusInternalServerError
+	code, errCode := http.StatusInternalServerError, api.CodeInternal
 	switch {
-	case errors.Is(err, ErrNotServing):
-		code = http.StatusServiceUnavailable
+	case errors.Is(err, ErrNotServing), errors.Is(err, errNotRunning):
+		code, errCode = http.StatusServiceUnavailable, api.CodeNotServing
 	case errors.Is(err, context.DeadlineExceeded):
-		code = http.StatusGatewayTimeout
+		code, errCode = http.StatusGatewayTimeout, api.CodeTimeout
 	case errors.Is(err, api.ErrBadTx):
-		code = http.StatusBadRequest
+		code, errCode = http.StatusBadRequest, api.CodeBadRequest
 	}
-	writeJSON(w, code, map[string]string{"error": err.Error()})
+	writeError(w, code, errCode, err.Error())
 }
 
-func (d *Daemon) dbHandlers(mux *http.ServeMux) {
-	mux.HandleFunc("POST "+api.DBPath, func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), dbTimeout)
-		defer cancel()
-		body, err := io.ReadAll(io.LimitReader(r.Body, db.MaxTxLen+1))
-		if err != nil {
-			httpError(w, fmt.Errorf("read the transaction: %w", err))
-			return
+// readJSON decodes the request's body, at most limit bytes of one JSON
+// value with no unknown field, into v. It answers a body over the limit
+// with 413 and bad JSON with 400 (the decoder's message), and then
+// returns false.
+func readJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	err := dec.Decode(v)
+	if err == nil {
+		if _, terr := dec.Token(); terr != io.EOF {
+			err = terr
+			if err == nil {
+				err = errors.New("data after the JSON value")
+			}
 		}
-		if len(body) > db.MaxTxLen {
-			httpError(w, fmt.Errorf("%w: larger than %d bytes", api.ErrBadTx, db.MaxTxLen))
-			return
-		}
-		var t api.Tx
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.DisallowUnknownFields()
-		dec.UseNumber()
-		if err := dec.Decode(&t); err != nil {
-			httpError(w, fmt.Errorf("%w: %v", api.ErrBadTx, err))
-			return
-		}
-		tx, err := t.DBTx()
-		if err != nil {
-			httpError(w, err)
-			return
-		}
-		enc, err := tx.MarshalBinary()
-		if err != nil {
-			httpError(w, fmt.Errorf("%w: %v", api.ErrBadTx, err))
-			return
-		}
-		seq, outcome, err := d.Commit(ctx, enc)
-		switch {
-		case err != nil:
-			httpError(w, err)
-		case outcome != "":
-			writeJSON(w, http.StatusConflict, api.TxResult{Seq: seq, Error: outcome})
-		default:
-			writeJSON(w, http.StatusOK, api.TxResult{Seq: seq})
-		}
+	}
+	var mb *http.MaxBytesError
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &mb):
+		writeError(w, http.StatusRequestEntityTooLarge, api.CodeTooLarge,
+			fmt.Sprintf("the request body is larger than the limit of %d bytes", mb.Limit))
+	case errors.Is(err, io.EOF):
+		writeError(w, http.StatusBadRequest, api.CodeBadRequest, "bad JSON: the request body is empty")
+	default:
+		writeError(w, http.StatusBadRequest, api.CodeBadRequest, "bad JSON: "+err.Error())
+	}
+	return false
+}
+
+func (d *Daemon) serveCommit(w http.ResponseWriter, r *http.Request) {
+	var t api.Tx
+	if !readJSON(w, r, maxTxBody, &t) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), dbTimeout)
+	defer cancel()
+	tx, err := t.DBTx()
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	enc, err := tx.MarshalBinary()
+	if err != nil {
+		httpError(w, fmt.Errorf("%w: %v", api.ErrBadTx, err))
+		return
+	}
+	seq, outcome, err := d.Commit(ctx, enc)
+	switch {
+	case err != nil:
+		httpError(w, err)
+	case outcome != "":
+		writeJSON(w, http.StatusConflict, api.ErrorBody{Error: outcome, Code: api.CodeTxFailed, Seq: seq})
+	default:
+		writeJSON(w, http.StatusOK, api.TxResult{Seq: seq})
+	}
+}
+
+func (d *Daemon) serveDBInfo(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), dbTimeout)
+	defer cancel()
+	var info api.DBInfo
+	err := d.call(ctx, func() {
+		g := d.node.GUP()
+		l, t := g.Locker()
+		info = api.DBInfo{Seq: g.Applied(), Objects: d.db.Len(), Locker: int(l), Term: t, IsLocker: g.IsLocker()}
 	})
-	mux.HandleFunc("GET "+api.DBPath, func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), dbTimeout)
-		defer cancel()
-		var info api.DBInfo
-		err := d.call(ctx, func() {
-			g := d.node.GUP()
-			l, t := g.Locker()
-			info = api.DBInfo{Seq: g.Applied(), Objects: d.db.Len(), Locker: int(l), Term: t, IsLocker: g.IsLocker()}
-		})
-		if err != nil {
-			httpError(w, err)
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+func (d *Daemon) serveWatch(w http.ResponseWriter, r *http.Request) {
+	ch, cancel, err := d.Watch(r.Context())
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	defer cancel()
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	fl, _ := w.(http.Flusher)
+	if fl != nil {
+		fl.Flush()
+	}
+	enc := json.NewEncoder(w)
+	for {
+		select {
+		case <-r.Context().Done():
 			return
-		}
-		writeJSON(w, http.StatusOK, info)
-	})
-	mux.HandleFunc("GET "+api.DBPath+"/watch", func(w http.ResponseWriter, r *http.Request) {
-		ch, cancel, err := d.Watch(r.Context())
-		if err != nil {
-			httpError(w, err)
-			return
-		}
-		defer cancel()
-		w.Header().Set("Content-Type", "application/x-ndjson")
-		w.WriteHeader(http.StatusOK)
-		fl, _ := w.(http.Flusher)
-		if fl != nil {
-			fl.Flush()
-		}
-		enc := json.NewEncoder(w)
-		for {
-			select {
-			case <-r.Context().Done():
+		case cs, ok := <-ch:
+			if !ok {
 				return
-			case cs, ok := <-ch:
-				if !ok {
+			}
+			for _, c := range cs {
+				if enc.Encode(api.FromChange(c)) != nil {
 					return
 				}
-				for _, c := range cs {
-					if enc.Encode(api.FromChange(c)) != nil {
-						return
-					}
-				}
-				if fl != nil {
-					fl.Flush()
-				}
+			}
+			if fl != nil {
+				fl.Flush()
 			}
 		}
-	})
-	mux.HandleFunc("GET "+api.DBPath+"/{kind}", func(w http.ResponseWriter, r *http.Request) {
-		k, err := db.ParseKind(r.PathValue("kind"))
-		if err != nil {
-			writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
-			return
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), dbTimeout)
-		defer cancel()
-		res := api.ListResult{Objects: []api.Object{}}
-		seq, err := d.ReadDB(ctx, r.URL.Query().Get("stale") != "", func(x *db.DB) {
-			for _, o := range x.List(k) {
-				res.Objects = append(res.Objects, api.FromObject(o))
-			}
-		})
-		if err != nil {
-			httpError(w, err)
-			return
-		}
-		res.Seq = seq
-		writeJSON(w, http.StatusOK, res)
-	})
-	mux.HandleFunc("GET "+api.DBPath+"/{kind}/{name}", func(w http.ResponseWriter, r *http.Request) {
-		k, err := db.ParseKind(r.PathValue("kind"))
-		if err != nil {
-			writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
-			return
-		}
-		name := r.PathValue("name")
-		ctx, cancel := context.WithTimeout(r.Context(), dbTimeout)
-		defer cancel()
-		var o db.Object
-		var found bool
-		seq, err := d.ReadDB(ctx, r.URL.Query().Get("stale") != "", func(x *db.DB) { o, found = x.Get(k, name) })
-		switch {
-		case err != nil:
-			httpError(w, err)
-		case !found:
-			writeJSON(w, http.StatusNotFound, map[string]any{"seq": seq, "error": fmt.Sprintf("no %v named %q", k, name)})
-		default:
-			writeJSON(w, http.StatusOK, api.ObjectResult{Seq: seq, Object: api.FromObject(o)})
+	}
+}
+
+func (d *Daemon) serveList(w http.ResponseWriter, r *http.Request) {
+	k, err := db.ParseKind(r.PathValue("kind"))
+	if err != nil {
+		writeError(w, http.StatusNotFound, api.CodeNotFound, err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), dbTimeout)
+	defer cancel()
+	res := api.ListResult{Objects: []api.Object{}}
+	seq, err := d.ReadDB(ctx, r.URL.Query().Get("stale") != "", func(x *db.DB) {
+		for _, o := range x.List(k) {
+			res.Objects = append(res.Objects, api.FromObject(o))
 		}
 	})
+	if err != nil {
+		httpError(w, err)
+		return
+	}
+	res.Seq = seq
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (d *Daemon) serveGet(w http.ResponseWriter, r *http.Request) {
+	k, err := db.ParseKind(r.PathValue("kind"))
+	if err != nil {
+		writeError(w, http.StatusNotFound, api.CodeNotFound, err.Error())
+		return
+	}
+	name := r.PathValue("name")
+	ctx, cancel := context.WithTimeout(r.Context(), dbTimeout)
+	defer cancel()
+	var o db.Object
+	var found bool
+	seq, err := d.ReadDB(ctx, r.URL.Query().Get("stale") != "", func(x *db.DB) { o, found = x.Get(k, name) })
+	switch {
+	case err != nil:
+		httpError(w, err)
+	case !found:
+		writeJSON(w, http.StatusNotFound, api.ErrorBody{Error: fmt.Sprintf("no %v named %q", k, name), Code: api.CodeNotFound, Seq: seq})
+	default:
+		writeJSON(w, http.StatusOK, api.ObjectResult{Seq: seq, Object: api.FromObject(o)})
+	}
 }

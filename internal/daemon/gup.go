@@ -42,6 +42,12 @@ type gupFrame struct {
 	payload []byte
 }
 
+// pendingWrite is a proposed update's waiter, and when it was proposed.
+type pendingWrite struct {
+	ch chan txResult
+	at time.Time
+}
+
 type txResult struct {
 	seq     uint64
 	outcome string // the transaction's error, if it failed
@@ -139,9 +145,10 @@ func (d *Daemon) flushGUP(r gup.Ready) {
 		}
 	}
 	for _, c := range r.Completions {
-		if ch, ok := d.writes[c.Req]; ok {
+		if w, ok := d.writes[c.Req]; ok {
 			delete(d.writes, c.Req)
-			ch <- txResult{seq: c.Seq, outcome: c.Err}
+			d.gupLatency.observe(d.cfg.Now().Sub(w.at))
+			w.ch <- txResult{seq: c.Seq, outcome: c.Err}
 		}
 	}
 	for _, rd := range r.Reads {
@@ -219,8 +226,8 @@ func (d *Daemon) writeCopy(j saveJob) {
 
 // failPending answers every waiting request when the loop stops.
 func (d *Daemon) failPending(why string) {
-	for req, ch := range d.writes {
-		ch <- txResult{err: fmt.Errorf("%w: %s (the update may or may not have been committed)", ErrNotServing, why)}
+	for req, w := range d.writes {
+		w.ch <- txResult{err: fmt.Errorf("%w: %s (the update may or may not have been committed)", ErrNotServing, why)}
 		delete(d.writes, req)
 	}
 	for id, fn := range d.reads {
@@ -244,7 +251,7 @@ func (d *Daemon) Commit(ctx context.Context, tx []byte) (seq uint64, outcome str
 			res <- txResult{err: fmt.Errorf("%w: %v", ErrNotServing, err)}
 			return
 		}
-		d.writes[req] = res
+		d.writes[req] = pendingWrite{ch: res, at: d.cfg.Now()}
 	})
 	if err != nil {
 		return 0, "", err

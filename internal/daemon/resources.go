@@ -104,6 +104,7 @@ func (d *Daemon) resmonReady(rd core.Ready) {
 }
 
 func (d *Daemon) failoverEvent(e resources.Event) {
+	d.noteFailover(e)
 	args := []any{}
 	if e.Group != "" {
 		args = append(args, "group", e.Group)

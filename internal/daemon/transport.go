@@ -26,6 +26,7 @@ type transportCounters struct {
 	regroupAccepted uint64
 	regroupDropped  map[string]uint64
 	sendErrors      []uint64 // per network
+	networkDown     []uint64 // per network: a peer's heartbeats stopped there
 	gupDropped      uint64   // GUP messages that did not decode or lied about their sender
 }
 
@@ -38,6 +39,7 @@ func (c *transportCounters) drop(reason string) {
 
 func (d *Daemon) openSockets() error {
 	d.counters.sendErrors = make([]uint64, len(d.cfg.Networks))
+	d.counters.networkDown = make([]uint64, len(d.cfg.Networks))
 	for k, n := range d.cfg.Networks {
 		local := netip.AddrPortFrom(d.self.Addrs[k], uint16(d.cfg.Port))
 		u, err := udp.ListenUDP(k, n.Interface, local)
@@ -168,7 +170,7 @@ func (d *Daemon) receive(p packet) {
 			return
 		}
 		d.counters.regroupAccepted++
-		d.log.Debug("<-", "msg", m.String(), "network", d.netName(p.net))
+		d.log.Debug("<-", "message", m.String(), "network", d.netName(p.net))
 		d.node.Step(m)
 		return
 	}

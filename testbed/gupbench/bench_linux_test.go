@@ -206,7 +206,7 @@ func (w *wpClient) Put(ctx context.Context, key, value string) error {
 	name := objectName(key)
 	_, err := w.c.Commit(ctx, api.Tx{Ops: []api.Op{{Op: "set", Kind: "network", Name: name, Props: map[string]any{"v": value}}}})
 	var se *api.StatusError
-	if errors.As(err, &se) && se.Code == 409 && strings.Contains(se.Body, "no such object") {
+	if errors.As(err, &se) && se.Code == 409 && strings.Contains(se.Message, "no such object") {
 		_, err = w.c.Commit(ctx, api.Tx{Ops: []api.Op{{Op: "create", Kind: "network", Name: name, Props: map[string]any{"v": value}}}})
 	}
 	return err
