@@ -5,6 +5,7 @@
 // docs/clusterd.md.
 //
 //	clusterd -config /etc/wolfpack/clusterd.json [-log-level debug|info]
+//	clusterd --version
 //
 // Exit status: 0 after a planned stop, 3 after a halt (pruned, lost the
 // arbitration, lost quorum), 1 on any other error, 2 for a bad command line.
@@ -25,15 +26,16 @@ import (
 
 	"github.com/wolfpack-ha/wolfpack/internal/config"
 	"github.com/wolfpack-ha/wolfpack/internal/daemon"
+	"github.com/wolfpack-ha/wolfpack/internal/version"
 	"github.com/wolfpack-ha/wolfpack/regroup"
 	"github.com/wolfpack-ha/wolfpack/scsi/iscsi"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stderr)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if err == nil {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
 	}
 	var ue usageError
@@ -51,13 +53,21 @@ func main() {
 
 type usageError struct{ error }
 
-func run(ctx context.Context, args []string, stderr io.Writer) error {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("clusterd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "configuration file (JSON, docs/clusterd.md)")
 	level := fs.String("log-level", "info", "debug or info")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err // -h: the usage was printed; exit 0
+		}
 		return usageError{err}
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, version.String("clusterd"))
+		return nil
 	}
 	if *path == "" || fs.NArg() > 0 {
 		fs.Usage()
