@@ -8,7 +8,7 @@ FUZZTIME  ?= 5s
 INTEGRATION_TIMEOUT ?= 20m
 INTEGRATION_RUN     ?= TestIntegration
 
-.PHONY: all build deps check test unit sim mutants fuzz integration demo bench bench-membership bench-net bench-gup bench-resmon bench-failover soak clean
+.PHONY: all build deb deps check test unit sim mutants fuzz integration demo bench bench-membership bench-net bench-gup bench-resmon bench-failover soak clean
 
 all: build
 
@@ -17,6 +17,11 @@ build:
 
 deps:
 	./scripts/deps.sh
+
+# The Debian package, dist/wolfpack_VERSION_amd64.deb: static binaries,
+# the systemd unit, man pages, a sample node file (docs/install.md).
+deb:
+	GO=$(GO) ./scripts/deb.sh
 
 # Static gates: formatting, vet, and a go.mod that `go mod tidy` leaves alone.
 check:
@@ -108,4 +113,4 @@ soak: deps
 	WOLFPACK_SOAK=$(SOAK) $(GO) test -count=1 -p 1 -timeout 30m -run 'TestIntegrationSoakCPUHog' -v ./testbed/nscluster/membership/
 
 clean:
-	rm -rf bin
+	rm -rf bin dist .cache/deb

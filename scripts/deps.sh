@@ -33,6 +33,10 @@ pkgs+=(e2fsprogs)
 # throwaway container (the generic_service type's tests talk to it); the
 # machines do not run systemd as PID 1.
 pkgs+=(systemd systemd-container)
+# packaging/'s TestIntegrationDebInstall: debootstrap makes the clean
+# Debian 12 root the package is installed into (cached in .cache/debroot);
+# groff checks the man pages.
+pkgs+=(debootstrap groff-base)
 services=(knot avahi-daemon etcd-server) # packages with a daemon the tests run themselves
 missing=()
 for p in "${pkgs[@]}"; do

@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/wolfpack-ha/wolfpack/internal/version"
 )
 
 func main() {
@@ -56,7 +58,8 @@ commands:
   quorum   the quorum disk: format, show, replay its recovery log, hold it
   ca       the cluster CA and the nodes' stream certificates: init, issue, check
 
-Run 'cluster <command> -h' for the command's help.
+Run 'cluster <command> -h' for the command's help; 'cluster --version'
+prints the version.
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, open opener) error {
@@ -75,6 +78,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, open open
 		return runCA(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, topUsage)
+		return nil
+	case "-version", "--version", "version":
+		fmt.Fprintln(stdout, version.String("cluster"))
 		return nil
 	}
 	fmt.Fprint(stderr, topUsage)

@@ -25,13 +25,13 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/wolfpack-ha/wolfpack/internal/config"
 	"github.com/wolfpack-ha/wolfpack/internal/daemon"
+	"github.com/wolfpack-ha/wolfpack/internal/version"
 	"github.com/wolfpack-ha/wolfpack/regroup"
 	"github.com/wolfpack-ha/wolfpack/scsi/iscsi"
 )
@@ -40,7 +40,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if err == nil {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
 	}
 	var ue usageError
@@ -70,36 +70,6 @@ const usage = `usage: clusterd [-config FILE] [-log-level debug|info]
        clusterd --check-config [-config FILE]
        clusterd --version`
 
-// version is the release, set by packaging with
-// -ldflags "-X main.version=1.2.3"; empty: the module version from the
-// build information.
-var version string
-
-// versionString is "clusterd VERSION (revision REV) GOVERSION", from the
-// build information ("+modified" when built from a changed tree); release,
-// when set, is the VERSION.
-func versionString(release string) string {
-	v, rev, modified, gov := release, "unknown", "", "unknown"
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if v == "" {
-			v = bi.Main.Version
-		}
-		gov = bi.GoVersion
-		for _, s := range bi.Settings {
-			switch {
-			case s.Key == "vcs.revision":
-				rev = s.Value
-			case s.Key == "vcs.modified" && s.Value == "true":
-				modified = "+modified"
-			}
-		}
-	}
-	if v == "" {
-		v = "(devel)"
-	}
-	return fmt.Sprintf("clusterd %s (revision %s%s) %s", v, rev, modified, gov)
-}
-
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("clusterd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -122,7 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	if *showVersion {
-		fmt.Fprintln(stdout, versionString(version))
+		fmt.Fprintln(stdout, version.String("clusterd"))
 		return nil
 	}
 	var lv slog.Level
@@ -187,7 +157,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log.Info("clusterd", "cluster", cfg.Cluster, "name", self.Name, "quorum", cfg.Quorum.Device,
-		"version", versionString(version), "timing_profile", cfg.Timing.Profile)
+		"version", version.String("clusterd"), "timing_profile", cfg.Timing.Profile)
 	return d.Run(ctx)
 }
 

@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/wolfpack-ha/wolfpack/internal/resmon"
+	"github.com/wolfpack-ha/wolfpack/internal/version"
 	"github.com/wolfpack-ha/wolfpack/resources"
 	"github.com/wolfpack-ha/wolfpack/resources/genericapp"
 	"github.com/wolfpack-ha/wolfpack/resources/genericservice"
@@ -27,23 +28,31 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stderr)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
+	if errors.Is(err, flag.ErrHelp) {
+		return // -h: the usage was printed
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "resmon:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, args []string, stderr io.Writer) error {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("resmon", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	watchdog := fs.String("watchdog", "", "watchdog device to pet while the lease is valid (e.g. /dev/watchdog); empty: none")
 	stateDir := fs.String("state-dir", "/run/wolfpack/resmon", "directory recording the applications' process groups")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	ocfRoot := fs.String("ocf-root", ocf.DefaultRoot, "OCF_ROOT: the OCF resource agents are ROOT/resource.d/PROVIDER/TYPE")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, version.String("resmon"))
+		return nil
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
