@@ -8,7 +8,7 @@ FUZZTIME  ?= 5s
 INTEGRATION_TIMEOUT ?= 20m
 INTEGRATION_RUN     ?= TestIntegration
 
-.PHONY: all build deb deps check test unit sim mutants fuzz integration demo bench bench-membership bench-net bench-gup bench-resmon bench-failover soak clean
+.PHONY: all build deb deps check test unit sim mutants fuzz integration demo bench bench-membership bench-net bench-gup bench-resmon bench-failover bench-idle soak clean
 
 all: build
 
@@ -56,12 +56,13 @@ mutants:
 fuzz:
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
-# Ring 2 and 3: real tgt, real QEMU guests, real SG_IO.
+# Ring 2 and 3: real tgt, real QEMU guests, real SG_IO. The quorum race
+# runs 8 rounds here (20 when run by itself, as BENCHMARKS.md's figures).
 # Each test's result is printed; the whole -v output is kept in
 # .cache/integration.log for when one fails.
 integration: deps
 	@mkdir -p .cache; set -o pipefail; \
-	$(GO) test -v -count=1 -p 1 -timeout $(INTEGRATION_TIMEOUT) -run '$(INTEGRATION_RUN)' ./... 2>&1 | \
+	WOLFPACK_QUORUM_RACE_ROUNDS=8 $(GO) test -v -count=1 -p 1 -timeout $(INTEGRATION_TIMEOUT) -run '$(INTEGRATION_RUN)' ./... 2>&1 | \
 	  tee .cache/integration.log | grep --line-buffered -E '^(--- |ok |FAIL|panic:)|^\s+--- '; \
 	st=$$?; if [ $$st -ne 0 ]; then echo "integration: failed; the last 300 lines of .cache/integration.log:"; tail -n 300 .cache/integration.log; fi; exit $$st
 
@@ -105,6 +106,12 @@ BENCH_GUP      ?= etcd,wolfpack,wolfpack-sync
 BENCH_GUP_RUNS ?= 3
 bench-gup: deps
 	WOLFPACK_BENCH_GUP=$(BENCH_GUP) WOLFPACK_BENCH_GUP_RUNS=$(BENCH_GUP_RUNS) $(GO) test -count=1 -p 1 -timeout 60m -run 'TestIntegrationBenchGUP' -v ./testbed/gupbench/
+
+# An idle two-node cluster's cost at both timing profiles: CPU and
+# resident memory of each clusterd and its resmon, three 5 s windows
+# (BENCHMARKS.md, "Idle cost"; root).
+bench-idle: deps
+	WOLFPACK_BENCH_IDLE=2 WOLFPACK_BENCH_IDLE_PROFILES=default,fast $(GO) test -count=1 -p 1 -timeout 10m -run 'TestIntegrationBenchIdle' -v ./testbed/gupbench/
 
 # False-suspicion soak: 10 minutes, a CPU hog in every node's namespace,
 # default timings; any suspicion or regroup fails it (root).

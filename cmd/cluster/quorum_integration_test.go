@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -68,7 +70,7 @@ func mustGuest(ctx context.Context, t *testing.T, n *testbed.Node, argv ...strin
 
 // TestIntegrationQuorumRace: two VMs on tgt arbitrate for a quorum disk whose
 // holder died (a stale key, through a third nexus, holds the reservation),
-// 20 times. Each round both wait the defence delay and PREEMPT the stale
+// 20 times (WOLFPACK_QUORUM_RACE_ROUNDS; make test runs 8). Each round both wait the defence delay and PREEMPT the stale
 // key at about the same time; exactly one becomes owner, the other loses
 // when the owner removes its key, and sg_persist through another nexus sees
 // only the owner's key, holding Write Exclusive - Registrants Only.
@@ -87,7 +89,15 @@ func TestIntegrationQuorumRace(t *testing.T) {
 	wins := [2]int{}
 	var arbMS []int64
 	prev := ""
-	for round := 1; round <= 20; round++ {
+	rounds := 20
+	if v := os.Getenv("WOLFPACK_QUORUM_RACE_ROUNDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("WOLFPACK_QUORUM_RACE_ROUNDS=%q: want a positive number of rounds", v)
+		}
+		rounds = n
+	}
+	for round := 1; round <= rounds; round++ {
 		mustGuest(ctx, t, stale, "/bin/cluster", "disk", "register", "--ignore-existing", "--key", staleKey, staleDev)
 		if prev == "" {
 			mustGuest(ctx, t, stale, "/bin/cluster", "disk", "reserve", "--key", staleKey, "--type", "we-ro", staleDev)
@@ -143,8 +153,8 @@ func TestIntegrationQuorumRace(t *testing.T) {
 			round, winner+1, arbMS[len(arbMS)-1], 2-winner)
 	}
 	slices.Sort(arbMS)
-	t.Logf("20 rounds, one owner each: node1 %d, node2 %d; challenge to owner: median %d ms, max %d ms",
-		wins[0], wins[1], arbMS[len(arbMS)/2], arbMS[len(arbMS)-1])
+	t.Logf("%d rounds, one owner each: node1 %d, node2 %d; challenge to owner: median %d ms, max %d ms",
+		rounds, wins[0], wins[1], arbMS[len(arbMS)/2], arbMS[len(arbMS)-1])
 }
 
 // readGuestLog reads a background program's log in the guest.

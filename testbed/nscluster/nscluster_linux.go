@@ -80,6 +80,8 @@ var ClientAddr = netip.MustParseAddr("10.97.0.100")
 // Timing overrides the daemon's timing; zero fields are left out of the
 // node file (the default profile's values apply).
 type Timing struct {
+	// Profile is the node file's timing.profile ("": the default).
+	Profile             string
 	HeartbeatInterval   time.Duration
 	HeartbeatThreshold  int
 	QuorumCheckInterval time.Duration
@@ -593,6 +595,7 @@ func (c *Cluster) newNode(i int) *Node {
 	for k := 1; k <= c.cfg.PrivateNets; k++ {
 		cfg.Networks = append(cfg.Networks, config.Network{Name: string(Private(k)), Interface: fmt.Sprintf("eth%d", k)})
 	}
+	cfg.Timing.Profile = c.cfg.Timing.Profile
 	if d := c.cfg.Timing.HeartbeatInterval; d != 0 {
 		cfg.Timing.HeartbeatInterval = config.DurationOf(d)
 	}
