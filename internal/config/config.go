@@ -41,6 +41,7 @@ type File struct {
 	Quorum   Quorum    `toml:"quorum"`
 	Timing   Timing    `toml:"timing,omitzero"`
 	Streams  Streams   `toml:"streams,omitzero"`
+	API      API       `toml:"api,omitzero"`
 	Resmon   Resmon    `toml:"resmon,omitzero"`
 	Networks []Network `toml:"networks"`
 	Nodes    []Node    `toml:"nodes"`
@@ -124,6 +125,8 @@ type Config struct {
 	StreamPort int
 	// Resmon is resmon as given; its StateDir defaulted.
 	Resmon Resmon
+	// API is the admin API on TCP with TLS; nil: the unix socket only.
+	API *RemoteAPI
 }
 
 // DefaultStateDir is where a node keeps its state unless state_dir says.
@@ -291,6 +294,7 @@ func (f *File) Validate(o Options) (*Config, error) {
 	if c.Timing, err = f.Timing.Resolve(); err != nil {
 		bad = append(bad, err)
 	}
+	f.validateAPI(c, &bad)
 	if len(bad) == 0 {
 		// The stream files are loaded last: their checks need a valid
 		// cluster name and node id.
