@@ -242,4 +242,3 @@ func summary(w io.Writer, path string, c *config.Config) {
 		t.HeartbeatInterval, t.HeartbeatThreshold, time.Duration(t.HeartbeatThreshold)*t.HeartbeatInterval, t.QuorumCheckInterval)
 	row("", "join window %v, defence delay %v, form delay %v", t.JoinWindow, t.DefenceDelay, t.FormDelay)
 }
-
