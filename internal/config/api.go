@@ -36,15 +36,8 @@ type RemoteAPI struct {
 // when the section is empty.
 func (f *File) validateAPI(c *Config, bad *problems) {
 	a := f.API
-	keys := []struct{ key, v string }{{"api.listen", a.Listen}, {"api.ca_bundle", a.CABundle}, {"api.cert", a.Cert}, {"api.key", a.Key}}
-	var set, unset []string
-	for _, k := range keys {
-		if k.v != "" {
-			set = append(set, k.key)
-		} else {
-			unset = append(unset, k.key)
-		}
-	}
+	keys := []keyValue{{"api.listen", a.Listen}, {"api.ca_bundle", a.CABundle}, {"api.cert", a.Cert}, {"api.key", a.Key}}
+	set, unset := setKeys(keys)
 	switch {
 	case len(set) == 0:
 		return

@@ -12,15 +12,13 @@ import (
 )
 
 // apiFiles writes a CA, an API server certificate, a client certificate
-// and a node certificate into dir and returns the sample with an [api]
+// and node certificates into dir and returns the sample with an [api]
 // section (at line 10) using the CA and the server's files.
 func apiFiles(t *testing.T, dir string) string {
 	t.Helper()
-	ca, err := stream.NewCA("test", 0)
+	streamFiles(t, dir) // the CA, ca.pem and ca.key
+	ca, err := stream.LoadCA(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca.key"))
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ca.Save(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca.key")); err != nil {
 		t.Fatal(err)
 	}
 	srv, err := ca.IssueServer([]string{"node3", "10.97.1.13"}, 0)

@@ -413,15 +413,8 @@ func (f *File) validateStreams(c *Config) error {
 	if s.Port < 0 || s.Port > 65535 {
 		return invalid("streams.port", "%d, want 1..65535 (or leave it out: cluster.port)", s.Port)
 	}
-	files := []struct{ key, path string }{{"streams.ca_bundle", s.CABundle}, {"streams.node_cert", s.NodeCert}, {"streams.node_key", s.NodeKey}}
-	var set, unset []string
-	for _, x := range files {
-		if x.path != "" {
-			set = append(set, x.key)
-		} else {
-			unset = append(unset, x.key)
-		}
-	}
+	files := []keyValue{{"streams.ca_bundle", s.CABundle}, {"streams.node_cert", s.NodeCert}, {"streams.node_key", s.NodeKey}}
+	set, unset := setKeys(files)
 	switch {
 	case len(set) == 0:
 		return nil
@@ -432,7 +425,7 @@ func (f *File) validateStreams(c *Config) error {
 		return invalid("cluster.name", "%v (it names the cluster in the stream certificates)", err)
 	}
 	for _, x := range files {
-		if _, err := os.Stat(x.path); err != nil {
+		if _, err := os.Stat(x.v); err != nil {
 			return invalid(x.key, "%v", err)
 		}
 	}
@@ -442,4 +435,20 @@ func (f *File) validateStreams(c *Config) error {
 	}
 	c.Credentials = creds
 	return nil
+}
+
+// keyValue is a string key of the file and its value.
+type keyValue struct{ key, v string }
+
+// setKeys splits the keys of a group that must be set all or none into
+// those set and those not.
+func setKeys(kvs []keyValue) (set, unset []string) {
+	for _, x := range kvs {
+		if x.v != "" {
+			set = append(set, x.key)
+		} else {
+			unset = append(unset, x.key)
+		}
+	}
+	return set, unset
 }
