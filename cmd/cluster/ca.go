@@ -34,8 +34,19 @@ actions:
           files as clusterd does (config's ca_bundle, node_cert, node_key);
           print the node, the issuer and the expiry, or what is wrong
 
-init and issue refuse to overwrite existing files, naming them, unless
---force; they create DIR (mode 0700) if it does not exist.
+  client  --ca DIR --name NAME --role operator|read-only --out DIR
+          [--validity 8760h] [--force]: a key and a certificate of the admin
+          API on TCP (docs/clusterd.md, "The remote admin API") for NAME
+          (its subject's CN) with ROLE (its O); writes DIR/NAME.pem,
+          DIR/NAME.key (mode 0600) and the CA's certificate as DIR/ca.pem
+          unless a file is there
+  server  --ca DIR --host H[,H...] --out DIR [--validity 8760h] [--force]:
+          the admin API's server certificate for the host names and IP
+          addresses clients dial; writes DIR/api.pem, DIR/api.key (mode
+          0600) and DIR/ca.pem unless a file is there
+
+init, issue, client and server refuse to overwrite existing files, naming
+them, unless --force; they create DIR (mode 0700) if it does not exist.
 `
 
 func runCA(args []string, stdout, stderr io.Writer) error {
@@ -53,6 +64,8 @@ func runCA(args []string, stdout, stderr io.Writer) error {
 		return caIssue(args[1:], stdout)
 	case "check":
 		return caCheck(args[1:], stdout)
+	case "client", "server":
+		return caAPICert(args[0], args[1:], stdout)
 	}
 	fmt.Fprint(stderr, caUsage)
 	return usagef("ca: unknown action %q", args[0])
@@ -301,5 +314,85 @@ func caCheck(args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "issuer   %s\n", leaf.Issuer.CommonName)
 	fmt.Fprintf(stdout, "expires  %s\n", expiry(leaf))
 	fmt.Fprintf(stdout, "bundle   %s\n", cas1(len(c.CAs)))
+	return nil
+}
+
+// caAPICert issues an admin API certificate: a client's (action "client")
+// or the server's ("server").
+func caAPICert(action string, args []string, stdout io.Writer) error {
+	fs := caFlags(action)
+	caDir := fs.String("ca", "", "")
+	out := fs.String("out", "", "")
+	name := fs.String("name", "", "")
+	role := fs.String("role", "", "")
+	hosts := fs.String("host", "", "")
+	validity := fs.Duration("validity", stream.DefaultClientValidity, "")
+	force := fs.Bool("force", false, "")
+	if help, err := parseCAFlags(fs, args, stdout); help || err != nil {
+		return err
+	}
+	need := [][2]string{{"ca", *caDir}, {"out", *out}}
+	if action == "client" {
+		need = append(need, [2]string{"name", *name}, [2]string{"role", *role})
+	} else {
+		need = append(need, [2]string{"host", *hosts})
+	}
+	if err := required(action, need...); err != nil {
+		return err
+	}
+	base := "api"
+	if action == "client" {
+		if *role != "operator" && *role != "read-only" {
+			return usagef("ca client: --role %q: want operator or read-only", *role)
+		}
+		if strings.Trim(*name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.@") != "" || strings.HasPrefix(*name, ".") {
+			return usagef("ca client: --name %q: want letters, digits, '-', '_', '.', '@' (it names the files), not starting with '.'", *name)
+		}
+		base = *name
+	} else if *name != "" || *role != "" {
+		return usagef("ca server: --name and --role are for 'ca client'")
+	}
+	if action == "client" && *hosts != "" {
+		return usagef("ca client: --host is for 'ca server'")
+	}
+	if *validity <= 0 {
+		return usagef("ca %s: --validity %v: want a positive duration", action, *validity)
+	}
+	ca, err := stream.LoadCA(filepath.Join(*caDir, "ca.pem"), filepath.Join(*caDir, "ca.key"))
+	if err != nil {
+		return fmt.Errorf("ca %s: %w", action, err)
+	}
+	certPath, keyPath, bundlePath := filepath.Join(*out, base+".pem"), filepath.Join(*out, base+".key"), filepath.Join(*out, "ca.pem")
+	if err := refuseOverwrite(action, *force, certPath, keyPath); err != nil {
+		return err
+	}
+	var id *stream.Identity
+	if action == "client" {
+		id, err = ca.IssueClient(*name, *role, *validity)
+	} else {
+		id, err = ca.IssueServer(strings.Split(*hosts, ","), *validity)
+	}
+	if err != nil {
+		return fmt.Errorf("ca %s: %w", action, err)
+	}
+	if err := os.MkdirAll(*out, 0o700); err != nil {
+		return fmt.Errorf("ca %s: %w", action, err)
+	}
+	if err := savePEM(certPath, id.Cert, keyPath, id.Key); err != nil {
+		return fmt.Errorf("ca %s: %w", action, err)
+	}
+	bundle := "kept " + bundlePath
+	if _, err := os.Lstat(bundlePath); errors.Is(err, os.ErrNotExist) {
+		if err := savePEM(bundlePath, ca.Cert, "", nil); err != nil {
+			return fmt.Errorf("ca %s: %w", action, err)
+		}
+		bundle = "wrote " + bundlePath + " (the CA's certificate)"
+	}
+	what := fmt.Sprintf("admin API server %s", *hosts)
+	if action == "client" {
+		what = fmt.Sprintf("admin API client %s (%s)", *name, *role)
+	}
+	fmt.Fprintf(stdout, "%s of cluster %s: certificate %s, key %s; %s\n", what, ca.Cluster, certPath, keyPath, bundle)
+	fmt.Fprintf(stdout, "expires %s\n", expiry(id.Cert))
 	return nil
 }

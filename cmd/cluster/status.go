@@ -14,9 +14,12 @@ import (
 )
 
 const statusUsage = `usage: cluster status --socket PATH [--json] [--timeout D]
+       cluster status --api https://HOST:PORT --ca F --cert F --key F [--json] [--timeout D]
 
 Asks a running clusterd for its view of the cluster (GET /v1/status on its
-admin socket) and prints it.
+admin socket, or on its admin API on TCP with TLS: --ca verifies the
+server, --cert and --key are the client's, from 'cluster ca client') and
+prints it.
 `
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -24,18 +27,27 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, statusUsage) }
 	socket := fs.String("socket", "", "clusterd's admin socket")
+	remote := fs.String("api", "", "clusterd's admin API on TCP, https://HOST:PORT")
+	caFile := fs.String("ca", "", "the CA bundle that verifies the server (--api)")
+	certFile := fs.String("cert", "", "the client's certificate (--api)")
+	keyFile := fs.String("key", "", "the client's key (--api)")
 	asJSON := fs.Bool("json", false, "print the daemon's JSON")
 	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the daemon")
 	if err := fs.Parse(args); err != nil {
 		return usagef("%v", err)
 	}
-	if *socket == "" || fs.NArg() > 0 {
+	if (*socket == "") == (*remote == "") || fs.NArg() > 0 {
 		fs.Usage()
-		return usagef("status needs --socket PATH and no arguments")
+		return usagef("status needs one of --socket PATH or --api URL, and no arguments")
 	}
+	cl, err := apiClient(*socket, *remote, *caFile, *certFile, *keyFile)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	st, raw, err := api.GetStatus(ctx, *socket)
+	st, raw, err := cl.Status(ctx)
 	if err != nil {
 		return err
 	}
@@ -44,6 +56,29 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	return printStatus(stdout, st)
+}
+
+// apiClient is a client of the admin socket, or of the admin API on TCP
+// with the TLS files given.
+func apiClient(socket, remote, caFile, certFile, keyFile string) (*api.Client, error) {
+	if remote == "" {
+		if caFile != "" || certFile != "" || keyFile != "" {
+			return nil, usagef("--ca, --cert and --key are for --api")
+		}
+		return api.NewClient(socket), nil
+	}
+	if caFile == "" || certFile == "" || keyFile == "" {
+		return nil, usagef("--api needs --ca, --cert and --key")
+	}
+	tc, err := api.ClientTLS(caFile, certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := api.NewRemoteClient(remote, tc)
+	if err != nil {
+		return nil, usagef("--api: %v", err)
+	}
+	return cl, nil
 }
 
 func intsString(v []int) string {

@@ -141,6 +141,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if dc.Resmon, why = resmonConfig(cfg.Resmon); dc.Resmon.Path == "" {
 		log.Warn("no resmon: this node hosts no resources", "reason", why.Error())
 	}
+	if a := cfg.API; a != nil {
+		dc.RemoteAPI = &daemon.RemoteAPI{Listen: a.Listen.String(), ClientCAs: a.ClientCAs, Cert: a.Cert}
+	}
 	if cfg.Streams() {
 		dc.Credentials, dc.StreamListen = cfg.Credentials, cfg.StreamListen()
 		dc.StreamPeers = cfg.StreamAddrs()
@@ -222,6 +225,12 @@ func summary(w io.Writer, path string, c *config.Config) {
 			c.Credentials.Certificate().NotAfter.UTC().Format(time.DateOnly))
 	} else {
 		row("streams", "none: this node replicates nothing (set [streams])")
+	}
+	if a := c.API; a != nil {
+		row("api", "TCP %s with TLS, server certificate %q valid until %s, client CAs: %d", a.Listen, a.Cert.Leaf.Subject.CommonName,
+			a.Cert.Leaf.NotAfter.UTC().Format(time.DateOnly), len(a.ClientCAs))
+	} else {
+		row("api", "the admin socket only (set [api] for TCP)")
 	}
 	if r, err := resmonConfig(c.Resmon); r.Path != "" {
 		row("resmon", "%s, state %s", r.Path, r.StateDir)

@@ -8,8 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 )
 
@@ -109,23 +107,20 @@ const maxBody = 1 << 20
 // Get does GET path on the admin socket and returns the body; an answer
 // other than 200 OK is an error carrying the body.
 func Get(ctx context.Context, socket, path string) ([]byte, error) {
-	c := unixClient(socket)
-	defer c.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://clusterd"+path, nil)
+	c := NewClient(socket)
+	defer c.Close()
+	return c.Read(ctx, path)
+}
+
+// Read does GET path and returns the body; an answer other than 200 OK is
+// an error carrying the body.
+func (c *Client) Read(ctx context.Context, path string) ([]byte, error) {
+	code, b, err := c.send(ctx, http.MethodGet, path, nil, maxBody)
 	if err != nil {
-		return nil, fmt.Errorf("GET %s from %s: %w", path, socket, err)
+		return nil, err
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("GET %s from %s: %w", path, socket, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
-		return nil, fmt.Errorf("GET %s from %s: %w", path, socket, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return b, fmt.Errorf("GET %s from %s: %w", path, socket, newStatusError(resp.StatusCode, b))
+	if code != http.StatusOK {
+		return b, fmt.Errorf("GET %s from %s: %w", path, c.where, newStatusError(code, b))
 	}
 	return b, nil
 }
@@ -133,24 +128,21 @@ func Get(ctx context.Context, socket, path string) ([]byte, error) {
 // GetStatus asks the daemon behind the admin socket for its status and
 // returns it with the answer as received.
 func GetStatus(ctx context.Context, socket string) (Status, []byte, error) {
+	c := NewClient(socket)
+	defer c.Close()
+	return c.Status(ctx)
+}
+
+// Status asks the daemon for its status and returns it with the answer as
+// received.
+func (c *Client) Status(ctx context.Context) (Status, []byte, error) {
 	var st Status
-	raw, err := Get(ctx, socket, StatusPath)
+	raw, err := c.Read(ctx, StatusPath)
 	if err != nil {
 		return st, raw, err
 	}
 	if err := json.Unmarshal(raw, &st); err != nil {
-		return st, raw, fmt.Errorf("status from %s: %w", socket, err)
+		return st, raw, fmt.Errorf("status from %s: %w", c.where, err)
 	}
 	return st, raw, nil
-}
-
-// unixClient is an HTTP client whose every connection goes to socket.
-func unixClient(socket string) *http.Client {
-	return &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
-		},
-		MaxIdleConnsPerHost: 4,
-	}}
 }

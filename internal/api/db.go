@@ -228,21 +228,6 @@ func FromChange(c db.Change) Change {
 	return out
 }
 
-// Client talks to one daemon's admin socket; it keeps its connections
-// (one Client per simulated user in a benchmark).
-type Client struct {
-	Socket string
-	hc     *http.Client
-}
-
-// NewClient returns a client of the admin API on socket.
-func NewClient(socket string) *Client {
-	return &Client{Socket: socket, hc: unixClient(socket)}
-}
-
-// Close drops the client's idle connections.
-func (c *Client) Close() { c.hc.CloseIdleConnections() }
-
 // StatusError is an answer other than 200 OK: its HTTP status, the
 // ErrorBody's code and message (Message is the body itself when it was not
 // an ErrorBody).
@@ -269,41 +254,51 @@ func (e *StatusError) Error() string {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	code, b, err := c.send(ctx, method, path, body, MaxDBBody)
+	if err != nil {
+		return err
+	}
+	if code != http.StatusOK {
+		if code == http.StatusConflict && out != nil {
+			if err := json.Unmarshal(b, out); err == nil {
+				return newStatusError(code, b)
+			}
+		}
+		return fmt.Errorf("%s %s on %s: %w", method, path, c.where, newStatusError(code, b))
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("%s %s on %s: %w", method, path, c.where, err)
+		}
+	}
+	return nil
+}
+
+// send does one request with body as JSON and returns the answer's status
+// and up to limit bytes of its body.
+func (c *Client) send(ctx context.Context, method, path string, body any, limit int64) (int, []byte, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return fmt.Errorf("%s %s: %w", method, path, err)
+			return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://clusterd"+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
-		return fmt.Errorf("%s %s on %s: %w", method, path, c.Socket, err)
+		return 0, nil, fmt.Errorf("%s %s on %s: %w", method, path, c.where, err)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s %s on %s: %w", method, path, c.Socket, err)
+		return 0, nil, fmt.Errorf("%s %s on %s: %w", method, path, c.where, err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxDBBody))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 	if err != nil {
-		return fmt.Errorf("%s %s on %s: %w", method, path, c.Socket, err)
+		return 0, nil, fmt.Errorf("%s %s on %s: %w", method, path, c.where, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		if resp.StatusCode == http.StatusConflict && out != nil {
-			if err := json.Unmarshal(b, out); err == nil {
-				return newStatusError(resp.StatusCode, b)
-			}
-		}
-		return fmt.Errorf("%s %s on %s: %w", method, path, c.Socket, newStatusError(resp.StatusCode, b))
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			return fmt.Errorf("%s %s on %s: %w", method, path, c.Socket, err)
-		}
-	}
-	return nil
+	return resp.StatusCode, b, nil
 }
 
 // MaxDBBody bounds an answer of the database endpoints.

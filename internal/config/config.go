@@ -41,6 +41,7 @@ type File struct {
 	Quorum   Quorum    `toml:"quorum"`
 	Timing   Timing    `toml:"timing,omitzero"`
 	Streams  Streams   `toml:"streams,omitzero"`
+	API      API       `toml:"api,omitzero"`
 	Resmon   Resmon    `toml:"resmon,omitzero"`
 	Networks []Network `toml:"networks"`
 	Nodes    []Node    `toml:"nodes"`
@@ -124,6 +125,8 @@ type Config struct {
 	StreamPort int
 	// Resmon is resmon as given; its StateDir defaulted.
 	Resmon Resmon
+	// API is the admin API on TCP with TLS; nil: the unix socket only.
+	API *RemoteAPI
 }
 
 // DefaultStateDir is where a node keeps its state unless state_dir says.
@@ -291,6 +294,7 @@ func (f *File) Validate(o Options) (*Config, error) {
 	if c.Timing, err = f.Timing.Resolve(); err != nil {
 		bad = append(bad, err)
 	}
+	f.validateAPI(c, &bad)
 	if len(bad) == 0 {
 		// The stream files are loaded last: their checks need a valid
 		// cluster name and node id.
@@ -409,15 +413,8 @@ func (f *File) validateStreams(c *Config) error {
 	if s.Port < 0 || s.Port > 65535 {
 		return invalid("streams.port", "%d, want 1..65535 (or leave it out: cluster.port)", s.Port)
 	}
-	files := []struct{ key, path string }{{"streams.ca_bundle", s.CABundle}, {"streams.node_cert", s.NodeCert}, {"streams.node_key", s.NodeKey}}
-	var set, unset []string
-	for _, x := range files {
-		if x.path != "" {
-			set = append(set, x.key)
-		} else {
-			unset = append(unset, x.key)
-		}
-	}
+	files := []keyValue{{"streams.ca_bundle", s.CABundle}, {"streams.node_cert", s.NodeCert}, {"streams.node_key", s.NodeKey}}
+	set, unset := setKeys(files)
 	switch {
 	case len(set) == 0:
 		return nil
@@ -428,7 +425,7 @@ func (f *File) validateStreams(c *Config) error {
 		return invalid("cluster.name", "%v (it names the cluster in the stream certificates)", err)
 	}
 	for _, x := range files {
-		if _, err := os.Stat(x.path); err != nil {
+		if _, err := os.Stat(x.v); err != nil {
 			return invalid(x.key, "%v", err)
 		}
 	}
@@ -438,4 +435,20 @@ func (f *File) validateStreams(c *Config) error {
 	}
 	c.Credentials = creds
 	return nil
+}
+
+// keyValue is a string key of the file and its value.
+type keyValue struct{ key, v string }
+
+// setKeys splits the keys of a group that must be set all or none into
+// those set and those not.
+func setKeys(kvs []keyValue) (set, unset []string) {
+	for _, x := range kvs {
+		if x.v != "" {
+			set = append(set, x.key)
+		} else {
+			unset = append(unset, x.key)
+		}
+	}
+	return set, unset
 }

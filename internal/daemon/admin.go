@@ -2,9 +2,12 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -256,9 +259,43 @@ func (d *Daemon) serveStatus(w http.ResponseWriter, r *http.Request) {
 	_ = enc.Encode(s)
 }
 
+// certRole is the TCP listener's Identify: the role its verified client
+// certificate names in its subject's organization (O), "operator" or
+// "read-only" (both: operator); a certificate naming neither is refused.
+func certRole(r *http.Request) (Role, error) {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		return RoleNone, errors.New("the admin API on TCP needs a verified client certificate")
+	}
+	leaf := r.TLS.VerifiedChains[0][0]
+	role := RoleNone
+	for _, o := range leaf.Subject.Organization {
+		switch o {
+		case RoleOperator.String():
+			role = max(role, RoleOperator)
+		case RoleReadOnly.String():
+			role = max(role, RoleReadOnly)
+		}
+	}
+	if role == RoleNone {
+		return RoleNone, fmt.Errorf("the client certificate of %q (issuer %q) names no role: its subject's organization (O) is %q, want %s or %s",
+			leaf.Subject.CommonName, leaf.Issuer.CommonName, leaf.Subject.Organization, RoleOperator, RoleReadOnly)
+	}
+	return role, nil
+}
+
+// RemoteAPI serves the admin API on TCP with TLS 1.3: every client must
+// present a certificate signed by one of ClientCAs (refused at the
+// handshake otherwise), whose subject's organization names its role
+// (certRole).
+type RemoteAPI struct {
+	Listen    string
+	ClientCAs []*x509.Certificate
+	Cert      tls.Certificate
+}
+
 type adminServer struct {
 	srv  *http.Server
-	path string
+	path string // the unix socket's, removed by close
 	done chan struct{}
 }
 
@@ -281,28 +318,58 @@ func (d *Daemon) serveAdmin() (*adminServer, error) {
 		l.Close()
 		return nil, fmt.Errorf("admin socket: %w", err)
 	}
-	a := &adminServer{
-		srv: &http.Server{
-			Handler:           d.adminHandler(socketRole),
-			ReadHeaderTimeout: 5 * time.Second,
-			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-				return context.WithValue(ctx, peerKey{}, peerOf(c))
-			},
+	return d.startAdmin(l, path, &http.Server{
+		Handler: d.adminHandler(socketRole),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, peerKey{}, peerOf(c))
 		},
-		path: path,
-		done: make(chan struct{}),
+	}), nil
+}
+
+// serveRemoteAdmin serves the admin API on cfg.RemoteAPI's TCP address
+// with TLS; a refused handshake is logged (a warning naming the client's
+// address and why).
+func (d *Daemon) serveRemoteAdmin() (*adminServer, error) {
+	ra := d.cfg.RemoteAPI
+	pool := x509.NewCertPool()
+	for _, c := range ra.ClientCAs {
+		pool.AddCert(c)
 	}
+	l, err := net.Listen("tcp", ra.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("admin API on %s: %w", ra.Listen, err)
+	}
+	log := d.log.With("listener", l.Addr().String())
+	tl := tls.NewListener(l, &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{ra.Cert},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    pool,
+	})
+	log.Info("admin API on TCP with TLS")
+	return d.startAdmin(tl, "", &http.Server{
+		Handler:  d.adminHandler(certRole),
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}), nil
+}
+
+// startAdmin serves srv on l until close.
+func (d *Daemon) startAdmin(l net.Listener, path string, srv *http.Server) *adminServer {
+	srv.ReadHeaderTimeout = 5 * time.Second
+	a := &adminServer{srv: srv, path: path, done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
 		if err := a.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.log.Warn("admin server", "err", err.Error())
 		}
 	}()
-	return a, nil
+	return a
 }
 
 func (a *adminServer) close() {
 	a.srv.Close()
 	<-a.done
-	os.Remove(a.path)
+	if a.path != "" {
+		os.Remove(a.path)
+	}
 }

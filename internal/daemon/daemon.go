@@ -64,6 +64,8 @@ type Config struct {
 	Port       int
 	// AdminSocket is the unix socket of the admin API; empty: none.
 	AdminSocket string
+	// RemoteAPI, when not nil, serves the admin API on TCP with TLS too.
+	RemoteAPI *RemoteAPI
 
 	Tick                time.Duration
 	HeartbeatInterval   time.Duration
@@ -338,9 +340,19 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		d.wg.Add(1)
 		go d.superviseResmon(rmCtx)
 	}
-	var admin *adminServer
-	if d.cfg.AdminSocket != "" {
-		if admin, err = d.serveAdmin(); err != nil {
+	var admins []*adminServer
+	for _, l := range []struct {
+		on    bool
+		serve func() (*adminServer, error)
+	}{{d.cfg.AdminSocket != "", d.serveAdmin}, {d.cfg.RemoteAPI != nil, d.serveRemoteAdmin}} {
+		if !l.on {
+			continue
+		}
+		a, err := l.serve()
+		if err != nil {
+			for _, a := range admins {
+				a.close()
+			}
 			d.closeSockets()
 			stopWork()
 			stopResmon()
@@ -348,10 +360,11 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 			d.wg.Wait()
 			return err
 		}
+		admins = append(admins, a)
 	}
 	defer func() {
-		if admin != nil {
-			admin.close()
+		for _, a := range admins {
+			a.close()
 		}
 		d.failPending("the daemon stopped")
 		d.maybeSave(true)

@@ -84,6 +84,8 @@ type testCluster struct {
 	dir        string
 	// adminDir, when set, holds each node's admin socket, nodeN.sock.
 	adminDir string
+	// remoteAPI, when set, is every node's admin API on TCP.
+	remoteAPI *RemoteAPI
 }
 
 func freePort(t *testing.T) int {
@@ -176,8 +178,8 @@ func (c *testCluster) startWithKey(id regroup.NodeID, key []byte) *testNode {
 		sock = filepath.Join(c.adminDir, fmt.Sprintf("node%d.sock", id))
 	}
 	d, err := New(Config{
-		AdminSocket: sock,
-		ClusterTag:  testTag, Key: key, Self: id, Nodes: c.nodes, Networks: nets, Port: c.port,
+		AdminSocket: sock, RemoteAPI: c.remoteAPI,
+		ClusterTag: testTag, Key: key, Self: id, Nodes: c.nodes, Networks: nets, Port: c.port,
 		Credentials: creds, StreamPeers: peers, DBPath: filepath.Join(c.dir, fmt.Sprintf("node%d.db", id)),
 		StreamListen: netip.AddrPortFrom(c.nodes[id-1].Addrs[0], uint16(c.streamPort)).String(),
 		Device:       c.target.Nexus(fmt.Sprintf("iqn.2024-01.dev.wolfpack:node%d", id)),

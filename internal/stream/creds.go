@@ -134,12 +134,19 @@ func (ca *CA) Issue(id nodes.ID, validity time.Duration) (*Identity, error) {
 	if validity <= 0 {
 		validity = DefaultNodeValidity
 	}
+	notBefore, notAfter := ca.validity(validity)
+	return ca.issue(ca.Cluster, id, notBefore, notAfter)
+}
+
+// validity is a certificate's validity from now (backdated by clockSkew)
+// for d, never past the CA's own expiry.
+func (ca *CA) validity(d time.Duration) (notBefore, notAfter time.Time) {
 	now := time.Now()
-	notAfter := now.Add(validity)
+	notAfter = now.Add(d)
 	if notAfter.After(ca.Cert.NotAfter) {
 		notAfter = ca.Cert.NotAfter
 	}
-	return ca.issue(ca.Cluster, id, now.Add(-clockSkew), notAfter)
+	return now.Add(-clockSkew), notAfter
 }
 
 // issue signs a certificate naming any cluster (tests make wrong ones).
@@ -147,31 +154,34 @@ func (ca *CA) issue(cluster string, id nodes.ID, notBefore, notAfter time.Time) 
 	if !id.Valid() {
 		return nil, fmt.Errorf("stream: issue a node certificate: node id %d out of range 1..%d", id, nodes.Max)
 	}
+	u, _ := url.Parse(NodeURI(cluster, id))
+	return ca.sign(fmt.Sprintf("node %d", id), &x509.Certificate{
+		Subject:     pkix.Name{Organization: []string{"wolfpack"}, CommonName: fmt.Sprintf("%s node %d", cluster, id)},
+		NotBefore:   notBefore,
+		NotAfter:    notAfter,
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		URIs:        []*url.URL{u},
+	})
+}
+
+// sign creates a key and a certificate for it from tmpl (its serial number
+// filled in) signed by the CA; what names the certificate in errors.
+func (ca *CA) sign(what string, tmpl *x509.Certificate) (*Identity, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("stream: issue a certificate for node %d: generate key: %w", id, err)
+		return nil, fmt.Errorf("stream: issue a certificate for %s: generate key: %w", what, err)
 	}
-	serial, err := serialNumber()
-	if err != nil {
-		return nil, fmt.Errorf("stream: issue a certificate for node %d: %w", id, err)
-	}
-	u, _ := url.Parse(NodeURI(cluster, id))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{Organization: []string{"wolfpack"}, CommonName: fmt.Sprintf("%s node %d", cluster, id)},
-		NotBefore:    notBefore,
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		URIs:         []*url.URL{u},
+	if tmpl.SerialNumber, err = serialNumber(); err != nil {
+		return nil, fmt.Errorf("stream: issue a certificate for %s: %w", what, err)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
 	if err != nil {
-		return nil, fmt.Errorf("stream: issue a certificate for node %d: %w", id, err)
+		return nil, fmt.Errorf("stream: issue a certificate for %s: %w", what, err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, fmt.Errorf("stream: issue a certificate for node %d: parse: %w", id, err)
+		return nil, fmt.Errorf("stream: issue a certificate for %s: parse: %w", what, err)
 	}
 	return &Identity{Cert: cert, Key: key}, nil
 }
