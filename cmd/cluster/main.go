@@ -58,6 +58,16 @@ commands:
   quorum   the quorum disk: format, show, replay its recovery log, hold it
   ca       the cluster CA and the nodes' stream certificates: init, issue, check
 
+  group       the groups: create, set, delete, move, online, offline, list, show
+  resource    the resources: create, set, delete, online, offline, list, show
+  dependency  a resource's dependencies: add, remove
+  node        the nodes: pause, resume, list, show
+  completion  print a shell completion script: completion bash
+
+The object commands talk to a running clusterd (--socket, default
+` + defaultSocket + `; or --api); 'cluster <command> -h' lists their exit
+statuses.
+
 Run 'cluster <command> -h' for the command's help; 'cluster --version'
 prints the version.
 `
@@ -76,6 +86,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, open open
 		return runStatus(ctx, args[1:], stdout, stderr)
 	case "ca":
 		return runCA(args[1:], stdout, stderr)
+	case "completion":
+		return runCompletion(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, topUsage)
 		return nil
@@ -83,6 +95,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, open open
 		fmt.Fprintln(stdout, version.String("cluster"))
 		return nil
 	}
+	if n := findNoun(args[0]); n != nil {
+		return n.run(ctx, args[1:], stdout, stderr)
+	}
 	fmt.Fprint(stderr, topUsage)
-	return usagef("unknown command %q", args[0])
+	return usagef("unknown command %q (want status, disk, quorum, ca, group, resource, dependency, node or completion)", args[0])
 }

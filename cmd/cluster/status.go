@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -24,8 +25,8 @@ prints it.
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("cluster status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, statusUsage) }
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	socket := fs.String("socket", "", "clusterd's admin socket")
 	remote := fs.String("api", "", "clusterd's admin API on TCP, https://HOST:PORT")
 	caFile := fs.String("ca", "", "the CA bundle that verifies the server (--api)")
@@ -33,11 +34,15 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	keyFile := fs.String("key", "", "the client's key (--api)")
 	asJSON := fs.Bool("json", false, "print the daemon's JSON")
 	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the daemon")
-	if err := fs.Parse(args); err != nil {
-		return usagef("%v", err)
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, statusUsage)
+		return nil
+	} else if err != nil {
+		fmt.Fprint(stderr, statusUsage)
+		return usagef("status: %v", err)
 	}
 	if (*socket == "") == (*remote == "") || fs.NArg() > 0 {
-		fs.Usage()
+		fmt.Fprint(stderr, statusUsage)
 		return usagef("status needs one of --socket PATH or --api URL, and no arguments")
 	}
 	cl, err := apiClient(*socket, *remote, *caFile, *certFile, *keyFile)
