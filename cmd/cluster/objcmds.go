@@ -297,8 +297,14 @@ func parseKVs(what string, args []string, ty func(string) (string, db.Type)) (ma
 			props[name] = i
 		case db.TypeBool:
 			b, err := strconv.ParseBool(v)
+			switch strings.ToLower(v) {
+			case "yes", "on":
+				b, err = true, nil
+			case "no", "off":
+				b, err = false, nil
+			}
 			if err != nil {
-				return nil, usagef("%s: property %s: %q is not true or false", what, name, v)
+				return nil, usagef("%s: property %s: %q is not a bool (true, false, yes, no, on, off, 1, 0)", what, name, v)
 			}
 			props[name] = b
 		case db.TypeList:
