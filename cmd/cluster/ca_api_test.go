@@ -60,6 +60,10 @@ func TestCAClientServer(t *testing.T) {
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		leaf := r.TLS.VerifiedChains[0][0]
 		seen = leaf.Subject.CommonName + "/" + strings.Join(leaf.Subject.Organization, ",")
+		if r.URL.Path == "/v1/db/node" {
+			_ = json.NewEncoder(w).Encode(api.ListResult{Seq: 3, Objects: []api.Object{{Kind: "node", Name: "node1", Props: map[string]any{"id": 1}}}})
+			return
+		}
 		_ = json.NewEncoder(w).Encode(api.Status{Node: 1, Name: "node1", State: "up"})
 	}))
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool, MinVersion: tls.VersionTLS13}
@@ -69,6 +73,13 @@ func TestCAClientServer(t *testing.T) {
 		"--cert", filepath.Join(cliDir, "alice.pem"), "--key", filepath.Join(cliDir, "alice.key"), "--json")
 	if err != nil || !strings.Contains(out, `"name":"node1"`) || seen != "alice/read-only" {
 		t.Errorf("status --api: %v, the server saw %q\n%s", err, seen, out)
+	}
+	// The object commands take the same flags.
+	seen = ""
+	out, err = cli(t, nil, "node", "list", "--api", srv.URL, "--ca", filepath.Join(cliDir, "ca.pem"),
+		"--cert", filepath.Join(cliDir, "alice.pem"), "--key", filepath.Join(cliDir, "alice.key"))
+	if err != nil || !strings.Contains(out, "node1") || seen != "alice/read-only" {
+		t.Errorf("node list --api: %v, the server saw %q\n%s", err, seen, out)
 	}
 }
 
@@ -88,6 +99,8 @@ func TestCAClientServerUsage(t *testing.T) {
 		{[]string{"status", "--socket", "s", "--api", "https://h:1"}, "status needs one of --socket PATH or --api URL"},
 		{[]string{"status", "--api", "https://h:1", "--ca", "c"}, "--api needs --ca, --cert and --key"},
 		{[]string{"status", "--socket", "s", "--cert", "c"}, "--ca, --cert and --key are for --api"},
+		{[]string{"group", "list", "--socket", "s", "--api", "https://h:1"}, "--socket and --api together"},
+		{[]string{"group", "list", "--api", "https://h:1", "--ca", "c"}, "--api needs --ca, --cert and --key"},
 	} {
 		out, err := cli(t, nil, tc.args...)
 		if !isUsage(err) || !strings.Contains(err.Error(), tc.want) {

@@ -278,6 +278,9 @@ func TestResourceCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(s.mustCLI(t, "resource", "list", "--json", "--group", "other")), &objs); err != nil || len(objs) != 0 {
 		t.Errorf("resource list --group other: %v %+v", err, objs)
 	}
+	if _, err := s.cli("group", "delete", "web"); exitCode(err) != 3 || !strings.Contains(err.Error(), "app") {
+		t.Errorf("delete of a group with resources: %v", err)
+	}
 	s.mustCLI(t, "resource", "delete", "app")
 	if _, err := s.cli("resource", "show", "app"); exitCode(err) != 4 {
 		t.Errorf("show after delete: %v", err)
