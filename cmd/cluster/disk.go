@@ -220,6 +220,10 @@ func runDisk(ctx context.Context, args []string, stdout, stderr io.Writer, open 
 	fs.StringVar(&f.initiatorName, "initiator-name", "", "")
 	fs.IntVar(&f.count, "count", 1000, "")
 	pos, err := parseInterspersed(fs, args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, diskUsage)
+		return nil
+	}
 	if err != nil {
 		return usagef("disk %s: %v", action, err)
 	}

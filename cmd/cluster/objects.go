@@ -114,7 +114,7 @@ exit status: 0 ok, 1 error, 2 usage, 3 the cluster refused the transaction
 `
 
 func (v *verb) usage(n string) string {
-	return fmt.Sprintf("usage: cluster %s %s %s\n\n%s\n%s", n, v.name, v.args, v.help, connUsage)
+	return fmt.Sprintf("usage: cluster %s\n\n%s\n%s", strings.TrimSpace(n+" "+v.name+" "+v.args), v.help, connUsage)
 }
 
 func (n *noun) run(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -368,7 +368,8 @@ func TestNodeCommands(t *testing.T) {
 // unknown action or a missing argument is a usage error (exit 2).
 func TestHelpAndUsage(t *testing.T) {
 	for _, args := range [][]string{{"-h"}, {"status", "-h"}, {"status", "--help"}, {"group", "-h"}, {"group", "create", "-h"},
-		{"resource", "--help"}, {"resource", "create", "--help"}, {"dependency", "-h"}, {"node", "list", "-h"}, {"completion", "-h"}} {
+		{"resource", "--help"}, {"resource", "create", "--help"}, {"dependency", "-h"}, {"node", "list", "-h"}, {"completion", "-h"},
+		{"quorum", "format", "-h"}, {"disk", "show", "--help"}, {"ca", "init", "-h"}} {
 		var out, errb bytes.Buffer
 		err := run(context.Background(), args, &out, &errb, nil)
 		if err != nil || !strings.HasPrefix(out.String(), "usage: cluster") || errb.Len() != 0 {

@@ -116,6 +116,10 @@ func runQuorum(ctx context.Context, args []string, stdout, stderr io.Writer, ope
 	fs.IntVar(&f.appends, "appends", 1000, "")
 	fs.IntVar(&f.payload, "payload", 128, "")
 	pos, err := parseInterspersed(fs, args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, quorumUsage)
+		return nil
+	}
 	if err != nil {
 		return usagef("quorum %s: %v", action, err)
 	}
