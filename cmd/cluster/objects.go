@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -29,16 +30,6 @@ const (
 	exitNotFound = 4 // no such object (404)
 )
 
-// apiError is an answer of the admin API that gives its own exit status.
-type apiError struct {
-	err  error
-	code int
-}
-
-func (e apiError) Error() string { return e.err.Error() }
-func (e apiError) Unwrap() error { return e.err }
-func (e apiError) ExitCode() int { return e.code }
-
 // classify wraps err with what was being done and, for a refused
 // transaction or a missing object, the exit status scripts branch on.
 func classify(what string, err error) error {
@@ -46,9 +37,9 @@ func classify(what string, err error) error {
 	if errors.As(err, &se) {
 		switch se.Code {
 		case http.StatusConflict:
-			return apiError{fmt.Errorf("%s: refused, nothing changed: %s", what, se.Message), exitRefused}
+			return statusError{exitRefused, fmt.Errorf("%s: refused, nothing changed: %s", what, se.Message)}
 		case http.StatusNotFound:
-			return apiError{fmt.Errorf("%s: %s", what, se.Message), exitNotFound}
+			return statusError{exitNotFound, fmt.Errorf("%s: %s", what, se.Message)}
 		}
 	}
 	return fmt.Errorf("%s: %w", what, err)
@@ -217,12 +208,7 @@ func (e *env) show(ctx context.Context, kind, name string) error {
 	tw := tabwriter.NewWriter(e.out, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "%s\t%s\n", kind, o.Name)
 	fmt.Fprintf(tw, "version\t%d\n", o.Version)
-	keys := make([]string, 0, len(o.Props))
-	for k := range o.Props {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(o.Props)) {
 		fmt.Fprintf(tw, "%s\t%s\n", k, propString(o.Props[k]))
 	}
 	return tw.Flush()

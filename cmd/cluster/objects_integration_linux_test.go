@@ -26,9 +26,9 @@ func TestIntegrationObjectCommands(t *testing.T) {
 	c.WaitMembership(ctx, t, 0, all, all)
 	cli := c.Config().CLI
 	sock := c.Node(1).Socket
-	// cluster runs the binary through node 1's socket, retrying what did
-	// not reach the cluster (exit 1: a node still joining answers 503).
-	cluster := func(want int, args ...string) string {
+	// try runs the binary through node 1's socket, retrying what did not
+	// reach the cluster (exit 1: a node still joining answers 503).
+	try := func(args ...string) (string, int) {
 		t.Helper()
 		for {
 			cmd := exec.CommandContext(ctx, cli, append(args, "--socket", sock)...)
@@ -42,29 +42,35 @@ func TestIntegrationObjectCommands(t *testing.T) {
 			} else if err != nil {
 				t.Fatal(err)
 			}
-			if code == want {
-				return string(out) + stderr.String()
-			}
 			if code != 1 || ctx.Err() != nil {
-				t.Fatalf("cluster %s: exit %d, want %d: %s%s\n%s", strings.Join(args, " "), code, want, out, stderr.String(), c.Recent(0))
+				return string(out) + stderr.String(), code
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	// wait polls show --json until ok accepts the object.
+	cluster := func(want int, args ...string) string {
+		t.Helper()
+		out, code := try(args...)
+		if code != want {
+			t.Fatalf("cluster %s: exit %d, want %d: %s\n%s", strings.Join(args, " "), code, want, out, c.Recent(0))
+		}
+		return out
+	}
+	// wait polls show --json until ok accepts the object (not there yet:
+	// exit 4).
 	wait := func(kind, name, what string, ok func(api.Object) bool) {
 		t.Helper()
 		for {
 			var o api.Object
-			err := json.Unmarshal([]byte(cluster(0, kind, "show", name, "--json")), &o)
-			if err == nil && ok(o) {
+			out, code := try(kind, "show", name, "--json")
+			err := json.Unmarshal([]byte(out), &o)
+			if code == 0 && err == nil && ok(o) {
 				return
 			}
-			select {
-			case <-ctx.Done():
-				t.Fatalf("%s %s: %s: %v %+v\n%s", kind, name, what, err, o.Props, c.Recent(0))
-			case <-time.After(50 * time.Millisecond):
+			if (code != 0 && code != exitNotFound) || ctx.Err() != nil {
+				t.Fatalf("%s %s: %s: exit %d: %s %+v\n%s", kind, name, what, code, out, o.Props, c.Recent(0))
 			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 	// The failover manager creates the node objects.

@@ -61,9 +61,9 @@ flags (every action):
                        so a live holder removes the challenger's key first)
 `
 
-// statusError is an error with an exit status for scripts: 3 lost the
-// arbitration, 4 lost quorum. main exits 1 for it unless it honours
-// ExitCode; the JSON line written before it says which.
+// statusError is an error with an exit status for scripts: quorum hold's
+// 3 lost the arbitration, 4 lost quorum (the JSON line written before it
+// says which); the object commands' 3 refused, 4 no such object.
 type statusError struct {
 	code int
 	err  error
