@@ -12,6 +12,7 @@ import (
 	"github.com/wolfpack-ha/wolfpack/gup/db"
 	"github.com/wolfpack-ha/wolfpack/internal/resmon"
 	"github.com/wolfpack-ha/wolfpack/resources"
+	"github.com/wolfpack-ha/wolfpack/testbed/loadgen"
 )
 
 // TestIntegrationBenchResmon (WOLFPACK_BENCH_RESMON=N[,SECONDS], make
@@ -79,7 +80,7 @@ func TestIntegrationBenchResmon(t *testing.T) {
 		}
 	}
 	t.Logf("resmon: %d resources online in %v", n, time.Since(start).Round(time.Millisecond))
-	cpu0, _ := procCPU(p.PID)
+	cpu0 := procCPU(p.PID)
 	t0 := time.Now()
 	end := time.After(time.Duration(secs) * time.Second)
 	failed := 0
@@ -94,9 +95,9 @@ wait:
 			break wait
 		}
 	}
-	cpu1, _ := procCPU(p.PID)
+	cpu1 := procCPU(p.PID)
 	el := time.Since(t0)
-	rss, hwm := procMem(p.PID)
+	rss, hwm := loadgen.ProcMem(p.PID)
 	if failed > 0 {
 		t.Fatalf("%d state changes while idle", failed)
 	}
@@ -105,33 +106,6 @@ wait:
 }
 
 // procCPU is a process's user+system time.
-func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / 100, nil // USER_HZ
-}
-
-// procMem is a process's VmRSS and VmHWM in MiB.
-func procMem(pid int) (rss, hwm float64) {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) < 2 {
-			continue
-		}
-		v, _ := strconv.ParseFloat(f[1], 64)
-		switch f[0] {
-		case "VmRSS:":
-			rss = v / 1024
-		case "VmHWM:":
-			hwm = v / 1024
-		}
-	}
-	return rss, hwm
+func procCPU(pid int) time.Duration {
+	return time.Duration(loadgen.ProcTicks(pid)) * time.Second / 100 // USER_HZ
 }

@@ -574,28 +574,11 @@ func sampleCPU(pids []int) cpuSample {
 			s.busy += v
 		}
 	}
-	s.self = procTicks(os.Getpid())
+	s.self = loadgen.ProcTicks(os.Getpid())
 	for _, p := range pids {
-		s.sys += procTicks(p)
+		s.sys += loadgen.ProcTicks(p)
 	}
 	return s
-}
-
-// procTicks is a process's user and system time (fields 14 and 15 of
-// /proc/<pid>/stat), 0 if it is gone.
-func procTicks(pid int) uint64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseUint(f[11], 10, 64)
-	s, _ := strconv.ParseUint(f[12], 10, 64)
-	return u + s
 }
 
 func (s cpuSample) since(a cpuSample) cpuShare {

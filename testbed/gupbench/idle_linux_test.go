@@ -84,27 +84,17 @@ func benchIdle(t *testing.T, n int, profile string) {
 
 // rssMiB is pid's resident memory (VmRSS) in MiB.
 func rssMiB(t *testing.T, pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
+	rss, _ := loadgen.ProcMem(pid)
+	if rss == 0 {
+		t.Fatalf("pid %d: no VmRSS", pid)
 	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			if err != nil {
-				t.Fatalf("pid %d: VmRSS %q", pid, v)
-			}
-			return kb / 1024
-		}
-	}
-	t.Fatalf("pid %d: no VmRSS", pid)
-	return 0
+	return rss
 }
 
 func ticksOf(pids []int) uint64 {
 	var s uint64
 	for _, p := range pids {
-		s += procTicks(p)
+		s += loadgen.ProcTicks(p)
 	}
 	return s
 }
