@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wolfpack-ha/wolfpack/internal/api"
+	"github.com/wolfpack-ha/wolfpack/clusterapi"
 	"github.com/wolfpack-ha/wolfpack/internal/stream"
 )
 
@@ -61,10 +61,10 @@ func TestCAClientServer(t *testing.T) {
 		leaf := r.TLS.VerifiedChains[0][0]
 		seen = leaf.Subject.CommonName + "/" + strings.Join(leaf.Subject.Organization, ",")
 		if r.URL.Path == "/v1/db/node" {
-			_ = json.NewEncoder(w).Encode(api.ListResult{Seq: 3, Objects: []api.Object{{Kind: "node", Name: "node1", Props: map[string]any{"id": 1}}}})
+			_ = json.NewEncoder(w).Encode(clusterapi.ListResult{Seq: 3, Objects: []clusterapi.Object{{Kind: "node", Name: "node1", Props: map[string]any{"id": 1}}}})
 			return
 		}
-		_ = json.NewEncoder(w).Encode(api.Status{Node: 1, Name: "node1", State: "up"})
+		_ = json.NewEncoder(w).Encode(clusterapi.Status{Node: 1, Name: "node1", State: "up"})
 	}))
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool, MinVersion: tls.VersionTLS13}
 	srv.StartTLS()

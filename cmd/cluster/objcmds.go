@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/wolfpack-ha/wolfpack/clusterapi"
 	"github.com/wolfpack-ha/wolfpack/gup/db"
-	"github.com/wolfpack-ha/wolfpack/internal/api"
 	"github.com/wolfpack-ha/wolfpack/resources/ocf"
 )
 
@@ -31,7 +31,7 @@ func targetVerbs(kind string) []verb {
 		return verb{name: state, args: "NAME", min: 1, max: 1,
 			help: "set the " + kind + "'s target_state to " + state,
 			run: func(ctx context.Context, e *env, pos []string) error {
-				return e.commit(ctx, kind+" "+state+" "+pos[0], api.Op{Op: "set", Kind: kind, Name: pos[0],
+				return e.commit(ctx, kind+" "+state+" "+pos[0], clusterapi.Op{Op: "set", Kind: kind, Name: pos[0],
 					Props: map[string]any{"target_state": state}})
 			}}
 	}
@@ -46,7 +46,7 @@ func showVerb(kind string) verb {
 func deleteVerb(kind string) verb {
 	return verb{name: "delete", args: "NAME", help: "delete the " + kind, min: 1, max: 1,
 		run: func(ctx context.Context, e *env, pos []string) error {
-			return e.commit(ctx, kind+" delete "+pos[0], api.Op{Op: "delete", Kind: kind, Name: pos[0]})
+			return e.commit(ctx, kind+" delete "+pos[0], clusterapi.Op{Op: "delete", Kind: kind, Name: pos[0]})
 		}}
 }
 
@@ -61,7 +61,7 @@ var groupCmd = &noun{name: "group", help: "The groups: the unit of failover (doc
 				if err != nil {
 					return err
 				}
-				return e.commit(ctx, "group set "+pos[0], api.Op{Op: "set", Kind: "group", Name: pos[0], Props: props})
+				return e.commit(ctx, "group set "+pos[0], clusterapi.Op{Op: "set", Kind: "group", Name: pos[0], Props: props})
 			}},
 		deleteVerb("group"),
 		{name: "move", args: "NAME --to NODE", help: "move the group to NODE (sets moving_to)", min: 1, max: 1,
@@ -70,7 +70,7 @@ var groupCmd = &noun{name: "group", help: "The groups: the unit of failover (doc
 				if e.o.to == "" {
 					return usagef("group move %s: --to NODE is required", pos[0])
 				}
-				return e.commit(ctx, "group move "+pos[0], api.Op{Op: "set", Kind: "group", Name: pos[0],
+				return e.commit(ctx, "group move "+pos[0], clusterapi.Op{Op: "set", Kind: "group", Name: pos[0],
 					Props: map[string]any{"moving_to": e.o.to}})
 			}},
 	}, append(targetVerbs("group"),
@@ -109,7 +109,7 @@ func groupCreate(ctx context.Context, e *env, pos []string) error {
 		}
 		props["failback_window_start"], props["failback_window_end"] = start, end
 	}
-	return e.commit(ctx, "group create "+pos[0], api.Op{Op: "create", Kind: "group", Name: pos[0], Props: props})
+	return e.commit(ctx, "group create "+pos[0], clusterapi.Op{Op: "create", Kind: "group", Name: pos[0], Props: props})
 }
 
 var resourceCmd = &noun{name: "resource", help: "The resources (docs/resources.md, \"Resource\"). For an OCF type, a KEY that is\nnot a common property is the agent's parameter: X=... is param.X=...",
@@ -137,16 +137,16 @@ var resourceCmd = &noun{name: "resource", help: "The resources (docs/resources.m
 				if err != nil {
 					return err
 				}
-				return e.commit(ctx, "resource set "+pos[0], api.Op{Op: "set", Kind: "resource", Name: pos[0], Props: props})
+				return e.commit(ctx, "resource set "+pos[0], clusterapi.Op{Op: "set", Kind: "resource", Name: pos[0], Props: props})
 			}},
 		deleteVerb("resource"),
 	}, append(targetVerbs("resource"),
 		verb{name: "list", args: "[--group G]", help: "list the resources", max: 0, read: true,
 			flags: func(fs *flag.FlagSet, o *opts) { fs.StringVar(&o.group, "group", "", "") },
 			run: func(ctx context.Context, e *env, _ []string) error {
-				var keep func(api.Object) bool
+				var keep func(clusterapi.Object) bool
 				if e.o.group != "" {
-					keep = func(o api.Object) bool { return o.Props["group"] == e.o.group }
+					keep = func(o clusterapi.Object) bool { return o.Props["group"] == e.o.group }
 				}
 				return e.list(ctx, "resource", keep, "group", "type", "state", "state_node", "target_state")
 			}},
@@ -157,7 +157,7 @@ func resourceCreate(ctx context.Context, e *env, pos []string) error {
 	if e.o.group == "" || e.o.typ == "" {
 		return usagef("resource create %s: --group and --type are required", name)
 	}
-	var ops []api.Op
+	var ops []clusterapi.Op
 	typ := e.o.typ
 	if agent, ok := strings.CutPrefix(typ, "ocf:"); ok {
 		prov, t, ok := strings.Cut(agent, ":")
@@ -193,26 +193,26 @@ func resourceCreate(ctx context.Context, e *env, pos []string) error {
 	if e.o.dependsOn != "" {
 		props["depends_on"] = splitList(e.o.dependsOn)
 	}
-	ops = append(ops, api.Op{Op: "create", Kind: "resource", Name: name, Props: props})
+	ops = append(ops, clusterapi.Op{Op: "create", Kind: "resource", Name: name, Props: props})
 	return e.commit(ctx, "resource create "+name, ops...)
 }
 
 // ocfTypeOp creates resourcetype name from agent's meta-data under root
 // (if it is still absent when the transaction applies).
-func ocfTypeOp(ctx context.Context, root, agent, name string) (api.Op, error) {
+func ocfTypeOp(ctx context.Context, root, agent, name string) (clusterapi.Op, error) {
 	md, err := ocf.LoadMetadata(ctx, root, agent)
 	if err != nil {
-		return api.Op{}, fmt.Errorf("the resourcetype %s does not exist and the agent's meta-data: %w", name, err)
+		return clusterapi.Op{}, fmt.Errorf("the resourcetype %s does not exist and the agent's meta-data: %w", name, err)
 	}
 	p, err := md.ResourceTypeProps(agent)
 	if err != nil {
-		return api.Op{}, err
+		return clusterapi.Op{}, err
 	}
 	jp := map[string]any{}
 	for k, v := range p {
-		jp[k], _ = api.JSONValue(v)
+		jp[k], _ = clusterapi.JSONValue(v)
 	}
-	return api.Op{Op: "create", Kind: "resourcetype", Name: name, Props: jp, IfAbsent: true}, nil
+	return clusterapi.Op{Op: "create", Kind: "resourcetype", Name: name, Props: jp, IfAbsent: true}, nil
 }
 
 // resourceTyper gives a resource property's name and type for resource
@@ -351,9 +351,9 @@ func (e *env) editDeps(ctx context.Context, action, res, dep string) error {
 	default:
 		deps = slices.DeleteFunc(deps, func(d string) bool { return d == dep })
 	}
-	op := api.Op{Op: "set", Kind: "resource", Name: res, Props: map[string]any{"depends_on": deps}, IfVersion: r.Version}
+	op := clusterapi.Op{Op: "set", Kind: "resource", Name: res, Props: map[string]any{"depends_on": deps}, IfVersion: r.Version}
 	if len(deps) == 0 {
-		op = api.Op{Op: "delete-props", Kind: "resource", Name: res, Remove: []string{"depends_on"}, IfVersion: r.Version}
+		op = clusterapi.Op{Op: "delete-props", Kind: "resource", Name: res, Remove: []string{"depends_on"}, IfVersion: r.Version}
 	}
 	return e.commit(ctx, what, op)
 }
@@ -376,5 +376,5 @@ func (e *env) setPaused(ctx context.Context, node string, paused bool) error {
 	if !paused {
 		what = "node resume " + node
 	}
-	return e.commit(ctx, what, api.Op{Op: "set", Kind: "node", Name: node, Props: map[string]any{"paused": paused}})
+	return e.commit(ctx, what, clusterapi.Op{Op: "set", Kind: "node", Name: node, Props: map[string]any{"paused": paused}})
 }

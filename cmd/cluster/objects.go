@@ -13,7 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/wolfpack-ha/wolfpack/internal/api"
+	"github.com/wolfpack-ha/wolfpack/clusterapi"
 )
 
 // The object commands (group, resource, dependency, node) read and write
@@ -33,7 +33,7 @@ const (
 // classify wraps err with what was being done and, for a refused
 // transaction or a missing object, the exit status scripts branch on.
 func classify(what string, err error) error {
-	var se *api.StatusError
+	var se *clusterapi.StatusError
 	if errors.As(err, &se) {
 		switch se.Code {
 		case http.StatusConflict:
@@ -46,7 +46,7 @@ func classify(what string, err error) error {
 }
 
 func isNotFound(err error) bool {
-	var se *api.StatusError
+	var se *clusterapi.StatusError
 	return errors.As(err, &se) && se.Code == http.StatusNotFound
 }
 
@@ -78,7 +78,7 @@ type noun struct {
 
 // env is what a verb runs with.
 type env struct {
-	cl  *api.Client
+	cl  *clusterapi.Client
 	o   *opts
 	out io.Writer
 }
@@ -181,17 +181,17 @@ func (n *noun) verbNames() []string {
 func isHelp(s string) bool { return s == "-h" || s == "-help" || s == "--help" || s == "help" }
 
 // commit sends one transaction; what names the command in errors.
-func (e *env) commit(ctx context.Context, what string, ops ...api.Op) error {
-	if _, err := e.cl.Commit(ctx, api.Tx{Ops: ops}); err != nil {
+func (e *env) commit(ctx context.Context, what string, ops ...clusterapi.Op) error {
+	if _, err := e.cl.Commit(ctx, clusterapi.Tx{Ops: ops}); err != nil {
 		return classify(what, err)
 	}
 	return nil
 }
 
-func (e *env) get(ctx context.Context, kind, name string) (api.Object, error) {
+func (e *env) get(ctx context.Context, kind, name string) (clusterapi.Object, error) {
 	r, err := e.cl.Get(ctx, kind, name, false)
 	if err != nil {
-		return api.Object{}, classify(fmt.Sprintf("%s %q", kind, name), err)
+		return clusterapi.Object{}, classify(fmt.Sprintf("%s %q", kind, name), err)
 	}
 	return r.Object, nil
 }
@@ -216,12 +216,12 @@ func (e *env) show(ctx context.Context, kind, name string) error {
 
 // list prints every object of kind that keep accepts: JSON (an array of
 // the API's objects), or a table of cols.
-func (e *env) list(ctx context.Context, kind string, keep func(api.Object) bool, cols ...string) error {
+func (e *env) list(ctx context.Context, kind string, keep func(clusterapi.Object) bool, cols ...string) error {
 	r, err := e.cl.List(ctx, kind, false)
 	if err != nil {
 		return classify("list "+kind, err)
 	}
-	objs := []api.Object{}
+	objs := []clusterapi.Object{}
 	for _, o := range r.Objects {
 		if keep == nil || keep(o) {
 			objs = append(objs, o)

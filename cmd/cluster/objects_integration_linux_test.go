@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wolfpack-ha/wolfpack/internal/api"
+	"github.com/wolfpack-ha/wolfpack/clusterapi"
 	"github.com/wolfpack-ha/wolfpack/testbed/nscluster"
 )
 
@@ -58,10 +58,10 @@ func TestIntegrationObjectCommands(t *testing.T) {
 	}
 	// wait polls show --json until ok accepts the object (not there yet:
 	// exit 4).
-	wait := func(kind, name, what string, ok func(api.Object) bool) {
+	wait := func(kind, name, what string, ok func(clusterapi.Object) bool) {
 		t.Helper()
 		for {
-			var o api.Object
+			var o clusterapi.Object
 			out, code := try(kind, "show", name, "--json")
 			err := json.Unmarshal([]byte(out), &o)
 			if code == 0 && err == nil && ok(o) {
@@ -75,10 +75,10 @@ func TestIntegrationObjectCommands(t *testing.T) {
 	}
 	// The failover manager creates the node objects.
 	for _, n := range []string{"node1", "node2"} {
-		wait("node", n, "created", func(api.Object) bool { return true })
+		wait("node", n, "created", func(clusterapi.Object) bool { return true })
 	}
-	owned := func(owner, state string) func(api.Object) bool {
-		return func(o api.Object) bool { return o.Props["owner"] == owner && o.Props["state"] == state }
+	owned := func(owner, state string) func(clusterapi.Object) bool {
+		return func(o clusterapi.Object) bool { return o.Props["owner"] == owner && o.Props["state"] == state }
 	}
 
 	start := time.Now()
@@ -88,17 +88,17 @@ func TestIntegrationObjectCommands(t *testing.T) {
 	wait("group", "web", "online on node1", owned("node1", "online"))
 	cluster(0, "group", "move", "web", "--to", "node2")
 	wait("group", "web", "online on node2", owned("node2", "online"))
-	wait("resource", "app", "online on node2", func(o api.Object) bool {
+	wait("resource", "app", "online on node2", func(o clusterapi.Object) bool {
 		return o.Props["state"] == "online" && o.Props["state_node"] == "node2"
 	})
 
 	cluster(0, "node", "pause", "node1")
-	var nodes []api.Object
+	var nodes []clusterapi.Object
 	if err := json.Unmarshal([]byte(cluster(0, "node", "list", "--json")), &nodes); err != nil || len(nodes) != 2 || nodes[0].Props["paused"] != true {
 		t.Errorf("node list --json after pausing node1: %v %+v", err, nodes)
 	}
 	cluster(0, "group", "offline", "web")
-	wait("group", "web", "offline", func(o api.Object) bool { return o.Props["state"] == "offline" })
+	wait("group", "web", "offline", func(o clusterapi.Object) bool { return o.Props["state"] == "offline" })
 
 	if out := cluster(3, "resource", "create", "bad", "--group", "web", "--type", "generic_application", "command=true", "colour=blue"); !strings.Contains(out, `"colour"`) {
 		t.Errorf("an unknown property: %s", out)

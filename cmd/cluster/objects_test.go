@@ -14,8 +14,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/wolfpack-ha/wolfpack/clusterapi"
 	"github.com/wolfpack-ha/wolfpack/gup/db"
-	"github.com/wolfpack-ha/wolfpack/internal/api"
 )
 
 // dbServer serves the /v1/db endpoints on a unix socket from a real
@@ -25,7 +25,7 @@ type dbServer struct {
 	sock string
 	mu   sync.Mutex
 	d    *db.DB
-	txs  []api.Tx
+	txs  []clusterapi.Tx
 }
 
 func newDBServer(t *testing.T) *dbServer {
@@ -41,9 +41,9 @@ func newDBServer(t *testing.T) *dbServer {
 		k, _ := db.ParseKind(r.PathValue("kind"))
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		res := api.ListResult{Seq: s.d.Seq(), Objects: []api.Object{}}
+		res := clusterapi.ListResult{Seq: s.d.Seq(), Objects: []clusterapi.Object{}}
 		for _, o := range s.d.List(k) {
-			res.Objects = append(res.Objects, api.FromObject(o))
+			res.Objects = append(res.Objects, clusterapi.FromObject(o))
 		}
 		json.NewEncoder(w).Encode(res)
 	})
@@ -54,10 +54,10 @@ func newDBServer(t *testing.T) *dbServer {
 		o, ok := s.d.Get(k, r.PathValue("name"))
 		if !ok {
 			w.WriteHeader(http.StatusNotFound)
-			json.NewEncoder(w).Encode(api.ErrorBody{Error: "no " + r.PathValue("kind") + " " + r.PathValue("name"), Code: api.CodeNotFound, Seq: s.d.Seq()})
+			json.NewEncoder(w).Encode(clusterapi.ErrorBody{Error: "no " + r.PathValue("kind") + " " + r.PathValue("name"), Code: clusterapi.CodeNotFound, Seq: s.d.Seq()})
 			return
 		}
-		json.NewEncoder(w).Encode(api.ObjectResult{Seq: s.d.Seq(), Object: api.FromObject(o)})
+		json.NewEncoder(w).Encode(clusterapi.ObjectResult{Seq: s.d.Seq(), Object: clusterapi.FromObject(o)})
 	})
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(l)
@@ -66,7 +66,7 @@ func newDBServer(t *testing.T) *dbServer {
 }
 
 func (s *dbServer) commit(w http.ResponseWriter, r *http.Request) {
-	var t api.Tx
+	var t clusterapi.Tx
 	if err := json.NewDecoder(r.Body).Decode(&t); err != nil {
 		w.WriteHeader(http.StatusBadRequest)
 		return
@@ -77,13 +77,13 @@ func (s *dbServer) commit(w http.ResponseWriter, r *http.Request) {
 	err := s.apply(t)
 	if err != nil {
 		w.WriteHeader(http.StatusConflict)
-		json.NewEncoder(w).Encode(api.ErrorBody{Error: err.Error(), Code: api.CodeTxFailed, Seq: s.d.Seq()})
+		json.NewEncoder(w).Encode(clusterapi.ErrorBody{Error: err.Error(), Code: clusterapi.CodeTxFailed, Seq: s.d.Seq()})
 		return
 	}
-	json.NewEncoder(w).Encode(api.TxResult{Seq: s.d.Seq()})
+	json.NewEncoder(w).Encode(clusterapi.TxResult{Seq: s.d.Seq()})
 }
 
-func (s *dbServer) apply(t api.Tx) error {
+func (s *dbServer) apply(t clusterapi.Tx) error {
 	dt, err := t.DBTx()
 	if err != nil {
 		return err
@@ -106,7 +106,7 @@ func (s *dbServer) get(t *testing.T, k db.Kind, name string) db.Object {
 	return o
 }
 
-func (s *dbServer) lastTx() api.Tx {
+func (s *dbServer) lastTx() clusterapi.Tx {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.txs[len(s.txs)-1]
@@ -144,7 +144,7 @@ func exitCode(err error) int {
 
 func seedNodes(t *testing.T, s *dbServer) {
 	t.Helper()
-	err := s.apply(api.Tx{Ops: []api.Op{
+	err := s.apply(clusterapi.Tx{Ops: []clusterapi.Op{
 		{Op: "create", Kind: "node", Name: "n1", Props: map[string]any{"id": 1}},
 		{Op: "create", Kind: "node", Name: "n2", Props: map[string]any{"id": 2}},
 	}})
@@ -206,11 +206,11 @@ func TestGroupCommands(t *testing.T) {
 	if !strings.Contains(out, "web") || !strings.Contains(out, "n2,n1") {
 		t.Errorf("group list:\n%s", out)
 	}
-	var objs []api.Object
+	var objs []clusterapi.Object
 	if err := json.Unmarshal([]byte(s.mustCLI(t, "group", "list", "--json")), &objs); err != nil || len(objs) != 1 || objs[0].Name != "web" {
 		t.Errorf("group list --json: %v %+v", err, objs)
 	}
-	var obj api.Object
+	var obj clusterapi.Object
 	if err := json.Unmarshal([]byte(s.mustCLI(t, "group", "show", "web", "--json")), &obj); err != nil || obj.Props["target_state"] != "offline" {
 		t.Errorf("group show --json: %v %+v", err, obj)
 	}
@@ -274,7 +274,7 @@ func TestResourceCommands(t *testing.T) {
 	if !strings.Contains(out, "ip_address") || !strings.Contains(out, "generic_application") {
 		t.Errorf("resource list:\n%s", out)
 	}
-	var objs []api.Object
+	var objs []clusterapi.Object
 	if err := json.Unmarshal([]byte(s.mustCLI(t, "resource", "list", "--json", "--group", "other")), &objs); err != nil || len(objs) != 0 {
 		t.Errorf("resource list --group other: %v %+v", err, objs)
 	}

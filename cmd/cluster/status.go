@@ -11,7 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/wolfpack-ha/wolfpack/internal/api"
+	"github.com/wolfpack-ha/wolfpack/clusterapi"
 )
 
 const statusUsage = `usage: cluster status --socket PATH [--json] [--timeout D]
@@ -65,21 +65,21 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // apiClient is a client of the admin socket, or of the admin API on TCP
 // with the TLS files given.
-func apiClient(socket, remote, caFile, certFile, keyFile string) (*api.Client, error) {
+func apiClient(socket, remote, caFile, certFile, keyFile string) (*clusterapi.Client, error) {
 	if remote == "" {
 		if caFile != "" || certFile != "" || keyFile != "" {
 			return nil, usagef("--ca, --cert and --key are for --api")
 		}
-		return api.NewClient(socket), nil
+		return clusterapi.NewClient(socket), nil
 	}
 	if caFile == "" || certFile == "" || keyFile == "" {
 		return nil, usagef("--api needs --ca, --cert and --key")
 	}
-	tc, err := api.ClientTLS(caFile, certFile, keyFile)
+	tc, err := clusterapi.ClientTLS(caFile, certFile, keyFile)
 	if err != nil {
 		return nil, err
 	}
-	cl, err := api.NewRemoteClient(remote, tc)
+	cl, err := clusterapi.NewRemoteClient(remote, tc)
 	if err != nil {
 		return nil, usagef("--api: %v", err)
 	}
@@ -97,7 +97,7 @@ func intsString(v []int) string {
 	return strings.Join(s, ",")
 }
 
-func printStatus(w io.Writer, st api.Status) error {
+func printStatus(w io.Writer, st clusterapi.Status) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "node\t%d (%s)\n", st.Node, st.Name)
 	state := st.State

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wolfpack-ha/wolfpack/internal/api"
+	"github.com/wolfpack-ha/wolfpack/clusterapi"
 )
 
 func TestStatus(t *testing.T) {
@@ -19,8 +19,8 @@ func TestStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := api.Status{Node: 3, Name: "node3", State: "up", Stage: "stabilized", Epoch: "4.2", Members: []int{1, 2, 3},
-		QuorumOwner: true, Networks: map[string]api.NetworkStatus{"priv1": {Up: []int{1, 2}}, "priv2": {Up: []int{2}}}}
+	want := clusterapi.Status{Node: 3, Name: "node3", State: "up", Stage: "stabilized", Epoch: "4.2", Members: []int{1, 2, 3},
+		QuorumOwner: true, Networks: map[string]clusterapi.NetworkStatus{"priv1": {Up: []int{1, 2}}, "priv2": {Up: []int{2}}}}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/v1/status" {
 			http.NotFound(w, r)
@@ -44,7 +44,7 @@ func TestStatus(t *testing.T) {
 	if err := run(context.Background(), []string{"status", "--socket", sock, "--json"}, &out, &errb, nil); err != nil {
 		t.Fatal(err)
 	}
-	var got api.Status
+	var got clusterapi.Status
 	if err := json.Unmarshal(out.Bytes(), &got); err != nil || got.Epoch != "4.2" {
 		t.Fatalf("--json: %v %+v", err, got)
 	}

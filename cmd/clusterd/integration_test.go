@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wolfpack-ha/wolfpack/internal/api"
+	"github.com/wolfpack-ha/wolfpack/clusterapi"
 	"github.com/wolfpack-ha/wolfpack/internal/config"
 	"github.com/wolfpack-ha/wolfpack/internal/core"
 	"github.com/wolfpack-ha/wolfpack/quorumdisk"
@@ -224,7 +224,7 @@ func TestIntegrationLoopbackCluster(t *testing.T) {
 				peers = append(peers, id)
 			}
 		}
-		waitStatus(t, p.sock, 3*time.Second, func(s api.Status) bool {
+		waitStatus(t, p.sock, 3*time.Second, func(s clusterapi.Status) bool {
 			return slices.Equal(s.Networks["priv1"].Up, peers) && slices.Equal(s.Networks["priv2"].Up, peers)
 		})
 	}
@@ -243,7 +243,7 @@ func TestIntegrationLoopbackCluster(t *testing.T) {
 		worst = max(worst, r.Time.Sub(tk))
 	}
 	t.Logf("failover: kill -9 of the owner to {2,3} on both survivors: %v", worst.Round(time.Millisecond))
-	waitStatus(t, n2.sock, 3*time.Second, func(s api.Status) bool { return s.QuorumOwner })
+	waitStatus(t, n2.sock, 3*time.Second, func(s clusterapi.Status) bool { return s.QuorumOwner })
 	obs, err := iscsi.Open(ctx, lun, iscsi.Config{InitiatorName: "iqn.2024-01.dev.wolfpack:observer"})
 	if err != nil {
 		t.Fatal(err)
@@ -295,18 +295,18 @@ func TestIntegrationLoopbackCluster(t *testing.T) {
 	}
 }
 
-func status(t *testing.T, sock string) api.Status {
+func status(t *testing.T, sock string) clusterapi.Status {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 	defer cancel()
-	s, _, err := api.GetStatus(ctx, sock)
+	s, _, err := clusterapi.GetStatus(ctx, sock)
 	if err != nil {
 		t.Fatalf("status: %v", err)
 	}
 	return s
 }
 
-func waitStatus(t *testing.T, sock string, timeout time.Duration, ok func(api.Status) bool) {
+func waitStatus(t *testing.T, sock string, timeout time.Duration, ok func(clusterapi.Status) bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {

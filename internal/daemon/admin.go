@@ -15,17 +15,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wolfpack-ha/wolfpack/clusterapi"
 	"github.com/wolfpack-ha/wolfpack/heartbeat"
-	"github.com/wolfpack-ha/wolfpack/internal/api"
 	"github.com/wolfpack-ha/wolfpack/internal/stream"
 )
 
-// The admin API's JSON types live in internal/api, shared with the CLI and
+// The admin API's JSON types live in clusterapi, shared with the CLI and
 // the test rigs; these names keep the daemon's code as it was.
 type (
-	Status        = api.Status
-	NetworkStatus = api.NetworkStatus
-	Counters      = api.Counters
+	Status        = clusterapi.Status
+	NetworkStatus = clusterapi.NetworkStatus
+	Counters      = clusterapi.Counters
 )
 
 // snapshot builds the status on the loop goroutine.
@@ -65,12 +65,12 @@ func (d *Daemon) snapshot() Status {
 	}
 	g := d.node.GUP()
 	l, term := g.Locker()
-	s.GUP = api.GUPStatus{Seq: g.Applied(), Locker: int(l), Term: term, IsLocker: g.IsLocker(), Pending: g.Pending(),
-		Connected: []int{}, Dropped: d.counters.gupDropped, Streams: api.StreamCounters{Refused: map[string]uint64{}}}
+	s.GUP = clusterapi.GUPStatus{Seq: g.Applied(), Locker: int(l), Term: term, IsLocker: g.IsLocker(), Pending: g.Pending(),
+		Connected: []int{}, Dropped: d.counters.gupDropped, Streams: clusterapi.StreamCounters{Refused: map[string]uint64{}}}
 	if d.mesh != nil {
 		s.GUP.Connected = ids(d.mesh.Connected())
 		c := d.mesh.Counters()
-		s.GUP.Streams = api.StreamCounters{Sent: c.Sent, Received: c.Received, Dropped: c.Dropped, Connections: c.Connections,
+		s.GUP.Streams = clusterapi.StreamCounters{Sent: c.Sent, Received: c.Received, Dropped: c.Dropped, Connections: c.Connections,
 			Refused: map[string]uint64{}, BadRecords: c.BadRecords, DecodeErrors: c.DecodeErrors}
 		for r, v := range c.Refused {
 			if v > 0 {
@@ -140,13 +140,13 @@ type route struct {
 }
 
 var adminRoutes = []route{
-	{http.MethodGet, api.StatusPath, false, (*Daemon).serveStatus},
-	{http.MethodGet, api.MetricsPath, false, (*Daemon).serveMetrics},
-	{http.MethodGet, api.DBPath, false, (*Daemon).serveDBInfo},
-	{http.MethodPost, api.DBPath, true, (*Daemon).serveCommit},
-	{http.MethodGet, api.DBPath + "/watch", false, (*Daemon).serveWatch},
-	{http.MethodGet, api.DBPath + "/{kind}", false, (*Daemon).serveList},
-	{http.MethodGet, api.DBPath + "/{kind}/{name}", false, (*Daemon).serveGet},
+	{http.MethodGet, clusterapi.StatusPath, false, (*Daemon).serveStatus},
+	{http.MethodGet, clusterapi.MetricsPath, false, (*Daemon).serveMetrics},
+	{http.MethodGet, clusterapi.DBPath, false, (*Daemon).serveDBInfo},
+	{http.MethodPost, clusterapi.DBPath, true, (*Daemon).serveCommit},
+	{http.MethodGet, clusterapi.DBPath + "/watch", false, (*Daemon).serveWatch},
+	{http.MethodGet, clusterapi.DBPath + "/{kind}", false, (*Daemon).serveList},
+	{http.MethodGet, clusterapi.DBPath + "/{kind}/{name}", false, (*Daemon).serveGet},
 }
 
 // writeJSON answers code with v as JSON.
@@ -158,7 +158,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 // writeError answers code with the API's error shape.
 func writeError(w http.ResponseWriter, code int, errCode, msg string) {
-	writeJSON(w, code, api.ErrorBody{Error: msg, Code: errCode})
+	writeJSON(w, code, clusterapi.ErrorBody{Error: msg, Code: errCode})
 }
 
 // roleKey holds the caller's Role in a request's context.
@@ -188,7 +188,7 @@ func (d *Daemon) adminHandler(identify Identify) http.Handler {
 					continue
 				}
 				if role, _ := r.Context().Value(roleKey{}).(Role); rt.write && role < RoleOperator {
-					writeError(w, http.StatusForbidden, api.CodeForbidden,
+					writeError(w, http.StatusForbidden, clusterapi.CodeForbidden,
 						fmt.Sprintf("%s %s needs the operator role; this caller's is %s", r.Method, rt.path, role))
 					return
 				}
@@ -196,17 +196,17 @@ func (d *Daemon) adminHandler(identify Identify) http.Handler {
 				return
 			}
 			w.Header().Set("Allow", strings.Join(allow, ", "))
-			writeError(w, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed,
+			writeError(w, http.StatusMethodNotAllowed, clusterapi.CodeMethodNotAllowed,
 				fmt.Sprintf("%s %s: the method is not allowed (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", ")))
 		})
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no endpoint %s (the API's paths are under /v1/)", r.URL.Path))
+		writeError(w, http.StatusNotFound, clusterapi.CodeNotFound, fmt.Sprintf("no endpoint %s (the API's paths are under /v1/)", r.URL.Path))
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		role, err := identify(r)
 		if err != nil {
-			writeError(w, http.StatusForbidden, api.CodeForbidden, err.Error())
+			writeError(w, http.StatusForbidden, clusterapi.CodeForbidden, err.Error())
 			return
 		}
 		mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), roleKey{}, role)))

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wolfpack-ha/wolfpack/internal/api"
+	"github.com/wolfpack-ha/wolfpack/clusterapi"
 )
 
 // childSocketEnv makes the test binary an admin API client of the socket
@@ -37,11 +37,11 @@ func TestMain(m *testing.M) {
 func adminChild(sock string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, _, err := api.GetStatus(ctx, sock)
+	_, _, err := clusterapi.GetStatus(ctx, sock)
 	fmt.Printf("uid %d: status: %v\n", os.Getuid(), err)
-	cl := api.NewClient(sock)
+	cl := clusterapi.NewClient(sock)
 	defer cl.Close()
-	_, err = cl.Commit(ctx, api.Tx{Ops: []api.Op{{Op: "create", Kind: "group", Name: "intruder"}}})
+	_, err = cl.Commit(ctx, clusterapi.Tx{Ops: []clusterapi.Op{{Op: "create", Kind: "group", Name: "intruder"}}})
 	fmt.Printf("uid %d: commit: %v\n", os.Getuid(), err)
 }
 
@@ -50,9 +50,9 @@ func examplePath(pattern string) string {
 	return strings.NewReplacer("{kind}", "group", "{name}", "web").Replace(pattern)
 }
 
-func decodeError(t *testing.T, b []byte) api.ErrorBody {
+func decodeError(t *testing.T, b []byte) clusterapi.ErrorBody {
 	t.Helper()
-	var eb api.ErrorBody
+	var eb clusterapi.ErrorBody
 	if err := json.Unmarshal(b, &eb); err != nil || eb.Error == "" || eb.Code == "" {
 		t.Fatalf("not the API's error shape {error, code}: %s (%v)", b, err)
 	}
@@ -66,7 +66,7 @@ func decodeError(t *testing.T, b []byte) api.ErrorBody {
 func TestAdminRoles(t *testing.T) {
 	d := &Daemon{stopped: make(chan struct{}), calls: make(chan func()), status: make(chan chan Status)}
 	close(d.stopped)
-	serve := func(identify Identify, method, path string) (int, api.ErrorBody) {
+	serve := func(identify Identify, method, path string) (int, clusterapi.ErrorBody) {
 		var body io.Reader
 		if method == http.MethodPost {
 			body = strings.NewReader(`{"ops": [{"op": "create", "kind": "group", "name": "web"}]}`)
@@ -80,13 +80,13 @@ func TestAdminRoles(t *testing.T) {
 		for _, rt := range adminRoutes {
 			code, eb := serve(identify, rt.method, examplePath(rt.path))
 			if rt.write && role == RoleReadOnly {
-				if code != http.StatusForbidden || eb.Code != api.CodeForbidden || !strings.Contains(eb.Error, "read-only") ||
+				if code != http.StatusForbidden || eb.Code != clusterapi.CodeForbidden || !strings.Contains(eb.Error, "read-only") ||
 					!strings.Contains(eb.Error, "operator") {
 					t.Errorf("%s %s as %v: %d %+v, want 403 naming the roles", rt.method, rt.path, role, code, eb)
 				}
 				continue
 			}
-			if code != http.StatusServiceUnavailable || eb.Code != api.CodeNotServing {
+			if code != http.StatusServiceUnavailable || eb.Code != clusterapi.CodeNotServing {
 				t.Errorf("%s %s as %v: %d %+v, want the endpoint's 503 (not running)", rt.method, rt.path, role, code, eb)
 			}
 		}
@@ -96,7 +96,7 @@ func TestAdminRoles(t *testing.T) {
 	}
 	for _, rt := range append(adminRoutes, route{method: http.MethodGet, path: "/v1/nothing"}) {
 		code, eb := serve(refuse, rt.method, examplePath(rt.path))
-		if code != http.StatusForbidden || eb.Code != api.CodeForbidden || eb.Error != "the admin socket is root's: uid 1000 refused" {
+		if code != http.StatusForbidden || eb.Code != clusterapi.CodeForbidden || eb.Error != "the admin socket is root's: uid 1000 refused" {
 			t.Errorf("%s %s refused: %d %+v, want 403 with the reason", rt.method, rt.path, code, eb)
 		}
 	}
@@ -126,9 +126,9 @@ func TestAdminAPI(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cl := api.NewClient(sock)
+	cl := clusterapi.NewClient(sock)
 	defer cl.Close()
-	setup := api.Tx{Ops: []api.Op{
+	setup := clusterapi.Tx{Ops: []clusterapi.Op{
 		{Op: "create", Kind: "group", Name: "web"},
 		{Op: "create", Kind: "resource", Name: "ip", Props: map[string]any{"group": "web", "type": "ip_address", "address": "10.1.0.5"}},
 	}}
@@ -161,21 +161,21 @@ func TestAdminAPI(t *testing.T) {
 		says         []string
 		allow        string
 	}{
-		{"POST", "/v1/db", []byte(`{"ops": [`), 400, api.CodeBadRequest, []string{"bad JSON", "unexpected EOF"}, ""},
-		{"POST", "/v1/db", []byte(`{"ops": [], "extra": 1}`), 400, api.CodeBadRequest, []string{"bad JSON", `unknown field "extra"`}, ""},
-		{"POST", "/v1/db", []byte(`{"ops": []} {}`), 400, api.CodeBadRequest, []string{"bad JSON"}, ""},
-		{"POST", "/v1/db", nil, 400, api.CodeBadRequest, []string{"empty"}, ""},
-		{"POST", "/v1/db", []byte(`{"ops": [{"op": "rename", "kind": "group", "name": "web"}]}`), 400, api.CodeBadRequest, []string{`"rename"`}, ""},
+		{"POST", "/v1/db", []byte(`{"ops": [`), 400, clusterapi.CodeBadRequest, []string{"bad JSON", "unexpected EOF"}, ""},
+		{"POST", "/v1/db", []byte(`{"ops": [], "extra": 1}`), 400, clusterapi.CodeBadRequest, []string{"bad JSON", `unknown field "extra"`}, ""},
+		{"POST", "/v1/db", []byte(`{"ops": []} {}`), 400, clusterapi.CodeBadRequest, []string{"bad JSON"}, ""},
+		{"POST", "/v1/db", nil, 400, clusterapi.CodeBadRequest, []string{"empty"}, ""},
+		{"POST", "/v1/db", []byte(`{"ops": [{"op": "rename", "kind": "group", "name": "web"}]}`), 400, clusterapi.CodeBadRequest, []string{`"rename"`}, ""},
 		{"POST", "/v1/db", append([]byte(`{"ops": [{"op": "set", "kind": "group", "name": "web", "props": {"x": "`),
-			bytes.Repeat([]byte("a"), maxTxBody)...), 413, api.CodeTooLarge, []string{fmt.Sprint(maxTxBody), "bytes"}, ""},
-		{"POST", "/v1/db", []byte(`{"ops": [{"op": "create", "kind": "group", "name": "web"}]}`), 409, api.CodeTxFailed, []string{"web"}, ""},
-		{"GET", "/v1/nothing", nil, 404, api.CodeNotFound, []string{"/v1/nothing"}, ""},
-		{"GET", "/status", nil, 404, api.CodeNotFound, []string{"/status", "/v1/"}, ""},
-		{"GET", "/v1/db/spaceship", nil, 404, api.CodeNotFound, []string{"spaceship"}, ""},
-		{"GET", "/v1/db/group/none", nil, 404, api.CodeNotFound, []string{`"none"`}, ""},
-		{"DELETE", "/v1/status", nil, 405, api.CodeMethodNotAllowed, []string{"DELETE", "GET"}, "GET"},
-		{"PUT", "/v1/db", []byte(`{}`), 405, api.CodeMethodNotAllowed, []string{"PUT"}, "GET, POST"},
-		{"POST", "/v1/metrics", nil, 405, api.CodeMethodNotAllowed, []string{"POST"}, "GET"},
+			bytes.Repeat([]byte("a"), maxTxBody)...), 413, clusterapi.CodeTooLarge, []string{fmt.Sprint(maxTxBody), "bytes"}, ""},
+		{"POST", "/v1/db", []byte(`{"ops": [{"op": "create", "kind": "group", "name": "web"}]}`), 409, clusterapi.CodeTxFailed, []string{"web"}, ""},
+		{"GET", "/v1/nothing", nil, 404, clusterapi.CodeNotFound, []string{"/v1/nothing"}, ""},
+		{"GET", "/status", nil, 404, clusterapi.CodeNotFound, []string{"/status", "/v1/"}, ""},
+		{"GET", "/v1/db/spaceship", nil, 404, clusterapi.CodeNotFound, []string{"spaceship"}, ""},
+		{"GET", "/v1/db/group/none", nil, 404, clusterapi.CodeNotFound, []string{`"none"`}, ""},
+		{"DELETE", "/v1/status", nil, 405, clusterapi.CodeMethodNotAllowed, []string{"DELETE", "GET"}, "GET"},
+		{"PUT", "/v1/db", []byte(`{}`), 405, clusterapi.CodeMethodNotAllowed, []string{"PUT"}, "GET, POST"},
+		{"POST", "/v1/metrics", nil, 405, clusterapi.CodeMethodNotAllowed, []string{"POST"}, "GET"},
 	} {
 		resp, b := do(tc.method, tc.path, tc.body)
 		eb := decodeError(t, b)
@@ -297,11 +297,11 @@ func TestIntegrationAdminSocketNonRoot(t *testing.T) {
 	t.Logf("uid 65534:\n%s", out)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cl := api.NewClient(sock)
+	cl := clusterapi.NewClient(sock)
 	defer cl.Close()
 	if _, err := cl.Get(ctx, "group", "intruder", false); err == nil {
 		t.Fatal("uid 65534's write was committed")
-	} else if se := new(api.StatusError); !errors.As(err, &se) || se.Code != 404 {
+	} else if se := new(clusterapi.StatusError); !errors.As(err, &se) || se.Code != 404 {
 		t.Fatalf("root reads the database: %v", err)
 	}
 }

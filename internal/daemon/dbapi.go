@@ -9,11 +9,11 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/wolfpack-ha/wolfpack/clusterapi"
 	"github.com/wolfpack-ha/wolfpack/gup/db"
-	"github.com/wolfpack-ha/wolfpack/internal/api"
 )
 
-// The admin API's database endpoints (internal/api's DBPath).
+// The admin API's database endpoints (clusterapi's DBPath).
 
 // dbTimeout bounds a database request that names no deadline.
 const dbTimeout = 30 * time.Second
@@ -24,14 +24,14 @@ const maxTxBody = db.MaxTxLen
 // httpError answers err with its status and code: 503 not serving, 504
 // timeout, 400 a transaction that is not well formed, else 500.
 func httpError(w http.ResponseWriter, err error) {
-	code, errCode := http.StatusInternalServerError, api.CodeInternal
+	code, errCode := http.StatusInternalServerError, clusterapi.CodeInternal
 	switch {
 	case errors.Is(err, ErrNotServing), errors.Is(err, errNotRunning):
-		code, errCode = http.StatusServiceUnavailable, api.CodeNotServing
+		code, errCode = http.StatusServiceUnavailable, clusterapi.CodeNotServing
 	case errors.Is(err, context.DeadlineExceeded):
-		code, errCode = http.StatusGatewayTimeout, api.CodeTimeout
-	case errors.Is(err, api.ErrBadTx):
-		code, errCode = http.StatusBadRequest, api.CodeBadRequest
+		code, errCode = http.StatusGatewayTimeout, clusterapi.CodeTimeout
+	case errors.Is(err, clusterapi.ErrBadTx):
+		code, errCode = http.StatusBadRequest, clusterapi.CodeBadRequest
 	}
 	writeError(w, code, errCode, err.Error())
 }
@@ -58,18 +58,18 @@ func readJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
 	case err == nil:
 		return true
 	case errors.As(err, &mb):
-		writeError(w, http.StatusRequestEntityTooLarge, api.CodeTooLarge,
+		writeError(w, http.StatusRequestEntityTooLarge, clusterapi.CodeTooLarge,
 			fmt.Sprintf("the request body is larger than the limit of %d bytes", mb.Limit))
 	case errors.Is(err, io.EOF):
-		writeError(w, http.StatusBadRequest, api.CodeBadRequest, "bad JSON: the request body is empty")
+		writeError(w, http.StatusBadRequest, clusterapi.CodeBadRequest, "bad JSON: the request body is empty")
 	default:
-		writeError(w, http.StatusBadRequest, api.CodeBadRequest, "bad JSON: "+err.Error())
+		writeError(w, http.StatusBadRequest, clusterapi.CodeBadRequest, "bad JSON: "+err.Error())
 	}
 	return false
 }
 
 func (d *Daemon) serveCommit(w http.ResponseWriter, r *http.Request) {
-	var t api.Tx
+	var t clusterapi.Tx
 	if !readJSON(w, r, maxTxBody, &t) {
 		return
 	}
@@ -82,7 +82,7 @@ func (d *Daemon) serveCommit(w http.ResponseWriter, r *http.Request) {
 	}
 	enc, err := tx.MarshalBinary()
 	if err != nil {
-		httpError(w, fmt.Errorf("%w: %v", api.ErrBadTx, err))
+		httpError(w, fmt.Errorf("%w: %v", clusterapi.ErrBadTx, err))
 		return
 	}
 	seq, outcome, err := d.Commit(ctx, enc)
@@ -90,20 +90,20 @@ func (d *Daemon) serveCommit(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		httpError(w, err)
 	case outcome != "":
-		writeJSON(w, http.StatusConflict, api.ErrorBody{Error: outcome, Code: api.CodeTxFailed, Seq: seq})
+		writeJSON(w, http.StatusConflict, clusterapi.ErrorBody{Error: outcome, Code: clusterapi.CodeTxFailed, Seq: seq})
 	default:
-		writeJSON(w, http.StatusOK, api.TxResult{Seq: seq})
+		writeJSON(w, http.StatusOK, clusterapi.TxResult{Seq: seq})
 	}
 }
 
 func (d *Daemon) serveDBInfo(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), dbTimeout)
 	defer cancel()
-	var info api.DBInfo
+	var info clusterapi.DBInfo
 	err := d.call(ctx, func() {
 		g := d.node.GUP()
 		l, t := g.Locker()
-		info = api.DBInfo{Seq: g.Applied(), Objects: d.db.Len(), Locker: int(l), Term: t, IsLocker: g.IsLocker()}
+		info = clusterapi.DBInfo{Seq: g.Applied(), Objects: d.db.Len(), Locker: int(l), Term: t, IsLocker: g.IsLocker()}
 	})
 	if err != nil {
 		httpError(w, err)
@@ -135,7 +135,7 @@ func (d *Daemon) serveWatch(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			for _, c := range cs {
-				if enc.Encode(api.FromChange(c)) != nil {
+				if enc.Encode(clusterapi.FromChange(c)) != nil {
 					return
 				}
 			}
@@ -149,15 +149,15 @@ func (d *Daemon) serveWatch(w http.ResponseWriter, r *http.Request) {
 func (d *Daemon) serveList(w http.ResponseWriter, r *http.Request) {
 	k, err := db.ParseKind(r.PathValue("kind"))
 	if err != nil {
-		writeError(w, http.StatusNotFound, api.CodeNotFound, err.Error())
+		writeError(w, http.StatusNotFound, clusterapi.CodeNotFound, err.Error())
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), dbTimeout)
 	defer cancel()
-	res := api.ListResult{Objects: []api.Object{}}
+	res := clusterapi.ListResult{Objects: []clusterapi.Object{}}
 	seq, err := d.ReadDB(ctx, r.URL.Query().Get("stale") != "", func(x *db.DB) {
 		for _, o := range x.List(k) {
-			res.Objects = append(res.Objects, api.FromObject(o))
+			res.Objects = append(res.Objects, clusterapi.FromObject(o))
 		}
 	})
 	if err != nil {
@@ -171,7 +171,7 @@ func (d *Daemon) serveList(w http.ResponseWriter, r *http.Request) {
 func (d *Daemon) serveGet(w http.ResponseWriter, r *http.Request) {
 	k, err := db.ParseKind(r.PathValue("kind"))
 	if err != nil {
-		writeError(w, http.StatusNotFound, api.CodeNotFound, err.Error())
+		writeError(w, http.StatusNotFound, clusterapi.CodeNotFound, err.Error())
 		return
 	}
 	name := r.PathValue("name")
@@ -184,8 +184,8 @@ func (d *Daemon) serveGet(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		httpError(w, err)
 	case !found:
-		writeJSON(w, http.StatusNotFound, api.ErrorBody{Error: fmt.Sprintf("no %v named %q", k, name), Code: api.CodeNotFound, Seq: seq})
+		writeJSON(w, http.StatusNotFound, clusterapi.ErrorBody{Error: fmt.Sprintf("no %v named %q", k, name), Code: clusterapi.CodeNotFound, Seq: seq})
 	default:
-		writeJSON(w, http.StatusOK, api.ObjectResult{Seq: seq, Object: api.FromObject(o)})
+		writeJSON(w, http.StatusOK, clusterapi.ObjectResult{Seq: seq, Object: clusterapi.FromObject(o)})
 	}
 }

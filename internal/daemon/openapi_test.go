@@ -10,7 +10,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/wolfpack-ha/wolfpack/internal/api"
+	"github.com/wolfpack-ha/wolfpack/clusterapi"
 )
 
 // openAPI is what the test reads of docs/api/openapi.yaml.
@@ -27,7 +27,7 @@ type openAPIOp struct {
 
 // TestOpenAPIMatchesRoutes holds docs/api/openapi.yaml to the server: the
 // same paths and methods as adminRoutes, the role each declares, the
-// errors every operation can answer, the error codes of internal/api, and
+// errors every operation can answer, the error codes of clusterapi, and
 // every $ref resolving.
 func TestOpenAPIMatchesRoutes(t *testing.T) {
 	b, err := os.ReadFile("../../docs/api/openapi.yaml")
@@ -89,7 +89,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		}
 	}
 
-	// The error codes: the schema's enum is internal/api's list.
+	// The error codes: the schema's enum is clusterapi's list.
 	var errSchema struct {
 		Properties struct {
 			Code struct {
@@ -101,11 +101,11 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	if err := node.Decode(&errSchema); err != nil {
 		t.Fatal(err)
 	}
-	codes := []string{api.CodeBadRequest, api.CodeForbidden, api.CodeNotFound, api.CodeMethodNotAllowed, api.CodeTxFailed,
-		api.CodeTooLarge, api.CodeInternal, api.CodeNotServing, api.CodeTimeout}
+	codes := []string{clusterapi.CodeBadRequest, clusterapi.CodeForbidden, clusterapi.CodeNotFound, clusterapi.CodeMethodNotAllowed, clusterapi.CodeTxFailed,
+		clusterapi.CodeTooLarge, clusterapi.CodeInternal, clusterapi.CodeNotServing, clusterapi.CodeTimeout}
 	got := slices.Sorted(slices.Values(errSchema.Properties.Code.Enum))
 	if fmt.Sprint(got) != fmt.Sprint(slices.Sorted(slices.Values(codes))) {
-		t.Errorf("openapi.yaml's error codes %v, internal/api's %v", got, codes)
+		t.Errorf("openapi.yaml's error codes %v, clusterapi's %v", got, codes)
 	}
 
 	// Every $ref names a component that exists.

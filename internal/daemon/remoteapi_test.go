@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wolfpack-ha/wolfpack/internal/api"
+	"github.com/wolfpack-ha/wolfpack/clusterapi"
 	"github.com/wolfpack-ha/wolfpack/internal/stream"
 )
 
@@ -69,8 +69,8 @@ func TestRemoteAPI(t *testing.T) {
 
 	roots := x509.NewCertPool()
 	roots.AddCert(c.ca.Cert)
-	client := func(certs ...tls.Certificate) *api.Client {
-		cl, err := api.NewRemoteClient("https://"+addr, &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: roots, Certificates: certs})
+	client := func(certs ...tls.Certificate) *clusterapi.Client {
+		cl, err := clusterapi.NewRemoteClient("https://"+addr, &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: roots, Certificates: certs})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,7 +86,7 @@ func TestRemoteAPI(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	write := api.Tx{Ops: []api.Op{{Op: "create", Kind: "group", Name: "web"}}}
+	write := clusterapi.Tx{Ops: []clusterapi.Op{{Op: "create", Kind: "group", Name: "web"}}}
 
 	other, err := stream.NewCA("test", time.Hour)
 	if err != nil {
@@ -102,7 +102,7 @@ func TestRemoteAPI(t *testing.T) {
 		{"an expired certificate", []tls.Certificate{expiredClient(t, c.ca)}, "expired certificate"},
 	} {
 		_, _, err := client(tc.certs...).Status(ctx)
-		var se *api.StatusError
+		var se *clusterapi.StatusError
 		if err == nil || errors.As(err, &se) || !strings.Contains(err.Error(), tc.alert) {
 			t.Errorf("%s: %v, want the handshake refused (%q)", tc.name, err, tc.alert)
 		}
@@ -120,11 +120,11 @@ func TestRemoteAPI(t *testing.T) {
 	if err := c.ca.Save(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca.key")); err != nil {
 		t.Fatal(err)
 	}
-	tc, err := api.ClientTLS(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "alice.pem"), filepath.Join(dir, "alice.key"))
+	tc, err := clusterapi.ClientTLS(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "alice.pem"), filepath.Join(dir, "alice.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ro, err := api.NewRemoteClient("https://"+addr, tc)
+	ro, err := clusterapi.NewRemoteClient("https://"+addr, tc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,8 +137,8 @@ func TestRemoteAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = ro.Commit(ctx, write)
-	var se *api.StatusError
-	if !errors.As(err, &se) || se.Code != 403 || se.ErrCode != api.CodeForbidden || !strings.Contains(se.Message, "needs the operator role; this caller's is read-only") {
+	var se *clusterapi.StatusError
+	if !errors.As(err, &se) || se.Code != 403 || se.ErrCode != clusterapi.CodeForbidden || !strings.Contains(se.Message, "needs the operator role; this caller's is read-only") {
 		t.Errorf("read-only write: %v, want 403 naming the roles", err)
 	}
 	if after, err := ro.Info(ctx); err != nil || after.Seq != before.Seq {

@@ -9,7 +9,7 @@ import (
 	"io"
 	"sort"
 
-	"github.com/wolfpack-ha/wolfpack/internal/api"
+	"github.com/wolfpack-ha/wolfpack/clusterapi"
 	"github.com/wolfpack-ha/wolfpack/resources"
 )
 
@@ -110,7 +110,7 @@ func Encode(m Message) ([]byte, error) {
 		w.LooksAliveMs, w.IsAliveMs, w.PendingTimeoutMs = m.LooksAliveMs, m.IsAliveMs, m.PendingTimeoutMs
 		w.Props = make(map[string]any, len(m.Props))
 		for k, v := range m.Props {
-			j, ok := api.JSONValue(v)
+			j, ok := clusterapi.JSONValue(v)
 			if !ok {
 				return nil, fmt.Errorf("resmon: encode online %s: property %s has no type", m.Resource, k)
 			}
@@ -177,7 +177,7 @@ func Decode(line []byte) (Message, error) {
 		}
 		sort.Strings(keys) // the first bad one, always the same
 		for _, k := range keys {
-			v, err := api.Value(w.Props[k])
+			v, err := clusterapi.Value(w.Props[k])
 			if err != nil {
 				return Message{}, protoErr("online %s: property %s: %v", w.Resource, k, err)
 			}

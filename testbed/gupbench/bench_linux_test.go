@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/wolfpack-ha/wolfpack/internal/api"
+	"github.com/wolfpack-ha/wolfpack/clusterapi"
 	"github.com/wolfpack-ha/wolfpack/testbed/etcdrig"
 	"github.com/wolfpack-ha/wolfpack/testbed/loadgen"
 	"github.com/wolfpack-ha/wolfpack/testbed/netns"
@@ -138,7 +138,11 @@ func startWolfpack(t *testing.T, n int, syncLUN bool) *target {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	locker := waitWolfpack(ctx, t, c, n)
-	cli := func(i int) *wpClient { w := &wpClient{api.NewClient(c.Node(i).Socket)}; t.Cleanup(w.c.Close); return w }
+	cli := func(i int) *wpClient {
+		w := &wpClient{clusterapi.NewClient(c.Node(i).Socket)}
+		t.Cleanup(w.c.Close)
+		return w
+	}
 	lead := cli(locker)
 	tg := &target{
 		seq: []path{{"admin API → locker", lead}},
@@ -198,16 +202,16 @@ func waitWolfpack(ctx context.Context, t *testing.T, c *nscluster.Cluster, n int
 
 // wpClient writes key k as property "v" of the network object named
 // after k: set it, or create it the first time (the warm-up does).
-type wpClient struct{ c *api.Client }
+type wpClient struct{ c *clusterapi.Client }
 
 func objectName(key string) string { return strings.NewReplacer("/", "-", "_", "-").Replace(key) }
 
 func (w *wpClient) Put(ctx context.Context, key, value string) error {
 	name := objectName(key)
-	_, err := w.c.Commit(ctx, api.Tx{Ops: []api.Op{{Op: "set", Kind: "network", Name: name, Props: map[string]any{"v": value}}}})
-	var se *api.StatusError
+	_, err := w.c.Commit(ctx, clusterapi.Tx{Ops: []clusterapi.Op{{Op: "set", Kind: "network", Name: name, Props: map[string]any{"v": value}}}})
+	var se *clusterapi.StatusError
 	if errors.As(err, &se) && se.Code == 409 && strings.Contains(se.Message, "no such object") {
-		_, err = w.c.Commit(ctx, api.Tx{Ops: []api.Op{{Op: "create", Kind: "network", Name: name, Props: map[string]any{"v": value}}}})
+		_, err = w.c.Commit(ctx, clusterapi.Tx{Ops: []clusterapi.Op{{Op: "create", Kind: "network", Name: name, Props: map[string]any{"v": value}}}})
 	}
 	return err
 }

@@ -32,7 +32,7 @@
 // stdout and stderr go to <Dir>/node<N>.log, and every JSON line (slog's JSON
 // handler) becomes an Event in the cluster's event stream, which tests wait
 // on (WaitEvent) instead of sleeping. The admin socket is a file on the host,
-// so Status dials it directly and answers internal/api's Status.
+// so Status dials it directly and answers clusterapi's Status.
 //
 // # Resources and the client's instruments
 //

@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wolfpack-ha/wolfpack/internal/api"
+	"github.com/wolfpack-ha/wolfpack/clusterapi"
 	"github.com/wolfpack-ha/wolfpack/internal/config"
 	"github.com/wolfpack-ha/wolfpack/internal/core"
 	"github.com/wolfpack-ha/wolfpack/scsi/iscsi/iscsitest"
@@ -797,8 +797,8 @@ func (n *Node) Spawn(argv ...string) (*exec.Cmd, error) {
 
 // Status asks the node's admin API (its unix socket, a file on the host,
 // dialled from here) for its status.
-func (n *Node) Status(ctx context.Context) (*api.Status, error) {
-	st, _, err := api.GetStatus(ctx, n.Socket)
+func (n *Node) Status(ctx context.Context) (*clusterapi.Status, error) {
+	st, _, err := clusterapi.GetStatus(ctx, n.Socket)
 	if err != nil {
 		return nil, fmt.Errorf("nscluster: node %d: %w", n.ID, err)
 	}
@@ -807,7 +807,7 @@ func (n *Node) Status(ctx context.Context) (*api.Status, error) {
 
 // Get does GET path on the node's admin socket and returns the body.
 func (n *Node) Get(ctx context.Context, path string) ([]byte, error) {
-	b, err := api.Get(ctx, n.Socket, path)
+	b, err := clusterapi.Get(ctx, n.Socket, path)
 	if err != nil {
 		return b, fmt.Errorf("nscluster: node %d: %w", n.ID, err)
 	}

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wolfpack-ha/wolfpack/internal/api"
+	"github.com/wolfpack-ha/wolfpack/clusterapi"
 	"github.com/wolfpack-ha/wolfpack/testbed"
 	"github.com/wolfpack-ha/wolfpack/testbed/nscluster"
 )
@@ -136,8 +136,8 @@ func (r *rig) poll(what string, f func() (bool, string)) {
 }
 
 // get reads an object through node i's admin API.
-func (r *rig) get(i int, kind, name string, stale bool) (api.Object, error) {
-	cl := api.NewClient(r.c.Node(i).Socket)
+func (r *rig) get(i int, kind, name string, stale bool) (clusterapi.Object, error) {
+	cl := clusterapi.NewClient(r.c.Node(i).Socket)
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
 	defer cancel()
@@ -147,16 +147,16 @@ func (r *rig) get(i int, kind, name string, stale bool) (api.Object, error) {
 
 // commit commits tx through node i, retrying an unknown outcome; a 409
 // fails the test.
-func (r *rig) commit(i int, tx api.Tx) uint64 {
+func (r *rig) commit(i int, tx clusterapi.Tx) uint64 {
 	r.t.Helper()
-	cl := api.NewClient(r.c.Node(i).Socket)
+	cl := clusterapi.NewClient(r.c.Node(i).Socket)
 	defer cl.Close()
 	var errs []error
 	for {
 		ctx, cancel := context.WithTimeout(r.ctx, 45*time.Second)
 		res, err := cl.Commit(ctx, tx)
 		cancel()
-		var se *api.StatusError
+		var se *clusterapi.StatusError
 		switch {
 		case err == nil:
 			return res.Seq
@@ -201,7 +201,7 @@ func (r *rig) createVS(o vsOpts, owner int) {
 	if o.restartThreshold != 0 {
 		app["restart_threshold"] = o.restartThreshold
 	}
-	r.commit(1, api.Tx{Ops: []api.Op{
+	r.commit(1, clusterapi.Tx{Ops: []clusterapi.Op{
 		{Op: "create", Kind: "group", Name: group, Props: gp},
 		{Op: "create", Kind: "resource", Name: resIP, Props: map[string]any{
 			"group": group, "type": "ip_address", "address": vip.String(), "prefix_len": 24, "interface": "eth0",
@@ -225,13 +225,13 @@ func (r *rig) createVS(o vsOpts, owner int) {
 // administrator's move.
 func (r *rig) commitMove(via int, to string) {
 	r.t.Helper()
-	r.commit(via, api.Tx{Ops: []api.Op{{Op: "set", Kind: "group", Name: group, Props: map[string]any{"moving_to": to}}}})
+	r.commit(via, clusterapi.Tx{Ops: []clusterapi.Op{{Op: "set", Kind: "group", Name: group, Props: map[string]any{"moving_to": to}}}})
 }
 
 // setGroup sets group properties through node via.
 func (r *rig) setGroup(via int, props map[string]any) {
 	r.t.Helper()
-	r.commit(via, api.Tx{Ops: []api.Op{{Op: "set", Kind: "group", Name: group, Props: props}}})
+	r.commit(via, clusterapi.Tx{Ops: []clusterapi.Op{{Op: "set", Kind: "group", Name: group, Props: props}}})
 }
 
 // groupState reads the group's owner and state through node via.

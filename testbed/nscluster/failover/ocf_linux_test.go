@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wolfpack-ha/wolfpack/internal/api"
+	"github.com/wolfpack-ha/wolfpack/clusterapi"
 	"github.com/wolfpack-ha/wolfpack/resources/ocf"
 	"github.com/wolfpack-ha/wolfpack/testbed"
 	"github.com/wolfpack-ha/wolfpack/testbed/nscluster"
@@ -96,7 +96,7 @@ func TestIntegrationOCFFailover(t *testing.T) {
 	r := newRigWith(t, nscluster.Config{Nodes: 2, Resmon: wrapper}, 2*time.Minute)
 
 	// The resource types, from the agents' meta-data.
-	var ops []api.Op
+	var ops []clusterapi.Op
 	for _, a := range []struct{ name, agent string }{{"dummy", "pacemaker:Dummy"}, {"hardon", "wolfpack-test:HardOn"}} {
 		md, err := ocf.LoadMetadata(r.ctx, root, a.agent)
 		if err != nil {
@@ -108,20 +108,20 @@ func TestIntegrationOCFFailover(t *testing.T) {
 		}
 		jp := map[string]any{}
 		for k, v := range props {
-			jp[k], _ = api.JSONValue(v)
+			jp[k], _ = clusterapi.JSONValue(v)
 		}
-		ops = append(ops, api.Op{Op: "create", Kind: "resourcetype", Name: a.name, Props: jp})
+		ops = append(ops, clusterapi.Op{Op: "create", Kind: "resourcetype", Name: a.name, Props: jp})
 	}
 	const resDummy, resHard = "vs1-dummy", "vs1-hard"
 	dummyState, hardState := filepath.Join(dir, "dummy.state"), filepath.Join(dir, "hard.state")
 	ops = append(ops,
-		api.Op{Op: "create", Kind: "group", Name: group, Props: map[string]any{"preferred_owners": []string{"node1", "node2"}}},
-		api.Op{Op: "create", Kind: "resource", Name: resDummy, Props: map[string]any{
+		clusterapi.Op{Op: "create", Kind: "group", Name: group, Props: map[string]any{"preferred_owners": []string{"node1", "node2"}}},
+		clusterapi.Op{Op: "create", Kind: "resource", Name: resDummy, Props: map[string]any{
 			"group": group, "type": "dummy", "param.state": dummyState, "looks_alive_ms": 200}},
-		api.Op{Op: "create", Kind: "resource", Name: resHard, Props: map[string]any{
+		clusterapi.Op{Op: "create", Kind: "resource", Name: resHard, Props: map[string]any{
 			"group": group, "type": "hardon", "param.state": hardState, "looks_alive_ms": 200, "depends_on": []string{resDummy}}},
 	)
-	r.commit(1, api.Tx{Ops: ops})
+	r.commit(1, clusterapi.Tx{Ops: ops})
 	r.waitOnline(1, 1)
 	for _, f := range []string{dummyState, hardState} {
 		if _, err := os.Stat(f); err != nil {

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wolfpack-ha/wolfpack/internal/api"
+	"github.com/wolfpack-ha/wolfpack/clusterapi"
 	"github.com/wolfpack-ha/wolfpack/testbed/nscluster"
 )
 
@@ -22,7 +22,7 @@ import (
 // Fast heartbeat (30 ms, 4 missed), as in TestIntegrationFrozenOwner.
 func TestIntegrationPartitionedOwner(t *testing.T) {
 	r := newRig(t, 2, 3*time.Minute, nscluster.Timing{HeartbeatInterval: 30 * time.Millisecond, HeartbeatThreshold: 4})
-	cl := api.NewClient(r.c.Node(1).Socket)
+	cl := clusterapi.NewClient(r.c.Node(1).Socket)
 	var holder int
 	r.poll("a locker", func() (bool, string) {
 		in, err := cl.Info(r.ctx)

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wolfpack-ha/wolfpack/internal/api"
+	"github.com/wolfpack-ha/wolfpack/clusterapi"
 	"github.com/wolfpack-ha/wolfpack/testbed/nscluster"
 )
 
@@ -53,18 +53,18 @@ func waitMembership(ctx context.Context, t testing.TB, c *nscluster.Cluster, mar
 }
 
 // clientOf returns an admin API client of node i; t's cleanup closes it.
-func clientOf(t testing.TB, c *nscluster.Cluster, i int) *api.Client {
-	cl := api.NewClient(c.Node(i).Socket)
+func clientOf(t testing.TB, c *nscluster.Cluster, i int) *clusterapi.Client {
+	cl := clusterapi.NewClient(c.Node(i).Socket)
 	t.Cleanup(cl.Close)
 	return cl
 }
 
 // clientsOf returns a client of each node in nodes, and a function that
 // closes them.
-func clientsOf(c *nscluster.Cluster, nodes []int) (map[int]*api.Client, func()) {
-	m := map[int]*api.Client{}
+func clientsOf(c *nscluster.Cluster, nodes []int) (map[int]*clusterapi.Client, func()) {
+	m := map[int]*clusterapi.Client{}
 	for _, i := range nodes {
-		m[i] = api.NewClient(c.Node(i).Socket)
+		m[i] = clusterapi.NewClient(c.Node(i).Socket)
 	}
 	return m, func() {
 		for _, cl := range m {
@@ -75,16 +75,16 @@ func clientsOf(c *nscluster.Cluster, nodes []int) (map[int]*api.Client, func()) 
 
 // lockerOf polls the nodes' GET /v1/db until exactly one says it is the
 // locker and every one of them names it, and returns it.
-func lockerOf(ctx context.Context, t testing.TB, c *nscluster.Cluster, nodes []int) (int, api.DBInfo) {
+func lockerOf(ctx context.Context, t testing.TB, c *nscluster.Cluster, nodes []int) (int, clusterapi.DBInfo) {
 	t.Helper()
 	cls, done := clientsOf(c, nodes)
 	defer done()
-	var last []api.DBInfo
+	var last []clusterapi.DBInfo
 	for {
 		last = last[:0]
 		lockers := []int{}
 		agree := true
-		var info api.DBInfo
+		var info clusterapi.DBInfo
 		for _, i := range nodes {
 			in, err := cls[i].Info(ctx)
 			if err != nil {
@@ -120,7 +120,7 @@ func lockerOf(ctx context.Context, t testing.TB, c *nscluster.Cluster, nodes []i
 // outcome). It returns the answer, whether it was a 409, the errors of
 // the attempts that were not answered, and when the answered attempt was
 // sent.
-func commit(ctx context.Context, cl *api.Client, tx api.Tx) (r api.TxResult, conflict bool, errs []error, sent time.Time) {
+func commit(ctx context.Context, cl *clusterapi.Client, tx clusterapi.Tx) (r clusterapi.TxResult, conflict bool, errs []error, sent time.Time) {
 	for {
 		sent = time.Now()
 		// Longer than the daemon's own bound of a request (30 s), so
@@ -129,7 +129,7 @@ func commit(ctx context.Context, cl *api.Client, tx api.Tx) (r api.TxResult, con
 		var err error
 		r, err = cl.Commit(cctx, tx)
 		cancel()
-		var se *api.StatusError
+		var se *clusterapi.StatusError
 		switch {
 		case err == nil:
 			return r, false, errs, sent
@@ -139,7 +139,7 @@ func commit(ctx context.Context, cl *api.Client, tx api.Tx) (r api.TxResult, con
 		errs = append(errs, err)
 		select {
 		case <-ctx.Done():
-			return api.TxResult{}, false, append(errs, ctx.Err()), sent
+			return clusterapi.TxResult{}, false, append(errs, ctx.Err()), sent
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -147,7 +147,7 @@ func commit(ctx context.Context, cl *api.Client, tx api.Tx) (r api.TxResult, con
 
 // mustCommit commits tx (retrying an unknown outcome) and fails t unless
 // it succeeded; it returns the sequence number.
-func mustCommit(ctx context.Context, t testing.TB, cl *api.Client, tx api.Tx) uint64 {
+func mustCommit(ctx context.Context, t testing.TB, cl *clusterapi.Client, tx clusterapi.Tx) uint64 {
 	t.Helper()
 	r, conflict, errs, _ := commit(ctx, cl, tx)
 	if ctx.Err() != nil {
@@ -166,9 +166,9 @@ func waitConverged(ctx context.Context, t testing.TB, c *nscluster.Cluster, node
 	t.Helper()
 	cls, done := clientsOf(c, nodes)
 	defer done()
-	var infos map[int]api.DBInfo
+	var infos map[int]clusterapi.DBInfo
 	for {
-		infos = map[int]api.DBInfo{}
+		infos = map[int]clusterapi.DBInfo{}
 		ok := true
 		for _, i := range nodes {
 			in, err := cls[i].Info(ctx)
@@ -198,12 +198,12 @@ func waitConverged(ctx context.Context, t testing.TB, c *nscluster.Cluster, node
 }
 
 // dump is a node's whole database: every kind's objects, in name order.
-type dump map[string][]api.Object
+type dump map[string][]clusterapi.Object
 
 // dumpOf lists every kind on cl (stale: the node's own copy, without
 // asking the locker); it fails t if the kinds were read at different
 // sequence numbers.
-func dumpOf(ctx context.Context, t testing.TB, cl *api.Client, stale bool) (dump, uint64) {
+func dumpOf(ctx context.Context, t testing.TB, cl *clusterapi.Client, stale bool) (dump, uint64) {
 	t.Helper()
 	d := dump{}
 	var seq uint64
@@ -234,7 +234,7 @@ func (d dump) objects() int {
 func (d dump) diff(b dump) string {
 	var out []string
 	for _, k := range kinds {
-		am, bm := map[string]api.Object{}, map[string]api.Object{}
+		am, bm := map[string]clusterapi.Object{}, map[string]clusterapi.Object{}
 		for _, o := range d[k] {
 			am[o.Name] = o
 		}

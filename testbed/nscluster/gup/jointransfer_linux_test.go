@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wolfpack-ha/wolfpack/internal/api"
+	"github.com/wolfpack-ha/wolfpack/clusterapi"
 	"github.com/wolfpack-ha/wolfpack/internal/dbfile"
 	"github.com/wolfpack-ha/wolfpack/testbed/nscluster"
 )
@@ -40,9 +40,9 @@ func localCopy(c *nscluster.Cluster, i int) (uint64, int, error) {
 // waitSeq polls node i's GET /v1/db until it applied seq; it returns when.
 func waitSeq(ctx context.Context, t testing.TB, c *nscluster.Cluster, i int, seq uint64) time.Time {
 	t.Helper()
-	cl := api.NewClient(c.Node(i).Socket)
+	cl := clusterapi.NewClient(c.Node(i).Socket)
 	defer cl.Close()
-	var last api.DBInfo
+	var last clusterapi.DBInfo
 	for {
 		if !c.Node(i).Running() {
 			t.Fatalf("node %d exited at #%d, before it reached #%d:\n%s", i, last.Seq, seq, recent(c, 0))
@@ -64,7 +64,7 @@ func waitSeq(ctx context.Context, t testing.TB, c *nscluster.Cluster, i int, seq
 // changes sets a new reason on n resources, one transaction each,
 // through the nodes' clients in parallel; it returns the highest sequence
 // number acknowledged.
-func changes(ctx context.Context, t testing.TB, cls []*api.Client, n int, round string) uint64 {
+func changes(ctx context.Context, t testing.TB, cls []*clusterapi.Client, n int, round string) uint64 {
 	t.Helper()
 	var (
 		mu   sync.Mutex
@@ -75,7 +75,7 @@ func changes(ctx context.Context, t testing.TB, cls []*api.Client, n int, round 
 	for w, cl := range cls {
 		wg.Go(func() {
 			for i := w; i < n; i += len(cls) {
-				tx := api.Tx{Ops: []api.Op{{Op: "set", Kind: "resource", Name: fmt.Sprintf("r%04d", i%jtResources),
+				tx := clusterapi.Tx{Ops: []clusterapi.Op{{Op: "set", Kind: "resource", Name: fmt.Sprintf("r%04d", i%jtResources),
 					Props: map[string]any{"reason": fmt.Sprintf("%s change %d", round, i)}}}}
 				r, conflict, es, _ := commit(ctx, cl, tx)
 				mu.Lock()
@@ -114,29 +114,29 @@ func TestIntegrationJoinTransfer(t *testing.T) {
 	defer cancel()
 	waitMembership(ctx, t, c, 0, []int{1, 2}, []int{1, 2})
 	lockerOf(ctx, t, c, []int{1, 2})
-	cls := []*api.Client{clientOf(t, c, 1), clientOf(t, c, 2)}
+	cls := []*clusterapi.Client{clientOf(t, c, 1), clientOf(t, c, 2)}
 
 	// The database, built through both nodes.
 	built := time.Now()
-	mustCommit(ctx, t, cls[0], api.Tx{Ops: []api.Op{
+	mustCommit(ctx, t, cls[0], clusterapi.Tx{Ops: []clusterapi.Op{
 		{Op: "create", Kind: "cluster", Name: "cluster", Props: map[string]any{"description": "join transfer"}},
 		{Op: "create", Kind: "resourcetype", Name: "app", Props: map[string]any{"agent": "generic_application"}},
 	}})
-	ops := []api.Op{}
+	ops := []clusterapi.Op{}
 	for g := range jtGroups {
-		ops = append(ops, api.Op{Op: "create", Kind: "group", Name: fmt.Sprintf("g%02d", g),
+		ops = append(ops, clusterapi.Op{Op: "create", Kind: "group", Name: fmt.Sprintf("g%02d", g),
 			Props: map[string]any{"description": fmt.Sprintf("group %d", g), "failback": []string{"never", "immediate"}[g%2]}})
 	}
-	mustCommit(ctx, t, cls[1], api.Tx{Ops: ops})
+	mustCommit(ctx, t, cls[1], clusterapi.Tx{Ops: ops})
 	filler := strings.Repeat("x", 340)
 	var wg sync.WaitGroup
 	errc := make(chan error, jtResources/jtPerTx)
 	for w := range cls {
 		wg.Go(func() {
 			for b := w; b < jtResources/jtPerTx; b += len(cls) {
-				var ops []api.Op
+				var ops []clusterapi.Op
 				for i := b * jtPerTx; i < (b+1)*jtPerTx; i++ {
-					ops = append(ops, api.Op{Op: "create", Kind: "resource", Name: fmt.Sprintf("r%04d", i), Props: map[string]any{
+					ops = append(ops, clusterapi.Op{Op: "create", Kind: "resource", Name: fmt.Sprintf("r%04d", i), Props: map[string]any{
 						"group":         fmt.Sprintf("g%02d", i%jtGroups),
 						"type":          "app",
 						"description":   fmt.Sprintf("resource %d of the join transfer test, %s", i, filler),
@@ -144,7 +144,7 @@ func TestIntegrationJoinTransfer(t *testing.T) {
 						"check_command": fmt.Sprintf("test -e /run/service-%04d # %s", i, filler),
 					}})
 				}
-				r, conflict, errs, _ := commit(ctx, cls[w], api.Tx{Ops: ops})
+				r, conflict, errs, _ := commit(ctx, cls[w], clusterapi.Tx{Ops: ops})
 				if ctx.Err() != nil || conflict {
 					errc <- fmt.Errorf("batch %d: %s %v", b, r.Error, errors.Join(errs...))
 					return

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wolfpack-ha/wolfpack/internal/api"
+	"github.com/wolfpack-ha/wolfpack/clusterapi"
 	"github.com/wolfpack-ha/wolfpack/testbed/nscluster"
 )
 
@@ -36,7 +36,7 @@ type write struct {
 type streamer struct {
 	name string
 	node int
-	cl   *api.Client
+	cl   *clusterapi.Client
 
 	mu     sync.Mutex
 	writes []write
@@ -63,7 +63,7 @@ func (s *streamer) run(ctx context.Context, stop <-chan struct{}) error {
 		name := fmt.Sprintf("%s-%05d", s.name, k)
 		// Create only if absent: a retry after an unknown outcome finds
 		// the object there and changes nothing (409).
-		tx := api.Tx{Ops: []api.Op{{Op: "create", Kind: "group", Name: name, IfAbsent: true,
+		tx := clusterapi.Tx{Ops: []clusterapi.Op{{Op: "create", Kind: "group", Name: name, IfAbsent: true,
 			Props: map[string]any{"client": s.name, "k": k, "description": "written by " + s.name + " through node " + fmt.Sprint(s.node)}}}}
 		r, conflict, errs, sent := commit(ctx, s.cl, tx)
 		if ctx.Err() != nil {
@@ -111,7 +111,7 @@ func TestIntegrationLockerCrash(t *testing.T) {
 	writers := without(all, locker)
 	t.Logf("formed %v; locker node %d (term %d, #%d); clients on nodes %v", all, locker, info.Term, info.Seq, writers)
 
-	setupSeq := mustCommit(ctx, t, clientOf(t, c, writers[0]), api.Tx{Ops: []api.Op{{Op: "create", Kind: "cluster", Name: "cluster"}}})
+	setupSeq := mustCommit(ctx, t, clientOf(t, c, writers[0]), clusterapi.Tx{Ops: []clusterapi.Op{{Op: "create", Kind: "cluster", Name: "cluster"}}})
 
 	samples := monitor(c, all, 250*time.Millisecond)
 	t.Cleanup(func() {
@@ -279,7 +279,7 @@ func TestIntegrationLockerCrash(t *testing.T) {
 	// (a) Every acknowledged write is on every node, created by the
 	// apply its answer named; a 409 found the object a failed attempt
 	// had created before.
-	groups := map[int]map[string]api.Object{}
+	groups := map[int]map[string]clusterapi.Object{}
 	for _, i := range all {
 		r, err := clientOf(t, c, i).List(ctx, "group", false)
 		if err != nil {
@@ -288,7 +288,7 @@ func TestIntegrationLockerCrash(t *testing.T) {
 		if r.Seq < final {
 			t.Errorf("node %d: a linearizable list at #%d, before #%d", i, r.Seq, final)
 		}
-		groups[i] = map[string]api.Object{}
+		groups[i] = map[string]clusterapi.Object{}
 		for _, o := range r.Objects {
 			groups[i][o.Name] = o
 		}

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wolfpack-ha/wolfpack/internal/api"
+	"github.com/wolfpack-ha/wolfpack/clusterapi"
 	"github.com/wolfpack-ha/wolfpack/testbed/nscluster"
 )
 
@@ -31,16 +31,16 @@ func TestIntegrationPartitionInTime(t *testing.T) {
 	// resources, several transactions, then one more change of the
 	// cluster object.
 	cl1 := clientOf(t, c, 1)
-	mustCommit(ctx, t, cl1, api.Tx{Ops: []api.Op{{Op: "create", Kind: "cluster", Name: "cluster", Props: map[string]any{"description": "formed by node 1"}}}})
-	mustCommit(ctx, t, cl1, api.Tx{Ops: []api.Op{
+	mustCommit(ctx, t, cl1, clusterapi.Tx{Ops: []clusterapi.Op{{Op: "create", Kind: "cluster", Name: "cluster", Props: map[string]any{"description": "formed by node 1"}}}})
+	mustCommit(ctx, t, cl1, clusterapi.Tx{Ops: []clusterapi.Op{
 		{Op: "create", Kind: "resourcetype", Name: "ip", Props: map[string]any{"agent": "ip_address"}},
 		{Op: "create", Kind: "group", Name: "web", Props: map[string]any{"description": "made while node 2 was down"}},
 	}})
 	for i := range 10 {
-		mustCommit(ctx, t, cl1, api.Tx{Ops: []api.Op{{Op: "create", Kind: "resource", Name: fmt.Sprintf("vip%d", i),
+		mustCommit(ctx, t, cl1, clusterapi.Tx{Ops: []clusterapi.Op{{Op: "create", Kind: "resource", Name: fmt.Sprintf("vip%d", i),
 			Props: map[string]any{"group": "web", "type": "ip", "address": fmt.Sprintf("10.0.0.%d", i+1)}}}})
 	}
-	last := mustCommit(ctx, t, cl1, api.Tx{Ops: []api.Op{{Op: "set", Kind: "cluster", Name: "cluster", Props: map[string]any{"description": "last word of node 1"}}}})
+	last := mustCommit(ctx, t, cl1, clusterapi.Tx{Ops: []clusterapi.Op{{Op: "set", Kind: "cluster", Name: "cluster", Props: map[string]any{"description": "last word of node 1"}}}})
 	want, at := dumpOf(ctx, t, cl1, false)
 	if at != last {
 		t.Fatalf("node 1 reads at #%d after its last write at #%d", at, last)
@@ -97,7 +97,7 @@ func TestIntegrationPartitionInTime(t *testing.T) {
 
 	// Node 2 changes something on its own; then node 1 comes back from
 	// its local copy (behind now) and joins.
-	after := mustCommit(ctx, t, cl2, api.Tx{Ops: []api.Op{
+	after := mustCommit(ctx, t, cl2, clusterapi.Tx{Ops: []clusterapi.Op{
 		{Op: "set", Kind: "cluster", Name: "cluster", Props: map[string]any{"description": "node 2 ran alone"}},
 		{Op: "delete", Kind: "resource", Name: "vip9"},
 	}})

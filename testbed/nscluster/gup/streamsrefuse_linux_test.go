@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wolfpack-ha/wolfpack/internal/api"
+	"github.com/wolfpack-ha/wolfpack/clusterapi"
 	"github.com/wolfpack-ha/wolfpack/testbed/nscluster"
 )
 
@@ -31,7 +31,7 @@ func TestIntegrationStreamsRefuse(t *testing.T) {
 	waitMembership(ctx, t, c, 0, []int{1, 2}, []int{1, 2})
 	lockerOf(ctx, t, c, []int{1, 2})
 	cl1, cl2 := clientOf(t, c, 1), clientOf(t, c, 2)
-	mustCommit(ctx, t, cl2, api.Tx{Ops: []api.Op{{Op: "create", Kind: "cluster", Name: "cluster"}}})
+	mustCommit(ctx, t, cl2, clusterapi.Tx{Ops: []clusterapi.Op{{Op: "create", Kind: "cluster", Name: "cluster"}}})
 
 	// A self-signed certificate of the right shape (ECDSA P-256, the
 	// cluster's URI) that no CA of the cluster signed.
@@ -82,7 +82,7 @@ func TestIntegrationStreamsRefuse(t *testing.T) {
 	}
 
 	// The cluster's own streams still carry updates both ways.
-	seq := mustCommit(ctx, t, cl2, api.Tx{Ops: []api.Op{{Op: "set", Kind: "cluster", Name: "cluster", Props: map[string]any{"description": "after the strangers"}}}})
+	seq := mustCommit(ctx, t, cl2, clusterapi.Tx{Ops: []clusterapi.Op{{Op: "set", Kind: "cluster", Name: "cluster", Props: map[string]any{"description": "after the strangers"}}}})
 	o, err := cl1.Get(ctx, "cluster", "cluster", false)
 	if err != nil || o.Object.Version != seq {
 		t.Fatalf("node 1 reads the cluster object %+v, %v; want version %d", o, err, seq)

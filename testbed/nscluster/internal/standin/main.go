@@ -21,7 +21,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/wolfpack-ha/wolfpack/internal/api"
+	"github.com/wolfpack-ha/wolfpack/clusterapi"
 	"github.com/wolfpack-ha/wolfpack/internal/config"
 )
 
@@ -101,7 +101,7 @@ func run() error {
 		for _, n := range cfg.Nodes {
 			members = append(members, n.ID)
 		}
-		json.NewEncoder(w).Encode(api.Status{Node: cfg.NodeID, Name: name, State: "member", Epoch: "1", Members: members})
+		json.NewEncoder(w).Encode(clusterapi.Status{Node: cfg.NodeID, Name: name, State: "member", Epoch: "1", Members: members})
 	})}
 	os.Remove(cfg.AdminSocket)
 	l, err := net.Listen("unix", cfg.AdminSocket)

@@ -1,8 +1,9 @@
-// Package api defines clusterd's admin API: JSON over HTTP on the daemon's
-// unix socket, every path under /v1/ (docs/clusterd.md, "Admin API";
-// docs/api/openapi.yaml), and a client for it. clusterd, the cluster CLI
-// and the test rigs share these types.
-package api
+// Package clusterapi is the Cluster API: the JSON types of clusterd's admin
+// API (HTTP on the daemon's unix socket, or on TCP with TLS and client
+// certificates; every path under /v1/: docs/clusterd.md, "Admin API";
+// docs/api/openapi.yaml) and a client for it. clusterd, the cluster CLI,
+// the test rigs and cluster-aware applications share it.
+package clusterapi
 
 import (
 	"context"
