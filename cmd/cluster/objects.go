@@ -132,7 +132,7 @@ func (n *noun) run(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.StringVar(&o.caFile, "ca", "", "")
 	fs.StringVar(&o.certFile, "cert", "", "")
 	fs.StringVar(&o.keyFile, "key", "", "")
-	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "")
+	durationVar(fs, &o.timeout, "timeout", 10*time.Second)
 	if v.read {
 		fs.BoolVar(&o.json, "json", false, "")
 	}

@@ -395,3 +395,20 @@ func TestCompletionBash(t *testing.T) {
 		}
 	}
 }
+
+// TestTimeoutFlag: a --timeout that is not a duration (a bare number) is a
+// usage error that says what a duration looks like, before anything is
+// sent; a duration is taken.
+func TestTimeoutFlag(t *testing.T) {
+	s := newDBServer(t)
+	for _, bad := range []string{"10", "ten", "5 s"} {
+		_, err := s.cli("group", "list", "--timeout", bad)
+		if exitCode(err) != 2 || err == nil || !strings.Contains(err.Error(), `invalid value "`+bad+`" for flag -timeout: not a duration: want a number with a unit, such as 10s`) {
+			t.Errorf("--timeout %q: %v (exit %d), want exit 2 saying what a duration is", bad, err, exitCode(err))
+		}
+	}
+	if len(s.txs) != 0 {
+		t.Errorf("sent %d transactions", len(s.txs))
+	}
+	s.mustCLI(t, "group", "list", "--timeout", "2s")
+}

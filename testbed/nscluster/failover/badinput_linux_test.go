@@ -237,7 +237,7 @@ func cliCases() []badCase {
 		cli("cli/unknown resource type", exitRefused, []string{"nosuch_type"}, "resource", "create", "r4", "--group", group, "--type", "nosuch_type"),
 		cli("cli/delete a group with resources", exitRefused, []string{group, resIP}, "group", "delete", group),
 		cli("cli/set a missing resource", exitNotFound, []string{"nosuch"}, "resource", "set", "nosuch", "restart_threshold=2"),
-		cli("cli/timeout without a unit", exitUsage, []string{"timeout", "10"}, "group", "list", "--timeout", "10"),
+		cli("cli/timeout without a unit", exitUsage, []string{"timeout", `"10"`, "not a duration", "10s"}, "group", "list", "--timeout", "10"),
 		cli("cli/negative timeout", exitUsage, []string{"timeout", "-1s"}, "group", "list", "--timeout", "-1s"),
 		cli("cli/unknown failback", exitRefused, []string{"failback", "sometimes"}, "group", "create", "g3", "--failback", "sometimes"),
 		cli("cli/bad failback window", exitRefused, []string{"failback_window_start", "25"}, "group", "create", "g4", "--failback", "window", "--window", "25-3"),
