@@ -93,10 +93,12 @@ func TestIntegrationBadInput(t *testing.T) {
 	t.Logf("%d cases in %v (rig included)", len(cases), time.Since(start).Round(time.Millisecond))
 }
 
-// newBadRig starts the cluster (fast timing) with node 1's remote admin
-// API under a CA of its own, and the virtual server on node 1.
+// newBadRig starts the cluster with node 1's remote admin API under a CA
+// of its own, and the virtual server on node 1. The timing is the default
+// profile's: the fast one's 120 ms of silence was seen to suspect a live
+// node on a loaded machine, and the cases need a quiet cluster.
 func newBadRig(t *testing.T) *badRig {
-	c := nscluster.Start(t, nscluster.Config{Nodes: 2, Timing: nscluster.Timing{Profile: "fast"}, Deferred: []int{1, 2}})
+	c := nscluster.Start(t, nscluster.Config{Nodes: 2, Deferred: []int{1, 2}})
 	// A directory uid 65534 may enter: it runs the CLI from here.
 	dir, err := os.MkdirTemp("", "wolfpack-badinput-")
 	if err != nil {
@@ -161,7 +163,12 @@ func (b *badRig) snapshot(t *testing.T) snapshot {
 		j, _ := json.Marshal(l.Objects)
 		fmt.Fprintf(&s, "%s: %s\n", kind, j)
 	}
-	return snapshot{db: s.String(), echo: b.waitEcho(1)}
+	// No waiting: an echo server gone or doubled is the failure itself.
+	echo := b.echoPids(1)
+	if len(echo) != 1 {
+		t.Fatalf("echo servers on node 1: %v, want one\n%s", echo, b.c.Recent(0))
+	}
+	return snapshot{db: s.String(), echo: echo[0]}
 }
 
 // checkUnchanged compares the database with before, and checks the
@@ -246,16 +253,21 @@ func cliCases() []badCase {
 	}
 }
 
-// nodeFile is a case of node 1's node file with old replaced by new:
+// nodeFile is a case of node 1's node file with old replaced by new (old
+// empty: new appended):
 // clusterd --check-config and clusterd started with it (in node 1's
 // namespace, beside the running clusterd) both exit 1 naming the problem.
 func nodeFile(name string, says []string, old, new string) badCase {
 	return badCase{name: name, want: 1, says: says, run: func(b *badRig) (int, string) {
-		if !strings.Contains(b.base, old) {
-			return -1, fmt.Sprintf("the node file has no %q:\n%s", old, b.base)
+		text := b.base + "\n" + new + "\n"
+		if old != "" {
+			if !strings.Contains(b.base, old) {
+				return -1, fmt.Sprintf("the node file has no %q:\n%s", old, b.base)
+			}
+			text = strings.Replace(b.base, old, new, 1)
 		}
 		f := filepath.Join(b.dir, "node.toml")
-		if err := os.WriteFile(f, []byte(strings.Replace(b.base, old, new, 1)), 0o644); err != nil {
+		if err := os.WriteFile(f, []byte(text), 0o644); err != nil {
 			return -1, err.Error()
 		}
 		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
@@ -280,10 +292,10 @@ func nodeFileCases() []badCase {
 		nodeFile("node file/unknown key in a section", []string{"cluster.prot: unknown key"}, "port = 7400", "prot = 7400"),
 		nodeFile("node file/key twice", []string{"node_id"}, "node_id = 1", "node_id = 1\nnode_id = 2"),
 		nodeFile("node file/port as a string", []string{"cluster.port: wrong type"}, "port = 7400", "port = '7400'"),
-		nodeFile("node file/duration as a number", []string{"timing.heartbeat_interval: wrong type"}, "profile = 'fast'", "profile = 'fast'\nheartbeat_interval = 100"),
-		nodeFile("node file/threshold out of range", []string{"timing.heartbeat_threshold", "1000"}, "profile = 'fast'", "profile = 'fast'\nheartbeat_threshold = 1000"),
+		nodeFile("node file/duration as a number", []string{"timing.heartbeat_interval: wrong type"}, "", "[timing]\nheartbeat_interval = 100"),
+		nodeFile("node file/threshold out of range", []string{"timing.heartbeat_threshold", "1000"}, "", "[timing]\nheartbeat_threshold = 1000"),
 		nodeFile("node file/port out of range", []string{"cluster.port", "70000"}, "port = 7400", "port = 70000"),
-		nodeFile("node file/unknown profile", []string{"timing.profile", `"turbo"`}, "profile = 'fast'", "profile = 'turbo'"),
+		nodeFile("node file/unknown profile", []string{"timing.profile", `"turbo"`}, "", "[timing]\nprofile = 'turbo'"),
 		nodeFile("node file/node_id of no node", []string{"node_id", "9"}, "node_id = 1", "node_id = 9"),
 		nodeFile("node file/duplicate node name", []string{"nodes[1].name", "node1"}, "name = 'node2'", "name = 'node1'"),
 	}
