@@ -37,7 +37,8 @@ func init() {
 const quorumUsage = `usage: cluster quorum <action> [flags] DEVICE
 
 The quorum disk (docs/quorum-disk.md): its layout, recovery log and
-reservation arbitration, on a shared LUN (DEVICE is /dev/sdX or /dev/sgN).
+reservation arbitration, on a shared LUN.
+` + deviceHelp + `
 
 actions:
   format   [--force] [--cluster-tag T] [--cluster-id HEX]: write an empty quorum
@@ -59,7 +60,7 @@ flags (every action):
   --form-delay D       a forming node's wait before it preempts another holder,
                        as clusterd's (default 1.5s; more than a check interval,
                        so a live holder removes the challenger's key first)
-`
+` + initiatorHelp
 
 // statusError is an error with an exit status for scripts: quorum hold's
 // 3 lost the arbitration, 4 lost quorum (the JSON line written before it
@@ -87,6 +88,7 @@ type quorumFlags struct {
 	formDelay     time.Duration
 	appends       int
 	payload       int
+	initiatorName string
 }
 
 func runQuorum(ctx context.Context, args []string, stdout, stderr io.Writer, open opener) error {
@@ -115,6 +117,7 @@ func runQuorum(ctx context.Context, args []string, stdout, stderr io.Writer, ope
 	fs.DurationVar(&f.formDelay, "form-delay", 0, "")
 	fs.IntVar(&f.appends, "appends", 1000, "")
 	fs.IntVar(&f.payload, "payload", 128, "")
+	fs.StringVar(&f.initiatorName, "initiator-name", "", "")
 	pos, err := parseInterspersed(fs, args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, quorumUsage)
@@ -158,9 +161,9 @@ func runQuorum(ctx context.Context, args []string, stdout, stderr io.Writer, ope
 		if err != nil {
 			return usagef("quorum %s: %v", action, err)
 		}
-		d, err := open(dev)
+		d, err := openLUN(open, dev, f.initiatorName)
 		if err != nil {
-			return report(stdout, true, dev, action, err)
+			return lunError(stdout, true, "quorum "+action, dev, err)
 		}
 		defer d.Close()
 		if action == "bench" {
@@ -171,9 +174,9 @@ func runQuorum(ctx context.Context, args []string, stdout, stderr io.Writer, ope
 		fmt.Fprint(stderr, quorumUsage)
 		return usagef("quorum: unknown action %q", action)
 	}
-	d, err := open(dev)
+	d, err := openLUN(open, dev, f.initiatorName)
 	if err != nil {
-		return report(stdout, f.json, dev, action, err)
+		return lunError(stdout, f.json, "quorum "+action, dev, err)
 	}
 	defer d.Close()
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
