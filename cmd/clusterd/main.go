@@ -127,6 +127,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Self:                regroup.NodeID(cfg.NodeID),
 		Port:                cfg.Port,
 		AdminSocket:         cfg.AdminSocket,
+		ClusterName:         cfg.Cluster,
+		QuorumDevice:        cfg.Quorum.Device,
 		HeartbeatInterval:   cfg.Timing.HeartbeatInterval,
 		HeartbeatThreshold:  cfg.Timing.HeartbeatThreshold,
 		QuorumCheckInterval: cfg.Timing.QuorumCheckInterval,

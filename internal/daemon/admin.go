@@ -63,6 +63,22 @@ func (d *Daemon) snapshot() Status {
 	for k, v := range d.counters.regroupDropped {
 		s.Counters.RegroupDropped[k] = v
 	}
+	s.Cluster, s.QuorumDevice = d.cfg.ClusterName, d.cfg.QuorumDevice
+	for _, n := range d.cfg.Nodes {
+		if n.ID == d.cfg.Self {
+			continue
+		}
+		ps := clusterapi.PeerStatus{Node: int(n.ID), Name: n.Name, NetworksUp: []string{}}
+		if pv, ok := det.Peer(n.ID); ok {
+			ps.Alive, ps.Incarnation = pv.Alive, pv.Incarnation
+			for k, up := range pv.NetworksUp {
+				if up && k < len(d.cfg.Networks) {
+					ps.NetworksUp = append(ps.NetworksUp, d.cfg.Networks[k].Name)
+				}
+			}
+		}
+		s.Peers = append(s.Peers, ps)
+	}
 	g := d.node.GUP()
 	l, term := g.Locker()
 	s.GUP = clusterapi.GUPStatus{Seq: g.Applied(), Locker: int(l), Term: term, IsLocker: g.IsLocker(), Pending: g.Pending(),

@@ -62,6 +62,9 @@ type Config struct {
 	Nodes      []Node
 	Networks   []Network
 	Port       int
+	// ClusterName and QuorumDevice are the node file's, for the status
+	// only.
+	ClusterName, QuorumDevice string
 	// AdminSocket is the unix socket of the admin API; empty: none.
 	AdminSocket string
 	// RemoteAPI, when not nil, serves the admin API on TCP with TLS too.
