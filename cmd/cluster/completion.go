@@ -30,6 +30,7 @@ func runCompletion(args []string, stdout, stderr io.Writer) error {
 // commands' flags.
 func bashCompletion() string {
 	cmds := []string{"status", "disk", "quorum", "ca"}
+	cmds = append(cmds, "log")
 	var cases strings.Builder
 	for _, n := range nouns {
 		cmds = append(cmds, n.name)

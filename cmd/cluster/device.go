@@ -61,7 +61,8 @@ func openLUN(open opener, dev, initiatorName string) (scsi.Device, error) {
 	return d, nil
 }
 
-// lunError reports openLUN's error for the command cmd ("disk keys"): a
+// lunError reports openLUN's error for the command cmd ("disk keys",
+// "log"): a
 // usage error as one (exit 2), anything else as the command reports a
 // failed action.
 func lunError(stdout io.Writer, asJSON bool, cmd, dev string, err error) error {
@@ -69,7 +70,10 @@ func lunError(stdout io.Writer, asJSON bool, cmd, dev string, err error) error {
 	if errors.As(err, &ue) {
 		return usagef("%s: %v", cmd, ue)
 	}
-	_, action, _ := strings.Cut(cmd, " ")
+	action := cmd
+	if _, a, ok := strings.Cut(cmd, " "); ok {
+		action = a
+	}
 	return report(stdout, asJSON, dev, action, err)
 }
 

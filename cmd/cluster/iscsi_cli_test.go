@@ -95,8 +95,8 @@ func TestInitiatorNameFlag(t *testing.T) {
 	}
 }
 
-// TestIntegrationISCSIDeviceURL runs `cluster quorum` and `cluster disk`
-// on an iscsi:// URL against a real tgtd LUN
+// TestIntegrationISCSIDeviceURL runs `cluster quorum`, `cluster disk` and
+// `cluster log --device` on an iscsi:// URL against a real tgtd LUN
 // on loopback, through the real opener, with --initiator-name: the quorum
 // disk formatted and shown over iSCSI, the disk's identity and keys read.
 func TestIntegrationISCSIDeviceURL(t *testing.T) {
@@ -109,6 +109,7 @@ func TestIntegrationISCSIDeviceURL(t *testing.T) {
 		{"quorum", "format", "--cluster-tag", "5eed", "--initiator-name", ini, url},
 		{"quorum", "show", url, "--initiator-name", ini, "--json"},
 		{"quorum", "replay", "--initiator-name", ini, url},
+		{"log", "--device", url, "--initiator-name", ini},
 		{"disk", "show", "--initiator-name", ini, url},
 		{"disk", "keys", "--json", url},
 	} {
@@ -130,7 +131,7 @@ func TestIntegrationISCSIDeviceURL(t *testing.T) {
 				t.Errorf("%v:\n%s", args, s)
 			}
 		case "--device":
-			if !strings.Contains(s, "checkpoint #") {
+			if !strings.Contains(s, "checkpoint #1 at LSN 0") {
 				t.Errorf("%v:\n%s", args, s)
 			}
 		}
@@ -142,7 +143,7 @@ func TestIntegrationISCSIDeviceURL(t *testing.T) {
 func TestBadDevice(t *testing.T) {
 	for _, dev := range []string{"nbd://x", "iscsi://127.0.0.1/no-lun", "sdb"} {
 		var want string
-		for _, cmd := range [][]string{{"disk", "keys", dev}, {"quorum", "show", dev}} {
+		for _, cmd := range [][]string{{"disk", "keys", dev}, {"quorum", "show", dev}, {"log", "--device", dev}} {
 			var out, errb bytes.Buffer
 			err := run(context.Background(), cmd, &out, &errb, openDevice)
 			var ue usageError

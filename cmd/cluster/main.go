@@ -56,6 +56,7 @@ commands:
   status   the membership as a running clusterd sees it (its admin socket)
   disk     inspect and manage SCSI-3 persistent reservations on a shared LUN
   quorum   the quorum disk: format, show, replay its recovery log, hold it
+  log      the quorum disk's recovery log, readable (clusterd's, or --device DEVICE)
   ca       the cluster CA and the nodes' stream certificates: init, issue, check
 
   group       the groups: create, set, delete, move, online, offline, list, show
@@ -84,6 +85,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, open open
 		return runDisk(ctx, args[1:], stdout, stderr, open)
 	case "status":
 		return runStatus(ctx, args[1:], stdout, stderr)
+	case "log":
+		return runLog(ctx, args[1:], stdout, stderr, open)
 	case "ca":
 		return runCA(args[1:], stdout, stderr)
 	case "completion":

@@ -163,6 +163,7 @@ var adminRoutes = []route{
 	{http.MethodGet, clusterapi.DBPath + "/watch", false, (*Daemon).serveWatch},
 	{http.MethodGet, clusterapi.DBPath + "/{kind}", false, (*Daemon).serveList},
 	{http.MethodGet, clusterapi.DBPath + "/{kind}/{name}", false, (*Daemon).serveGet},
+	{http.MethodGet, clusterapi.LogPath, false, (*Daemon).serveLog},
 }
 
 // writeJSON answers code with v as JSON.
