@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
+
 	"github.com/wolfpack-ha/wolfpack/scsi"
 )
 
@@ -447,7 +449,7 @@ func (r showResult) human(dev string) string {
 	if r.Serial != "" {
 		fmt.Fprintf(&b, ", serial %s", r.Serial)
 	}
-	fmt.Fprintf(&b, "\n  capacity     %d blocks of %d bytes (%s)\n", r.Blocks, r.BlockSize, bytesString(r.Blocks*uint64(r.BlockSize)))
+	fmt.Fprintf(&b, "\n  capacity     %d blocks of %d bytes (%s)\n", r.Blocks, r.BlockSize, humanize.IBytes(r.Blocks*uint64(r.BlockSize)))
 	if len(r.Keys.Keys) == 0 {
 		fmt.Fprintf(&b, "  keys         none (generation %d)\n", r.Keys.Generation)
 	} else {
@@ -465,19 +467,6 @@ func (r showResult) human(dev string) string {
 		fmt.Fprintf(&b, "  note         %s\n", n)
 	}
 	return b.String()
-}
-
-func bytesString(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func doShow(ctx context.Context, d scsi.Device, _ request) (any, error) {

@@ -108,15 +108,14 @@ func runLog(ctx context.Context, args []string, stdout, stderr io.Writer, open o
 			return err
 		}
 	}
-	_, err = io.WriteString(stdout, renderLog(l, time.Now()))
+	_, err = io.WriteString(stdout, renderLog(l))
 	return err
 }
 
-// renderLog writes the log for people; now dates the owner records
-// ("3 minutes ago").
-func renderLog(l clusterapi.Log, now time.Time) string {
+// renderLog writes the log for people.
+func renderLog(l clusterapi.Log) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "checkpoint #%d at LSN %d (%s snapshot); %d %s after it, last LSN %d; replay stopped at: %s\n",
+	fmt.Fprintf(&b, "checkpoint #%d at LSN %d (a snapshot of %s); %d %s after it, last LSN %d; replay stopped at: %s\n",
 		l.CheckpointSeq, l.CheckpointLSN, humanize.IBytes(uint64(l.SnapshotBytes)), len(l.Records), plural(len(l.Records), "record"), l.LastLSN, l.End)
 	for _, r := range l.Records {
 		fmt.Fprintf(&b, "LSN %-6d epoch %-3d gup %-6d %-10s", r.LSN, r.Epoch, r.GUPSeq, r.Type)
@@ -127,8 +126,8 @@ func renderLog(l clusterapi.Log, now time.Time) string {
 		if r.Text != "" {
 			what = append(what, r.Text)
 		}
-		if t, err := time.Parse(time.RFC3339Nano, r.Time); err == nil {
-			what = append(what, fmt.Sprintf("at %s (%s)", t.UTC().Format(time.DateTime), humanize.RelTime(t, now, "ago", "from now")))
+		if r.Time != "" {
+			what = append(what, "at "+whenString(r.Time))
 		}
 		fmt.Fprintf(&b, " %s\n", strings.Join(what, ", "))
 		for _, c := range r.Changes {

@@ -56,7 +56,7 @@ func TestLogDevice(t *testing.T) {
 	}
 	for _, want := range []string{
 		"3 records after it",
-		"owner      node 1 took the quorum disk over, at 2026-11-29 10:00:00 (",
+		"owner      node 1 took the quorum disk over, at 2026-11-29 10:00:00 UTC (",
 		"gup 5      update     from node 2\n",
 		`    #5 create group web: preferred_owners=["node1" "node2"]` + "\n",
 		`    #5 set group web: moving_to="node2"` + "\n",
