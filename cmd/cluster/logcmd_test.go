@@ -82,3 +82,13 @@ func TestLogDevice(t *testing.T) {
 		}
 	}
 }
+
+// TestLogHelp: `cluster log -h` prints its usage on stdout and exits 0.
+func TestLogHelp(t *testing.T) {
+	for _, args := range [][]string{{"log", "-h"}, {"log", "--help"}, {"log", "--device", "/dev/sg0", "-h"}} {
+		var out, errb strings.Builder
+		if err := run(context.Background(), args, &out, &errb, nil); err != nil || !strings.HasPrefix(out.String(), "usage: cluster log") || errb.Len() != 0 {
+			t.Errorf("cluster %s: %v, stdout %q, stderr %q", strings.Join(args, " "), err, out.String(), errb.String())
+		}
+	}
+}

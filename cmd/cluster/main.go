@@ -53,7 +53,7 @@ var errReported = errors.New("error already reported")
 const topUsage = `usage: cluster <command> [arguments]
 
 commands:
-  status   the membership as a running clusterd sees it (its admin socket)
+  status   the whole cluster as a tree: nodes, networks, groups, resources, problems
   disk     inspect and manage SCSI-3 persistent reservations on a shared LUN
   quorum   the quorum disk: format, show, replay its recovery log, hold it
   log      the quorum disk's recovery log, readable (clusterd's, or --device DEVICE)
