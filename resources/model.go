@@ -214,41 +214,49 @@ func groupOf(o db.Object) *Group {
 }
 
 // dependencyOrder sorts rs so that every resource comes after the ones it
-// depends on (Kahn's algorithm, the ready resource with the smallest name
-// first). The database refuses cycles; a resource in one anyway (or
-// depending on a resource outside the group) comes last, in name order.
+// depends on (DependencyOrder).
 func dependencyOrder(rs []*Resource) []*Resource {
-	slices.SortFunc(rs, func(a, b *Resource) int { return cmp.Compare(a.Name, b.Name) })
-	in := map[string]*Resource{}
-	for _, r := range rs {
-		in[r.Name] = r
+	return DependencyOrder(rs, func(r *Resource) string { return r.Name }, func(r *Resource) []string { return r.DependsOn })
+}
+
+// DependencyOrder sorts items (a group's resources) so that every one comes
+// after the ones it depends on: the order the failover manager brings them
+// online (Kahn's algorithm, the ready item with the smallest name first).
+// The database refuses cycles; an item in one anyway (or depending on an
+// item outside the list) comes last, in name order. It sorts items in
+// place by name and returns the order in a new slice.
+func DependencyOrder[T any](items []T, name func(T) string, deps func(T) []string) []T {
+	slices.SortFunc(items, func(a, b T) int { return cmp.Compare(name(a), name(b)) })
+	in := map[string]bool{}
+	for _, r := range items {
+		in[name(r)] = true
 	}
 	done := map[string]bool{}
-	var out []*Resource
-	for len(out) < len(rs) {
+	var out []T
+	for len(out) < len(items) {
 		progress := false
-		for _, r := range rs {
-			if done[r.Name] {
+		for _, r := range items {
+			if done[name(r)] {
 				continue
 			}
 			ready := true
-			for _, d := range r.DependsOn {
-				if _, ok := in[d]; ok && !done[d] {
+			for _, d := range deps(r) {
+				if in[d] && !done[d] {
 					ready = false
 					break
 				}
 			}
 			if ready {
-				done[r.Name] = true
+				done[name(r)] = true
 				out = append(out, r)
 				progress = true
 				break
 			}
 		}
 		if !progress {
-			for _, r := range rs {
-				if !done[r.Name] {
-					done[r.Name] = true
+			for _, r := range items {
+				if !done[name(r)] {
+					done[name(r)] = true
 					out = append(out, r)
 				}
 			}

@@ -37,11 +37,7 @@ flags:
 func runLog(ctx context.Context, args []string, stdout, stderr io.Writer, open opener) error {
 	fs := flag.NewFlagSet("cluster log", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	socket := fs.String("socket", "", "")
-	remote := fs.String("api", "", "")
-	caFile := fs.String("ca", "", "")
-	certFile := fs.String("cert", "", "")
-	keyFile := fs.String("key", "", "")
+	conn := addConnFlags(fs)
 	device := fs.String("device", "", "")
 	initiator := fs.String("initiator-name", "", "")
 	asJSON := fs.Bool("json", false, "")
@@ -59,14 +55,11 @@ func runLog(ctx context.Context, args []string, stdout, stderr io.Writer, open o
 		fmt.Fprint(stderr, logUsage)
 		return usagef("log takes no arguments, got %q (a LUN is --device DEVICE)", pos)
 	}
-	if *device != "" && (*socket != "" || *remote != "") {
+	if *device != "" && conn.set() {
 		return usagef("log: --device reads the LUN directly; it takes no --socket or --api")
 	}
 	if *initiator != "" && *device == "" {
 		return usagef("log: --initiator-name applies to --device only")
-	}
-	if *socket != "" && *remote != "" {
-		return usagef("log: --socket and --api together; give one")
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
@@ -90,10 +83,7 @@ func runLog(ctx context.Context, args []string, stdout, stderr io.Writer, open o
 			return writeJSON(stdout, l)
 		}
 	} else {
-		if *socket == "" && *remote == "" {
-			*socket = defaultSocket
-		}
-		cl, err := apiClient(*socket, *remote, *caFile, *certFile, *keyFile)
+		cl, err := conn.client("log")
 		if err != nil {
 			return err
 		}

@@ -35,11 +35,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("cluster status", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	socket := fs.String("socket", "", "clusterd's admin socket (default "+defaultSocket+")")
-	remote := fs.String("api", "", "clusterd's admin API on TCP, https://HOST:PORT")
-	caFile := fs.String("ca", "", "the CA bundle that verifies the server (--api)")
-	certFile := fs.String("cert", "", "the client's certificate (--api)")
-	keyFile := fs.String("key", "", "the client's key (--api)")
+	conn := addConnFlags(fs)
 	asJSON := fs.Bool("json", false, "print the daemon's JSON")
 	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the daemon")
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
@@ -49,18 +45,11 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprint(stderr, statusUsage)
 		return usagef("status: %v", err)
 	}
-	if *socket != "" && *remote != "" {
-		fmt.Fprint(stderr, statusUsage)
-		return usagef("status: --socket and --api together; give one")
-	}
 	if fs.NArg() > 0 {
 		fmt.Fprint(stderr, statusUsage)
 		return usagef("status takes no arguments, got %q", fs.Args())
 	}
-	if *socket == "" && *remote == "" {
-		*socket = defaultSocket
-	}
-	cl, err := apiClient(*socket, *remote, *caFile, *certFile, *keyFile)
+	cl, err := conn.client("status")
 	if err != nil {
 		return err
 	}
@@ -99,6 +88,38 @@ func colorOK(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// connFlags are the flags that name the daemon to ask: --socket (default
+// defaultSocket), or --api with --ca, --cert and --key.
+type connFlags struct {
+	socket, remote, caFile, certFile, keyFile *string
+}
+
+func addConnFlags(fs *flag.FlagSet) connFlags {
+	return connFlags{
+		socket:   fs.String("socket", "", "clusterd's admin socket (default "+defaultSocket+")"),
+		remote:   fs.String("api", "", "clusterd's admin API on TCP, https://HOST:PORT"),
+		caFile:   fs.String("ca", "", "the CA bundle that verifies the server (--api)"),
+		certFile: fs.String("cert", "", "the client's certificate (--api)"),
+		keyFile:  fs.String("key", "", "the client's key (--api)"),
+	}
+}
+
+// set reports whether --socket or --api was given.
+func (c connFlags) set() bool { return *c.socket != "" || *c.remote != "" }
+
+// client is the client the flags name; cmd names the command in a usage
+// error.
+func (c connFlags) client(cmd string) (*clusterapi.Client, error) {
+	if *c.socket != "" && *c.remote != "" {
+		return nil, usagef("%s: --socket and --api together; give one", cmd)
+	}
+	socket := *c.socket
+	if socket == "" && *c.remote == "" {
+		socket = defaultSocket
+	}
+	return apiClient(socket, *c.remote, *c.caFile, *c.certFile, *c.keyFile)
 }
 
 // apiClient is a client of the admin socket, or of the admin API on TCP

@@ -108,7 +108,8 @@ func TestStatusTree(t *testing.T) {
 	}
 }
 
-// TestDependencyOrder: dependencies first, in passes in name order.
+// TestDependencyOrder: dependencies first, the ready one with the
+// smallest name next, as the failover manager brings them online.
 func TestDependencyOrder(t *testing.T) {
 	var rs []clusterapi.Object
 	for _, r := range [][2]string{{"a", "c"}, {"b", ""}, {"c", "b"}, {"d", ""}} {
@@ -122,8 +123,8 @@ func TestDependencyOrder(t *testing.T) {
 	for _, o := range dependencyOrder(rs) {
 		got = append(got, o.Name)
 	}
-	if strings.Join(got, " ") != "b c d a" {
-		t.Errorf("order %v, want b c d a", got)
+	if strings.Join(got, " ") != "b c a d" {
+		t.Errorf("order %v, want b c a d", got)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/wolfpack-ha/wolfpack/clusterapi"
+	"github.com/wolfpack-ha/wolfpack/resources"
 )
 
 // clusterView is what `cluster status` draws: one node's GET /v1/status and
@@ -297,46 +298,9 @@ func plural(n int, word string) string {
 	return word + "s"
 }
 
-// dependencyOrder sorts a group's resources so that each comes after what
-// it depends on (an order they can come online in): in passes over them in
-// name order, each pass taking those whose dependencies are taken; a
-// cycle (the database refuses one) keeps its members in name order at the
-// end.
+// dependencyOrder sorts a group's resources in the order the failover
+// manager brings them online (resources.DependencyOrder).
 func dependencyOrder(rs []clusterapi.Object) []clusterapi.Object {
-	rs = slices.Clone(rs)
-	slices.SortFunc(rs, func(a, b clusterapi.Object) int { return strings.Compare(a.Name, b.Name) })
-	in := map[string]bool{}
-	for _, r := range rs {
-		in[r.Name] = true
-	}
-	done := map[string]bool{}
-	var out []clusterapi.Object
-	for len(out) < len(rs) {
-		progress := false
-		for _, r := range rs {
-			if done[r.Name] {
-				continue
-			}
-			ready := true
-			for _, d := range strList(r, "depends_on") {
-				if in[d] && !done[d] {
-					ready = false
-				}
-			}
-			if ready {
-				done[r.Name] = true
-				out = append(out, r)
-				progress = true
-			}
-		}
-		if !progress {
-			for _, r := range rs {
-				if !done[r.Name] {
-					done[r.Name] = true
-					out = append(out, r)
-				}
-			}
-		}
-	}
-	return out
+	return resources.DependencyOrder(slices.Clone(rs), func(o clusterapi.Object) string { return o.Name },
+		func(o clusterapi.Object) []string { return strList(o, "depends_on") })
 }
