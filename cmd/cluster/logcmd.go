@@ -41,7 +41,8 @@ func runLog(ctx context.Context, args []string, stdout, stderr io.Writer, open o
 	device := fs.String("device", "", "")
 	initiator := fs.String("initiator-name", "", "")
 	asJSON := fs.Bool("json", false, "")
-	timeout := fs.Duration("timeout", 10*time.Second, "")
+	var timeout time.Duration
+	durationVar(fs, &timeout, "timeout", 10*time.Second)
 	pos, err := parseInterspersed(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, logUsage)
@@ -61,7 +62,7 @@ func runLog(ctx context.Context, args []string, stdout, stderr io.Writer, open o
 	if *initiator != "" && *device == "" {
 		return usagef("log: --initiator-name applies to --device only")
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var l clusterapi.Log
 	if *device != "" {

@@ -37,7 +37,8 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.Usage = func() {}
 	conn := addConnFlags(fs)
 	asJSON := fs.Bool("json", false, "print the daemon's JSON")
-	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the daemon")
+	var timeout time.Duration
+	durationVar(fs, &timeout, "timeout", 5*time.Second)
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, statusUsage)
 		return nil
@@ -54,7 +55,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	st, raw, err := cl.Status(ctx)
 	if err != nil {
