@@ -24,6 +24,9 @@ import (
 // role; the answer is a LeaveResult.
 const LeavePath = "/v1/leave"
 
+// LeaveRequest is the body of POST /v1/leave: {} (no field yet).
+type LeaveRequest struct{}
+
 // LeaveResult answers POST /v1/leave.
 type LeaveResult struct {
 	Node     string `json:"node"`
@@ -432,7 +435,7 @@ func (c *Client) Leave(ctx context.Context, progress func(Progress)) error {
 		return err
 	}
 	f := &follower{c: c, last: map[string]string{}, fn: progress}
-	start := func() error { return c.do(ctx, http.MethodPost, LeavePath, nil, &LeaveResult{}) }
+	start := func() error { return c.do(ctx, http.MethodPost, LeavePath, LeaveRequest{}, &LeaveResult{}) }
 	err = c.follow(ctx, "leave "+st.Name, start, func() (bool, error) {
 		groups, err := c.List(ctx, "group", true)
 		if err != nil {

@@ -377,9 +377,14 @@ func (a *adminServer) close() {
 
 // serveLeave starts a planned stop of this node, as SIGTERM does: its
 // groups move away (the drain), then it leaves the membership and
-// clusterd exits 0. It answers once the stop began; the caller follows the
+// clusterd exits 0. The body is {} (4 KiB at most). It answers once the
+// stop began; the caller follows the
 // drain in the database (clusterapi's Leave).
 func (d *Daemon) serveLeave(w http.ResponseWriter, r *http.Request) {
+	var req clusterapi.LeaveRequest
+	if !readJSON(w, r, 4096, &req) {
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := d.call(ctx, func() { d.stopReq = true }); err != nil {
