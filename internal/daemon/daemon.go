@@ -578,7 +578,7 @@ func (d *Daemon) membershipEvent(e regroup.Event) {
 		_, m := d.node.Membership()
 		d.log.Info("formed", "epoch", e.Epoch.String(), "members", ids(m))
 	case regroup.EventJoinFailed:
-		if e.Fatal && d.node.Refused() != "" {
+		if e.Fatal && (d.node.Refused() != "" || e.Evicted) {
 			d.log.Error("join refused", "reason", e.Reason, "fatal", true)
 		} else {
 			d.log.Info("join failed", "reason", e.Reason, "fatal", e.Fatal)
