@@ -217,6 +217,9 @@ func TestIntegrationLongOperations(t *testing.T) {
 	if st := r.exitOf(1); st != 0 {
 		t.Errorf("node 1 after leave: exit %d, want 0", st)
 	}
+	// The drain ends when node 1 handed the group over; node 2 brings it
+	// online after that.
+	r.waitOnline(2, 2)
 	r.checkOwner(2, 2)
 	t.Logf("wall time %d ms", ms(time.Since(start)))
 }
