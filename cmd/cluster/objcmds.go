@@ -67,7 +67,7 @@ var groupCmd = &noun{name: "group", help: "The groups: the unit of failover (doc
 		deleteVerb("group"),
 		{name: "move", args: "NAME NODE (or NAME --to NODE) [--no-wait]",
 			help: "move the group to NODE (sets moving_to) and wait until it is online there,\nprinting each step; a move the failover manager cancels fails with its reason",
-			min: 1, max: 2, wait: true,
+			min:  1, max: 2, wait: true,
 			flags: func(fs *flag.FlagSet, o *opts) { fs.StringVar(&o.to, "to", "", "") },
 			run:   groupMove},
 	}, append(targetVerbs("group"),
