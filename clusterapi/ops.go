@@ -19,6 +19,22 @@ import (
 // it there through GET /v1/db/watch, reporting each step as a Progress,
 // until it finished or failed. The client decides nothing: it reads the
 // outcome the manager wrote (owner, state, move_error).
+//
+// An application moves a group and waits for the outcome so:
+//
+//	cl := clusterapi.NewClient("/run/wolfpack/clusterd.sock")
+//	defer cl.Close()
+//	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+//	defer cancel()
+//	err := cl.MoveGroup(ctx, "web", "node2", true, func(p clusterapi.Progress) { log.Print(p.Text) })
+//	var oe *clusterapi.OpError
+//	if errors.As(err, &oe) {
+//		log.Print("not moved: ", oe.Reason) // "move to node2 cancelled: node node2 is paused"
+//	}
+//
+// The program clusterapi/examples/whereis reads where a group runs (Get)
+// and follows its moves (Watch); testbed/nscluster/failover's
+// TestIntegrationLongOperations runs it against a running cluster.
 
 // LeavePath starts a planned stop of the node that answers: POST, operator
 // role; the answer is a LeaveResult.

@@ -143,11 +143,8 @@ func TestJoinWrongSecretRefused(t *testing.T) {
 	}
 }
 
-// Reference: docs/membership.md "Join (through a sponsor)" and its leave
-// paragraph; MSCS paper (Vogels et al.), section "Member Join": joins
-// through the leader commit a
-// new epoch everywhere; ClusterExit removes the node with no regroup.
-func TestJoinThenLeave(t *testing.T) {
+// formThree: node 1 forms, nodes 2 and 3 join through it.
+func formThree(t *testing.T) *network {
 	all := heartbeat.SetOf(1, 2, 3)
 	nw := &network{nodes: map[NodeID]*Node{}, events: map[NodeID][]Event{}}
 	for _, id := range all.IDs() {
@@ -158,6 +155,16 @@ func TestJoinThenLeave(t *testing.T) {
 	nw.nodes[2].Start()
 	nw.nodes[3].Start()
 	nw.tick(50)
+	return nw
+}
+
+// Reference: docs/membership.md "Join (through a sponsor)" and its leave
+// paragraph; MSCS paper (Vogels et al.), section "Member Join": joins
+// through the leader commit a
+// new epoch everywhere; ClusterExit removes the node with no regroup.
+func TestJoinThenLeave(t *testing.T) {
+	all := heartbeat.SetOf(1, 2, 3)
+	nw := formThree(t)
 	e1, m1 := nw.nodes[1].Membership()
 	for _, id := range all.IDs() {
 		if e, m := nw.nodes[id].Membership(); e != e1 || m != all || !nw.nodes[id].Registered() {
@@ -186,15 +193,7 @@ func TestJoinThenLeave(t *testing.T) {
 // refusal naming the eviction; once no longer evicted it joins.
 func TestEvictedNodeIsRemovedAndRefused(t *testing.T) {
 	all := heartbeat.SetOf(1, 2, 3)
-	nw := &network{nodes: map[NodeID]*Node{}, events: map[NodeID][]Event{}}
-	for _, id := range all.IDs() {
-		nw.nodes[id] = newNode(t, id, all, "secret")
-	}
-	nw.nodes[1].Form()
-	nw.pump()
-	nw.nodes[2].Start()
-	nw.nodes[3].Start()
-	nw.tick(50)
+	nw := formThree(t)
 	if _, m := nw.nodes[1].Membership(); m != all {
 		t.Fatalf("members %v before the eviction, want %v", m, all)
 	}

@@ -682,13 +682,20 @@ func TestNotMemberTerminatesEverything(t *testing.T) {
 	}
 }
 
-func TestDrain(t *testing.T) {
-	c := newCluster(t, 2)
+// drainFixture: n nodes, group g on n1 (then next), group h that only n1
+// may host.
+func drainFixture(t *testing.T, n int, next string) *cluster {
+	c := newCluster(t, n)
 	c.nodeObjects()
-	web(c, "g", map[string]db.Value{"preferred_owners": db.ListValue("n1", "n2")})
+	web(c, "g", map[string]db.Value{"preferred_owners": db.ListValue("n1", next)})
 	web(c, "h", map[string]db.Value{"preferred_owners": db.ListValue("n1")})
 	c.commit(db.Set(db.KindResource, "h-app", map[string]db.Value{"possible_owners": db.ListValue("n1")}))
 	c.tick(1)
+	return c
+}
+
+func TestDrain(t *testing.T) {
+	c := drainFixture(t, 2, "n2")
 	c.mgr[1].Drain()
 	c.settle()
 	c.tick(1)
@@ -707,12 +714,7 @@ func TestDrain(t *testing.T) {
 // groups move away as in a planned stop, and a group that no other node
 // may host stays online there with the reason in move_error.
 func TestDrainThroughTheDatabase(t *testing.T) {
-	c := newCluster(t, 3)
-	c.nodeObjects()
-	web(c, "g", map[string]db.Value{"preferred_owners": db.ListValue("n1", "n3")})
-	web(c, "h", map[string]db.Value{"preferred_owners": db.ListValue("n1")})
-	c.commit(db.Set(db.KindResource, "h-app", map[string]db.Value{"possible_owners": db.ListValue("n1")}))
-	c.tick(1)
+	c := drainFixture(t, 3, "n3")
 	c.commit(db.Set(db.KindNode, "n1", map[string]db.Value{"draining": db.BoolValue(true)}))
 	c.tick(2)
 	if c.where("g-app") != 3 {
