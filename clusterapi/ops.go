@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/wolfpack-ha/wolfpack/gup/db"
 )
 
 // The long operations (docs/clusterd.md, "Long operations"): a group move,
@@ -237,18 +239,27 @@ func (f *follower) resources(ctx context.Context) ([]Object, error) {
 // a move that raced another change of the group, Code 409.
 func (c *Client) MoveGroup(ctx context.Context, group, node string, wait bool, progress func(Progress)) error {
 	op := "move " + group + " to " + node
-	r, err := c.Get(ctx, "group", group, false)
-	if err != nil {
-		return err
-	}
-	from := str(r.Object, "owner")
+	var from string
 	commit := func() error {
-		_, err := c.Commit(ctx, Tx{Ops: []Op{
-			{Op: "check", Kind: "group", Name: group, IfVersion: r.Object.Version},
-			{Op: "set", Kind: "group", Name: group, Props: map[string]any{"moving_to": node}},
-			{Op: "delete-props", Kind: "group", Name: group, Remove: []string{"move_error"}},
-		}})
-		return err
+		// The owner the move starts from is the one the write saw: the
+		// write checks the version read. The owner may record a state in
+		// between (a 409): read again, a few times.
+		for try := 0; ; try++ {
+			r, err := c.Get(ctx, "group", group, false)
+			if err != nil {
+				return err
+			}
+			from = str(r.Object, "owner")
+			_, err = c.Commit(ctx, Tx{Ops: []Op{
+				{Op: "check", Kind: "group", Name: group, IfVersion: r.Object.Version},
+				{Op: "set", Kind: "group", Name: group, Props: map[string]any{"moving_to": node}},
+				{Op: "delete-props", Kind: "group", Name: group, Remove: []string{"move_error"}},
+			}})
+			var se *StatusError
+			if err == nil || try == 2 || !errors.As(err, &se) || se.Code != http.StatusConflict || !strings.Contains(se.Message, db.ErrPrecondition.Error()) {
+				return err
+			}
+		}
 	}
 	if !wait {
 		return commit()
