@@ -78,6 +78,7 @@ func TestIntegrationLongOperations(t *testing.T) {
 	start := time.Now()
 	r := newRig(t, 2, 3*time.Minute)
 	r.createVS(vsOpts{}, 1)
+	t.Logf("two nodes and the virtual server up: %d ms", ms(time.Since(start)))
 
 	// The example program follows the group through node 2.
 	whereis, err := testbed.BuildGo(r.ctx, "./clusterapi/examples/whereis")
@@ -197,6 +198,7 @@ func TestIntegrationLongOperations(t *testing.T) {
 	// Added back, it joins (its local copy of the database, which says it
 	// is evicted, gives way to the cluster's).
 	r.mustCLI(1, "node", "add", "node2")
+	t0 = time.Now()
 	mark = r.c.Mark()
 	if err := r.c.Node(2).Start(); err != nil {
 		t.Fatal(err)
@@ -206,6 +208,7 @@ func TestIntegrationLongOperations(t *testing.T) {
 		o, err := r.get(2, "node", "node2", true)
 		return err == nil && o.Props["evicted"] == nil, fmt.Sprint(o.Props, err)
 	})
+	t.Logf("node add, then node 2 started and joined: %d ms", ms(time.Since(t0)))
 
 	// Leave: node 1, the owner, drains and exits 0.
 	t0 = time.Now()
