@@ -618,6 +618,18 @@ func (m *Manager) own(g *Group, lg *localGroup) {
 		}
 		return
 	}
+	if m.model.Draining.Has(m.cfg.Self) {
+		// An administrator drains this node (or evicted it) through the
+		// database: the groups move as in a planned stop, but a group no
+		// other node can take stays here, and the database says why.
+		if to := m.model.Choose(g, m.members, m.cfg.Self); to != 0 {
+			m.setMovingTo(g, lg, m.model.NodeName[to], nil)
+			return
+		}
+		if why := "drain of " + m.cfg.Name + ": no other member may host it"; g.MoveError != why {
+			m.writeMoveError(g, lg, why)
+		}
+	}
 	if g.Offline {
 		if m.offlineAll(g, CmdOffline) && g.State != "offline" {
 			m.writeState(g, lg, "offline")
@@ -856,12 +868,21 @@ func (m *Manager) startPush(g *Group, lg *localGroup) bool {
 	return true
 }
 
+// writeMoveError records why the group cannot move (a drain with no
+// other owner to take it).
+func (m *Manager) writeMoveError(g *Group, lg *localGroup, why string) {
+	tx := db.Tx{Ops: []db.Op{db.Check(db.KindGroup, g.Name).IfVersion(g.Version),
+		db.Set(db.KindGroup, g.Name, map[string]db.Value{"move_error": db.StringValue(trim(why))})}}
+	m.propose(&lg.prop, g.Name, tx, "no move of "+g.Name+": "+why)
+}
+
 func (m *Manager) setMovingTo(g *Group, lg *localGroup, to string, failovers []string) bool {
 	p := map[string]db.Value{"moving_to": db.StringValue(to)}
 	if failovers != nil {
 		p["failovers"] = db.ListValue(failovers...)
 	}
-	tx := db.Tx{Ops: []db.Op{db.Check(db.KindGroup, g.Name).IfVersion(g.Version), db.Set(db.KindGroup, g.Name, p)}}
+	tx := db.Tx{Ops: []db.Op{db.Check(db.KindGroup, g.Name).IfVersion(g.Version), db.Set(db.KindGroup, g.Name, p),
+		db.DeleteProps(db.KindGroup, g.Name, "move_error")}}
 	return m.propose(&lg.prop, g.Name, tx, "move "+g.Name+" to "+to)
 }
 
@@ -869,14 +890,20 @@ func (m *Manager) setMovingTo(g *Group, lg *localGroup, to string, failovers []s
 // claims it. A move to a node that is not a possible owner in the
 // membership is cancelled.
 func (m *Manager) move(g *Group, lg *localGroup) {
-	to, ok := m.model.NodeID[g.MovingTo]
-	if !ok || to == m.cfg.Self || !m.members.Has(to) || m.model.Paused.Has(to) || !m.model.Possible(g, to) {
+	if why := m.model.Unfit(g, g.MovingTo, m.cfg.Self, m.members); why != "" {
+		// Cancelled: the reason goes into the database with it, where the
+		// administrator's `cluster group move` reads it.
 		if !lg.prop.inflight && m.now >= lg.prop.retryAt {
-			tx := db.Tx{Ops: []db.Op{db.Check(db.KindGroup, g.Name).IfVersion(g.Version), db.DeleteProps(db.KindGroup, g.Name, "moving_to")}}
+			tx := db.Tx{Ops: []db.Op{
+				db.Check(db.KindGroup, g.Name).IfVersion(g.Version),
+				db.DeleteProps(db.KindGroup, g.Name, "moving_to"),
+				db.Set(db.KindGroup, g.Name, map[string]db.Value{"move_error": db.StringValue(trim("move to " + g.MovingTo + " cancelled: " + why))}),
+			}}
 			m.propose(&lg.prop, g.Name, tx, "cancel the move of "+g.Name+" to "+g.MovingTo)
 		}
 		return
 	}
+	to := m.model.NodeID[g.MovingTo]
 	if !m.offlineAll(g, CmdOffline) || lg.prop.inflight || m.now < lg.prop.retryAt {
 		return
 	}

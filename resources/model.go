@@ -80,6 +80,7 @@ type Group struct {
 	FailoverPeriodS   int64
 	Offline           bool // target_state offline
 	MovingTo          string
+	MoveError         string // why the last move was cancelled
 	Owner             string
 	OwnerInc          uint64
 	Failovers         []int64 // Unix ms
@@ -96,8 +97,13 @@ type Model struct {
 	// Nodes maps node names to ids and back.
 	NodeID   map[string]nodes.ID
 	NodeName map[nodes.ID]string
-	// Paused nodes host nothing new.
+	// Paused nodes host nothing new (a drained or an evicted node is
+	// paused too).
 	Paused nodes.Set
+	// Draining nodes move their groups away (cluster node drain);
+	// Evicted ones too, and the members refuse their joins (cluster node
+	// evict).
+	Draining, Evicted nodes.Set
 	// kinds: the database's KindSeq of each kind read, when read.
 	kinds [4]uint64
 }
@@ -137,7 +143,13 @@ func Load(d *db.DB) *Model {
 		}
 		m.NodeID[o.Name] = id
 		m.NodeName[id] = o.Name
-		if p.Bool("paused", false) {
+		if p.Bool("evicted", false) {
+			m.Evicted = m.Evicted.Add(id)
+		}
+		if p.Bool("draining", false) || p.Bool("evicted", false) {
+			m.Draining = m.Draining.Add(id)
+		}
+		if p.Bool("paused", false) || m.Draining.Has(id) {
 			m.Paused = m.Paused.Add(id)
 		}
 	}
@@ -195,6 +207,7 @@ func groupOf(o db.Object) *Group {
 		FailoverPeriodS:   p.Int("failover_period_s", DefaultFailoverPeriodS),
 		Offline:           p.Str("target_state", "online") == "offline",
 		MovingTo:          p.Str("moving_to", ""),
+		MoveError:         p.Str("move_error", ""),
 		Owner:             p.Str("owner", ""),
 		OwnerInc:          uint64(p.Int("owner_inc", 0)),
 		State:             p.Str("state", ""),
@@ -300,6 +313,33 @@ func (m *Model) Possible(g *Group, id nodes.ID) bool {
 		}
 	}
 	return true
+}
+
+// Unfit says why node name cannot take g now (a move to it would be
+// cancelled), or "" when it can: it must be another member, not paused,
+// and a possible owner of every resource.
+func (m *Model) Unfit(g *Group, name string, self nodes.ID, members nodes.Set) string {
+	id, ok := m.NodeID[name]
+	switch {
+	case !ok:
+		return fmt.Sprintf("node %s has no node object", name)
+	case id == self:
+		return fmt.Sprintf("node %s already owns it", name)
+	case !members.Has(id):
+		return fmt.Sprintf("node %s is not a member of the cluster", name)
+	case m.Evicted.Has(id):
+		return fmt.Sprintf("node %s is evicted", name)
+	case m.Draining.Has(id):
+		return fmt.Sprintf("node %s is being drained", name)
+	case m.Paused.Has(id):
+		return fmt.Sprintf("node %s is paused", name)
+	}
+	for _, r := range g.Resources {
+		if len(r.PossibleOwners) > 0 && !slices.Contains(r.PossibleOwners, name) {
+			return fmt.Sprintf("node %s is not a possible owner of resource %s", name, r.Name)
+		}
+	}
+	return ""
 }
 
 // Choose returns the owner g should have among members, never except (0:

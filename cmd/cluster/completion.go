@@ -37,6 +37,7 @@ func bashCompletion() string {
 		fmt.Fprintf(&cases, "    %s) actions=%q ;;\n", n.name, strings.Join(n.verbNames(), " "))
 	}
 	cmds = append(cmds, "completion")
+	cmds = append(cmds, "leave")
 	fmt.Fprintf(&cases, "    completion) actions=bash ;;\n")
 	return `# bash completion for cluster (cluster completion bash)
 _cluster() {

@@ -63,6 +63,8 @@ commands:
   resource    the resources: create, set, delete, online, offline, list, show
   dependency  a resource's dependencies: add, remove
   node        the nodes: pause, resume, list, show
+  node        ... and drain, evict, add: move its groups away; remove it; re-admit it
+  leave       stop this node's clusterd: drain, then leave the membership
   completion  print a shell completion script: completion bash
 
 The object commands talk to a running clusterd (--socket, default
@@ -91,6 +93,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, open open
 		return runCA(args[1:], stdout, stderr)
 	case "completion":
 		return runCompletion(args[1:], stdout, stderr)
+	case "leave":
+		return leaveCmd.exec(ctx, "", args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, topUsage)
 		return nil

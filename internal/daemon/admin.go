@@ -164,6 +164,7 @@ var adminRoutes = []route{
 	{http.MethodGet, clusterapi.DBPath + "/{kind}", false, (*Daemon).serveList},
 	{http.MethodGet, clusterapi.DBPath + "/{kind}/{name}", false, (*Daemon).serveGet},
 	{http.MethodGet, clusterapi.LogPath, false, (*Daemon).serveLog},
+	{http.MethodPost, clusterapi.LeavePath, true, (*Daemon).serveLeave},
 }
 
 // writeJSON answers code with v as JSON.
@@ -389,4 +390,23 @@ func (a *adminServer) close() {
 	if a.path != "" {
 		os.Remove(a.path)
 	}
+}
+
+// serveLeave starts a planned stop of this node, as SIGTERM does: its
+// groups move away (the drain), then it leaves the membership and
+// clusterd exits 0. The body is {} (4 KiB at most). It answers once the
+// stop began; the caller follows the
+// drain in the database (clusterapi's Leave).
+func (d *Daemon) serveLeave(w http.ResponseWriter, r *http.Request) {
+	var req clusterapi.LeaveRequest
+	if !readJSON(w, r, 4096, &req) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := d.call(ctx, func() { d.stopReq = true }); err != nil {
+		httpError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, clusterapi.LeaveResult{Node: d.self.Name, Stopping: true})
 }

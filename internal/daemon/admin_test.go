@@ -68,7 +68,10 @@ func TestAdminRoles(t *testing.T) {
 	close(d.stopped)
 	serve := func(identify Identify, method, path string) (int, clusterapi.ErrorBody) {
 		var body io.Reader
-		if method == http.MethodPost {
+		switch {
+		case method == http.MethodPost && path == clusterapi.LeavePath:
+			body = strings.NewReader(`{}`)
+		case method == http.MethodPost:
 			body = strings.NewReader(`{"ops": [{"op": "create", "kind": "group", "name": "web"}]}`)
 		}
 		rec := httptest.NewRecorder()
