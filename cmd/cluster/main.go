@@ -53,6 +53,8 @@ var errReported = errors.New("error already reported")
 const topUsage = `usage: cluster <command> [arguments]
 
 commands:
+  create   make a new cluster on its first node: node file, keys, quorum LUN, join bundle
+  join     set up another node from the join bundle 'cluster create' wrote
   status   the membership as a running clusterd sees it (its admin socket)
   disk     inspect and manage SCSI-3 persistent reservations on a shared LUN
   quorum   the quorum disk: format, show, replay its recovery log, hold it
@@ -88,6 +90,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, open open
 		return runCA(args[1:], stdout, stderr)
 	case "completion":
 		return runCompletion(args[1:], stdout, stderr)
+	case "create":
+		return runCreate(ctx, args[1:], stdout, open)
+	case "join":
+		return runJoin(args[1:], stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, topUsage)
 		return nil
