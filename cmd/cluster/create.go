@@ -130,34 +130,54 @@ func (n *netFlag) Set(s string) error {
 	return nil
 }
 
-// setupFlags is a flag set that prints nothing itself.
-func setupFlags(name string) *flag.FlagSet {
+// setupCommon are the flags create and join share.
+type setupCommon struct {
+	node, quorum, initiator, etc string
+	nets                         netFlag
+	force                        bool
+}
+
+// setupFlags is a flag set that prints nothing itself, with the flags
+// create and join share.
+func setupFlags(name string) (*flag.FlagSet, *setupCommon) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	return fs
+	var c setupCommon
+	fs.StringVar(&c.node, "node", "", "")
+	fs.StringVar(&c.quorum, "quorum", "", "")
+	fs.Var(&c.nets, "network", "")
+	fs.StringVar(&c.initiator, "initiator-name", "", "")
+	fs.StringVar(&c.etc, "etc", "/etc/wolfpack", "")
+	fs.BoolVar(&c.force, "force", false, "")
+	return fs, &c
+}
+
+// parseSetup parses create's or join's command line; on -h it prints
+// usage to stdout and returns help = true.
+func parseSetup(fs *flag.FlagSet, args []string, usage string, stdout io.Writer) (pos []string, help bool, err error) {
+	pos, err = parseInterspersed(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, usage)
+		return nil, true, nil
+	}
+	if err != nil {
+		return nil, false, usagef("%s: %v (cluster %s -h for the usage)", fs.Name(), err, fs.Name())
+	}
+	return pos, false, nil
 }
 
 func runCreate(ctx context.Context, args []string, stdout io.Writer, open opener) error {
-	fs := setupFlags("create")
-	self := fs.String("node", "", "")
-	quorum := fs.String("quorum", "", "")
-	var nets netFlag
-	fs.Var(&nets, "network", "")
-	initiator := fs.String("initiator-name", "", "")
+	fs, c := setupFlags("create")
+	self, quorum, initiator, etc, force := &c.node, &c.quorum, &c.initiator, &c.etc, &c.force
 	port := fs.Int("port", 7400, "")
 	timing := fs.String("timing", config.DefaultProfile, "")
-	etc := fs.String("etc", "/etc/wolfpack", "")
 	bundlePath := fs.String("bundle", "", "")
-	force := fs.Bool("force", false, "")
-	pos, err := parseInterspersed(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, createUsage)
-		return nil
+	pos, help, err := parseSetup(fs, args, createUsage, stdout)
+	if help || err != nil {
+		return err
 	}
-	if err != nil {
-		return usagef("create: %v (cluster create -h for the usage)", err)
-	}
+	nets := c.nets
 	if len(pos) == 0 {
 		return usagef("create: missing the cluster's NAME (cluster create -h for the usage)")
 	}
@@ -285,22 +305,13 @@ func runCreate(ctx context.Context, args []string, stdout io.Writer, open opener
 }
 
 func runJoin(args []string, stdout io.Writer) error {
-	fs := setupFlags("join")
-	self := fs.String("node", "", "")
-	quorum := fs.String("quorum", "", "")
-	var nets netFlag
-	fs.Var(&nets, "network", "")
-	initiator := fs.String("initiator-name", "", "")
-	etc := fs.String("etc", "/etc/wolfpack", "")
-	force := fs.Bool("force", false, "")
-	pos, err := parseInterspersed(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, joinUsage)
-		return nil
+	fs, c := setupFlags("join")
+	self, quorum, initiator, etc, force := &c.node, &c.quorum, &c.initiator, &c.etc, &c.force
+	pos, help, err := parseSetup(fs, args, joinUsage, stdout)
+	if help || err != nil {
+		return err
 	}
-	if err != nil {
-		return usagef("join: %v (cluster join -h for the usage)", err)
-	}
+	nets := c.nets
 	if len(pos) != 1 {
 		return usagef("join: want one BUNDLE, got %d arguments (cluster join -h for the usage)", len(pos))
 	}
@@ -424,18 +435,12 @@ func initiatorFor(device, given string) (string, error) {
 	return given, nil
 }
 
-// refuseFiles fails, naming them, if any of paths exists and not force.
+// refuseFiles fails (exit 3), naming them, if any of paths exists and
+// not force.
 func refuseFiles(action string, force bool, paths ...string) error {
-	if force {
-		return nil
-	}
-	var there []string
-	for _, p := range paths {
-		if _, err := os.Lstat(p); err == nil {
-			there = append(there, p)
-		} else if !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("%s: %w", action, err)
-		}
+	there, err := existing(force, paths)
+	if err != nil {
+		return fmt.Errorf("%s: %w", action, err)
 	}
 	if len(there) > 0 {
 		return statusError{3, fmt.Errorf("%s: refusing to overwrite %s (this node already has a cluster's files; --force replaces them)",
