@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path"
@@ -15,8 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/wolfpack-ha/wolfpack/clusterapi"
 	"github.com/wolfpack-ha/wolfpack/testbed/agent"
+	"github.com/wolfpack-ha/wolfpack/testbed/netns"
 )
 
 // guideBlock is one runnable block of docs/install.md: a fenced block
@@ -101,7 +106,7 @@ func TestIntegrationOperatorGuide(t *testing.T) {
 	t.Logf("testbed up in %v", time.Since(start).Round(time.Millisecond))
 	g := &guideRun{t: t, ctx: ctx, tb: tb, pids: map[string]int{}}
 	t.Cleanup(g.logsOnFailure)
-	// dig sends its mDNS query to 224.0.0.251 by the routing table.
+	// The client sends its mDNS query to 224.0.0.251 by the routing table.
 	if _, err := tb.Client().Run(ctx, "ip", "route", "add", "224.0.0.0/4", "dev", "eth0"); err != nil {
 		t.Fatal(err)
 	}
@@ -315,15 +320,61 @@ func (g *guideRun) check(text, on string) {
 		return nil
 	})
 	g.wait("web.local resolving to 10.99.0.50", 30*time.Second, func() error {
-		res, err := cl.Run(g.ctx, "dig", "-p", "5353", "@224.0.0.251", "web.local", "A", "+short", "+tries=1", "+time=2")
+		got, err := resolveMDNS(cl.Netns(), "web.local")
 		if err != nil {
 			return err
 		}
-		if got := strings.TrimSpace(string(res.Stdout)); got != "10.99.0.50" {
-			return fmt.Errorf("dig answers %q", got)
+		if got != netip.MustParseAddr("10.99.0.50") {
+			return fmt.Errorf("web.local is %v", got)
 		}
 		return nil
 	})
+}
+
+// resolveMDNS asks for name's A record as a one-shot mDNS querier (RFC
+// 6762 §5.1) in the namespace: one query to 224.0.0.251:5353 from an
+// ephemeral port, taking the responder's unicast answer from whatever
+// address it comes (dig refuses an answer from another address than it
+// asked, so it cannot ask the multicast group).
+func resolveMDNS(ns, name string) (netip.Addr, error) {
+	var addr netip.Addr
+	err := netns.Visit(ns, func() error {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		q := new(dns.Msg)
+		q.SetQuestion(dns.Fqdn(name), dns.TypeA)
+		b, err := q.Pack()
+		if err != nil {
+			return err
+		}
+		if _, err := c.WriteTo(b, &net.UDPAddr{IP: net.IPv4(224, 0, 0, 251), Port: 5353}); err != nil {
+			return fmt.Errorf("mDNS query: %w", err)
+		}
+		if err := c.SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {
+			return err
+		}
+		buf := make([]byte, 9000)
+		for {
+			n, _, err := c.ReadFrom(buf)
+			if err != nil {
+				return fmt.Errorf("no mDNS answer for %s: %w", name, err)
+			}
+			var m dns.Msg
+			if m.Unpack(buf[:n]) != nil || m.Id != q.Id {
+				continue
+			}
+			for _, rr := range m.Answer {
+				if a, ok := rr.(*dns.A); ok && strings.EqualFold(a.Hdr.Name, dns.Fqdn(name)) {
+					addr, _ = netip.AddrFromSlice(a.A.To4())
+					return nil
+				}
+			}
+		}
+	})
+	return addr, err
 }
 
 // wait polls cond every 200 ms until it holds, failing the test after d
