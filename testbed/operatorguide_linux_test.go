@@ -250,6 +250,34 @@ func (g *guideRun) status(n *Node) (clusterapi.Status, error) {
 	return st, json.Unmarshal(res.Stdout, &st)
 }
 
+// guideCheckpoints are the commands after which check looks at the
+// virtual server; TestOperatorGuideBlocks holds the guide to having each.
+var guideCheckpoints = []string{
+	"cluster create prod", "cluster join /etc/wolfpack/join-prod.bundle --node node2", guideStart,
+	"cluster resource create web-app", "cluster group move web --to node2", "cluster node pause node1",
+	"cluster node drain node2", "cluster node evict node2", "cluster node add node2", guideRestart,
+}
+
+// TestOperatorGuideBlocks (no root, no VM): docs/install.md's runnable
+// blocks name only the testbed's nodes and hold every step that
+// TestIntegrationOperatorGuide checks, so an edit of the guide cannot
+// silently drop a check.
+func TestOperatorGuideBlocks(t *testing.T) {
+	blocks := guideBlocks(t)
+	var all []string
+	for _, b := range blocks {
+		if b.node != "node1" && b.node != "node2" {
+			t.Errorf("a block runs on %s: the testbed has node1 and node2", b.node)
+		}
+		all = append(all, b.lines...)
+	}
+	for _, c := range guideCheckpoints {
+		if !slices.ContainsFunc(all, func(l string) bool { return strings.Contains(l, c) }) {
+			t.Errorf("docs/install.md has no runnable line with %q", c)
+		}
+	}
+}
+
 // check waits for what the guide says after a block: the nodes up, the
 // group on its owner, the client reaching it by address and name.
 func (g *guideRun) check(text, on string) {
