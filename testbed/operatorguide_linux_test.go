@@ -59,6 +59,9 @@ func guideBlocks(t *testing.T) []guideBlock {
 
 // The substitutions of docs/install.md's "How this guide is tested": the
 // only places where the testbed runs something other than the guide says.
+// These four in the blocks' lines (run), and one more before each start
+// of clusterd (startClusterd): heartbeat_threshold = 20 in the node
+// file's [timing], as TCG guests on a shared host are slow.
 const (
 	guideQuorumDevice = "/dev/sdb"                        // → the guest's device of the quorum LUN
 	guideStart        = "systemctl enable --now clusterd" // → (re)start clusterd in the background
