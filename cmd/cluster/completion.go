@@ -29,15 +29,13 @@ func runCompletion(args []string, stdout, stderr io.Writer) error {
 // bashCompletion completes the commands, their actions and the object
 // commands' flags.
 func bashCompletion() string {
-	cmds := []string{"status", "disk", "quorum", "ca"}
-	cmds = append(cmds, "log")
+	cmds := []string{"create", "join", "status", "disk", "quorum", "log", "ca", "leave"}
 	var cases strings.Builder
 	for _, n := range nouns {
 		cmds = append(cmds, n.name)
 		fmt.Fprintf(&cases, "    %s) actions=%q ;;\n", n.name, strings.Join(n.verbNames(), " "))
 	}
 	cmds = append(cmds, "completion")
-	cmds = append(cmds, "leave")
 	fmt.Fprintf(&cases, "    completion) actions=bash ;;\n")
 	return `# bash completion for cluster (cluster completion bash)
 _cluster() {

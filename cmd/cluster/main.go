@@ -53,6 +53,8 @@ var errReported = errors.New("error already reported")
 const topUsage = `usage: cluster <command> [arguments]
 
 commands:
+  create   make a new cluster on its first node: node file, keys, quorum LUN, join bundle
+  join     set up another node from the join bundle 'cluster create' wrote
   status   the whole cluster as a tree: nodes, networks, groups, resources, problems
   disk     inspect and manage SCSI-3 persistent reservations on a shared LUN
   quorum   the quorum disk: format, show, replay its recovery log, hold it
@@ -95,6 +97,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, open open
 		return runCompletion(args[1:], stdout, stderr)
 	case "leave":
 		return leaveCmd.exec(ctx, "", args[1:], stdout, stderr)
+	case "create":
+		return runCreate(ctx, args[1:], stdout, open)
+	case "join":
+		return runJoin(args[1:], stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, topUsage)
 		return nil
@@ -106,5 +112,5 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, open open
 		return n.run(ctx, args[1:], stdout, stderr)
 	}
 	fmt.Fprint(stderr, topUsage)
-	return usagef("unknown command %q (want status, disk, quorum, ca, group, resource, dependency, node or completion)", args[0])
+	return usagef("unknown command %q (want create, join, status, log, disk, quorum, ca, leave, group, resource, dependency, node, events, why or completion)", args[0])
 }
