@@ -80,8 +80,13 @@ type res struct {
 	state  resources.State
 	// terminated: killed since the last online began (the watchdog's view).
 	terminated bool
-	killing    sync.WaitGroup // kills' Terminate calls in flight
-	pendingMs  int64          // the last online's pending timeout
+	// killing counts kills' Terminate calls in flight; killed is closed
+	// when it falls to 0 (nil: none ever ran). Not a sync.WaitGroup: a
+	// kill may start (a second lease expiry) while a worker waits for the
+	// last one, which a WaitGroup forbids.
+	killing   int
+	killed    chan struct{}
+	pendingMs int64 // the last online's pending timeout
 }
 
 // Serve runs resmon on conn until conn ends (clusterd closed it or died) or
@@ -274,7 +279,10 @@ func (h *host) kill(r *res, wg *sync.WaitGroup) {
 	if inst == nil {
 		return
 	}
-	r.killing.Add(1)
+	if r.killing == 0 {
+		r.killed = make(chan struct{})
+	}
+	r.killing++
 	if wg != nil {
 		wg.Add(1)
 	}
@@ -284,12 +292,24 @@ func (h *host) kill(r *res, wg *sync.WaitGroup) {
 		if r.gen == gen {
 			r.terminated = true
 		}
+		if r.killing--; r.killing == 0 {
+			close(r.killed)
+		}
 		h.mu.Unlock()
-		r.killing.Done()
 		if wg != nil {
 			wg.Done()
 		}
 	}()
+}
+
+// waitKills (h.mu not held) waits until no kill of r is in flight.
+func (h *host) waitKills(r *res) {
+	h.mu.Lock()
+	ch := r.killed
+	h.mu.Unlock()
+	if ch != nil {
+		<-ch
+	}
 }
 
 // mayPet says whether the watchdog may be petted: the lease is valid, or
@@ -433,7 +453,7 @@ func (h *host) worker(r *res) {
 			r.inst = nil
 			h.mu.Unlock()
 			if inst != nil {
-				r.killing.Wait()
+				h.waitKills(r)
 				inst.Close()
 				h.closed(r)
 			}
@@ -516,7 +536,7 @@ func (h *host) exec(r *res, m Message, gen uint64, mon *monitor) *monitor {
 	case OpTerminate:
 		h.terminate(r, gen)
 	case opClose:
-		r.killing.Wait() // the kill's Terminate is done before the report
+		h.waitKills(r) // the kill's Terminate is done before the report
 		h.mu.Lock()
 		inst := r.inst
 		r.inst = nil
@@ -653,7 +673,7 @@ func (h *host) terminate(r *res, gen uint64) {
 		return
 	}
 	inst.Terminate()
-	r.killing.Wait()
+	h.waitKills(r)
 	h.mu.Lock()
 	if r.gen != gen {
 		h.mu.Unlock()

@@ -526,3 +526,48 @@ func TestMayPet(t *testing.T) {
 		t.Fatal("terminated: must pet")
 	}
 }
+
+// slowTerminate is an Instance whose Terminate takes a moment.
+type slowTerminate struct{ resources.Instance }
+
+func (slowTerminate) Terminate() { time.Sleep(50 * time.Microsecond) }
+
+// Kills that start while a worker waits for the previous ones (a lease
+// expiry and then a revocation, in the guide's QEMU run) are waited for,
+// and no kill's bookkeeping panics (a sync.WaitGroup reused before its
+// Wait returned did: "WaitGroup is reused before previous Wait has
+// returned").
+func TestKillWhileAWorkerWaits(t *testing.T) {
+	h := &host{log: slog.New(slog.DiscardHandler), res: map[string]*res{}}
+	r := &res{name: "a", inst: slowTerminate{}}
+	stop := make(chan struct{})
+	waited := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				waited <- n
+				return
+			default:
+			}
+			h.waitKills(r)
+			n++
+		}
+	}()
+	for range 2000 {
+		h.mu.Lock()
+		h.kill(r, nil)
+		h.mu.Unlock()
+	}
+	close(stop)
+	if n := <-waited; n == 0 {
+		t.Fatal("the waiter never returned")
+	}
+	h.waitKills(r)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if r.killing != 0 || !r.terminated {
+		t.Fatalf("after the kills: %d in flight, terminated %v; want 0, true", r.killing, r.terminated)
+	}
+}
