@@ -140,6 +140,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		JoinWindow:          cfg.Timing.JoinWindow,
 		DefenceDelay:        cfg.Timing.DefenceDelay,
 		FormDelay:           cfg.Timing.FormDelay,
+		Lease:               cfg.Timing.Lease,
 		Device:              dev,
 		Logger:              log,
 		DBPath:              cfg.DBPath(),
@@ -247,5 +248,5 @@ func summary(w io.Writer, path string, c *config.Config) {
 	t := c.Timing
 	row("timing", "profile %s: heartbeat %v × %d (suspicion after %v of silence), quorum check %v,", t.Profile,
 		t.HeartbeatInterval, t.HeartbeatThreshold, time.Duration(t.HeartbeatThreshold)*t.HeartbeatInterval, t.QuorumCheckInterval)
-	row("", "join window %v, defence delay %v, form delay %v", t.JoinWindow, t.DefenceDelay, t.FormDelay)
+	row("", "join window %v, defence delay %v, form delay %v, lease %v", t.JoinWindow, t.DefenceDelay, t.FormDelay, t.Lease)
 }

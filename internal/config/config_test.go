@@ -244,9 +244,15 @@ func TestProfiles(t *testing.T) {
 				x.QuorumCheckInterval, x.FormDelay = 3*time.Second, 3500*time.Millisecond
 				return x
 			}()},
-		{"every field set", withTiming("heartbeat_interval = \"50ms\"\nheartbeat_threshold = 3\nquorum_check_interval = \"2s\"\njoin_window = \"3s\"\ndefence_delay = \"200ms\"\nform_delay = \"2.5s\""),
+		{"every field set", withTiming("heartbeat_interval = \"50ms\"\nheartbeat_threshold = 3\nquorum_check_interval = \"2s\"\njoin_window = \"3s\"\ndefence_delay = \"200ms\"\nform_delay = \"2.5s\"\nlease = \"1s\""),
 			Timings{Profile: "default", HeartbeatInterval: 50 * time.Millisecond, HeartbeatThreshold: 3, QuorumCheckInterval: 2 * time.Second,
-				JoinWindow: 3 * time.Second, DefenceDelay: 200 * time.Millisecond, FormDelay: 2500 * time.Millisecond}},
+				JoinWindow: 3 * time.Second, DefenceDelay: 200 * time.Millisecond, FormDelay: 2500 * time.Millisecond, Lease: time.Second}},
+		{"a longer heartbeat pushes the lease out to three disk beats", withTiming(`heartbeat_interval = "200ms"`),
+			func() Timings {
+				x := dflt
+				x.HeartbeatInterval, x.Lease = 200*time.Millisecond, 600*time.Millisecond
+				return x
+			}()},
 	}
 	for _, c := range cases {
 		cfg, err := Load(write(t, c.cfg), fakeIfaces)
@@ -260,6 +266,9 @@ func TestProfiles(t *testing.T) {
 	}
 	for _, c := range []struct{ name, timing, want string }{
 		{"unknown profile", `profile = "turbo"`, `:16:1: timing.profile: unknown profile "turbo", want one of default, fast`},
+		{"lease shorter than two disk beats", "heartbeat_interval = \"100ms\"\nlease = \"150ms\"",
+			`:17:1: timing.lease: 150ms is shorter than two disk heartbeats (timing.heartbeat_interval 100ms)`},
+		{"lease not a duration", `lease = "1"`, `:16:1: timing.lease: "1" is not a duration`},
 		{"form delay not longer than the quorum check", "quorum_check_interval = \"2s\"\nform_delay = \"2s\"",
 			`:17:1: timing.form_delay: 2s is not longer than timing.quorum_check_interval (2s)`},
 		{"join window too short", `join_window = "10ms"`, `:16:1: timing.join_window: 10ms, want 100ms..1m0s`},

@@ -29,6 +29,7 @@ type Timing struct {
 	JoinWindow          *Duration `toml:"join_window,omitempty"`
 	DefenceDelay        *Duration `toml:"defence_delay,omitempty"`
 	FormDelay           *Duration `toml:"form_delay,omitempty"`
+	Lease               *Duration `toml:"lease,omitempty"`
 }
 
 // Timings are the effective timings: a profile with the node file's
@@ -56,6 +57,12 @@ type Timings struct {
 	// preempts; it is longer than QuorumCheckInterval, so that a live
 	// owner removes the forming node's key first.
 	FormDelay time.Duration
+	// Lease is how long a node's resources stay online after the last
+	// disk heartbeat the LUN accepted; a node that takes over waits this
+	// long (plus a slack) after it removed the old owner's key
+	// (docs/resources.md, "What storage cannot fence: the lease"). It
+	// must be the same on every node.
+	Lease time.Duration
 }
 
 // DefaultProfile is the profile of a node file without timing.profile.
@@ -75,6 +82,7 @@ var Profiles = map[string]Timings{
 		JoinWindow:          time.Second,
 		DefenceDelay:        150 * time.Millisecond,
 		FormDelay:           1500 * time.Millisecond,
+		Lease:               300 * time.Millisecond,
 	},
 	"fast": {
 		Profile:             "fast",
@@ -84,6 +92,7 @@ var Profiles = map[string]Timings{
 		JoinWindow:          500 * time.Millisecond,
 		DefenceDelay:        80 * time.Millisecond,
 		FormDelay:           time.Second,
+		Lease:               300 * time.Millisecond,
 	},
 }
 
@@ -108,7 +117,12 @@ var (
 	joinWindowRange          = [2]time.Duration{100 * time.Millisecond, time.Minute}
 	defenceDelayRange        = [2]time.Duration{10 * time.Millisecond, 10 * time.Second}
 	formDelayRange           = [2]time.Duration{100 * time.Millisecond, 5 * time.Minute}
+	leaseRange               = [2]time.Duration{30 * time.Millisecond, time.Minute}
 )
+
+// leaseBeats is how many disk heartbeats a lease covers at least when it
+// is not set: a lease renewed by every beat survives one slow beat.
+const leaseBeats = 3
 
 // Resolve applies t's overrides to its profile and checks the result. An
 // error names the key (timing.KEY).
@@ -129,6 +143,7 @@ func (t Timing) Resolve() (Timings, error) {
 		{"timing.join_window", t.JoinWindow, &eff.JoinWindow, joinWindowRange},
 		{"timing.defence_delay", t.DefenceDelay, &eff.DefenceDelay, defenceDelayRange},
 		{"timing.form_delay", t.FormDelay, &eff.FormDelay, formDelayRange},
+		{"timing.lease", t.Lease, &eff.Lease, leaseRange},
 	} {
 		if f.v == nil {
 			continue
@@ -154,6 +169,13 @@ func (t Timing) Resolve() (Timings, error) {
 	case eff.FormDelay <= eff.QuorumCheckInterval:
 		return Timings{}, invalid("timing.form_delay", "%v is not longer than timing.quorum_check_interval (%v): a live owner must remove a forming node's key first",
 			eff.FormDelay, eff.QuorumCheckInterval)
+	}
+	switch {
+	case t.Lease == nil:
+		eff.Lease = max(eff.Lease, leaseBeats*eff.HeartbeatInterval)
+	case eff.Lease < 2*eff.HeartbeatInterval:
+		return Timings{}, invalid("timing.lease", "%v is shorter than two disk heartbeats (timing.heartbeat_interval %v): one late beat would take every resource offline",
+			eff.Lease, eff.HeartbeatInterval)
 	}
 	return eff, nil
 }

@@ -83,6 +83,9 @@ type Config struct {
 	JoinWindow          time.Duration
 	CommandTimeout      time.Duration
 	DiskBeatInterval    time.Duration
+	// Lease is the resources' lease the disk heartbeat renews (default
+	// core.DefaultLeaseTicks ticks); the same on every node.
+	Lease time.Duration
 
 	// Credentials, StreamListen and StreamPeers set up the intra-cluster
 	// streams that carry GUP (docs/streams.md); without Credentials the
@@ -214,6 +217,7 @@ func (c *Config) defaults() {
 	def(&c.JoinWindow, DefaultJoinWindow)
 	def(&c.CommandTimeout, DefaultCommandTimeout)
 	def(&c.DiskBeatInterval, c.HeartbeatInterval)
+	def(&c.Lease, time.Duration(core.DefaultLeaseTicks)*c.Tick)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -309,6 +313,7 @@ func New(cfg Config) (*Daemon, error) {
 		FormTicks:        ticks(cfg.FormDelay, cfg.Tick),
 		CheckTicks:       ticks(cfg.QuorumCheckInterval, cfg.Tick),
 		DiskBeatTicks:    ticks(cfg.DiskBeatInterval, cfg.Tick),
+		LeaseTicks:       ticks(cfg.Lease, cfg.Tick),
 		State:            dbState{d.db},
 		Logger:           coreLogger(cfg.Logger, "core"),
 		DB:               fmDB(cfg, d),
