@@ -161,9 +161,10 @@ type Daemon struct {
 
 	// Resources (loop only): resmon while it runs, the lease deadline it
 	// was last given, and when each recent tick was taken.
-	rm    *resmon.Process
-	lease int64
-	ticks [tickRing]tickTime
+	rm        *resmon.Process
+	lease     int64
+	leaseSent int64 // the lease resmon was last given
+	ticks     [tickRing]tickTime
 	// tick0 is when tick 0 was due: tick t is due at tick0 + t × Tick.
 	tick0 time.Time
 
@@ -284,7 +285,11 @@ func New(cfg Config) (*Daemon, error) {
 		ClusterTag: cfg.ClusterTag, Self: cfg.Self, Incarnation: d.inc, Nodes: all,
 		Networks: len(cfg.Networks), Secret: cfg.Key,
 		HeartbeatTicks: interval, HeartbeatThreshold: cfg.HeartbeatThreshold,
-		HeartbeatPhase:  int(d.inc % uint64(interval)),
+		// Each daemon's ticks start with its process, so the nodes' sends
+		// are spread already; phase 0 puts this node's on the ticks of the
+		// failover manager's reconciliation and the quorum check (every
+		// 10 and 100 ticks), so that an idle loop wakes once for them.
+		HeartbeatPhase:  0,
 		JoinWindowTicks: ticks(cfg.JoinWindow, cfg.Tick),
 		// A follower waits for the leader's arbitration: cover the longest
 		// class wait, a few commands each up to the command timeout.
