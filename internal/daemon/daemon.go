@@ -161,10 +161,9 @@ type Daemon struct {
 
 	// Resources (loop only): resmon while it runs, the lease deadline it
 	// was last given, and when each recent tick was taken.
-	rm        *resmon.Process
-	lease     int64
-	leaseSent int64 // the lease resmon was last given
-	ticks     [tickRing]tickTime
+	rm    *resmon.Process
+	lease int64
+	ticks [tickRing]tickTime
 	// tick0 is when tick 0 was due: tick t is due at tick0 + t × Tick.
 	tick0 time.Time
 

@@ -114,15 +114,7 @@ func (d *Daemon) resmonReady(rd core.Ready) {
 		if !rd.Lease.Revoke {
 			d.lease = d.leaseDeadline(*rd.Lease)
 		}
-		// resmon hears a revocation at once, and a renewal when it
-		// extends resmon's lease by a quarter of the lease or more: with
-		// disk beats far shorter than the lease (the fast profile's 30 ms
-		// to 300 ms) forwarding every one only wakes resmon. resmon's
-		// lease is then up to a quarter shorter than the node's, never
-		// longer.
-		quarter := int64(rd.Lease.Ticks) * int64(d.cfg.Tick) / 4
-		if d.rm != nil && (d.lease == 0 || d.leaseSent == 0 || d.lease-d.leaseSent >= quarter) {
-			d.leaseSent = d.lease
+		if d.rm != nil {
 			if err := d.rm.SetLease(d.lease); err != nil {
 				d.log.Warn("resmon: lease", "err", err)
 			}
@@ -185,7 +177,6 @@ func (d *Daemon) superviseResmon(ctx context.Context) {
 			d.log.Info("resmon started", "pid", p.PID)
 			d.post(ctx, func() {
 				d.rm = p
-				d.leaseSent = d.lease
 				if err := p.SetLease(d.lease); err != nil {
 					d.log.Warn("resmon: lease", "err", err)
 				}
