@@ -71,12 +71,18 @@ func (d *Daemon) tickAt(t int64) time.Time {
 	return d.tick0.Add(time.Duration(t) * d.cfg.Tick)
 }
 
+// maxCatchUp is how many ticks past the core's next tick a late loop
+// still runs all at once; later than that, it was stopped or starved.
+const maxCatchUp = 4
+
 // advance runs the ticks due by the clock: every tick up to now, one
 // after the other, as a ticker would have delivered them (the core said
-// the ones before its NextTick only count). If the loop woke more than a
-// tick after the core's next tick (the process was stopped or starved),
-// it runs the ticks up to that one only and moves tick 0 so that it is
-// due now: the ticks of the stall are dropped, as a ticker drops the
+// the ones before its NextTick only count). A loop that woke a few ticks
+// late (a busy machine) runs them all, so that core time keeps to the
+// clock and the heartbeats go out at their rate. One that woke more than
+// maxCatchUp ticks after the core's next tick (the process was stopped or
+// starved) runs the ticks up to that one only and moves tick 0 so that it
+// is due now: the rest of the stall is dropped, as a ticker drops the
 // ticks its reader missed, rather than run all at once before the inputs
 // that queued meanwhile.
 func (d *Daemon) advance() {
@@ -85,7 +91,7 @@ func (d *Daemon) advance() {
 	if target <= d.node.Now() {
 		return
 	}
-	if next := d.node.NextTick(); target > next {
+	if next := d.node.NextTick(); target > next+maxCatchUp {
 		target = next
 		d.tick0 = now.Add(-time.Duration(next) * d.cfg.Tick)
 	}

@@ -8,11 +8,12 @@ import (
 	"github.com/wolfpack-ha/wolfpack/scsi/memtarget"
 )
 
-// TestAdvance: the loop runs the ticks due by the clock, each one, up to
-// the core's next tick; a loop that wakes more than a tick after that tick
-// (a stopped or starved process) runs the ticks up to it and drops the
-// rest of the stall, as a ticker drops the ticks its reader missed, and
-// counts the ticks after it from then on.
+// TestAdvance: the loop runs the ticks due by the clock, each one; a loop
+// that wakes a few ticks late runs them all, and one that wakes more than
+// maxCatchUp ticks after the core's next tick (a stopped or starved
+// process) runs the ticks up to it and drops the rest of the stall, as a
+// ticker drops the ticks its reader missed, and counts the ticks after it
+// from then on.
 func TestAdvance(t *testing.T) {
 	now := time.Unix(1000, 0)
 	d, err := New(Config{
@@ -50,18 +51,23 @@ func TestAdvance(t *testing.T) {
 	if !d.node.HasReady() || len(d.node.Ready().Sends) == 0 {
 		t.Fatal("tick 10 sent no heartbeat")
 	}
-	// Woken 150 ms late for tick 20: tick 20 runs now, and tick 21 is
-	// due 10 ms from now.
-	ms(250) // 350 ms: tick 35 by the first schedule
+	// Woken 40 ms late for tick 20 (a busy machine): ticks up to 24 run
+	// at once, the clock's.
+	ms(140) // 240 ms
 	d.advance()
-	want(20)
+	want(24)
+	// Woken 150 ms late for tick 30 (a stall): tick 30 runs now, and
+	// tick 31 is due 10 ms from now.
+	ms(210) // 450 ms: tick 45 by the first schedule
+	d.advance()
+	want(30)
 	ms(9)
 	d.advance()
-	want(20)
+	want(30)
 	ms(1)
 	d.advance()
-	want(21)
-	if got, want := d.tickAt(30).Sub(now), 90*time.Millisecond; got != want {
-		t.Fatalf("tick 30 due in %v, want %v", got, want)
+	want(31)
+	if got, want := d.tickAt(40).Sub(now), 90*time.Millisecond; got != want {
+		t.Fatalf("tick 40 due in %v, want %v", got, want)
 	}
 }
