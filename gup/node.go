@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 
 	"github.com/wolfpack-ha/wolfpack/internal/nodes"
@@ -290,6 +291,51 @@ func (n *Node) Tick() {
 			}
 		}
 	}
+}
+
+// NextTick is the earliest tick at which Tick may have work
+// (math.MaxInt64: none until an input comes): an acknowledgement due, the
+// locker's next announcement, retransmission or checkpoint retry, a
+// request or a read index asked again. The result is always after Now.
+func (n *Node) NextTick() int64 {
+	if n.ackDue {
+		return n.now + 1
+	}
+	next := int64(math.MaxInt64)
+	if lk := n.lk; lk != nil {
+		r := int64(n.cfg.RetransmitTicks)
+		for _, id := range n.others().IDs() {
+			p := lk.peers[id]
+			if p == nil {
+				p = &peer{} // as lk.peer would make it
+			}
+			if !p.known {
+				next = min(next, p.sentAt+r)
+				continue
+			}
+			next = min(next, p.sentAt+announceTicks)
+			switch {
+			case p.other:
+				next = min(next, p.resentAt+r)
+			case p.acked < n.applied:
+				next = min(next, max(p.progressAt+r, p.resentAt+r))
+			}
+		}
+		if lk.logCmd == 0 && lk.ckpt {
+			next = min(next, lk.retry)
+		}
+	}
+	if n.locker != 0 {
+		if len(n.pending) > 0 {
+			next = min(next, n.pending[0].sentAt+int64(n.cfg.RequestTicks))
+		}
+		for _, r := range n.reads {
+			if !r.indexed {
+				next = min(next, r.askedAt+int64(n.cfg.RequestTicks))
+			}
+		}
+	}
+	return max(next, n.now+1)
 }
 
 // Propose hands an update to the locker and returns its request number;

@@ -446,3 +446,37 @@ func (d *Detector) Ready() Ready {
 	d.ready = Ready{}
 	return r
 }
+
+// NextTick is the earliest tick at which Tick has work: this node's next
+// send tick, or the tick at which a peer's or a network's silence reaches
+// the threshold (math.MaxInt64 never comes). Every Tick before it only
+// advances the clock, so a driver may sleep until then, or until an input
+// arrives, and run the ticks in between at once (docs/design.md, "The node
+// core and its drivers"). The result is always after Now.
+func (d *Detector) NextTick() int64 {
+	interval, phase := int64(d.cfg.IntervalTicks), int64(d.cfg.Phase)
+	t := d.now + 1
+	next := t + ((phase-t%interval)%interval+interval)%interval
+	limit := int64(d.cfg.Threshold * d.cfg.IntervalTicks)
+	for _, p := range d.order {
+		if !p.alive {
+			if p.member && !p.suspected {
+				next = min(next, p.since+limit)
+			}
+			continue
+		}
+		from := func(last int64) int64 {
+			if p.member && p.since > last {
+				return p.since
+			}
+			return last
+		}
+		next = min(next, from(p.lastAny)+limit)
+		for i := range p.nets {
+			if p.nets[i].up {
+				next = min(next, from(p.nets[i].last)+limit)
+			}
+		}
+	}
+	return max(next, d.now+1)
+}

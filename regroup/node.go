@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 )
 
 // Default timings in ticks (10 ms each in the simulator and the daemon).
@@ -324,6 +325,25 @@ func (n *Node) Tick() {
 		n.tickSponsor()
 		n.tickRegroup()
 	}
+}
+
+// NextTick is the earliest tick at which Tick may have work
+// (math.MaxInt64: none until an input comes). A stabilised membership
+// with nothing to sponsor and no trigger to regroup waits for inputs
+// only; a join, a sponsorship or a regroup in progress counts every tick
+// (their timeouts and resends), so it asks for the next one. The result
+// is always after Now.
+func (n *Node) NextTick() int64 {
+	switch n.state {
+	case StateJoining:
+		return n.now + 1
+	case StateUp, StatePaused:
+		if n.sp.phase != spIdle || n.sp.waiting != 0 || n.rg.stage != StageStabilized ||
+			n.members&n.suspected != 0 || n.restarted != 0 || n.evict != 0 {
+			return n.now + 1
+		}
+	}
+	return math.MaxInt64
 }
 
 // Step processes a message from a peer.

@@ -249,6 +249,21 @@ func (m *Manager) Tick(now int64) {
 	}
 }
 
+// NextTick is the earliest tick at which Tick has work: at once while a
+// change waits to be reconciled, else the next periodic reconciliation or
+// the timer the manager waits for, whichever comes first. The result is
+// always after the last Tick's now.
+func (m *Manager) NextTick() int64 {
+	if m.dirty {
+		return m.now + 1
+	}
+	next := (m.now/reconcileTicks + 1) * reconcileTicks
+	if m.wake > 0 {
+		next = min(next, m.wake)
+	}
+	return max(next, m.now+1)
+}
+
 // SetClock gives the wall clock: Unix milliseconds (failover counts,
 // which the database keeps) and the local hour of day (failback windows).
 func (m *Manager) SetClock(unixMs int64, hour int) { m.wall, m.hour = unixMs, hour }

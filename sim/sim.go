@@ -379,7 +379,7 @@ func (s *Sim) Boot(id regroup.NodeID, form bool) {
 		}
 		s.setClock(n)
 		n.tickAt = append(n.tickAt, s.now)
-		n.core.Tick()
+		s.tick(n)
 		s.flush(n)
 	}
 	s.after(s.rng.Int64N(s.cfg.Tick), tickFn)
@@ -396,6 +396,30 @@ func (s *Sim) Boot(id regroup.NodeID, form bool) {
 	}
 	s.after(s.randDur(50*Millisecond, 500*Millisecond), saveFn)
 	s.dirty = true
+}
+
+// tick ticks node n's core once and checks the deadline it promised
+// (core.Node.NextTick): a tick before that deadline may produce nothing,
+// and must not bring the deadline forward, since a driver that sleeps
+// until the deadline runs the ticks before it all at once without asking
+// again. By induction every tick before a deadline asked for after an
+// input is quiet, so clusterd, which sleeps until the deadline, does what
+// this driver, which ticks every tick, does.
+func (s *Sim) tick(n *node) {
+	due, quiet := n.core.NextTick(), !n.core.HasReady()
+	if due <= n.core.Now() {
+		s.violate("deadline: node %d at tick %d asked for tick %d, not after now", n.id, n.core.Now(), due)
+	}
+	n.core.Tick()
+	now := n.core.Now()
+	if !quiet || now >= due {
+		return
+	}
+	if n.core.HasReady() {
+		s.violate("deadline: node %d asked for its next tick at %d, but tick %d had work", n.id, due, now)
+	} else if next := n.core.NextTick(); next < due {
+		s.violate("deadline: node %d moved its next tick from %d to %d at tick %d, with no input", n.id, due, next, now)
+	}
 }
 
 // Crash kills node id's process; it restarts after down (if > 0).

@@ -230,6 +230,14 @@ var mutants = []mutant{
 		}},
 		check: simSeeds,
 	},
+	{
+		name: "tickless: the node core asks for its next tick one tick after its disk beat is due",
+		edits: []edit{{file: "internal/core/node.go",
+			old: "next = min(next, n.lastBeat+int64(n.cfg.DiskBeatTicks))",
+			new: "next = min(next, n.lastBeat+int64(n.cfg.DiskBeatTicks)+1)",
+		}},
+		check: simSeeds,
+	},
 }
 
 // beatIgnored is an edit several faults share: the slot write refused with

@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/wolfpack-ha/wolfpack/internal/nodes"
@@ -498,6 +499,15 @@ func (a *arbiter) tick() {
 	if a.op == opClaim && a.step == stepWait && a.node.now >= a.waitEnd {
 		a.fence()
 	}
+}
+
+// nextTick is the tick at which tick has work: the end of a claim's
+// wait (math.MaxInt64: none).
+func (a *arbiter) nextTick() int64 {
+	if a.op == opClaim && a.step == stepWait {
+		return a.waitEnd
+	}
+	return math.MaxInt64
 }
 
 // result takes the result of command id; stale results (of a cancelled

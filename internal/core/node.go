@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 
 	"github.com/wolfpack-ha/wolfpack/gup"
 	"github.com/wolfpack-ha/wolfpack/gup/db"
@@ -331,6 +332,37 @@ func (n *Node) Tick() {
 		}
 	}
 	n.process()
+}
+
+// Never is NextTick's answer when no tick has work until an input comes.
+const Never = math.MaxInt64
+
+// NextTick is the earliest tick at which Tick has work: the earliest
+// deadline of the detector (a send, a silence), regroup (a join, a
+// sponsorship or a regroup in progress), the arbiter (a claim's wait),
+// GUP (an acknowledgement, an announcement, a retransmission), the
+// failover manager (its reconciliation and timers), the quorum check, the
+// disk beat and the lease's end. Every Tick before it only advances the
+// clock: a driver may sleep until that tick, or until an input arrives,
+// and then run the ticks in between at once; the core then does exactly
+// what it would have done ticked one tick at a time. It must be asked
+// again after every input and every Tick. The result is always after Now.
+func (n *Node) NextTick() int64 {
+	next := min(n.det.NextTick(), n.rg.NextTick(), n.arb.nextTick(), n.gup.NextTick())
+	if n.fm != nil {
+		next = min(next, n.fm.NextTick())
+		if n.leaseUntil > n.now {
+			next = min(next, n.leaseUntil) // leaseValid turns false
+		}
+	}
+	if n.rg.Member() && n.rg.Registered() {
+		check := int64(n.cfg.CheckTicks)
+		next = min(next, (n.now/check+1)*check)
+		if n.beatCmd == 0 {
+			next = min(next, n.lastBeat+int64(n.cfg.DiskBeatTicks))
+		}
+	}
+	return max(next, n.now+1)
 }
 
 // StepHeartbeat takes a heartbeat datagram received on network net. A

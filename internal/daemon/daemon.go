@@ -4,9 +4,11 @@
 // protocol decision (docs/design.md, "The node core and its drivers").
 //
 // One goroutine (Run's) owns the core. Socket readers hand it datagrams
-// over a channel, a ticker drives Tick, and a single disk worker executes
-// the core's disk commands in order (internal/quorumio) so that disk I/O
-// never delays a tick; the worker's results come back to the loop.
+// over a channel, a single disk worker executes the core's disk commands
+// in order (internal/quorumio) so that disk I/O never delays a tick, and
+// the worker's results come back to the loop. The loop is tickless: it
+// sleeps until the tick the core asks for (core.Node.NextTick) or until an
+// input comes, and then runs the ticks due by the clock at once.
 package daemon
 
 import (
@@ -107,10 +109,9 @@ type Config struct {
 	Incarnation uint64
 
 	Logger *slog.Logger
-	// Now, NewTicker and After replace the clock; time's by default.
-	Now       func() time.Time
-	NewTicker func(time.Duration) (<-chan time.Time, func())
-	After     func(time.Duration) <-chan time.Time
+	// Now and After replace the clock; time's by default.
+	Now   func() time.Time
+	After func(time.Duration) <-chan time.Time
 }
 
 // HaltError is returned by Run when the node halted: pruned, lost the
@@ -178,6 +179,8 @@ type Daemon struct {
 	rm    *resmon.Process
 	lease int64
 	ticks [tickRing]tickTime
+	// tick0 is when tick 0 was due: tick t is due at tick0 + t × Tick.
+	tick0 time.Time
 
 	// Loop state.
 	halt      string
@@ -223,12 +226,6 @@ func (c *Config) defaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
-	}
-	if c.NewTicker == nil {
-		c.NewTicker = func(d time.Duration) (<-chan time.Time, func()) {
-			t := time.NewTicker(d)
-			return t.C, t.Stop
-		}
 	}
 	if c.After == nil {
 		c.After = time.After
@@ -304,7 +301,11 @@ func New(cfg Config) (*Daemon, error) {
 		ClusterTag: cfg.ClusterTag, Self: cfg.Self, Incarnation: d.inc, Nodes: all,
 		Networks: len(cfg.Networks), Secret: cfg.Key,
 		HeartbeatTicks: interval, HeartbeatThreshold: cfg.HeartbeatThreshold,
-		HeartbeatPhase:  int(d.inc % uint64(interval)),
+		// Each daemon's ticks start with its process, so the nodes' sends
+		// are spread already; phase 0 puts this node's on the ticks of the
+		// failover manager's reconciliation and the quorum check (every
+		// 10 and 100 ticks), so that an idle loop wakes once for them.
+		HeartbeatPhase:  0,
 		JoinWindowTicks: ticks(cfg.JoinWindow, cfg.Tick),
 		// A follower waits for the leader's arbitration: cover the longest
 		// class wait, a few commands each up to the command timeout.
@@ -404,13 +405,31 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 }
 
 func (d *Daemon) loop(ctx context.Context) error {
-	tick, stopTick := d.cfg.NewTicker(d.cfg.Tick)
-	defer stopTick()
+	wake := time.NewTimer(time.Hour)
+	defer wake.Stop()
+	var armed time.Time
 	// A planned stop drains first (the groups move away), on this loop,
 	// then leaves: stop is nil once it began, draining bounds it.
 	stop := ctx.Done()
 	var draining <-chan time.Time
 	for {
+		// Sleep until the core's next tick (every tick while draining:
+		// Drained is asked after each), or the next save of the local
+		// copy, or an input.
+		next := d.node.NextTick()
+		if stop == nil {
+			next = d.node.Now() + 1
+		}
+		due := d.tickAt(next)
+		if d.dirty && !d.saving && d.cfg.DBPath != "" {
+			if at := d.savedAt.Add(saveEvery); at.Before(due) {
+				due = at
+			}
+		}
+		if !due.Equal(armed) {
+			armed = due
+			wake.Reset(max(0, due.Sub(d.cfg.Now())))
+		}
 		select {
 		case <-stop:
 			if errors.Is(context.Cause(ctx), ErrAbandon) {
@@ -422,21 +441,26 @@ func (d *Daemon) loop(ctx context.Context) error {
 		case <-draining:
 			d.log.Warn("drain did not finish in time")
 			return d.leave()
-		case now := <-tick:
-			d.node.SetClock(now.UnixMilli(), now.Local().Hour())
-			d.tick()
+		case <-wake.C:
+			armed = time.Time{}
+			d.advance()
 			d.maybeSave(false)
 		case f := <-d.gupIn:
+			d.advance()
 			d.stepGUP(f)
 		case seq := <-d.savedc:
 			d.saving, d.saved = false, seq
 		case p := <-d.recv:
+			d.advance()
 			d.receive(p)
 		case r := <-d.results:
+			d.advance()
 			d.node.StepDisk(r)
 		case f := <-d.calls:
+			d.advance()
 			f()
 		case reply := <-d.status:
+			d.advance()
 			reply <- d.snapshot()
 		}
 		d.flush()

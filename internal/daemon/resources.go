@@ -63,6 +63,42 @@ func (d *Daemon) tick() {
 // noteStart notes tick 0, before the first Tick.
 func (d *Daemon) noteStart() {
 	d.ticks[0] = tickTime{tick: 0, mono: resmon.Monotonic()}
+	d.tick0 = d.cfg.Now()
+}
+
+// tickAt is when tick t is due by the clock.
+func (d *Daemon) tickAt(t int64) time.Time {
+	return d.tick0.Add(time.Duration(t) * d.cfg.Tick)
+}
+
+// maxCatchUp is how many ticks past the core's next tick a late loop
+// still runs all at once; later than that, it was stopped or starved.
+const maxCatchUp = 4
+
+// advance runs the ticks due by the clock: every tick up to now, one
+// after the other, as a ticker would have delivered them (the core said
+// the ones before its NextTick only count). A loop that woke a few ticks
+// late (a busy machine) runs them all, so that core time keeps to the
+// clock and the heartbeats go out at their rate. One that woke more than
+// maxCatchUp ticks after the core's next tick (the process was stopped or
+// starved) runs the ticks up to that one only and moves tick 0 so that it
+// is due now: the rest of the stall is dropped, as a ticker drops the
+// ticks its reader missed, rather than run all at once before the inputs
+// that queued meanwhile.
+func (d *Daemon) advance() {
+	now := d.cfg.Now()
+	target := int64(now.Sub(d.tick0) / d.cfg.Tick)
+	if target <= d.node.Now() {
+		return
+	}
+	if next := d.node.NextTick(); target > next+maxCatchUp {
+		target = next
+		d.tick0 = now.Add(-time.Duration(next) * d.cfg.Tick)
+	}
+	d.node.SetClock(now.UnixMilli(), now.Local().Hour())
+	for d.node.Now() < target {
+		d.tick()
+	}
 }
 
 // leaseDeadline is the CLOCK_MONOTONIC deadline of a lease counted from

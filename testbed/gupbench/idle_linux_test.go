@@ -21,7 +21,8 @@ import (
 // resmon (no resources), then three 5 s windows of nothing but
 // heartbeats, disk beats and ticks: the CPU of every clusterd and every
 // resmon (/proc/<pid>/stat) over each window, and their resident memory
-// (VmRSS) at the end. make bench-gup's 16-node figures are read against
+// (VmRSS) at the end, and how often they woke (context switches of
+// all their threads). make bench-gup's 16-node figures are read against
 // it; make bench-idle runs 2 nodes at both profiles (BENCHMARKS.md, "Idle
 // cost").
 func TestIntegrationBenchIdle(t *testing.T) {
@@ -61,13 +62,16 @@ func benchIdle(t *testing.T, n int, profile string) {
 		t.Fatalf("%d resmons under %d clusterds", len(resmons), n)
 	}
 	time.Sleep(2 * time.Second) // joins and the first catch-ups done
-	var cd, rm []float64
+	var cd, rm, cdSw, rmSw []float64
 	for range 3 {
 		c0, r0, start := ticksOf(clusterds), ticksOf(resmons), time.Now()
+		cs0, rs0 := switchesOf(clusterds), switchesOf(resmons)
 		time.Sleep(5 * time.Second)
 		secs := time.Since(start).Seconds()
 		cd = append(cd, float64(ticksOf(clusterds)-c0)/100/secs/float64(n))
 		rm = append(rm, float64(ticksOf(resmons)-r0)/100/secs/float64(n))
+		cdSw = append(cdSw, float64(switchesOf(clusterds)-cs0)/secs/float64(n))
+		rmSw = append(rmSw, float64(switchesOf(resmons)-rs0)/secs/float64(n))
 	}
 	slices.Sort(cd)
 	slices.Sort(rm)
@@ -80,6 +84,8 @@ func benchIdle(t *testing.T, n int, profile string) {
 	t.Logf("%d nodes idle, profile %s, per node: clusterd %.2f %% of a core, %.1f MiB; resmon %.2f %%, %.1f MiB; "+
 		"together %.2f %% of a core, %.1f MiB (clusterd windows %.2f, %.2f, %.2f %%)",
 		n, profile, 100*cdCPU, cdRSS, 100*rmCPU, rmRSS, 100*(cdCPU+rmCPU), cdRSS+rmRSS, 100*cd[0], 100*cd[1], 100*cd[2])
+	t.Logf("%d nodes idle, profile %s, context switches a second per node (median): clusterd %.0f, resmon %.0f",
+		n, profile, loadgen.Median(cdSw), loadgen.Median(rmSw))
 }
 
 // rssMiB is pid's resident memory (VmRSS) in MiB.
@@ -89,6 +95,14 @@ func rssMiB(t *testing.T, pid int) float64 {
 		t.Fatalf("pid %d: no VmRSS", pid)
 	}
 	return rss
+}
+
+func switchesOf(pids []int) uint64 {
+	var s uint64
+	for _, p := range pids {
+		s += loadgen.ProcSwitches(p)
+	}
+	return s
 }
 
 func ticksOf(pids []int) uint64 {

@@ -43,3 +43,23 @@ func ProcMem(pid int) (rss, hwm float64) {
 	}
 	return rss, hwm
 }
+
+// ProcSwitches is the number of context switches of all a process's
+// threads so far (voluntary_ctxt_switches and nonvoluntary_ctxt_switches
+// of every /proc/<pid>/task/<tid>/status), 0 if it is gone: how often it
+// woke up. Threads that already exited are not counted.
+func ProcSwitches(pid int) uint64 {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	var n uint64
+	for _, t := range tasks {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		for l := range strings.SplitSeq(string(b), "\n") {
+			f := strings.Fields(l)
+			if len(f) == 2 && (f[0] == "voluntary_ctxt_switches:" || f[0] == "nonvoluntary_ctxt_switches:") {
+				v, _ := strconv.ParseUint(f[1], 10, 64)
+				n += v
+			}
+		}
+	}
+	return n
+}
