@@ -6,6 +6,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -33,7 +34,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	groups := fs.Int("groups", 4, "most groups the failover manager's workload creates (0: none)")
 	verbose := fs.Bool("v", false, "print the event trace")
 	hb := fs.Bool("heartbeats", false, "with -v, trace every heartbeat datagram too")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return nil // the usage is printed
+	} else if err != nil {
 		return err
 	}
 	if *nodes < 2 || *nodes > 64 {
