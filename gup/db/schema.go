@@ -93,6 +93,21 @@ var schemas = [...][]PropSpec{
 		{Name: "ocf_version", Type: TypeString, Doc: "ocf: the agent's OCF version (1.0 or 1.1)"},
 		{Name: "description", Type: TypeString, Doc: "free text"},
 	},
+	KindEvent: {
+		{Name: "seq", Type: TypeInt, Check: intRange(1, math.MaxInt64), Doc: "the event's number in the cluster-wide order; the database sets it"},
+		{Name: "type", Type: TypeString, Required: true, Check: oneOf(EventTypes...), Doc: "what happened (EventTypes)"},
+		{Name: "time", Type: TypeInt, Required: true, Check: intRange(0, math.MaxInt64), Doc: "when, Unix ms on the recording node's clock"},
+		{Name: "recorder", Type: TypeString, Check: optionalName, Doc: "the node that recorded it"},
+		{Name: "node", Type: TypeString, Check: optionalName, Doc: "the node it concerns"},
+		{Name: "group", Type: TypeString, Check: optionalName, Doc: "the group it concerns"},
+		{Name: "resource", Type: TypeString, Check: optionalName, Doc: "the resource it concerns"},
+		{Name: "message", Type: TypeString, Required: true, Doc: "what happened, for people"},
+		{Name: "cause", Type: TypeString, Doc: "the condition that led to it, when no earlier event did"},
+		{Name: "cause_event", Type: TypeString, Check: optionalName, Doc: "the name of the earlier event that led to it"},
+		{Name: "epoch", Type: TypeString, Doc: "regroup: the epoch installed"},
+		{Name: "members", Type: TypeList, Doc: "regroup: the members after"},
+		{Name: "members_before", Type: TypeList, Doc: "regroup: the members before"},
+	},
 }
 
 // resourceStates are the resource states' names (resources.State).
@@ -100,7 +115,7 @@ var resourceStates = []string{"offline", "online-pending", "online", "offline-pe
 
 // objectChecks are the checks across the properties of one object, by
 // kind; they run after each property passed its own.
-var objectChecks = [KindResourceType + 1]func(map[string]Value) error{
+var objectChecks = [kindMax + 1]func(map[string]Value) error{
 	KindGroup:        groupChecks,
 	KindResourceType: resourceTypeChecks,
 }
