@@ -73,4 +73,3 @@ func TestEventsNumbered(t *testing.T) {
 		}
 	}
 }
-
