@@ -66,6 +66,7 @@ var schemas = [...][]PropSpec{
 		{Name: "owner_inc", Type: TypeInt, Check: intRange(0, math.MaxInt64), Doc: "runtime: the incarnation of the owner that claimed it"},
 		{Name: "failovers", Type: TypeList, Check: decimalList, Doc: "runtime: the times (Unix ms) of the pushes within the period"},
 		{Name: "state", Type: TypeString, Check: oneOf("online", "partial", "pending", "offline", "failed"), Doc: "runtime: the group's state"},
+		{Name: "event", Type: TypeString, Check: optionalName, Doc: "runtime: the name of the last event recorded about the group"},
 		{Name: "description", Type: TypeString, Doc: "free text"},
 	},
 	KindResource: {
