@@ -215,10 +215,10 @@ type localGroup struct {
 	// The event log: facts waiting for a transaction; the events of the
 	// resource failure behind a push or a failed group (and its words),
 	// and of this owner's decision to move the group.
-	facts               []fact
+	facts                []fact
 	pushEvent, failEvent string
-	failWhy             string
-	moveEvent           string
+	failWhy              string
+	moveEvent            string
 }
 
 // New returns a manager that owns nothing.

@@ -203,7 +203,7 @@ type Node struct {
 	fmReqs       map[uint64]string
 	fmInstalled  bool
 	ev           evState // the event log's recorder (events.go)
-	leaseUntil   int64 // tick the lease runs out
+	leaseUntil   int64   // tick the lease runs out
 	leaseRevoked bool
 	beatIssued   int64 // tick the outstanding slot write was issued
 
