@@ -147,6 +147,7 @@ var adminRoutes = []route{
 	{http.MethodGet, clusterapi.DBPath + "/watch", false, (*Daemon).serveWatch},
 	{http.MethodGet, clusterapi.DBPath + "/{kind}", false, (*Daemon).serveList},
 	{http.MethodGet, clusterapi.DBPath + "/{kind}/{name}", false, (*Daemon).serveGet},
+	{http.MethodGet, clusterapi.EventsPath, false, (*Daemon).serveEvents},
 }
 
 // writeJSON answers code with v as JSON.
