@@ -63,6 +63,8 @@ commands:
   dependency  a resource's dependencies: add, remove
   node        the nodes: pause, resume, list, show
   completion  print a shell completion script: completion bash
+  events      the cluster-wide event log, with causes; --follow
+  why         the chain of events that put a group where it is: why GROUP
 
 The object commands talk to a running clusterd (--socket, default
 ` + defaultSocket + `; or --api); 'cluster <command> -h' lists their exit
@@ -88,6 +90,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, open open
 		return runCA(args[1:], stdout, stderr)
 	case "completion":
 		return runCompletion(args[1:], stdout, stderr)
+	case "events":
+		return runEvents(ctx, args[1:], stdout, stderr)
+	case "why":
+		return runWhy(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, topUsage)
 		return nil
