@@ -5,11 +5,23 @@ package db
 // numbers each event as it creates it (property seq: one more than the
 // last event's, in the order of the transaction's operations) and, after
 // every transaction that created one, deletes the oldest beyond
-// MaxEvents, so every replica holds the same numbered log and the
-// database stays small.
+// its size (MaxEvents, or the cluster object's event_log_size), so every
+// replica holds the same numbered log and the database, its checkpoints
+// on the quorum disk and a joiner's transfer stay small.
 
-// MaxEvents is how many events the database keeps.
+// MaxEvents is how many events the database keeps unless the cluster
+// object's event_log_size says otherwise.
 const MaxEvents = 1000
+
+// eventLogSize is how many events d keeps.
+func (d *DB) eventLogSize() int {
+	if c := d.objs[KindCluster][ClusterObject]; c != nil {
+		if v, ok := c.Props["event_log_size"]; ok {
+			return int(v.Int)
+		}
+	}
+	return MaxEvents
+}
 
 // The event types.
 const (
@@ -43,11 +55,11 @@ func (s *stage) numberEvent(props map[string]Value) {
 	props["seq"] = IntValue(s.eventSeq)
 }
 
-// pruneEvents deletes the oldest events beyond MaxEvents, as part of the
-// transaction seq.
+// pruneEvents deletes the oldest events beyond the log's size, as part
+// of the transaction seq.
 func (d *DB) pruneEvents(seq uint64) {
 	evs := d.objs[KindEvent]
-	for len(evs) > MaxEvents {
+	for limit := d.eventLogSize(); len(evs) > limit; {
 		var oldest *object
 		for _, o := range evs {
 			if oldest == nil || o.Props["seq"].Int < oldest.Props["seq"].Int {

@@ -42,6 +42,7 @@ var schemas = [...][]PropSpec{
 		{Name: "heartbeat_interval_ms", Type: TypeInt, Check: intRange(10, 10000), Doc: "heartbeat interval"},
 		{Name: "heartbeat_threshold", Type: TypeInt, Check: intRange(2, 100), Doc: "missed heartbeats before a suspicion"},
 		{Name: "quorum_check_interval_ms", Type: TypeInt, Check: intRange(100, 60000), Doc: "quorum check interval"},
+		{Name: "event_log_size", Type: TypeInt, Check: intRange(0, 100000), Doc: "events the cluster-wide event log keeps (default 1000)"},
 	},
 	KindNode: {
 		{Name: "id", Type: TypeInt, Required: true, Check: intRange(1, 64), Doc: "node id, unique"},

@@ -37,6 +37,11 @@ type evState struct {
 func (n *Node) recordMembership(e regroup.Event) {
 	s := &n.ev
 	before := s.members
+	if before == 0 {
+		// This node was no member: it formed the cluster, or joined one
+		// whose other members were there before it.
+		before = e.Members.Remove(n.cfg.Self)
+	}
 	s.members = e.Members
 	left, evicted, arb := s.left, s.evicted, s.arb
 	s.left, s.evicted, s.arb = 0, 0, ""
