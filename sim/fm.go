@@ -323,7 +323,7 @@ func (s *Sim) startGroups(groups []GroupSpec) {
 }
 
 // simEventLogSize is the event log's size in the simulator.
-const simEventLogSize = 8
+const simEventLogSize = 4
 
 func (s *Sim) groupsCreated() bool {
 	for _, g := range s.fm.groups {

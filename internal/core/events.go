@@ -3,6 +3,7 @@ package core
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/wolfpack-ha/wolfpack/gup/db"
 	"github.com/wolfpack-ha/wolfpack/internal/nodes"
@@ -96,7 +97,7 @@ func (n *Node) recordMembership(e regroup.Event) {
 		cause = e.Reason
 	}
 	add(resources.MembershipEventName(epoch), db.EventRegroup, 0,
-		fmt.Sprintf("membership %s installed: %v -> %v; %s", epoch, before, e.Members, arb), cause)
+		fmt.Sprintf("membership %s installed: %d members%s; %s", epoch, e.Members.Len(), change(before, e.Members), arb), cause)
 	reg := &ops[len(ops)-1]
 	reg.Props["members"] = db.ListValue(setNames(e.Members)...)
 	reg.Props["members_before"] = db.ListValue(setNames(before)...)
@@ -106,6 +107,21 @@ func (n *Node) recordMembership(e regroup.Event) {
 		return
 	}
 	s.txs = append(s.txs, data)
+}
+
+// change names the nodes that came and went: " (+3 -1,2)".
+func change(before, after nodes.Set) string {
+	var parts []string
+	if in := after &^ before; in != 0 {
+		parts = append(parts, "+"+strings.Join(setNames(in), ","))
+	}
+	if out := before &^ after; out != 0 {
+		parts = append(parts, "-"+strings.Join(setNames(out), ","))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, " ") + ")"
 }
 
 func setNames(s nodes.Set) []string {

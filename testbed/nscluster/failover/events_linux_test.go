@@ -22,8 +22,10 @@ import (
 // events --follow` started before the crash prints each of those events
 // within a second of its time.
 func TestIntegrationEventLog(t *testing.T) {
+	start := time.Now()
 	r := newRig(t, 2, 2*time.Minute)
 	r.createVS(vsOpts{}, 1)
+	t.Logf("cluster and virtual server up after %v", time.Since(start).Round(time.Millisecond))
 	cli, sock := r.c.Config().CLI, r.c.Node(2).Socket
 	run := func(args ...string) (string, int) {
 		t.Helper()
@@ -85,6 +87,7 @@ func TestIntegrationEventLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.waitOnline(2, 2)
+	t.Logf("online on node 2 %v after the crash", time.Since(crash).Round(time.Millisecond))
 
 	// cluster events: the chain, linked by cause.
 	var evs []clusterapi.Event
@@ -145,6 +148,7 @@ func TestIntegrationEventLog(t *testing.T) {
 		t.Errorf("cluster why no-such-group: exit %d, want 4: %s", code, o)
 	}
 
+	t.Logf("events and why checked %v after the crash", time.Since(crash).Round(time.Millisecond))
 	// The follower saw each event of the failover within a second.
 	r.poll("the follower prints the group online on node2", func() (bool, string) {
 		mu.Lock()
