@@ -43,12 +43,8 @@ func (d *Daemon) serveEvents(w http.ResponseWriter, r *http.Request) {
 		httpError(w, err)
 		return
 	}
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.WriteHeader(http.StatusOK)
-	fl, _ := w.(http.Flusher)
-	enc := json.NewEncoder(w)
 	last := f.Since
-	send := func(evs []clusterapi.Event) bool {
+	send := func(enc *json.Encoder, evs []clusterapi.Event) bool {
 		for _, e := range evs {
 			if e.Seq <= last {
 				continue
@@ -58,33 +54,19 @@ func (d *Daemon) serveEvents(w http.ResponseWriter, r *http.Request) {
 				return false
 			}
 		}
-		if fl != nil {
-			fl.Flush()
-		}
 		return true
 	}
-	if !send(backlog) {
-		return
-	}
-	for {
-		select {
-		case <-r.Context().Done():
-			return
-		case cs, ok := <-ch:
-			if !ok {
-				return
-			}
+	streamLines(w, r, ch, func(enc *json.Encoder) bool { return send(enc, backlog) },
+		func(enc *json.Encoder, cs []db.Change) bool {
 			if !hasNewEvent(cs) {
-				continue
+				return true
 			}
 			g := f
 			g.Since = last
 			var evs []clusterapi.Event
-			if _, err := d.ReadDB(r.Context(), true, func(x *db.DB) { evs = clusterapi.EventLog(x, g) }); err != nil || !send(evs) {
-				return
-			}
-		}
-	}
+			_, err := d.ReadDB(r.Context(), true, func(x *db.DB) { evs = clusterapi.EventLog(x, g) })
+			return err == nil && send(enc, evs)
+		})
 }
 
 func hasNewEvent(cs []db.Change) bool {
