@@ -1,10 +1,12 @@
 package core
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 
+	"github.com/wolfpack-ha/wolfpack/gup"
 	"github.com/wolfpack-ha/wolfpack/gup/db"
 	"github.com/wolfpack-ha/wolfpack/internal/nodes"
 	"github.com/wolfpack-ha/wolfpack/regroup"
@@ -132,10 +134,15 @@ func setNames(s nodes.Set) []string {
 	return out
 }
 
-// proposeEvents hands the recorded transactions to GUP.
+// proposeEvents hands the recorded transactions to GUP; while GUP has
+// not heard of the membership yet, they wait.
 func (n *Node) proposeEvents() {
-	for _, data := range n.ev.txs {
+	for i, data := range n.ev.txs {
 		req, err := n.gup.Propose(data)
+		if errors.Is(err, gup.ErrNotMember) && n.rg.Member() && n.halted == "" {
+			n.ev.txs = n.ev.txs[i:]
+			return
+		}
 		if err != nil {
 			n.logWarn("core: event log: propose", "err", err)
 			continue
