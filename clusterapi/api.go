@@ -29,6 +29,23 @@ type Status struct {
 	Counters    Counters                 `json:"counters"`
 	UptimeMS    int64                    `json:"uptime_ms"`
 	GUP         GUPStatus                `json:"gup"`
+	// Cluster and QuorumDevice are the node file's cluster name and quorum
+	// LUN, as this node names them.
+	Cluster      string `json:"cluster,omitempty"`
+	QuorumDevice string `json:"quorum_device,omitempty"`
+	// Peers are the other configured nodes as this node's failure
+	// detector sees them.
+	Peers []PeerStatus `json:"peers,omitempty"`
+}
+
+// PeerStatus is one other node in the failure detector's view: alive,
+// its incarnation, and the networks this node hears it on.
+type PeerStatus struct {
+	Node        int      `json:"node"`
+	Name        string   `json:"name"`
+	Alive       bool     `json:"alive"`
+	Incarnation uint64   `json:"incarnation"`
+	NetworksUp  []string `json:"networks_up"`
 }
 
 // GUPStatus is the node's view of the Global Update Protocol and its

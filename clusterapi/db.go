@@ -139,7 +139,8 @@ func (t Tx) DBTx() (db.Tx, error) {
 		out.Ops = append(out.Ops, op)
 	}
 	if err := out.Validate(); err != nil {
-		return out, fmt.Errorf("%w: %v", ErrBadTx, err)
+		// Well formed, refused by the database's checks: db.ErrInvalid too.
+		return out, fmt.Errorf("%w: %w", ErrBadTx, err)
 	}
 	return out, nil
 }

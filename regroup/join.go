@@ -190,9 +190,11 @@ func (n *Node) tickJoinProbe() {
 	n.sendAll(n.cfg.Nodes, m)
 }
 
-func (n *Node) joinFailed(reason string, fatal bool) {
+func (n *Node) joinFailed(reason string, fatal bool) { n.joinFailedAs(reason, fatal, false) }
+
+func (n *Node) joinFailedAs(reason string, fatal, evicted bool) {
 	n.holdKey = false // a key registered for the attempt: the owner removes it
-	n.event(Event{Kind: EventJoinFailed, Reason: reason, Fatal: fatal})
+	n.event(Event{Kind: EventJoinFailed, Reason: reason, Fatal: fatal, Evicted: evicted})
 	if fatal {
 		n.state = StateDown
 		return
@@ -233,7 +235,7 @@ func (n *Node) stepJoin(m Message) {
 	case MsgJoinRefused:
 		jn.contact = n.now
 		if m.Fatal {
-			n.joinFailed(fmt.Sprintf("join refused by node %d: %s", m.From, m.Reason), true)
+			n.joinFailedAs(fmt.Sprintf("join refused by node %d: %s", m.From, m.Reason), true, m.Evict.Has(n.cfg.Self))
 		} else if jn.phase != joinProbe && m.From == jn.sponsor {
 			n.joinFailed(fmt.Sprintf("join refused by node %d: %s", m.From, m.Reason), false)
 		}
@@ -324,6 +326,9 @@ func (n *Node) stepSponsor(m Message) {
 		case n.state == StateForming:
 			n.send(Message{Type: MsgJoinRefused, To: m.From, Reason: fmt.Sprintf("node %d is forming the cluster; retry", n.cfg.Self)})
 		case !n.Member():
+		case n.banned.Has(m.From):
+			n.send(Message{Type: MsgJoinRefused, To: m.From, Fatal: true, Evict: NodeSet(0).Add(m.From),
+				Reason: fmt.Sprintf("node %d is evicted from cluster %d: an administrator must add it back (cluster node add) before it may join", m.From, n.cfg.Cluster)})
 		case n.members.Has(m.From):
 			// Its old incarnation is still a member: regroup it out first.
 			n.restarted = n.restarted.Add(m.From)

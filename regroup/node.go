@@ -82,6 +82,7 @@ type Node struct {
 	memberInc [65]uint64 // incarnation a member joined with, where known
 	restarted NodeSet    // members heard with a new incarnation: their old self is gone
 	evict     NodeSet    // evictions requested here, not yet carried out
+	banned    NodeSet    // nodes an administrator evicted (SetEvicted): their joins are refused
 	announced [65]int64  // tick a sponsor last announced each joiner (0: never)
 	holdKey   bool       // registered on the quorum disk (as far as we know)
 
@@ -199,7 +200,11 @@ func (n *Node) sendAll(to NodeSet, m Message) {
 
 func (n *Node) event(e Event) { n.ready.Events = append(n.ready.Events, e) }
 
-func (n *Node) halt(reason string) {
+func (n *Node) halt(reason string) { n.haltAs(reason, false) }
+
+// haltAs halts; evicted says an administrator evicted this node (it must
+// not come back by itself).
+func (n *Node) haltAs(reason string, evicted bool) {
 	if n.state == StateHalted || n.state == StateLeft {
 		return
 	}
@@ -207,7 +212,7 @@ func (n *Node) halt(reason string) {
 	n.state = StateHalted
 	n.rg.stage = StageStabilized
 	n.rg.arbitrate = false
-	n.event(Event{Kind: EventHalt, Reason: reason, Epoch: n.epoch, Members: n.members})
+	n.event(Event{Kind: EventHalt, Reason: reason, Epoch: n.epoch, Members: n.members, Evicted: evicted})
 }
 
 func (n *Node) dead() bool {
@@ -261,6 +266,24 @@ func (n *Node) Evict(peer NodeID) error {
 		n.beginRegroup()
 	}
 	return nil
+}
+
+// SetEvicted gives the nodes an administrator evicted (the cluster
+// database's node objects with evicted set; docs/cli.md, "cluster node
+// evict"). A member evicts those that are members through a regroup (the
+// winner of the arbitration fences them), and refuses their joins with a
+// fatal refusal that names the eviction; this node itself is never in it.
+func (n *Node) SetEvicted(s NodeSet) {
+	n.banned = s.Remove(n.cfg.Self)
+	if !n.Member() {
+		return
+	}
+	if add := n.banned & n.members &^ n.evict; add != 0 {
+		n.evict |= add
+		if n.rg.stage == StageStabilized {
+			n.beginRegroup()
+		}
+	}
 }
 
 // QuorumLost tells the node the arbiter found its key gone or the

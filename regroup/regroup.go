@@ -54,6 +54,12 @@ func (n *Node) stepRegroup(m Message) {
 	if !n.Member() || !n.members.Has(m.From) {
 		return
 	}
+	if m.Type == MsgRegroup && m.Evict.Has(n.cfg.Self) {
+		// An administrator evicted this node: stop at once rather than
+		// contend for the disk; the others regroup it out and fence it.
+		n.haltAs(fmt.Sprintf("evicted from cluster %d by an administrator (node %d's regroup round %d); it may join again once added back (cluster node add)", n.cfg.Cluster, m.From, m.Round), true)
+		return
+	}
 	if m.Round < n.rg.round {
 		// A member behind us (restarted, or it missed a round) is
 		// regrouping: bring it to our round, or start one above both.

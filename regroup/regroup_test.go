@@ -143,11 +143,8 @@ func TestJoinWrongSecretRefused(t *testing.T) {
 	}
 }
 
-// Reference: docs/membership.md "Join (through a sponsor)" and its leave
-// paragraph; MSCS paper (Vogels et al.), section "Member Join": joins
-// through the leader commit a
-// new epoch everywhere; ClusterExit removes the node with no regroup.
-func TestJoinThenLeave(t *testing.T) {
+// formThree: node 1 forms, nodes 2 and 3 join through it.
+func formThree(t *testing.T) *network {
 	all := heartbeat.SetOf(1, 2, 3)
 	nw := &network{nodes: map[NodeID]*Node{}, events: map[NodeID][]Event{}}
 	for _, id := range all.IDs() {
@@ -158,6 +155,16 @@ func TestJoinThenLeave(t *testing.T) {
 	nw.nodes[2].Start()
 	nw.nodes[3].Start()
 	nw.tick(50)
+	return nw
+}
+
+// Reference: docs/membership.md "Join (through a sponsor)" and its leave
+// paragraph; MSCS paper (Vogels et al.), section "Member Join": joins
+// through the leader commit a
+// new epoch everywhere; ClusterExit removes the node with no regroup.
+func TestJoinThenLeave(t *testing.T) {
+	all := heartbeat.SetOf(1, 2, 3)
+	nw := formThree(t)
 	e1, m1 := nw.nodes[1].Membership()
 	for _, id := range all.IDs() {
 		if e, m := nw.nodes[id].Membership(); e != e1 || m != all || !nw.nodes[id].Registered() {
@@ -178,4 +185,72 @@ func TestJoinThenLeave(t *testing.T) {
 			}
 		}
 	}
+}
+
+// An administrator's eviction (SetEvicted, from the cluster database):
+// the members regroup the evicted member out, it halts saying it was
+// evicted, and when it starts again its join is refused for good, the
+// refusal naming the eviction; once no longer evicted it joins.
+func TestEvictedNodeIsRemovedAndRefused(t *testing.T) {
+	all := heartbeat.SetOf(1, 2, 3)
+	nw := formThree(t)
+	if _, m := nw.nodes[1].Membership(); m != all {
+		t.Fatalf("members %v before the eviction, want %v", m, all)
+	}
+	for _, id := range all.IDs() {
+		nw.nodes[id].SetEvicted(heartbeat.SetOf(3)) // node 3's own database says so too
+	}
+	nw.tick(500)
+	for _, id := range heartbeat.SetOf(1, 2).IDs() {
+		if _, m := nw.nodes[id].Membership(); m != heartbeat.SetOf(1, 2) {
+			t.Fatalf("node %d: members %v after evicting node 3", id, m)
+		}
+	}
+	halt := lastEvent(nw.events[3], EventHalt)
+	if halt == nil || !halt.Evicted || !strings.Contains(halt.Reason, "evicted") {
+		t.Fatalf("node 3's halt: %+v; want one that says it was evicted", halt)
+	}
+
+	// Restarted (a new incarnation), it asks to join: refused, fatal.
+	n3, err := New(Config{Cluster: 1, Self: 3, Incarnation: 2, Nodes: all, Secret: []byte("secret")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range all.IDs() {
+		n3.PeerUp(p)
+	}
+	nw.nodes[3], nw.events[3] = n3, nil
+	n3.Start()
+	nw.tick(50)
+	refused := lastEvent(nw.events[3], EventJoinFailed)
+	if refused == nil || !refused.Fatal || !refused.Evicted || !strings.Contains(refused.Reason, "evicted") || !strings.Contains(refused.Reason, "cluster node add") {
+		t.Fatalf("node 3's join: %+v; want a fatal refusal naming the eviction", refused)
+	}
+	if n3.State() != StateDown {
+		t.Fatalf("node 3 is %v after the refusal, want down", n3.State())
+	}
+
+	// Added back: it joins.
+	for _, id := range heartbeat.SetOf(1, 2).IDs() {
+		nw.nodes[id].SetEvicted(0)
+	}
+	n3, _ = New(Config{Cluster: 1, Self: 3, Incarnation: 3, Nodes: all, Secret: []byte("secret")})
+	for _, p := range all.IDs() {
+		n3.PeerUp(p)
+	}
+	nw.nodes[3] = n3
+	n3.Start()
+	nw.tick(100)
+	if _, m := nw.nodes[1].Membership(); m != all || !n3.Member() {
+		t.Fatalf("after node 3 was added back: members %v, node 3 member %v", m, n3.Member())
+	}
+}
+
+func lastEvent(es []Event, k EventKind) *Event {
+	for i := len(es) - 1; i >= 0; i-- {
+		if es[i].Kind == k {
+			return &es[i]
+		}
+	}
+	return nil
 }

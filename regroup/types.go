@@ -163,7 +163,7 @@ const (
 	MsgJoinRedirect                     // member -> joiner: the sponsor is {Leader}
 	MsgChallenge                        // sponsor -> joiner: {Nonce (joiner's), Nonce2 (sponsor's), Proof}
 	MsgJoinAuth                         // joiner -> sponsor: {Proof}
-	MsgJoinRefused                      // sponsor -> joiner: {Reason, Fatal}
+	MsgJoinRefused                      // sponsor -> joiner: {Reason, Fatal, Evict: the joiner when it is evicted}
 	MsgAnnounce                         // sponsor -> members: {Joiner}
 	MsgJoinState                        // sponsor -> joiner: {Epoch, Members} (Snapshot stays empty: the database follows on the streams)
 	MsgJoinStateAck                     // joiner -> sponsor
@@ -296,6 +296,9 @@ type Event struct {
 	Round   uint64
 	Reason  string
 	Fatal   bool
+	// Evicted (EventHalt, EventJoinFailed): an administrator evicted this
+	// node; it must not try again until it is added back.
+	Evicted bool
 }
 
 func (e Event) String() string {

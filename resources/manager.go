@@ -659,6 +659,20 @@ func (m *Manager) own(g *Group, lg *localGroup) {
 		}
 		return
 	}
+	if m.model.Draining.Has(m.cfg.Self) {
+		// An administrator drains this node (or evicted it) through the
+		// database: the groups move as in a planned stop, but a group no
+		// other node can take stays here, and the database says why.
+		if to := m.model.Choose(g, m.members, m.cfg.Self); to != 0 {
+			m.setMovingTo(g, lg, m.model.NodeName[to], nil, eventRec{typ: db.EventGroupDrained, node: to,
+				cause: fmt.Sprintf("an administrator drains (or evicts) node %s", m.cfg.Name),
+				msg:   fmt.Sprintf("group %s leaves %s for %s: drain", g.Name, m.cfg.Name, m.model.NodeName[to])})
+			return
+		}
+		if why := "drain of " + m.cfg.Name + ": no other member may host it"; g.MoveError != why {
+			m.writeMoveError(g, lg, why)
+		}
+	}
 	if g.Offline {
 		if m.offlineAll(g, CmdOffline) && g.State != "offline" {
 			m.writeState(g, lg, "offline")
@@ -934,6 +948,14 @@ func (m *Manager) startPush(g *Group, lg *localGroup) bool {
 	return true
 }
 
+// writeMoveError records why the group cannot move (a drain with no
+// other owner to take it).
+func (m *Manager) writeMoveError(g *Group, lg *localGroup, why string) {
+	tx := db.Tx{Ops: []db.Op{db.Check(db.KindGroup, g.Name).IfVersion(g.Version),
+		db.Set(db.KindGroup, g.Name, map[string]db.Value{"move_error": db.StringValue(trim(why))})}}
+	m.propose(&lg.prop, g.Name, tx, "no move of "+g.Name+": "+why)
+}
+
 func (m *Manager) setMovingTo(g *Group, lg *localGroup, to string, failovers []string, e eventRec) bool {
 	if lg.prop.inflight || m.now < lg.prop.retryAt {
 		return false
@@ -943,7 +965,8 @@ func (m *Manager) setMovingTo(g *Group, lg *localGroup, to string, failovers []s
 		p["failovers"] = db.ListValue(failovers...)
 	}
 	e.group = g.Name
-	tx := db.Tx{Ops: []db.Op{db.Check(db.KindGroup, g.Name).IfVersion(g.Version), db.Set(db.KindGroup, g.Name, p)}}
+	tx := db.Tx{Ops: []db.Op{db.Check(db.KindGroup, g.Name).IfVersion(g.Version), db.Set(db.KindGroup, g.Name, p),
+		db.DeleteProps(db.KindGroup, g.Name, "move_error")}}
 	tx.Ops, lg.moveEvent = m.withEvent(g, lg, tx.Ops, e)
 	return m.propose(&lg.prop, g.Name, tx, "move "+g.Name+" to "+to)
 }
@@ -962,14 +985,20 @@ func failbackName(f Failback) string {
 // claims it. A move to a node that is not a possible owner in the
 // membership is cancelled.
 func (m *Manager) move(g *Group, lg *localGroup) {
-	to, ok := m.model.NodeID[g.MovingTo]
-	if !ok || to == m.cfg.Self || !m.members.Has(to) || m.model.Paused.Has(to) || !m.model.Possible(g, to) {
+	if why := m.model.Unfit(g, g.MovingTo, m.cfg.Self, m.members); why != "" {
+		// Cancelled: the reason goes into the database with it, where the
+		// administrator's `cluster group move` reads it.
 		if !lg.prop.inflight && m.now >= lg.prop.retryAt {
-			tx := db.Tx{Ops: []db.Op{db.Check(db.KindGroup, g.Name).IfVersion(g.Version), db.DeleteProps(db.KindGroup, g.Name, "moving_to")}}
+			tx := db.Tx{Ops: []db.Op{
+				db.Check(db.KindGroup, g.Name).IfVersion(g.Version),
+				db.DeleteProps(db.KindGroup, g.Name, "moving_to"),
+				db.Set(db.KindGroup, g.Name, map[string]db.Value{"move_error": db.StringValue(trim("move to " + g.MovingTo + " cancelled: " + why))}),
+			}}
 			m.propose(&lg.prop, g.Name, tx, "cancel the move of "+g.Name+" to "+g.MovingTo)
 		}
 		return
 	}
+	to := m.model.NodeID[g.MovingTo]
 	if !m.offlineAll(g, CmdOffline) || lg.prop.inflight || m.now < lg.prop.retryAt {
 		return
 	}

@@ -517,6 +517,44 @@ func TestMoveToAbsentNodeIsCancelled(t *testing.T) {
 	if c.where("g-app") != 1 || c.groupProp("g", "moving_to").Str != "" {
 		t.Fatalf("g-app on %d, moving_to %q: want the move cancelled", c.where("g-app"), c.groupProp("g", "moving_to").Str)
 	}
+	if got, want := c.groupProp("g", "move_error").Str, "move to n3 cancelled: node n3 is not a member of the cluster"; got != want {
+		t.Fatalf("move_error %q, want %q", got, want)
+	}
+}
+
+// Every move the manager cancels says why in move_error; the next move
+// that it makes clears it.
+func TestCancelledMoveSaysWhy(t *testing.T) {
+	c := newCluster(t, 3)
+	c.nodeObjects()
+	web(c, "g", map[string]db.Value{"preferred_owners": db.ListValue("n1")})
+	c.commit(db.Set(db.KindResource, "g-app", map[string]db.Value{"possible_owners": db.ListValue("n1", "n2")}))
+	c.tick(1)
+	c.commit(db.Set(db.KindNode, "n2", map[string]db.Value{"paused": db.BoolValue(true)}))
+	for _, tc := range []struct{ to, why string }{
+		{"n1", "node n1 already owns it"},
+		{"n2", "node n2 is paused"},
+		{"n3", "node n3 is not a possible owner of resource g-app"},
+	} {
+		c.commit(db.Set(db.KindGroup, "g", map[string]db.Value{"moving_to": db.StringValue(tc.to)}))
+		c.tick(1)
+		if got, want := c.groupProp("g", "move_error").Str, "move to "+tc.to+" cancelled: "+tc.why; got != want || c.where("g-app") != 1 {
+			t.Fatalf("move to %s: move_error %q, g-app on %d; want %q, on 1", tc.to, got, c.where("g-app"), want)
+		}
+	}
+	c.commit(db.Set(db.KindNode, "n3", map[string]db.Value{"evicted": db.BoolValue(true)}))
+	c.commit(db.Set(db.KindGroup, "g", map[string]db.Value{"moving_to": db.StringValue("n3")}))
+	c.tick(1)
+	if got := c.groupProp("g", "move_error").Str; got != "move to n3 cancelled: node n3 is evicted" {
+		t.Fatalf("move to an evicted node: move_error %q", got)
+	}
+	c.commit(db.Set(db.KindNode, "n2", map[string]db.Value{"paused": db.BoolValue(false)}))
+	c.mgr[1].Drain()
+	c.settle()
+	c.tick(1)
+	if c.where("g-app") != 2 || c.groupProp("g", "move_error").Str != "" {
+		t.Fatalf("after the drain: g-app on %d, move_error %q; want on 2, cleared", c.where("g-app"), c.groupProp("g", "move_error").Str)
+	}
 }
 
 func TestFailback(t *testing.T) {
@@ -644,13 +682,20 @@ func TestNotMemberTerminatesEverything(t *testing.T) {
 	}
 }
 
-func TestDrain(t *testing.T) {
-	c := newCluster(t, 2)
+// drainFixture: n nodes, group g on n1 (then next), group h that only n1
+// may host.
+func drainFixture(t *testing.T, n int, next string) *cluster {
+	c := newCluster(t, n)
 	c.nodeObjects()
-	web(c, "g", map[string]db.Value{"preferred_owners": db.ListValue("n1", "n2")})
+	web(c, "g", map[string]db.Value{"preferred_owners": db.ListValue("n1", next)})
 	web(c, "h", map[string]db.Value{"preferred_owners": db.ListValue("n1")})
 	c.commit(db.Set(db.KindResource, "h-app", map[string]db.Value{"possible_owners": db.ListValue("n1")}))
 	c.tick(1)
+	return c
+}
+
+func TestDrain(t *testing.T) {
+	c := drainFixture(t, 2, "n2")
 	c.mgr[1].Drain()
 	c.settle()
 	c.tick(1)
@@ -662,6 +707,37 @@ func TestDrain(t *testing.T) {
 	}
 	if !c.mgr[1].Drained() {
 		t.Fatal("not drained")
+	}
+}
+
+// An administrator's drain of another node, through the database: its
+// groups move away as in a planned stop, and a group that no other node
+// may host stays online there with the reason in move_error.
+func TestDrainThroughTheDatabase(t *testing.T) {
+	c := drainFixture(t, 3, "n3")
+	c.commit(db.Set(db.KindNode, "n1", map[string]db.Value{"draining": db.BoolValue(true)}))
+	c.tick(2)
+	if c.where("g-app") != 3 {
+		t.Fatalf("g-app on %d after node 1 was drained, want 3 (its next preferred owner)\n%s", c.where("g-app"), strings.Join(c.events, "\n"))
+	}
+	if w, why := c.where("h-app"), c.groupProp("h", "move_error").Str; w != 1 || why != "drain of n1: no other member may host it" {
+		t.Fatalf("h-app on %d, move_error %q: want it left on 1 with the reason", w, why)
+	}
+	// A drained node takes nothing: node 3 fails, g goes to 2, not to 1.
+	c.crash(3)
+	c.tick(c.mgr[2].cfg.WaitTicks + 2)
+	if c.where("g-app") != 2 {
+		t.Fatalf("g-app on %d after node 3 failed, want 2 (node 1 is drained)", c.where("g-app"))
+	}
+	// Evicted is drained too.
+	c2 := newCluster(t, 2)
+	c2.nodeObjects()
+	web(c2, "g", map[string]db.Value{"preferred_owners": db.ListValue("n1")})
+	c2.tick(1)
+	c2.commit(db.Set(db.KindNode, "n1", map[string]db.Value{"evicted": db.BoolValue(true)}))
+	c2.tick(2)
+	if c2.where("g-app") != 2 {
+		t.Fatalf("g-app on %d after node 1 was evicted, want 2", c2.where("g-app"))
 	}
 }
 

@@ -80,6 +80,7 @@ type Group struct {
 	FailoverPeriodS   int64
 	Offline           bool // target_state offline
 	MovingTo          string
+	MoveError         string // why the last move was cancelled
 	Owner             string
 	OwnerInc          uint64
 	Failovers         []int64 // Unix ms
@@ -99,8 +100,13 @@ type Model struct {
 	// Nodes maps node names to ids and back.
 	NodeID   map[string]nodes.ID
 	NodeName map[nodes.ID]string
-	// Paused nodes host nothing new.
+	// Paused nodes host nothing new (a drained or an evicted node is
+	// paused too).
 	Paused nodes.Set
+	// Draining nodes move their groups away (cluster node drain);
+	// Evicted ones too, and the members refuse their joins (cluster node
+	// evict).
+	Draining, Evicted nodes.Set
 	// kinds: the database's KindSeq of each kind read, when read.
 	kinds [4]uint64
 }
@@ -140,7 +146,13 @@ func Load(d *db.DB) *Model {
 		}
 		m.NodeID[o.Name] = id
 		m.NodeName[id] = o.Name
-		if p.Bool("paused", false) {
+		if p.Bool("evicted", false) {
+			m.Evicted = m.Evicted.Add(id)
+		}
+		if p.Bool("draining", false) || p.Bool("evicted", false) {
+			m.Draining = m.Draining.Add(id)
+		}
+		if p.Bool("paused", false) || m.Draining.Has(id) {
 			m.Paused = m.Paused.Add(id)
 		}
 	}
@@ -198,6 +210,7 @@ func groupOf(o db.Object) *Group {
 		FailoverPeriodS:   p.Int("failover_period_s", DefaultFailoverPeriodS),
 		Offline:           p.Str("target_state", "online") == "offline",
 		MovingTo:          p.Str("moving_to", ""),
+		MoveError:         p.Str("move_error", ""),
 		Owner:             p.Str("owner", ""),
 		OwnerInc:          uint64(p.Int("owner_inc", 0)),
 		State:             p.Str("state", ""),
@@ -218,41 +231,49 @@ func groupOf(o db.Object) *Group {
 }
 
 // dependencyOrder sorts rs so that every resource comes after the ones it
-// depends on (Kahn's algorithm, the ready resource with the smallest name
-// first). The database refuses cycles; a resource in one anyway (or
-// depending on a resource outside the group) comes last, in name order.
+// depends on (DependencyOrder).
 func dependencyOrder(rs []*Resource) []*Resource {
-	slices.SortFunc(rs, func(a, b *Resource) int { return cmp.Compare(a.Name, b.Name) })
-	in := map[string]*Resource{}
-	for _, r := range rs {
-		in[r.Name] = r
+	return DependencyOrder(rs, func(r *Resource) string { return r.Name }, func(r *Resource) []string { return r.DependsOn })
+}
+
+// DependencyOrder sorts items (a group's resources) so that every one comes
+// after the ones it depends on: the order the failover manager brings them
+// online (Kahn's algorithm, the ready item with the smallest name first).
+// The database refuses cycles; an item in one anyway (or depending on an
+// item outside the list) comes last, in name order. It sorts items in
+// place by name and returns the order in a new slice.
+func DependencyOrder[T any](items []T, name func(T) string, deps func(T) []string) []T {
+	slices.SortFunc(items, func(a, b T) int { return cmp.Compare(name(a), name(b)) })
+	in := map[string]bool{}
+	for _, r := range items {
+		in[name(r)] = true
 	}
 	done := map[string]bool{}
-	var out []*Resource
-	for len(out) < len(rs) {
+	var out []T
+	for len(out) < len(items) {
 		progress := false
-		for _, r := range rs {
-			if done[r.Name] {
+		for _, r := range items {
+			if done[name(r)] {
 				continue
 			}
 			ready := true
-			for _, d := range r.DependsOn {
-				if _, ok := in[d]; ok && !done[d] {
+			for _, d := range deps(r) {
+				if in[d] && !done[d] {
 					ready = false
 					break
 				}
 			}
 			if ready {
-				done[r.Name] = true
+				done[name(r)] = true
 				out = append(out, r)
 				progress = true
 				break
 			}
 		}
 		if !progress {
-			for _, r := range rs {
-				if !done[r.Name] {
-					done[r.Name] = true
+			for _, r := range items {
+				if !done[name(r)] {
+					done[name(r)] = true
 					out = append(out, r)
 				}
 			}
@@ -296,6 +317,33 @@ func (m *Model) Possible(g *Group, id nodes.ID) bool {
 		}
 	}
 	return true
+}
+
+// Unfit says why node name cannot take g now (a move to it would be
+// cancelled), or "" when it can: it must be another member, not paused,
+// and a possible owner of every resource.
+func (m *Model) Unfit(g *Group, name string, self nodes.ID, members nodes.Set) string {
+	id, ok := m.NodeID[name]
+	switch {
+	case !ok:
+		return fmt.Sprintf("node %s has no node object", name)
+	case id == self:
+		return fmt.Sprintf("node %s already owns it", name)
+	case !members.Has(id):
+		return fmt.Sprintf("node %s is not a member of the cluster", name)
+	case m.Evicted.Has(id):
+		return fmt.Sprintf("node %s is evicted", name)
+	case m.Draining.Has(id):
+		return fmt.Sprintf("node %s is being drained", name)
+	case m.Paused.Has(id):
+		return fmt.Sprintf("node %s is paused", name)
+	}
+	for _, r := range g.Resources {
+		if len(r.PossibleOwners) > 0 && !slices.Contains(r.PossibleOwners, name) {
+			return fmt.Sprintf("node %s is not a possible owner of resource %s", name, r.Name)
+		}
+	}
+	return ""
 }
 
 // Choose returns the owner g should have among members, never except (0:

@@ -118,21 +118,30 @@ func checkNode(action string, n uint) error {
 
 // refuseOverwrite fails, naming them, if any of paths exists.
 func refuseOverwrite(action string, force bool, paths ...string) error {
+	there, err := existing(force, paths)
+	if err != nil {
+		return fmt.Errorf("ca %s: %w", action, err)
+	}
+	if len(there) > 0 {
+		return fmt.Errorf("ca %s: refusing to overwrite %s (--force replaces them)", action, strings.Join(there, ", "))
+	}
+	return nil
+}
+
+// existing returns those of paths that exist; none when force.
+func existing(force bool, paths []string) ([]string, error) {
 	if force {
-		return nil
+		return nil, nil
 	}
 	var there []string
 	for _, p := range paths {
 		if _, err := os.Lstat(p); err == nil {
 			there = append(there, p)
 		} else if !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("ca %s: %w", action, err)
+			return nil, err
 		}
 	}
-	if len(there) > 0 {
-		return fmt.Errorf("ca %s: refusing to overwrite %s (--force replaces them)", action, strings.Join(there, ", "))
-	}
-	return nil
+	return there, nil
 }
 
 // savePEM writes the certificate and, if key is not nil, its key under

@@ -7,142 +7,21 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/dustin/go-humanize"
+
 	"github.com/wolfpack-ha/wolfpack/scsi"
-	"github.com/wolfpack-ha/wolfpack/scsi/iscsi"
 )
-
-// opener opens a device address. main uses openDevice; tests pass one that
-// returns in-memory nexuses.
-type opener func(addr string) (scsi.Device, error)
-
-// openDevice opens a Linux SCSI device node (/dev/sdX, /dev/sgN, SG_IO) or
-// an iSCSI logical unit (iscsi://host[:port]/target-iqn/lun, through the
-// userspace initiator in scsi/iscsi, as defaultInitiatorName()).
-func openDevice(addr string) (scsi.Device, error) {
-	switch {
-	case strings.HasPrefix(addr, "/dev/"):
-		return scsi.OpenSGIO(addr)
-	case isISCSIAddr(addr):
-		a, err := iscsi.ParseAddress(addr)
-		if err != nil {
-			return nil, fmt.Errorf("open %s: %w", addr, err)
-		}
-		return &iscsiDevice{addr: a, cfg: iscsi.Config{InitiatorName: defaultInitiatorName()}}, nil
-	}
-	return nil, fmt.Errorf("open %s: unsupported device address (want /dev/sdX, /dev/sgN or iscsi://host[:port]/target-iqn/lun)", addr)
-}
-
-func isISCSIAddr(addr string) bool { return strings.HasPrefix(addr, "iscsi://") }
-
-// iscsiDevice is an iSCSI logical unit that logs in at its first command,
-// under that command's context (an opener has none, and the login belongs
-// inside --timeout), as the initiator --initiator-name names.
-type iscsiDevice struct {
-	addr iscsi.Address
-	cfg  iscsi.Config
-
-	mu sync.Mutex
-	s  *iscsi.Session
-}
-
-// setInitiatorName replaces the default initiator name before the login.
-func (d *iscsiDevice) setInitiatorName(name string) { d.cfg.InitiatorName = name }
-
-func (d *iscsiDevice) session(ctx context.Context) (*iscsi.Session, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.s != nil {
-		return d.s, nil
-	}
-	s, err := iscsi.Dial(ctx, d.addr, d.cfg) // its errors name the address and the initiator
-	if err != nil {
-		return nil, err
-	}
-	d.s = s
-	return s, nil
-}
-
-func (d *iscsiDevice) Execute(ctx context.Context, cmd *scsi.Command) (scsi.Response, error) {
-	s, err := d.session(ctx)
-	if err != nil {
-		return scsi.Response{}, err
-	}
-	return s.Execute(ctx, cmd)
-}
-
-// Close logs out. tgt binds registrations to the session, so on tgt a key
-// registered through this session no longer admits the next invocation's
-// session (docs/iscsi.md).
-func (d *iscsiDevice) Close() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.s == nil {
-		return nil
-	}
-	return d.s.Close()
-}
-
-// initiatorNameFile is where open-iscsi keeps the host's initiator name.
-const initiatorNameFile = "/etc/iscsi/initiatorname.iscsi"
-
-// defaultInitiatorName is the InitiatorName of /etc/iscsi/initiatorname.iscsi
-// (so that the target sees this host under the name its kernel initiator
-// uses), else iqn.2024-01.dev.wolfpack:<hostname>.
-func defaultInitiatorName() string {
-	if b, err := os.ReadFile(initiatorNameFile); err == nil {
-		if n := parseInitiatorNameFile(string(b)); n != "" {
-			return n
-		}
-	}
-	h, _ := os.Hostname()
-	return hostInitiatorName(h)
-}
-
-// parseInitiatorNameFile returns the InitiatorName= value of an open-iscsi
-// initiatorname.iscsi file, or "" if it has none or an invalid one.
-func parseInitiatorNameFile(s string) string {
-	for _, line := range strings.Split(s, "\n") {
-		line = strings.TrimSpace(line)
-		if v, ok := strings.CutPrefix(line, "InitiatorName="); ok {
-			v = strings.TrimSpace(v)
-			if iscsi.ValidateName(v) == nil {
-				return v
-			}
-		}
-	}
-	return ""
-}
-
-// hostInitiatorName makes an iSCSI name from a host name: lowercase, and
-// any character an iqn may not hold becomes '-'.
-func hostInitiatorName(host string) string {
-	b := []byte(strings.ToLower(host))
-	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
-			b[i] = '-'
-		}
-	}
-	if len(b) == 0 {
-		b = []byte("localhost")
-	}
-	if len(b) > 180 {
-		b = b[:180]
-	}
-	return "iqn.2024-01.dev.wolfpack:" + string(b)
-}
 
 const diskUsage = `usage: cluster disk <action> [flags] DEVICE
 
 Inspect and manage SCSI-3 persistent reservations on a shared LUN.
-DEVICE is /dev/sdX or /dev/sgN (SG_IO), or iscsi://host[:port]/target-iqn/lun
-(the built-in iSCSI initiator; see --initiator-name). Keys are 8-byte hex numbers, as
+` + deviceHelp + `
+Keys are 8-byte hex numbers, as
 sg_persist takes them (0x prefix optional). Types: we, ea, we-ro, ea-ro,
 we-ar, ea-ar (or their SPC-4 codes 1, 3, 5, 6, 7, 8).
 
@@ -166,13 +45,7 @@ actions:
 flags (every action):
   --json        machine-readable output (errors too, on stdout)
   --timeout D   per-action time limit (default 30s)
-  --initiator-name IQN
-                iSCSI DEVICE only: the initiator name to log in as (default:
-                InitiatorName from /etc/iscsi/initiatorname.iscsi, else
-                iqn.2024-01.dev.wolfpack:<hostname>). The target keys
-                registrations on it. tgt also binds them to the session,
-                which ends when the command does: see docs/iscsi.md.
-`
+` + initiatorHelp
 
 // diskFlags are the flags every disk action accepts; each action uses the
 // ones it needs and rejects none (so scripts can pass a uniform set).
@@ -238,27 +111,11 @@ func runDisk(ctx context.Context, args []string, stdout, stderr io.Writer, open 
 	if err != nil {
 		return usagef("disk %s: %v", action, err)
 	}
-	if f.initiatorName != "" {
-		if !isISCSIAddr(dev) {
-			return usagef("disk %s: --initiator-name applies to iscsi:// devices only", action)
-		}
-		if err := iscsi.ValidateName(f.initiatorName); err != nil {
-			return usagef("disk %s: --initiator-name: %v", action, err)
-		}
-	}
-
-	d, err := open(dev)
+	d, err := openLUN(open, dev, f.initiatorName)
 	if err != nil {
-		return report(stdout, f.json, dev, action, err)
+		return lunError(stdout, f.json, "disk "+action, dev, err)
 	}
 	defer d.Close()
-	if f.initiatorName != "" {
-		id, ok := d.(interface{ setInitiatorName(string) })
-		if !ok {
-			return usagef("disk %s: --initiator-name: %s does not take an initiator name", action, dev)
-		}
-		id.setInitiatorName(f.initiatorName)
-	}
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
 	out, err := act.do(ctx, d, req)
@@ -592,7 +449,7 @@ func (r showResult) human(dev string) string {
 	if r.Serial != "" {
 		fmt.Fprintf(&b, ", serial %s", r.Serial)
 	}
-	fmt.Fprintf(&b, "\n  capacity     %d blocks of %d bytes (%s)\n", r.Blocks, r.BlockSize, bytesString(r.Blocks*uint64(r.BlockSize)))
+	fmt.Fprintf(&b, "\n  capacity     %d blocks of %d bytes (%s)\n", r.Blocks, r.BlockSize, humanize.IBytes(r.Blocks*uint64(r.BlockSize)))
 	if len(r.Keys.Keys) == 0 {
 		fmt.Fprintf(&b, "  keys         none (generation %d)\n", r.Keys.Generation)
 	} else {
@@ -610,19 +467,6 @@ func (r showResult) human(dev string) string {
 		fmt.Fprintf(&b, "  note         %s\n", n)
 	}
 	return b.String()
-}
-
-func bytesString(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func doShow(ctx context.Context, d scsi.Device, _ request) (any, error) {

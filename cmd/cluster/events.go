@@ -55,32 +55,11 @@ connection flags:
 exit status: 0 ok, 1 error, 2 usage, 4 no such object.
 `
 
-// connFlags are the connection flags of events and why.
-type connFlags struct {
-	socket, remote, caFile, certFile, keyFile string
-	timeout                                   time.Duration
-}
-
-func (c *connFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.socket, "socket", "", "")
-	fs.StringVar(&c.remote, "api", "", "")
-	fs.StringVar(&c.caFile, "ca", "", "")
-	fs.StringVar(&c.certFile, "cert", "", "")
-	fs.StringVar(&c.keyFile, "key", "", "")
-	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "")
-}
-
-func (c *connFlags) client(cmd string) (*clusterapi.Client, error) {
-	if c.timeout <= 0 {
-		return nil, usagef("%s: --timeout must be positive, got %s", cmd, c.timeout)
-	}
-	if c.remote != "" && c.socket != "" {
-		return nil, usagef("%s: --socket and --api together; give one", cmd)
-	}
-	if c.remote == "" && c.socket == "" {
-		c.socket = defaultSocket
-	}
-	return apiClient(c.socket, c.remote, c.caFile, c.certFile, c.keyFile)
+// eventConn registers the connection flags of events and why.
+func eventConn(fs *flag.FlagSet) (connFlags, *time.Duration) {
+	var timeout time.Duration
+	durationVar(fs, &timeout, "timeout", 10*time.Second)
+	return addConnFlags(fs), &timeout
 }
 
 func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -88,8 +67,7 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("cluster events", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	var c connFlags
-	c.register(fs)
+	conn, timeout := eventConn(fs)
 	var f clusterapi.EventFilter
 	follow := fs.Bool("follow", false, "")
 	since := fs.String("since", "", "")
@@ -127,7 +105,10 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if f.Limit < 0 || (*follow && f.Limit > 0) {
 		return usagef("events: --limit must be positive, and not with --follow")
 	}
-	cl, err := c.client("events")
+	if *timeout <= 0 {
+		return usagef("events: --timeout must be positive, got %s", *timeout)
+	}
+	cl, err := conn.client("events")
 	if err != nil {
 		return err
 	}
@@ -148,7 +129,7 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return tw.Flush()
 		})
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	res, err := cl.Events(ctx, f)
 	if err != nil {
@@ -243,8 +224,7 @@ func runWhy(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := flag.NewFlagSet("cluster why", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	var c connFlags
-	c.register(fs)
+	conn, timeout := eventConn(fs)
 	asJSON := fs.Bool("json", false, "")
 	pos, err := parseInterspersed(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -258,12 +238,15 @@ func runWhy(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprint(stderr, whyUsage)
 		return usagef("why: want GROUP, got %d arguments", len(pos))
 	}
-	cl, err := c.client("why")
+	if *timeout <= 0 {
+		return usagef("why: --timeout must be positive, got %s", *timeout)
+	}
+	cl, err := conn.client("why")
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	g, err := cl.Get(ctx, "group", pos[0], false)
 	if err != nil {

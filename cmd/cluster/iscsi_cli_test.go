@@ -6,9 +6,11 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wolfpack-ha/wolfpack/scsi"
 	"github.com/wolfpack-ha/wolfpack/scsi/iscsi"
+	"github.com/wolfpack-ha/wolfpack/scsi/iscsi/iscsitest"
 )
 
 func TestParseInitiatorNameFile(t *testing.T) {
@@ -89,6 +91,70 @@ func TestInitiatorNameFlag(t *testing.T) {
 	} {
 		if err := run(ctx, args, &out, &errb, open); !errors.As(err, &ue) {
 			t.Errorf("%v: err %v, want a usage error", args, err)
+		}
+	}
+}
+
+// TestIntegrationISCSIDeviceURL runs `cluster quorum`, `cluster disk` and
+// `cluster log --device` on an iscsi:// URL against a real tgtd LUN
+// on loopback, through the real opener, with --initiator-name: the quorum
+// disk formatted and shown over iSCSI, the disk's identity and keys read.
+func TestIntegrationISCSIDeviceURL(t *testing.T) {
+	tg := iscsitest.Start(t, iscsitest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	url := tg.Addr(1)
+	const ini = "iqn.2024-01.dev.wolfpack:device-url"
+	for _, args := range [][]string{
+		{"quorum", "format", "--cluster-tag", "5eed", "--initiator-name", ini, url},
+		{"quorum", "show", url, "--initiator-name", ini, "--json"},
+		{"quorum", "replay", "--initiator-name", ini, url},
+		{"log", "--device", url, "--initiator-name", ini},
+		{"disk", "show", "--initiator-name", ini, url},
+		{"disk", "keys", "--json", url},
+	} {
+		var out, errb bytes.Buffer
+		if err := run(ctx, args, &out, &errb, openDevice); err != nil {
+			t.Fatalf("%v: %v\n%s%s", args, err, out.String(), errb.String())
+		}
+		s := out.String()
+		switch args[1] {
+		case "format":
+			if !strings.Contains(s, url+": formatted quorum disk") || !strings.Contains(s, "tag 0x00005eed") {
+				t.Errorf("%v:\n%s", args, s)
+			}
+		case "show":
+			if args[0] == "quorum" && !strings.Contains(s, `"cluster_tag": "0x00005eed"`) {
+				t.Errorf("%v:\n%s", args, s)
+			}
+			if args[0] == "disk" && !strings.Contains(s, "capacity") {
+				t.Errorf("%v:\n%s", args, s)
+			}
+		case "--device":
+			if !strings.Contains(s, "checkpoint #1 at LSN 0") {
+				t.Errorf("%v:\n%s", args, s)
+			}
+		}
+	}
+}
+
+// TestBadDevice: every command that takes a LUN refuses a bad DEVICE with
+// the same text and exit status 2, before it opens anything.
+func TestBadDevice(t *testing.T) {
+	for _, dev := range []string{"nbd://x", "iscsi://127.0.0.1/no-lun", "sdb"} {
+		var want string
+		for _, cmd := range [][]string{{"disk", "keys", dev}, {"quorum", "show", dev}, {"log", "--device", dev}} {
+			var out, errb bytes.Buffer
+			err := run(context.Background(), cmd, &out, &errb, openDevice)
+			var ue usageError
+			if !errors.As(err, &ue) {
+				t.Fatalf("%v: err %v, want a usage error", cmd, err)
+			}
+			_, text, _ := strings.Cut(err.Error(), ": DEVICE ")
+			if text == "" || (want != "" && text != want) {
+				t.Errorf("%v: %q, want DEVICE %q", cmd, err, want)
+			}
+			want = text
 		}
 	}
 }

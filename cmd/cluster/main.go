@@ -53,15 +53,20 @@ var errReported = errors.New("error already reported")
 const topUsage = `usage: cluster <command> [arguments]
 
 commands:
-  status   the membership as a running clusterd sees it (its admin socket)
+  create   make a new cluster on its first node: node file, keys, quorum LUN, join bundle
+  join     set up another node from the join bundle 'cluster create' wrote
+  status   the whole cluster as a tree: nodes, networks, groups, resources, problems
   disk     inspect and manage SCSI-3 persistent reservations on a shared LUN
   quorum   the quorum disk: format, show, replay its recovery log, hold it
+  log      the quorum disk's recovery log, readable (clusterd's, or --device DEVICE)
   ca       the cluster CA and the nodes' stream certificates: init, issue, check
 
   group       the groups: create, set, delete, move, online, offline, list, show
   resource    the resources: create, set, delete, online, offline, list, show
   dependency  a resource's dependencies: add, remove
   node        the nodes: pause, resume, list, show
+  node        ... and drain, evict, add: move its groups away; remove it; re-admit it
+  leave       stop this node's clusterd: drain, then leave the membership
   completion  print a shell completion script: completion bash
   events      the cluster-wide event log, with causes; --follow
   why         the chain of events that put a group where it is: why GROUP
@@ -86,6 +91,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, open open
 		return runDisk(ctx, args[1:], stdout, stderr, open)
 	case "status":
 		return runStatus(ctx, args[1:], stdout, stderr)
+	case "log":
+		return runLog(ctx, args[1:], stdout, stderr, open)
 	case "ca":
 		return runCA(args[1:], stdout, stderr)
 	case "completion":
@@ -94,6 +101,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, open open
 		return runEvents(ctx, args[1:], stdout, stderr)
 	case "why":
 		return runWhy(ctx, args[1:], stdout, stderr)
+	case "leave":
+		return leaveCmd.exec(ctx, "", args[1:], stdout, stderr)
+	case "create":
+		return runCreate(ctx, args[1:], stdout, open)
+	case "join":
+		return runJoin(args[1:], stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, topUsage)
 		return nil
@@ -105,5 +118,5 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, open open
 		return n.run(ctx, args[1:], stdout, stderr)
 	}
 	fmt.Fprint(stderr, topUsage)
-	return usagef("unknown command %q (want status, disk, quorum, ca, group, resource, dependency, node or completion)", args[0])
+	return usagef("unknown command %q (want create, join, status, log, disk, quorum, ca, leave, group, resource, dependency, node, events, why or completion)", args[0])
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"slices"
@@ -64,15 +65,11 @@ var groupCmd = &noun{name: "group", help: "The groups: the unit of failover (doc
 				return e.commit(ctx, "group set "+pos[0], clusterapi.Op{Op: "set", Kind: "group", Name: pos[0], Props: props})
 			}},
 		deleteVerb("group"),
-		{name: "move", args: "NAME --to NODE", help: "move the group to NODE (sets moving_to)", min: 1, max: 1,
+		{name: "move", args: "NAME NODE (or NAME --to NODE) [--no-wait]",
+			help: "move the group to NODE (sets moving_to) and wait until it is online there,\nprinting each step; a move the failover manager cancels fails with its reason",
+			min:  1, max: 2, wait: true,
 			flags: func(fs *flag.FlagSet, o *opts) { fs.StringVar(&o.to, "to", "", "") },
-			run: func(ctx context.Context, e *env, pos []string) error {
-				if e.o.to == "" {
-					return usagef("group move %s: --to NODE is required", pos[0])
-				}
-				return e.commit(ctx, "group move "+pos[0], clusterapi.Op{Op: "set", Kind: "group", Name: pos[0],
-					Props: map[string]any{"moving_to": e.o.to}})
-			}},
+			run:   groupMove},
 	}, append(targetVerbs("group"),
 		verb{name: "list", help: "list the groups", max: 0, read: true,
 			run: func(ctx context.Context, e *env, _ []string) error {
@@ -361,20 +358,68 @@ func (e *env) editDeps(ctx context.Context, action, res, dep string) error {
 var nodeCmd = &noun{name: "node", help: "The nodes. A paused node hosts no group: the failover manager moves none\nto it (its groups stay where they are).",
 	verbs: []verb{
 		{name: "pause", args: "NODE", help: "pause the node (its paused property)", min: 1, max: 1,
-			run: func(ctx context.Context, e *env, pos []string) error { return e.setPaused(ctx, pos[0], true) }},
-		{name: "resume", args: "NODE", help: "resume a paused node", min: 1, max: 1,
-			run: func(ctx context.Context, e *env, pos []string) error { return e.setPaused(ctx, pos[0], false) }},
+			run: func(ctx context.Context, e *env, pos []string) error {
+				return e.commit(ctx, "node pause "+pos[0], clusterapi.Op{Op: "set", Kind: "node", Name: pos[0], Props: map[string]any{"paused": true}})
+			}},
+		{name: "resume", args: "NODE", help: "resume a paused or drained node", min: 1, max: 1,
+			run: func(ctx context.Context, e *env, pos []string) error {
+				return opError("node resume "+pos[0], e.cl.ResumeNode(ctx, pos[0]))
+			}},
+		{name: "drain", args: "NODE [--no-wait]", min: 1, max: 1, wait: true,
+			help: "pause the node and move every group it owns to other nodes, printing each step;\nfails naming a group no other node may host (it stays)",
+			run: func(ctx context.Context, e *env, pos []string) error {
+				return opError("node drain "+pos[0], e.cl.DrainNode(ctx, pos[0], !e.o.noWait, e.progress))
+			}},
+		{name: "evict", args: "NODE", min: 1, max: 1, wait: true,
+			help: "remove the node from the cluster: drain it, regroup it out (its clusterd exits 4),\nfence its key on the quorum disk; the members refuse its joins until node add",
+			run: func(ctx context.Context, e *env, pos []string) error {
+				return opError("node evict "+pos[0], e.cl.EvictNode(ctx, pos[0], e.progress))
+			}},
+		{name: "add", args: "NODE", min: 1, max: 1,
+			help: "re-admit an evicted node (it joins when its clusterd starts); the node must be\nin the node files already",
+			run: func(ctx context.Context, e *env, pos []string) error {
+				return opError("node add "+pos[0], e.cl.AddNode(ctx, pos[0]))
+			}},
 		{name: "list", help: "list the nodes", max: 0, read: true,
 			run: func(ctx context.Context, e *env, _ []string) error {
-				return e.list(ctx, "node", nil, "id", "paused", "addrs")
+				return e.list(ctx, "node", nil, "id", "paused", "draining", "evicted", "addrs")
 			}},
 		showVerb("node"),
 	}}
 
-func (e *env) setPaused(ctx context.Context, node string, paused bool) error {
-	what := "node pause " + node
-	if !paused {
-		what = "node resume " + node
+func groupMove(ctx context.Context, e *env, pos []string) error {
+	to := e.o.to
+	if len(pos) == 2 {
+		if to != "" && to != pos[1] {
+			return usagef("group move %s: two targets, %s and --to %s", pos[0], pos[1], to)
+		}
+		to = pos[1]
 	}
-	return e.commit(ctx, what, clusterapi.Op{Op: "set", Kind: "node", Name: node, Props: map[string]any{"paused": paused}})
+	if to == "" {
+		// The node the manager would choose depends on the membership at
+		// the moment it runs: the command does not guess it.
+		return usagef("group move %s: the target NODE is required", pos[0])
+	}
+	return opError("group move "+pos[0], e.cl.MoveGroup(ctx, pos[0], to, !e.o.noWait, e.progress))
+}
+
+// leaveCmd is `cluster leave`: a planned stop of the node it asks.
+var leaveCmd = verb{name: "leave", min: 0, max: 0, wait: true,
+	help: "stop this node's clusterd as SIGTERM does (without systemd): its groups move to\nother nodes, printing each step, then it leaves the membership and exits 0",
+	run: func(ctx context.Context, e *env, _ []string) error {
+		return opError("leave", e.cl.Leave(ctx, e.progress))
+	}}
+
+// progress prints a long operation's steps.
+func (e *env) progress(p clusterapi.Progress) { fmt.Fprintln(e.out, p.Text) }
+
+// opError classifies a long operation's error: a refused transaction
+// (exit 3), a missing object (4); a failed operation is exit 1 with the
+// reason.
+func opError(what string, err error) error {
+	var oe *clusterapi.OpError
+	if err == nil || errors.As(err, &oe) {
+		return err
+	}
+	return classify(what, err)
 }

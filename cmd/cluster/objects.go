@@ -24,6 +24,10 @@ import (
 // "The node file": admin_socket).
 const defaultSocket = "/run/wolfpack/clusterd.sock"
 
+// defaultWait bounds a long operation (a move, a drain, an eviction, a
+// leave) unless --timeout says otherwise.
+const defaultWait = 2 * time.Minute
+
 // Exit statuses beyond 0 (ok), 1 (error) and 2 (usage).
 const (
 	exitRefused  = 3 // the cluster refused the transaction (409): nothing changed
@@ -56,6 +60,7 @@ type opts struct {
 	socket, remote, caFile, certFile, keyFile string
 	timeout                                   time.Duration
 	json                                      bool
+	noWait                                    bool
 
 	preferred, failback, window, to string
 	group, typ, dependsOn, ocfRoot  string
@@ -66,6 +71,7 @@ type verb struct {
 	name, args, help string
 	min, max         int  // positional arguments; max -1: any number
 	read             bool // takes --json
+	wait             bool // a long operation: takes --no-wait, and --timeout bounds the wait (default defaultWait)
 	flags            func(fs *flag.FlagSet, o *opts)
 	run              func(ctx context.Context, e *env, pos []string) error
 }
@@ -97,8 +103,12 @@ const connUsage = `
 every action takes:
   --socket PATH    clusterd's admin socket (default ` + defaultSocket + `)
   --api URL        or its admin API on TCP, https://HOST:PORT, with --ca F --cert F --key F
-  --timeout D      how long to wait for the daemon (default 10s)
-the reads (list, show) take --json: the API's objects as JSON.
+  --timeout D      how long to wait for the daemon (default 10s); for a long
+                   operation (group move, node drain, node evict, leave), how
+                   long to wait for it to finish (default 2m)
+the reads (list, show) take --json: the API's objects as JSON. The long
+operations print their progress and end when it is done (exit 0) or failed
+(exit 1, with the reason); --no-wait returns once it is asked for.
 
 exit status: 0 ok, 1 error, 2 usage, 3 the cluster refused the transaction
 (nothing changed), 4 no such object.
@@ -122,9 +132,19 @@ func (n *noun) run(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprint(stderr, n.usage())
 		return usagef("%s: unknown action %q (want %s)", n.name, args[0], strings.Join(n.verbNames(), ", "))
 	}
-	v := &n.verbs[i]
+	return n.verbs[i].exec(ctx, n.name, args[1:], stdout, stderr)
+}
+
+// exec runs the verb of noun (empty for a verb that is a command of its
+// own, as leave) with its arguments.
+func (v *verb) exec(ctx context.Context, noun string, args []string, stdout, stderr io.Writer) error {
+	cmd := strings.TrimSpace(noun + " " + v.name)
 	var o opts
-	fs := flag.NewFlagSet("cluster "+n.name+" "+v.name, flag.ContinueOnError)
+	timeout := 10 * time.Second
+	if v.wait {
+		timeout = defaultWait
+	}
+	fs := flag.NewFlagSet("cluster "+cmd, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	fs.StringVar(&o.socket, "socket", "", "")
@@ -132,33 +152,36 @@ func (n *noun) run(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.StringVar(&o.caFile, "ca", "", "")
 	fs.StringVar(&o.certFile, "cert", "", "")
 	fs.StringVar(&o.keyFile, "key", "", "")
-	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "")
+	durationVar(fs, &o.timeout, "timeout", timeout)
 	if v.read {
 		fs.BoolVar(&o.json, "json", false, "")
+	}
+	if v.wait {
+		fs.BoolVar(&o.noWait, "no-wait", false, "")
 	}
 	if v.flags != nil {
 		v.flags(fs, &o)
 	}
-	pos, err := parseInterspersed(fs, args[1:])
+	pos, err := parseInterspersed(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, v.usage(n.name))
+		fmt.Fprint(stdout, v.usage(noun))
 		return nil
 	}
 	if err != nil {
-		return usagef("%s %s: %v (cluster %s %s -h for the usage)", n.name, v.name, err, n.name, v.name)
+		return usagef("%s: %v (cluster %s -h for the usage)", cmd, err, cmd)
 	}
 	if len(pos) < v.min || (v.max >= 0 && len(pos) > v.max) {
-		fmt.Fprint(stderr, v.usage(n.name))
-		return usagef("%s %s: want %s, got %d arguments", n.name, v.name, v.args, len(pos))
+		fmt.Fprint(stderr, v.usage(noun))
+		return usagef("%s: want %s, got %d arguments", cmd, v.args, len(pos))
 	}
 	if o.timeout <= 0 {
-		return usagef("%s %s: --timeout must be positive, got %s", n.name, v.name, o.timeout)
+		return usagef("%s: --timeout must be positive, got %s", cmd, o.timeout)
 	}
 	if o.remote == "" && o.socket == "" {
 		o.socket = defaultSocket
 	}
 	if o.remote != "" && o.socket != "" {
-		return usagef("%s %s: --socket and --api together; give one", n.name, v.name)
+		return usagef("%s: --socket and --api together; give one", cmd)
 	}
 	cl, err := apiClient(o.socket, o.remote, o.caFile, o.certFile, o.keyFile)
 	if err != nil {

@@ -190,7 +190,9 @@ func TestGroupCommands(t *testing.T) {
 		{[]string{"group", "set", "web", "failover_threshold=5000"}, 3, "failover_threshold"},
 		{[]string{"group", "set", "web", "failback"}, 2, `"failback" is not KEY=VALUE`},
 		{[]string{"group", "set", "nosuch", "failback=never"}, 3, "nosuch"},
-		{[]string{"group", "move", "web"}, 2, "--to NODE is required"},
+		{[]string{"group", "move", "web"}, 2, "the target NODE is required"},
+		{[]string{"group", "move", "web", "n1", "--to", "n2"}, 2, "two targets"},
+		{[]string{"group", "move", "nosuch", "n1"}, 4, "nosuch"},
 		{[]string{"group", "move", "web", "--to", "n9"}, 3, "n9"},
 		{[]string{"group", "create", "web"}, 3, "web"},
 		{[]string{"group", "create", "db", "--window", "1-2"}, 2, "--window needs --failback window"},
@@ -206,7 +208,7 @@ func TestGroupCommands(t *testing.T) {
 		t.Errorf("refused commands changed web: version %d -> %d", g.Version, after.Version)
 	}
 
-	s.mustCLI(t, "group", "move", "web", "--to", "n1")
+	s.mustCLI(t, "group", "move", "web", "--to", "n1", "--no-wait")
 	s.mustCLI(t, "group", "offline", "web")
 	g = s.get(t, db.KindGroup, "web")
 	if g.Props["moving_to"].Str != "n1" || g.Props["target_state"].Str != "offline" {
@@ -373,6 +375,28 @@ func TestNodeCommands(t *testing.T) {
 	if _, err := s.cli("node", "pause", "n9"); exitCode(err) != 3 {
 		t.Errorf("pause of an unknown node: %v", err)
 	}
+	// drain --no-wait writes paused and draining; resume clears both.
+	s.mustCLI(t, "node", "drain", "n2", "--no-wait")
+	if p := s.get(t, db.KindNode, "n2").Props; !p["paused"].Equal(db.BoolValue(true)) || !p["draining"].Equal(db.BoolValue(true)) {
+		t.Errorf("after drain: %v", p)
+	}
+	s.mustCLI(t, "node", "resume", "n2")
+	if p := s.get(t, db.KindNode, "n2").Props; !p["paused"].Equal(db.BoolValue(false)) || p["draining"].Type != 0 {
+		t.Errorf("after resume: %v", p)
+	}
+	// add clears an eviction (evict itself needs a cluster: the failover
+	// tests in testbed/nscluster/failover run it).
+	if err := s.apply(clusterapi.Tx{Ops: []clusterapi.Op{{Op: "set", Kind: "node", Name: "n2",
+		Props: map[string]any{"evicted": true, "draining": true, "paused": true}}}}); err != nil {
+		t.Fatal(err)
+	}
+	s.mustCLI(t, "node", "add", "n2")
+	if p := s.get(t, db.KindNode, "n2").Props; !p["paused"].Equal(db.BoolValue(false)) || p["draining"].Type != 0 || p["evicted"].Type != 0 {
+		t.Errorf("after add: %v", p)
+	}
+	if _, err := s.cli("node", "add", "n9"); exitCode(err) != 4 {
+		t.Errorf("add of an unknown node: %v (exit %d), want 4", err, exitCode(err))
+	}
 }
 
 // TestHelpAndUsage: every level prints its usage on -h and exits 0; an
@@ -380,7 +404,7 @@ func TestNodeCommands(t *testing.T) {
 func TestHelpAndUsage(t *testing.T) {
 	for _, args := range [][]string{{"-h"}, {"status", "-h"}, {"status", "--help"}, {"group", "-h"}, {"group", "create", "-h"},
 		{"resource", "--help"}, {"resource", "create", "--help"}, {"dependency", "-h"}, {"node", "list", "-h"}, {"completion", "-h"},
-		{"quorum", "format", "-h"}, {"disk", "show", "--help"}, {"ca", "init", "-h"}} {
+		{"quorum", "format", "-h"}, {"disk", "show", "--help"}, {"ca", "init", "-h"}, {"leave", "-h"}, {"node", "drain", "-h"}, {"group", "move", "-h"}} {
 		var out, errb bytes.Buffer
 		err := run(context.Background(), args, &out, &errb, nil)
 		if err != nil || !strings.HasPrefix(out.String(), "usage: cluster") || errb.Len() != 0 {
@@ -405,4 +429,21 @@ func TestCompletionBash(t *testing.T) {
 			t.Errorf("completion lacks %q", s)
 		}
 	}
+}
+
+// TestTimeoutFlag: a --timeout that is not a duration (a bare number) is a
+// usage error that says what a duration looks like, before anything is
+// sent; a duration is taken.
+func TestTimeoutFlag(t *testing.T) {
+	s := newDBServer(t)
+	for _, bad := range []string{"10", "ten", "5 s"} {
+		_, err := s.cli("group", "list", "--timeout", bad)
+		if exitCode(err) != 2 || err == nil || !strings.Contains(err.Error(), `invalid value "`+bad+`" for flag -timeout: not a duration: want a number with a unit, such as 10s`) {
+			t.Errorf("--timeout %q: %v (exit %d), want exit 2 saying what a duration is", bad, err, exitCode(err))
+		}
+	}
+	if len(s.txs) != 0 {
+		t.Errorf("sent %d transactions", len(s.txs))
+	}
+	s.mustCLI(t, "group", "list", "--timeout", "2s")
 }

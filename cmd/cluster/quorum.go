@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dustin/go-humanize"
+
 	"github.com/wolfpack-ha/wolfpack/internal/core"
 	"github.com/wolfpack-ha/wolfpack/internal/nodes"
 	"github.com/wolfpack-ha/wolfpack/internal/quorumio"
@@ -37,7 +39,8 @@ func init() {
 const quorumUsage = `usage: cluster quorum <action> [flags] DEVICE
 
 The quorum disk (docs/quorum-disk.md): its layout, recovery log and
-reservation arbitration, on a shared LUN (DEVICE is /dev/sdX or /dev/sgN).
+reservation arbitration, on a shared LUN.
+` + deviceHelp + `
 
 actions:
   format   [--force] [--cluster-tag T] [--cluster-id HEX]: write an empty quorum
@@ -59,7 +62,7 @@ flags (every action):
   --form-delay D       a forming node's wait before it preempts another holder,
                        as clusterd's (default 1.5s; more than a check interval,
                        so a live holder removes the challenger's key first)
-`
+` + initiatorHelp
 
 // statusError is an error with an exit status for scripts: quorum hold's
 // 3 lost the arbitration, 4 lost quorum (the JSON line written before it
@@ -87,6 +90,7 @@ type quorumFlags struct {
 	formDelay     time.Duration
 	appends       int
 	payload       int
+	initiatorName string
 }
 
 func runQuorum(ctx context.Context, args []string, stdout, stderr io.Writer, open opener) error {
@@ -115,6 +119,7 @@ func runQuorum(ctx context.Context, args []string, stdout, stderr io.Writer, ope
 	fs.DurationVar(&f.formDelay, "form-delay", 0, "")
 	fs.IntVar(&f.appends, "appends", 1000, "")
 	fs.IntVar(&f.payload, "payload", 128, "")
+	fs.StringVar(&f.initiatorName, "initiator-name", "", "")
 	pos, err := parseInterspersed(fs, args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, quorumUsage)
@@ -158,9 +163,9 @@ func runQuorum(ctx context.Context, args []string, stdout, stderr io.Writer, ope
 		if err != nil {
 			return usagef("quorum %s: %v", action, err)
 		}
-		d, err := open(dev)
+		d, err := openLUN(open, dev, f.initiatorName)
 		if err != nil {
-			return report(stdout, true, dev, action, err)
+			return lunError(stdout, true, "quorum "+action, dev, err)
 		}
 		defer d.Close()
 		if action == "bench" {
@@ -171,9 +176,9 @@ func runQuorum(ctx context.Context, args []string, stdout, stderr io.Writer, ope
 		fmt.Fprint(stderr, quorumUsage)
 		return usagef("quorum: unknown action %q", action)
 	}
-	d, err := open(dev)
+	d, err := openLUN(open, dev, f.initiatorName)
 	if err != nil {
-		return report(stdout, f.json, dev, action, err)
+		return lunError(stdout, f.json, "quorum "+action, dev, err)
 	}
 	defer d.Close()
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
@@ -248,8 +253,9 @@ type formatResult struct {
 }
 
 func (r formatResult) human(dev string) string {
-	s := fmt.Sprintf("%s: formatted quorum disk, cluster id %s, tag %s, %d-byte blocks, log of %d blocks\n",
-		dev, r.Superblock.ClusterID, r.Superblock.ClusterTag, r.Superblock.Layout.BlockSize, r.Superblock.Layout.LogBlocks)
+	l := r.Superblock.Layout
+	s := fmt.Sprintf("%s: formatted quorum disk, cluster id %s, tag %s, %d-byte blocks, log of %d blocks (%s)\n",
+		dev, r.Superblock.ClusterID, r.Superblock.ClusterTag, l.BlockSize, l.LogBlocks, humanize.IBytes(l.LogBlocks*uint64(l.BlockSize)))
 	for _, o := range r.Overwrote {
 		s += "  overwrote " + o + "\n"
 	}
@@ -303,14 +309,15 @@ type slotRow struct {
 func (r showQuorumResult) human(dev string) string {
 	var b strings.Builder
 	s := r.Superblock
-	fmt.Fprintf(&b, "%s: Wolfpack quorum disk v%d, cluster %s (tag %s), formatted %s\n", dev, s.Version, s.ClusterID, s.ClusterTag, s.Formatted)
+	fmt.Fprintf(&b, "%s: Wolfpack quorum disk v%d, cluster %s (tag %s), formatted %s\n", dev, s.Version, s.ClusterID, s.ClusterTag, whenString(s.Formatted))
 	l := s.Layout
-	fmt.Fprintf(&b, "  layout      %d-byte blocks: slots at %d (%d), checkpoints at %d and %d (%d blocks each), log at %d (%d blocks)\n",
-		l.BlockSize, l.SlotsLBA, l.Slots, l.CheckpointLBA[0], l.CheckpointLBA[1], l.CheckpointBlocks, l.LogLBA, l.LogBlocks)
-	fmt.Fprintf(&b, "  checkpoint  #%d in area %c at LSN %d (%d bytes)\n", r.CheckpointSeq, 'A'+r.CheckpointArea, r.CheckpointLSN, r.SnapshotBytes)
+	fmt.Fprintf(&b, "  layout      %d-byte blocks: slots at %d (%d), checkpoints at %d and %d (%d blocks each), log at %d (%d blocks, %s)\n",
+		l.BlockSize, l.SlotsLBA, l.Slots, l.CheckpointLBA[0], l.CheckpointLBA[1], l.CheckpointBlocks, l.LogLBA, l.LogBlocks,
+		humanize.IBytes(l.LogBlocks*uint64(l.BlockSize)))
+	fmt.Fprintf(&b, "  checkpoint  #%d in area %c at LSN %d (%s)\n", r.CheckpointSeq, 'A'+r.CheckpointArea, r.CheckpointLSN, humanize.IBytes(uint64(r.SnapshotBytes)))
 	fmt.Fprintf(&b, "  log         %d records after it, last LSN %d; ends: %s\n", r.Records, r.LastLSN, r.LogEnd)
 	for _, h := range r.Heartbeats {
-		fmt.Fprintf(&b, "  node %-2d     heartbeat %d, incarnation %d, epoch %d, %s\n", h.Node, h.Counter, h.Incarnation, h.Epoch, h.Time)
+		fmt.Fprintf(&b, "  node %-2d     heartbeat %d, incarnation %d, epoch %d, %s\n", h.Node, h.Counter, h.Incarnation, h.Epoch, whenString(h.Time))
 	}
 	return b.String()
 }
@@ -365,6 +372,16 @@ func (r replayResult) human(dev string) string {
 	}
 	fmt.Fprintf(&b, "  end: %s\n", r.End)
 	return b.String()
+}
+
+// whenString is an RFC 3339 time for people: the time and how long ago
+// it was ("2026-11-29 10:00:00 UTC (3 minutes ago)").
+func whenString(rfc3339 string) string {
+	t, err := time.Parse(time.RFC3339Nano, rfc3339)
+	if err != nil {
+		return rfc3339
+	}
+	return t.UTC().Format(time.DateTime) + " UTC (" + humanize.Time(t) + ")"
 }
 
 func printable(p []byte) string {

@@ -8,9 +8,10 @@
 //	clusterd --version
 //
 // Exit status: 0 after a planned stop (or a valid node file, or the
-// version), 3 after a halt (pruned, lost the arbitration, lost quorum), 1
-// on any other error (a node file that does not parse or validate among
-// them), 2 for a bad command line.
+// version), 3 after a halt (pruned, lost the arbitration, lost quorum), 4
+// when the node is evicted (regrouped out, or its join refused: `cluster
+// node add` first), 1 on any other error (a node file that does not parse
+// or validate among them), 2 for a bad command line.
 package main
 
 import (
@@ -47,6 +48,10 @@ func main() {
 	if errors.As(err, &ue) {
 		fmt.Fprintln(os.Stderr, "clusterd:", err)
 		os.Exit(2)
+	}
+	if errors.Is(err, daemon.ErrEvicted) {
+		printError(os.Stderr, err)
+		os.Exit(daemon.ExitEvicted) // not restarted by the unit: added back first
 	}
 	var he *daemon.HaltError
 	if errors.As(err, &he) {
@@ -127,6 +132,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Self:                regroup.NodeID(cfg.NodeID),
 		Port:                cfg.Port,
 		AdminSocket:         cfg.AdminSocket,
+		ClusterName:         cfg.Cluster,
+		QuorumDevice:        cfg.Quorum.Device,
 		HeartbeatInterval:   cfg.Timing.HeartbeatInterval,
 		HeartbeatThreshold:  cfg.Timing.HeartbeatThreshold,
 		QuorumCheckInterval: cfg.Timing.QuorumCheckInterval,

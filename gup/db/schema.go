@@ -48,6 +48,8 @@ var schemas = [...][]PropSpec{
 		{Name: "id", Type: TypeInt, Required: true, Check: intRange(1, 64), Doc: "node id, unique"},
 		{Name: "addrs", Type: TypeList, Check: addrList, Doc: "addresses on the private networks, in network order"},
 		{Name: "description", Type: TypeString, Doc: "free text"},
+		{Name: "draining", Type: TypeBool, Doc: "an administrator drains the node: its groups move to other nodes (cluster node drain)"},
+		{Name: "evicted", Type: TypeBool, Doc: "an administrator evicted the node: the members refuse its joins (cluster node evict; add re-admits it)"},
 	},
 	KindNetwork: {
 		{Name: "role", Type: TypeString, Check: oneOf("cluster", "client", "both", "none"), Doc: "what the network carries"},
@@ -63,6 +65,7 @@ var schemas = [...][]PropSpec{
 		{Name: "failover_period_s", Type: TypeInt, Check: intRange(1, 604800), Doc: "the period of failover_threshold (default 21600)"},
 		{Name: "target_state", Type: TypeString, Check: oneOf("online", "offline"), Doc: "what the administrator wants (default online)"},
 		{Name: "moving_to", Type: TypeString, Check: optionalName, Doc: "a node name: a move in progress"},
+		{Name: "move_error", Type: TypeString, Doc: "runtime: why the failover manager cancelled the last move (or could not drain the group)"},
 		{Name: "owner", Type: TypeString, Check: optionalName, Doc: "runtime: the owner's node name"},
 		{Name: "owner_inc", Type: TypeInt, Check: intRange(0, math.MaxInt64), Doc: "runtime: the incarnation of the owner that claimed it"},
 		{Name: "failovers", Type: TypeList, Check: decimalList, Doc: "runtime: the times (Unix ms) of the pushes within the period"},

@@ -95,6 +95,9 @@ func (n *Node) syncFM() {
 	n.fm.SetMembership(active, m, n.fmInstalled)
 	n.fmInstalled = false
 	n.fm.DBChanged()
+	// The nodes an administrator evicted, as the database says: regroup
+	// removes those that are members and refuses their joins.
+	n.rg.SetEvicted(n.fm.Model().Evicted)
 	for n.fm.HasReady() {
 		r := n.fm.Ready()
 		n.ready.Resources = append(n.ready.Resources, r.Commands...)

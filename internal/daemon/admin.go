@@ -63,6 +63,22 @@ func (d *Daemon) snapshot() Status {
 	for k, v := range d.counters.regroupDropped {
 		s.Counters.RegroupDropped[k] = v
 	}
+	s.Cluster, s.QuorumDevice = d.cfg.ClusterName, d.cfg.QuorumDevice
+	for _, n := range d.cfg.Nodes {
+		if n.ID == d.cfg.Self {
+			continue
+		}
+		ps := clusterapi.PeerStatus{Node: int(n.ID), Name: n.Name, NetworksUp: []string{}}
+		if pv, ok := det.Peer(n.ID); ok {
+			ps.Alive, ps.Incarnation = pv.Alive, pv.Incarnation
+			for k, up := range pv.NetworksUp {
+				if up && k < len(d.cfg.Networks) {
+					ps.NetworksUp = append(ps.NetworksUp, d.cfg.Networks[k].Name)
+				}
+			}
+		}
+		s.Peers = append(s.Peers, ps)
+	}
 	g := d.node.GUP()
 	l, term := g.Locker()
 	s.GUP = clusterapi.GUPStatus{Seq: g.Applied(), Locker: int(l), Term: term, IsLocker: g.IsLocker(), Pending: g.Pending(),
@@ -148,6 +164,8 @@ var adminRoutes = []route{
 	{http.MethodGet, clusterapi.DBPath + "/{kind}", false, (*Daemon).serveList},
 	{http.MethodGet, clusterapi.DBPath + "/{kind}/{name}", false, (*Daemon).serveGet},
 	{http.MethodGet, clusterapi.EventsPath, false, (*Daemon).serveEvents},
+	{http.MethodGet, clusterapi.LogPath, false, (*Daemon).serveLog},
+	{http.MethodPost, clusterapi.LeavePath, true, (*Daemon).serveLeave},
 }
 
 // writeJSON answers code with v as JSON.
@@ -373,4 +391,23 @@ func (a *adminServer) close() {
 	if a.path != "" {
 		os.Remove(a.path)
 	}
+}
+
+// serveLeave starts a planned stop of this node, as SIGTERM does: its
+// groups move away (the drain), then it leaves the membership and
+// clusterd exits 0. The body is {} (4 KiB at most). It answers once the
+// stop began; the caller follows the
+// drain in the database (clusterapi's Leave).
+func (d *Daemon) serveLeave(w http.ResponseWriter, r *http.Request) {
+	var req clusterapi.LeaveRequest
+	if !readJSON(w, r, 4096, &req) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := d.call(ctx, func() { d.stopReq = true }); err != nil {
+		httpError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, clusterapi.LeaveResult{Node: d.self.Name, Stopping: true})
 }

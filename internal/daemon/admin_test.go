@@ -68,7 +68,10 @@ func TestAdminRoles(t *testing.T) {
 	close(d.stopped)
 	serve := func(identify Identify, method, path string) (int, clusterapi.ErrorBody) {
 		var body io.Reader
-		if method == http.MethodPost {
+		switch {
+		case method == http.MethodPost && path == clusterapi.LeavePath:
+			body = strings.NewReader(`{}`)
+		case method == http.MethodPost:
 			body = strings.NewReader(`{"ops": [{"op": "create", "kind": "group", "name": "web"}]}`)
 		}
 		rec := httptest.NewRecorder()
@@ -169,6 +172,9 @@ func TestAdminAPI(t *testing.T) {
 		{"POST", "/v1/db", append([]byte(`{"ops": [{"op": "set", "kind": "group", "name": "web", "props": {"x": "`),
 			bytes.Repeat([]byte("a"), maxTxBody)...), 413, clusterapi.CodeTooLarge, []string{fmt.Sprint(maxTxBody), "bytes"}, ""},
 		{"POST", "/v1/db", []byte(`{"ops": [{"op": "create", "kind": "group", "name": "web"}]}`), 409, clusterapi.CodeTxFailed, []string{"web"}, ""},
+		// Refused by the database's checks before it is proposed, as one
+		// refused when applied: 409 (the CLI's exit 3), not 400.
+		{"POST", "/v1/db", []byte(`{"ops": [{"op": "set", "kind": "group", "name": "web", "props": {"failover_threshold": 5000}}]}`), 409, clusterapi.CodeTxFailed, []string{`group "web"`, "failover_threshold", "5000"}, ""},
 		{"GET", "/v1/nothing", nil, 404, clusterapi.CodeNotFound, []string{"/v1/nothing"}, ""},
 		{"GET", "/status", nil, 404, clusterapi.CodeNotFound, []string{"/status", "/v1/"}, ""},
 		{"GET", "/v1/db/spaceship", nil, 404, clusterapi.CodeNotFound, []string{"spaceship"}, ""},

@@ -39,6 +39,10 @@ const (
 	// ExitHalt is the exit status of a daemon that halted (pruned, lost
 	// the arbitration, lost quorum).
 	ExitHalt = 3
+	// ExitEvicted is the exit status of a daemon whose node an
+	// administrator evicted (cluster node evict): its joins are refused
+	// until it is added back, so the unit does not restart it.
+	ExitEvicted = 4
 )
 
 // Node is one configured node.
@@ -62,6 +66,9 @@ type Config struct {
 	Nodes      []Node
 	Networks   []Network
 	Port       int
+	// ClusterName and QuorumDevice are the node file's, for the status
+	// only.
+	ClusterName, QuorumDevice string
 	// AdminSocket is the unix socket of the admin API; empty: none.
 	AdminSocket string
 	// RemoteAPI, when not nil, serves the admin API on TCP with TLS too.
@@ -116,6 +123,11 @@ func (e *HaltError) ExitCode() int { return ExitHalt }
 // a reason retrying cannot fix (the cluster secret differs).
 var ErrJoinRefused = errors.New("daemon: join refused")
 
+// ErrEvicted is returned (wrapped, with the reason) when an administrator
+// evicted this node: the members regrouped it out, or refused its join.
+// Its exit status is ExitEvicted.
+var ErrEvicted = errors.New("daemon: evicted from the cluster")
+
 // ErrAbandon, as the cause of Run's context (context.WithCancelCause),
 // stops the daemon without ClusterExit and without touching the disk: to
 // the others it looks like a crash (tests; an operator's emergency stop).
@@ -167,6 +179,7 @@ type Daemon struct {
 	// Loop state.
 	halt      string
 	left      bool
+	stopReq   bool // POST /v1/leave: a planned stop, as on SIGTERM
 	leaving   bool
 	fatal     error
 	regroups  uint64
@@ -422,6 +435,11 @@ func (d *Daemon) loop(ctx context.Context) error {
 			reply <- d.snapshot()
 		}
 		d.flush()
+		if d.stopReq && stop != nil {
+			stop, draining = nil, d.cfg.After(drainTimeout)
+			d.node.Drain()
+			d.flush()
+		}
 		if d.fatal != nil {
 			return d.fatal
 		}
@@ -563,12 +581,15 @@ func (d *Daemon) membershipEvent(e regroup.Event) {
 		_, m := d.node.Membership()
 		d.log.Info("formed", "epoch", e.Epoch.String(), "members", ids(m))
 	case regroup.EventJoinFailed:
-		if e.Fatal && d.node.Refused() != "" {
+		if e.Fatal && (d.node.Refused() != "" || e.Evicted) {
 			d.log.Error("join refused", "reason", e.Reason, "fatal", true)
 		} else {
 			d.log.Info("join failed", "reason", e.Reason, "fatal", e.Fatal)
 		}
-		if e.Fatal {
+		switch {
+		case e.Evicted:
+			d.fatal = fmt.Errorf("%w: %s", ErrEvicted, e.Reason)
+		case e.Fatal:
 			d.fatal = fmt.Errorf("%w: %s", ErrJoinRefused, e.Reason)
 		}
 	case regroup.EventLeft:
@@ -577,6 +598,9 @@ func (d *Daemon) membershipEvent(e regroup.Event) {
 		d.log.Error("halt", "reason", e.Reason)
 		if d.halt == "" {
 			d.halt = e.Reason
+		}
+		if e.Evicted && d.fatal == nil {
+			d.fatal = fmt.Errorf("%w: %s", ErrEvicted, e.Reason)
 		}
 	default:
 		d.log.Debug("membership event", "event", e.String())

@@ -76,13 +76,21 @@ func (d *Daemon) serveCommit(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), dbTimeout)
 	defer cancel()
 	tx, err := t.DBTx()
-	if err != nil {
-		httpError(w, err)
-		return
+	var enc []byte
+	if err == nil {
+		enc, err = tx.MarshalBinary()
 	}
-	enc, err := tx.MarshalBinary()
-	if err != nil {
-		httpError(w, fmt.Errorf("%w: %v", clusterapi.ErrBadTx, err))
+	switch {
+	case errors.Is(err, db.ErrInvalid):
+		// A well-formed transaction that the database's checks refuse (a
+		// value out of range or of the wrong type, a bad name): refused
+		// as one refused when applied, 409 with this node's seq (the
+		// CLI's exit 3), nothing changed.
+		seq, _ := d.ReadDB(ctx, true, func(*db.DB) {})
+		writeJSON(w, http.StatusConflict, clusterapi.ErrorBody{Error: err.Error(), Code: clusterapi.CodeTxFailed, Seq: seq})
+		return
+	case err != nil:
+		httpError(w, err)
 		return
 	}
 	seq, outcome, err := d.Commit(ctx, enc)

@@ -6,9 +6,14 @@
 // client namespace that sends a datagram to the virtual address every
 // 10 ms (nscluster's Prober), captures ARP, and watches the address on each
 // node. The tests are TestIntegration* (root, tgt; skipped otherwise):
-// an owner crashed, frozen, partitioned, or its clusterd or resmon killed; the
-// application killed past its restart threshold; a planned move; failback.
-// Each logs what it measured as key=value (outage_ms=...).
+// an owner crashed, frozen, partitioned, or its clusterd (then restarted:
+// it rejoins) or resmon killed; the application killed past its restart
+// threshold; a planned move; failback. Each logs what it measured as
+// key=value (outage_ms=...). TestIntegrationBadInput gives the running
+// cluster bad input of every kind (node files, the cluster command, the
+// admin API on the socket and on TCP) and checks that each is refused
+// naming the problem and that nothing changes: the database, the address,
+// the application, the client's answers.
 //
 // TestIntegrationBenchFailover (WOLFPACK_BENCH_FAILOVER=N) repeats the
 // crash failover N times and reports the median and p95 of the outage and

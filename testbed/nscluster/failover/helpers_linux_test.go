@@ -83,8 +83,13 @@ func newRig(t *testing.T, n int, timeout time.Duration, timing ...nscluster.Timi
 // newRigWith is newRig with the cluster's whole configuration.
 func newRigWith(t *testing.T, cfg nscluster.Config, timeout time.Duration) *rig {
 	t.Helper()
-	n := cfg.Nodes
-	c := nscluster.Start(t, cfg)
+	return rigOn(t, nscluster.Start(t, cfg), timeout)
+}
+
+// rigOn is newRig on a cluster whose every node was started.
+func rigOn(t *testing.T, c *nscluster.Cluster, timeout time.Duration) *rig {
+	t.Helper()
+	n := len(c.Nodes())
 	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	t.Cleanup(cancel)
 	echo, err := testbed.BuildGo(ctx, "./testbed/probe/echo")

@@ -97,12 +97,18 @@ func TestIntegrationResmonCrash(t *testing.T) {
 	}
 }
 
-// TestIntegrationClusterdCrash: the owner's clusterd is SIGKILLed; its
-// resmon stays. resmon sees the socket close and terminates everything at
-// once: the address leaves node 1 (sampled every 2 ms) within a bound of
-// the kill, the echo server and resmon are gone, and the group fails over
-// to node 2.
-func TestIntegrationClusterdCrash(t *testing.T) {
+// TestIntegrationClusterdKilled: the owner's clusterd alone is SIGKILLed
+// (not resmon, not the namespace). resmon sees the socket close and
+// terminates everything at once: the address leaves node 1 (sampled every
+// 2 ms) within a bound of the kill, the echo server and resmon are gone,
+// and the group fails over to node 2, the client's answers coming from
+// there. Then clusterd is started again on node 1 as its unit would (the
+// same node file, the same state directory): it rejoins with no manual
+// step (both nodes install {1,2}, both report state up with both members),
+// and nothing runs twice: the address stays on node 2 alone, no echo
+// server starts on node 1, the client is answered by node 2 only.
+// Measured: the outage of the kill, and the restart to the rejoin.
+func TestIntegrationClusterdKilled(t *testing.T) {
 	r := newRig(t, 2, 3*time.Minute)
 	r.createVS(vsOpts{}, 1)
 	w := r.watchVIP()
@@ -132,8 +138,6 @@ func TestIntegrationClusterdCrash(t *testing.T) {
 	online := r.waitEvent(2, evGroupOnline, mark, ofGroup)
 	o := r.outage(kill, 2)
 	r.checkOwner(2, 2)
-	w.Close()
-	ch, _ := w.Changes()
 
 	t.Logf("kill_to_addr_gone_ms=%d..%d kill_to_procs_gone_ms<=%d kill_to_online_ms=%d outage_ms=%d (%v)",
 		ms(gone.Prev.Sub(kill)), ms(gone.At.Sub(kill)), ms(procsGone.Sub(kill)), ms(since(kill, online)), ms(o.Gap), o)
@@ -142,8 +146,48 @@ func TestIntegrationClusterdCrash(t *testing.T) {
 	if d := gone.At.Sub(kill); d > 500*time.Millisecond {
 		t.Errorf("the address left node 1 %v after clusterd's kill: want within 500 ms (about 100 ms)", d)
 	}
+	if o.Gap > maxCrashOutage {
+		t.Errorf("outage %v > %v", o.Gap, maxCrashOutage)
+	}
+
+	// Started again as the unit would: the same node file and state
+	// directory, no manual step.
+	mark = r.c.Mark()
+	restart := time.Now()
+	if err := r.c.Node(1).Start(); err != nil {
+		t.Fatal(err)
+	}
+	inst := r.c.WaitMembership(r.ctx, t, mark, []int{1, 2}, []int{1, 2})
+	r.waitEvent(1, evResmonStarted, mark, nil)
+	for _, i := range []int{1, 2} {
+		st, err := r.c.Node(i).Status(r.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.State != "up" || !nscluster.SameSet(st.Members, []int{1, 2}) {
+			t.Errorf("node %d after the rejoin: state %q members %v, want up with [1 2]", i, st.State, st.Members)
+		}
+	}
+	// A second of watching: nothing starts on node 1.
+	time.Sleep(time.Second)
+	r.checkOwner(2, 1)
+	w.Close()
+	ch, _ := w.Changes()
+	t.Logf("restart_to_rejoin_ms=%d; address changes: %v", ms(since(restart, inst[1])), ch)
 	if ov := nscluster.Overlaps(ch); len(ov) > 0 {
 		t.Errorf("the address on two nodes at once: %v", ov)
+	}
+	for i, want := range map[int]bool{1: false, 2: true} {
+		if has, err := r.c.Node(i).HasAddr(vip); err != nil || has != want {
+			t.Errorf("after the rejoin node %d has %s: %v (%v), want %v", i, vip, has, err, want)
+		}
+	}
+	if p := r.echoPids(1); len(p) != 0 {
+		t.Errorf("echo servers on node 1 after the rejoin: %v", p)
+	}
+	r.waitEcho(2)
+	if got := r.answeredBy(restart); len(got) != 1 || got[0] != 2 {
+		t.Errorf("answers since the restart from nodes %v, want node 2 only", got)
 	}
 }
 
