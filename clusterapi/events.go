@@ -1,12 +1,8 @@
 package clusterapi
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -186,39 +182,12 @@ func (c *Client) FollowEvents(ctx context.Context, f EventFilter, fn func(Event)
 	q := f.Query()
 	q.Del("limit")
 	q.Set("follow", "1")
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+EventsPath+"?"+q.Encode(), nil)
-	if err != nil {
-		return fmt.Errorf("follow events on %s: %w", c.where, err)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("follow events on %s: %w", c.where, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		return fmt.Errorf("follow events on %s: %w", c.where, newStatusError(resp.StatusCode, b))
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		var e Event
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			return fmt.Errorf("follow events on %s: %w", c.where, err)
-		}
-		if err := fn(e); err != nil {
-			return err
-		}
-	}
-	if ctx.Err() != nil {
+	err := followLines(ctx, c, EventsPath+"?"+q.Encode(), "follow events", nil, fn)
+	switch {
+	case ctx.Err() != nil:
 		return nil
+	case err == nil:
+		return fmt.Errorf("follow events on %s: the daemon ended the stream", c.where)
 	}
-	err = sc.Err()
-	if err == nil {
-		err = errors.New("the daemon ended the stream")
-	}
-	return fmt.Errorf("follow events on %s: %w", c.where, err)
+	return err
 }
