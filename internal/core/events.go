@@ -29,7 +29,7 @@ import (
 type evState struct {
 	members nodes.Set // the membership installed last here
 	left    nodes.Set // members that sent ClusterExit since
-	evicted nodes.Set // members this node asked to evict since
+	evicted nodes.Set // members this node asked to evict since (the database's evicted nodes count too)
 	arb     string    // the arbitration's result since (this node's)
 	wall    int64     // the wall clock, Unix ms
 	txs     [][]byte  // transactions to propose
@@ -75,8 +75,8 @@ func (n *Node) recordMembership(e regroup.Event) {
 	for _, id := range (before &^ e.Members).IDs() {
 		typ, short, cause := db.EventNodeLost, "lost", "silent on every private network (suspected by the failure detector)"
 		switch {
-		case evicted.Has(id):
-			typ, short, cause = db.EventNodeEvicted, "evicted", "an administrator evicted it"
+		case evicted.Has(id) || n.fm.Model().Evicted.Has(id):
+			typ, short, cause = db.EventNodeEvicted, "evicted", "an administrator evicted it (cluster node evict)"
 		case left.Has(id):
 			typ, short, cause = db.EventNodeLeft, "left", "it left the cluster (ClusterExit)"
 		case n.DiskAlive(id):
