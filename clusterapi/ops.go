@@ -57,36 +57,47 @@ type LeaveResult struct {
 // nil when the stream ended. ready, when not nil, is called once the
 // node registered the watch: a change applied after that is seen.
 func (c *Client) Watch(ctx context.Context, ready func(), fn func(Change) error) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+DBPath+"/watch", nil)
+	if err := followLines(ctx, c, DBPath+"/watch", "watch", ready, fn); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// followLines GETs path, a stream of JSON lines, and calls fn with each
+// line decoded as a T (ready first, once the answer is 200), until the
+// stream ends (nil), or a request, a decode or fn fails (that error;
+// what names the request in it).
+func followLines[T any](ctx context.Context, c *Client, path, what string, ready func(), fn func(T) error) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
 	if err != nil {
-		return fmt.Errorf("watch on %s: %w", c.where, err)
+		return fmt.Errorf("%s on %s: %w", what, c.where, err)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("watch on %s: %w", c.where, err)
+		return fmt.Errorf("%s on %s: %w", what, c.where, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b := make([]byte, 4096)
 		n, _ := resp.Body.Read(b)
-		return fmt.Errorf("watch on %s: %w", c.where, newStatusError(resp.StatusCode, b[:n]))
+		return fmt.Errorf("%s on %s: %w", what, c.where, newStatusError(resp.StatusCode, b[:n]))
 	}
 	if ready != nil {
 		ready()
 	}
 	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	for sc.Scan() {
-		var ch Change
-		if err := json.Unmarshal(sc.Bytes(), &ch); err != nil {
-			return fmt.Errorf("watch on %s: %w", c.where, err)
+		var v T
+		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
+			return fmt.Errorf("%s on %s: %w", what, c.where, err)
 		}
-		if err := fn(ch); err != nil {
+		if err := fn(v); err != nil {
 			return err
 		}
 	}
-	if ctx.Err() != nil {
-		return ctx.Err()
+	if err := sc.Err(); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("%s on %s: %w", what, c.where, err)
 	}
 	return nil
 }

@@ -157,6 +157,13 @@ type Manager struct {
 	nodeReq    pending
 	nodeFailed string
 	draining   bool
+	// The event log (events.go): events named so far, the epoch being
+	// installed, and the regroup event that removed each absent node and
+	// the event of each node's latest join.
+	evCount   int64
+	epoch     string
+	lostEvent [nodes.Max + 1]string
+	joinEvent [nodes.Max + 1]string
 	// The disk heartbeat's view: diskRead is the tick at which the latest
 	// completed slot read was issued; diskSeen[id] the tick at which id's
 	// current slot value was first read (-1: never).
@@ -170,6 +177,7 @@ type pending struct {
 	inflight bool
 	at       int64 // proposed at
 	retryAt  int64
+	facts    int // recorded facts the proposal carries
 }
 
 type local struct {
@@ -204,6 +212,13 @@ type localGroup struct {
 	pushWhy   string
 	pushRes   string
 	online    bool // group online was reported
+	// The event log: facts waiting for a transaction; the events of the
+	// resource failure behind a push or a failed group (and its words),
+	// and of this owner's decision to move the group.
+	facts                []fact
+	pushEvent, failEvent string
+	failWhy              string
+	moveEvent            string
 }
 
 // New returns a manager that owns nothing.
@@ -281,10 +296,17 @@ func (m *Manager) SetMembership(member bool, members nodes.Set, installed bool) 
 			case members.Has(id):
 				if m.absent[id] >= 0 || !m.members.Has(id) {
 					m.joinedAt[id] = m.now
+					if m.epoch != "" {
+						m.joinEvent[id] = NodeEventName(id, "joined", m.epoch)
+					}
 				}
 				m.absent[id] = -1
 			case m.absent[id] < 0:
 				m.absent[id] = m.now
+				m.lostEvent[id] = ""
+				if m.epoch != "" && m.members.Has(id) {
+					m.lostEvent[id] = MembershipEventName(m.epoch)
+				}
 			}
 		}
 		m.dirty = true
@@ -388,7 +410,9 @@ func (m *Manager) ResmonUp() {
 func (m *Manager) ProposalDone(key string, err error) {
 	p := &m.nodeReq
 	if key != "" {
-		p = &m.group(key).prop
+		lg := m.group(key)
+		lg.factsDone(err)
+		p = &lg.prop
 	}
 	p.inflight = false
 	if err != nil {
@@ -484,6 +508,7 @@ func (m *Manager) reconcile() {
 			seen[r.Name] = true
 		}
 		m.reconcileGroup(g)
+		m.proposeFacts(g, m.group(g.Name))
 	}
 	// Resources deleted from the database (or moved to another group
 	// while online here) go offline.
@@ -534,7 +559,12 @@ func (m *Manager) reconcileGroup(g *Group) {
 		if g.OwnerInc != 0 {
 			wait = m.firstSeen + int64(m.cfg.WaitTicks)
 		}
-		m.claim(g, lg, m.cfg.Self, wait, m.firstSeen)
+		var e eventRec // a hand-over: its group-moved event is recorded
+		if g.OwnerInc != 0 {
+			e = eventRec{typ: db.EventGroupPulled, cause: fmt.Sprintf("its owner %s restarted (incarnation %d owned it)", m.cfg.Name, g.OwnerInc),
+				msg: fmt.Sprintf("group %s claimed again by %s after a restart", g.Name, m.cfg.Name)}
+		}
+		m.claim(g, lg, m.cfg.Self, wait, m.firstSeen, e)
 	default:
 		// Another node's group, or nobody's: nothing of it here.
 		m.offlineAll(g, CmdTerminate)
@@ -548,15 +578,23 @@ func (m *Manager) reconcileGroup(g *Group) {
 		// An orphan: its owner is out of the membership (or unknown).
 		// Every member computed the same new owner; this node is it.
 		wait, since := int64(0), m.firstSeen
+		e := eventRec{typ: db.EventGroupPulled, msg: fmt.Sprintf("group %s pulled by %s from %s, which is not a member", g.Name, m.cfg.Name, g.Owner)}
 		switch {
 		case g.Owner == "":
+			e = eventRec{typ: db.EventGroupPlaced, cause: "the group had no owner",
+				msg: fmt.Sprintf("group %s placed on %s", g.Name, m.cfg.Name)}
 		case known && m.absent[ownerID] >= 0:
 			since = m.absent[ownerID]
 			wait = since + int64(m.cfg.WaitTicks)
+			if e.causeEvent = m.lostEvent[ownerID]; e.causeEvent == "" {
+				e.cause = fmt.Sprintf("its owner %s is out of the membership", g.Owner)
+			}
+			e.msg = fmt.Sprintf("group %s pulled by %s from %s, which left the membership", g.Name, m.cfg.Name, g.Owner)
 		default:
 			wait = m.firstSeen + int64(m.cfg.WaitTicks)
+			e.cause = fmt.Sprintf("its owner %s is not a member (or not a node)", g.Owner)
 		}
-		m.claim(g, lg, ownerID, wait, since)
+		m.claim(g, lg, ownerID, wait, since, e)
 	}
 }
 
@@ -565,10 +603,11 @@ func (m *Manager) reconcileGroup(g *Group) {
 // notBefore is the tick before which the new owner must bring nothing
 // online: the previous owner's lease, counted from the install here (at
 // tick since) that removed it.
-func (m *Manager) claim(g *Group, lg *localGroup, from nodes.ID, notBefore, since int64) {
+func (m *Manager) claim(g *Group, lg *localGroup, from nodes.ID, notBefore, since int64, e eventRec) {
 	if lg.prop.inflight || m.now < lg.prop.retryAt {
 		return
 	}
+	e.group, e.node = g.Name, m.cfg.Self
 	tx := db.Tx{Ops: []db.Op{
 		db.Check(db.KindGroup, g.Name).IfVersion(g.Version),
 		db.Set(db.KindGroup, g.Name, map[string]db.Value{
@@ -577,6 +616,7 @@ func (m *Manager) claim(g *Group, lg *localGroup, from nodes.ID, notBefore, sinc
 		}),
 		db.DeleteProps(db.KindGroup, g.Name, "moving_to"),
 	}}
+	tx.Ops, _ = m.withEvent(g, lg, tx.Ops, e)
 	if m.propose(&lg.prop, g.Name, tx, "claim "+g.Name) {
 		lg.notBefore, lg.from, lg.since = notBefore, from, since
 		if from == m.cfg.Self {
@@ -627,7 +667,8 @@ func (m *Manager) own(g *Group, lg *localGroup) {
 	}
 	if m.draining {
 		if to := m.model.Choose(g, m.members, m.cfg.Self); to != 0 {
-			m.setMovingTo(g, lg, m.model.NodeName[to], nil)
+			m.setMovingTo(g, lg, m.model.NodeName[to], nil, eventRec{typ: db.EventGroupDrained, node: to, cause: m.drainCause(),
+				msg: fmt.Sprintf("group %s leaves %s for %s: drain", g.Name, m.cfg.Name, m.model.NodeName[to])})
 		} else {
 			m.offlineAll(g, CmdOffline)
 		}
@@ -638,7 +679,9 @@ func (m *Manager) own(g *Group, lg *localGroup) {
 		// database: the groups move as in a planned stop, but a group no
 		// other node can take stays here, and the database says why.
 		if to := m.model.Choose(g, m.members, m.cfg.Self); to != 0 {
-			m.setMovingTo(g, lg, m.model.NodeName[to], nil)
+			m.setMovingTo(g, lg, m.model.NodeName[to], nil, eventRec{typ: db.EventGroupDrained, node: to,
+				cause: fmt.Sprintf("an administrator drains (or evicts) node %s", m.cfg.Name),
+				msg:   fmt.Sprintf("group %s leaves %s for %s: drain", g.Name, m.cfg.Name, m.model.NodeName[to])})
 			return
 		}
 		if why := "drain of " + m.cfg.Name + ": no other member may host it"; g.MoveError != why {
@@ -758,7 +801,30 @@ func (m *Manager) writeState(g *Group, lg *localGroup, state string) {
 	if len(ops) == 1 {
 		return
 	}
+	if g.State != state {
+		ops, _ = m.withEvent(g, lg, ops, m.stateEvent(g, lg, state))
+	}
 	m.propose(&lg.prop, g.Name, db.Tx{Ops: ops}, "state "+g.Name+" "+state)
+}
+
+// stateEvent records a group's new settled state on this node.
+func (m *Manager) stateEvent(g *Group, lg *localGroup, state string) eventRec {
+	e := eventRec{group: g.Name, node: m.cfg.Self, msg: fmt.Sprintf("group %s %s on %s", g.Name, state, m.cfg.Name)}
+	switch state {
+	case "online":
+		e.typ = db.EventGroupOnline
+	case "offline":
+		e.typ, e.cause = db.EventGroupOffline, "target_state offline (an administrator)"
+	case "failed":
+		e.typ, e.causeEvent, e.cause = db.EventGroupFailed, lg.failEvent, lg.failWhy
+		if e.causeEvent != "" {
+			e.cause = ""
+		}
+		if lg.failWhy != "" {
+			e.msg += ": " + lg.failWhy
+		}
+	}
+	return e
 }
 
 func trim(s string) string {
@@ -786,7 +852,12 @@ func (m *Manager) failback(g *Group, lg *localGroup) {
 			return // this node is the most preferred one present
 		}
 		if m.members.Has(id) && !m.model.Paused.Has(id) && m.model.Possible(g, id) && m.joinedAt[id] > lg.claimedAt {
-			m.setMovingTo(g, lg, name, nil)
+			e := eventRec{typ: db.EventGroupFailback, node: id, causeEvent: m.joinEvent[id],
+				msg: fmt.Sprintf("group %s fails back from %s to %s (failback %s)", g.Name, m.cfg.Name, name, failbackName(g.Failback))}
+			if e.causeEvent == "" {
+				e.cause = fmt.Sprintf("%s, more preferred, joined", name)
+			}
+			m.setMovingTo(g, lg, name, nil, e)
 			m.event(Event{Kind: EventFailback, Group: g.Name, Node: id})
 			return
 		}
@@ -825,9 +896,13 @@ func (m *Manager) failed(name string, l *local, reason string, class FailureClas
 	l.restarts = append(l.restarts, m.now)
 	// Whatever depends on it goes offline (it comes back after it).
 	m.offlineDependents(g, r)
+	lg := m.group(g.Name)
+	fe := eventRec{typ: db.EventResFailed, group: g.Name, resource: name, node: m.cfg.Self, cause: class.String() + " failure: " + reason}
 	switch {
 	case class == FailSoft && r.Restart != NoRestart && len(l.restarts) <= r.RestartThreshold:
 		l.state = Offline // resmon terminated it; online again
+		fe.msg = fmt.Sprintf("resource %s failed on %s (%s): restart in place, %d of %d in %ds", name, m.cfg.Name, class, len(l.restarts), r.RestartThreshold, r.RestartPeriodS)
+		m.recordFact(g, fe)
 		m.event(Event{Kind: EventRestart, Group: g.Name, Resource: name, Count: len(l.restarts)})
 	case class != FailFatal && r.Restart == RestartThenFailover:
 		// Past its threshold (or a hard failure): it does not restart
@@ -835,14 +910,17 @@ func (m *Manager) failed(name string, l *local, reason string, class FailureClas
 		// stays failed). Two resources may get here before the push:
 		// each stays down.
 		l.state, l.hard = Offline, true
-		lg := m.group(g.Name)
 		lg.push, lg.pushRes = true, name
 		lg.pushWhy = fmt.Sprintf("resource %s failed %d times in %ds: %s", name, len(l.restarts), r.RestartPeriodS, reason)
 		if class == FailHard {
 			lg.pushWhy = fmt.Sprintf("resource %s failed (hard: it cannot run on this node): %s", name, reason)
 		}
+		fe.msg = fmt.Sprintf("resource %s failed on %s (%s): no restart in place; the group fails over", name, m.cfg.Name, class)
+		lg.pushEvent = m.recordFact(g, fe)
 	default:
 		l.hard = true
+		fe.msg = fmt.Sprintf("resource %s failed on %s (%s): no restart; it stays failed", name, m.cfg.Name, class)
+		lg.failEvent, lg.failWhy = m.recordFact(g, fe), fmt.Sprintf("resource %s failed: %s", name, reason)
 		m.event(Event{Kind: EventGroupFailed, Group: g.Name, Resource: name, Reason: reason})
 	}
 }
@@ -866,7 +944,8 @@ func (m *Manager) startPush(g *Group, lg *localGroup) bool {
 		if l := m.local[lg.pushRes]; l != nil {
 			l.hard = true
 		}
-		m.event(Event{Kind: EventGroupFailed, Group: g.Name, Resource: lg.pushRes, Reason: lg.pushWhy + "; not moved: " + why})
+		lg.failEvent, lg.failWhy = lg.pushEvent, lg.pushWhy+"; not moved: "+why
+		m.event(Event{Kind: EventGroupFailed, Group: g.Name, Resource: lg.pushRes, Reason: lg.failWhy})
 		return false
 	}
 	recent = append(recent, m.wall)
@@ -877,7 +956,8 @@ func (m *Manager) startPush(g *Group, lg *localGroup) bool {
 	name := m.model.NodeName[to]
 	// lg.push stays set until the move is seen committed (move runs
 	// instead of this) or the proposal is retried.
-	if m.setMovingTo(g, lg, name, list) {
+	if m.setMovingTo(g, lg, name, list, eventRec{typ: db.EventGroupPushed, node: to, causeEvent: lg.pushEvent, cause: lg.pushWhy,
+		msg: fmt.Sprintf("group %s pushed from %s to %s: %s", g.Name, m.cfg.Name, name, lg.pushWhy)}) {
 		m.event(Event{Kind: EventPush, Group: g.Name, Node: to, Reason: lg.pushWhy})
 	}
 	return true
@@ -891,14 +971,29 @@ func (m *Manager) writeMoveError(g *Group, lg *localGroup, why string) {
 	m.propose(&lg.prop, g.Name, tx, "no move of "+g.Name+": "+why)
 }
 
-func (m *Manager) setMovingTo(g *Group, lg *localGroup, to string, failovers []string) bool {
+func (m *Manager) setMovingTo(g *Group, lg *localGroup, to string, failovers []string, e eventRec) bool {
+	if lg.prop.inflight || m.now < lg.prop.retryAt {
+		return false
+	}
 	p := map[string]db.Value{"moving_to": db.StringValue(to)}
 	if failovers != nil {
 		p["failovers"] = db.ListValue(failovers...)
 	}
+	e.group = g.Name
 	tx := db.Tx{Ops: []db.Op{db.Check(db.KindGroup, g.Name).IfVersion(g.Version), db.Set(db.KindGroup, g.Name, p),
 		db.DeleteProps(db.KindGroup, g.Name, "move_error")}}
+	tx.Ops, lg.moveEvent = m.withEvent(g, lg, tx.Ops, e)
 	return m.propose(&lg.prop, g.Name, tx, "move "+g.Name+" to "+to)
+}
+
+func failbackName(f Failback) string {
+	switch f {
+	case FailbackImmediate:
+		return "immediate"
+	case FailbackWindow:
+		return "window"
+	}
+	return "never"
 }
 
 // move takes the group offline here, then hands it to moving_to, which
@@ -941,6 +1036,13 @@ func (m *Manager) move(g *Group, lg *localGroup) {
 			ops = append(ops, db.Set(db.KindResource, r.Name, map[string]db.Value{"state": db.StringValue(Offline.String())}))
 		}
 	}
+	e := eventRec{typ: db.EventGroupMoved, group: g.Name, node: to,
+		msg: fmt.Sprintf("group %s handed over from %s to %s", g.Name, m.cfg.Name, g.MovingTo)}
+	if g.Event != lg.moveEvent || lg.moveEvent == "" {
+		// Not this owner's decision: an administrator set moving_to.
+		e.cause = fmt.Sprintf("an administrator's move to %s", g.MovingTo)
+	}
+	ops, _ = m.withEvent(g, lg, ops, e)
 	if m.propose(&lg.prop, g.Name, db.Tx{Ops: ops}, "hand "+g.Name+" to "+g.MovingTo) {
 		m.event(Event{Kind: EventMove, Group: g.Name, Node: to})
 	}

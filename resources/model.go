@@ -85,6 +85,9 @@ type Group struct {
 	OwnerInc          uint64
 	Failovers         []int64 // Unix ms
 	State             string
+	// Event is the name of the last event recorded about the group
+	// (events.go): where `cluster why` starts.
+	Event string
 	// Resources in dependency order: each after the ones it depends on,
 	// ties broken by name.
 	Resources []*Resource
@@ -211,6 +214,7 @@ func groupOf(o db.Object) *Group {
 		Owner:             p.Str("owner", ""),
 		OwnerInc:          uint64(p.Int("owner_inc", 0)),
 		State:             p.Str("state", ""),
+		Event:             p.Str("event", ""),
 	}
 	switch p.Str("failback", "never") {
 	case "immediate":

@@ -304,6 +304,12 @@ func (s *Sim) startGroups(groups []GroupSpec) {
 		if _, err := n.core.Propose(mustMarshal(types)); err != nil {
 			return
 		}
+		// An event log that fits the simulator's small checkpoint area
+		// (docs/events.md).
+		logSize := db.Tx{Ops: []db.Op{db.Create(db.KindCluster, db.ClusterObject, map[string]db.Value{"event_log_size": db.IntValue(simEventLogSize)})}}
+		if _, err := n.core.Propose(mustMarshal(logSize)); err != nil {
+			return
+		}
 		req, err := n.core.Propose(mustMarshal(s.setupGroupsTx(n)))
 		if err != nil {
 			return
@@ -315,6 +321,9 @@ func (s *Sim) startGroups(groups []GroupSpec) {
 	}
 	s.after(150*Millisecond, try)
 }
+
+// simEventLogSize is the event log's size in the simulator.
+const simEventLogSize = 4
 
 func (s *Sim) groupsCreated() bool {
 	for _, g := range s.fm.groups {

@@ -1,10 +1,12 @@
 package sim
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"hash/fnv"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -392,7 +394,36 @@ func (s *Sim) checkGUP() {
 			s.violate("gup: %s was acknowledged at #%d, which holds another update", op, op.seq)
 		}
 	}
+	s.checkEventLog(logSeq)
 	s.checkLinearizable()
+}
+
+// checkEventLog: the cluster-wide event log (docs/events.md) is the same
+// on every member that applied the whole log, and numbered in the order
+// GUP committed its events.
+func (s *Sim) checkEventLog(logSeq uint64) {
+	var ref []string
+	var refNode regroup.NodeID
+	for _, n := range s.nodes[1:] {
+		if !n.running || !n.core.Member() || n.core.GUP().Applied() != logSeq {
+			continue
+		}
+		evs := n.state.db.List(db.KindEvent)
+		slices.SortFunc(evs, func(a, b db.Object) int { return cmp.Compare(a.Props["seq"].Int, b.Props["seq"].Int) })
+		var got []string
+		for i, o := range evs {
+			if i > 0 && (o.Props["seq"].Int <= evs[i-1].Props["seq"].Int || o.Created < evs[i-1].Created) {
+				s.violate("event log: node %d: event %s (seq %d, #%d) after %s (seq %d, #%d)", n.id,
+					o.Name, o.Props["seq"].Int, o.Created, evs[i-1].Name, evs[i-1].Props["seq"].Int, evs[i-1].Created)
+			}
+			got = append(got, fmt.Sprintf("%d:%s", o.Props["seq"].Int, o.Name))
+		}
+		if refNode == 0 {
+			ref, refNode = got, n.id
+		} else if !slices.Equal(got, ref) {
+			s.violate("event log: node %d holds %v, node %d %v", n.id, got, refNode, ref)
+		}
+	}
 }
 
 // steadyLoad runs the clients for d, each on a random member, and reports

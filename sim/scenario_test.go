@@ -3,6 +3,7 @@ package sim
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/wolfpack-ha/wolfpack/gup/db"
@@ -209,4 +210,66 @@ func TestLeaseCost(t *testing.T) {
 			k, ms(median(total)), ms(p95(total)), ms(slices.Max(total)), ms(median(claim)), ms(median(wait)), ms(slices.Max(wait)),
 			100*float64(median(wait))/float64(median(total)))
 	}
+}
+
+// TestEventChainOfACrash: the owner of a group crashes; on every
+// survivor the event log (docs/events.md) holds the same events, and the
+// group's last event leads back through its cause_event names: online on
+// node 2, pulled by node 2, the regroup that removed node 1, node 1 lost
+// (silent on every network), each recorded once.
+func TestEventChainOfACrash(t *testing.T) {
+	s := New(Config{Seed: 3, Nodes: 3})
+	s.Boot(1, true)
+	s.Boot(2, false)
+	s.Boot(3, false)
+	for _, n := range s.nodes[1:] {
+		n.rm.slow, n.rm.stuck = 0, 0
+	}
+	s.startGroups([]GroupSpec{{Name: "g", Props: map[string]db.Value{"preferred_owners": db.ListValue("n1", "n2")},
+		Resources: []ResourceSpec{{Name: "g-ip", Props: map[string]db.Value{"group": db.StringValue("g"), "type": db.StringValue("ip_address"),
+			"address": db.StringValue("10.0.0.10")}}}}})
+	lastEvent := func(id regroup.NodeID, typ, node string) bool {
+		d := s.nodes[id].state.db
+		g, _ := d.Get(db.KindGroup, "g")
+		e, ok := d.Get(db.KindEvent, g.Props["event"].Str)
+		return ok && e.Props["type"].Str == typ && e.Props["node"].Str == node
+	}
+	if !s.RunUntil(10*Second, func() bool { return s.Stable() && lastEvent(1, db.EventGroupOnline, "n1") }) {
+		t.Fatalf("the group is not online on node 1:\n%s", s.describeGroup("g"))
+	}
+	s.Crash(1, 0)
+	if !s.RunUntil(s.now+10*Second, func() bool { return lastEvent(2, db.EventGroupOnline, "n2") && lastEvent(3, db.EventGroupOnline, "n2") }) {
+		t.Fatalf("no group-online on n2 after node 1 crashed:\n%s", s.describeGroup("g"))
+	}
+	if len(s.Violations) > 0 {
+		t.Fatal(s.Violations)
+	}
+	var chains [2]string
+	for i, id := range []regroup.NodeID{2, 3} {
+		d := s.nodes[id].state.db
+		g, _ := d.Get(db.KindGroup, "g")
+		for name := g.Props["event"].Str; name != ""; {
+			e, ok := d.Get(db.KindEvent, name)
+			if !ok {
+				chains[i] += "(" + name + " missing)"
+				break
+			}
+			chains[i] += fmt.Sprintf("#%d %s %s [%s] <- ", e.Props["seq"].Int, e.Props["type"].Str, e.Props["node"].Str, e.Props["cause"].Str)
+			name = e.Props["cause_event"].Str
+		}
+	}
+	if chains[0] != chains[1] {
+		t.Fatalf("node 2's chain %q, node 3's %q", chains[0], chains[1])
+	}
+	want := []string{"group-online n2 []", "group-pulled n2 []", "regroup  []", "node-lost n1 [silent on every private network"}
+	parts := strings.Split(strings.TrimSuffix(chains[0], " <- "), " <- ")
+	if len(parts) != len(want) {
+		t.Fatalf("chain %q, want %q", chains[0], want)
+	}
+	for i, w := range want {
+		if _, p, _ := strings.Cut(parts[i], " "); !strings.HasPrefix(p, w) {
+			t.Fatalf("chain %q: link %d is %q, want %q", chains[0], i, p, w)
+		}
+	}
+	t.Log(chains[0])
 }

@@ -198,7 +198,7 @@ func New(cfg Config) *Sim {
 	blocks, err := quorumdisk.NewSCSIBlocks(ctx, s.nodes[1].nexus)
 	if err == nil {
 		_, err = quorumdisk.Format(ctx, blocks, quorumdisk.FormatOptions{
-			ClusterTag: cfg.ClusterTag, CheckpointBytes: 8 << 10, ClusterID: [16]byte{'s', 'i', 'm'}, Force: true,
+			ClusterTag: cfg.ClusterTag, CheckpointBytes: 16 << 10, ClusterID: [16]byte{'s', 'i', 'm'}, Force: true,
 		})
 	}
 	if err != nil {

@@ -68,6 +68,8 @@ commands:
   node        ... and drain, evict, add: move its groups away; remove it; re-admit it
   leave       stop this node's clusterd: drain, then leave the membership
   completion  print a shell completion script: completion bash
+  events      the cluster-wide event log, with causes; --follow
+  why         the chain of events that put a group where it is: why GROUP
 
 The object commands talk to a running clusterd (--socket, default
 ` + defaultSocket + `; or --api); 'cluster <command> -h' lists their exit
@@ -95,6 +97,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, open open
 		return runCA(args[1:], stdout, stderr)
 	case "completion":
 		return runCompletion(args[1:], stdout, stderr)
+	case "events":
+		return runEvents(ctx, args[1:], stdout, stderr)
+	case "why":
+		return runWhy(ctx, args[1:], stdout, stderr)
 	case "leave":
 		return leaveCmd.exec(ctx, "", args[1:], stdout, stderr)
 	case "create":

@@ -59,6 +59,17 @@ func newDBServer(t *testing.T) *dbServer {
 		}
 		json.NewEncoder(w).Encode(clusterapi.ObjectResult{Seq: s.d.Seq(), Object: clusterapi.FromObject(o)})
 	})
+	mux.HandleFunc("GET /v1/events", func(w http.ResponseWriter, r *http.Request) {
+		f, _, err := clusterapi.ParseEventFilter(r.URL.Query())
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			json.NewEncoder(w).Encode(clusterapi.ErrorBody{Error: err.Error(), Code: clusterapi.CodeBadRequest})
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		json.NewEncoder(w).Encode(clusterapi.EventsResult{Seq: s.d.Seq(), Events: clusterapi.EventLog(s.d, f)})
+	})
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })

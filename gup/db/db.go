@@ -57,7 +57,7 @@ type object = Object
 // returns.
 type DB struct {
 	seq     uint64
-	objs    [KindResourceType + 1]map[string]*object
+	objs    [kindMax + 1]map[string]*object
 	members map[string]map[string]struct{} // group name → its resources
 	count   int
 	changes []Change
@@ -67,7 +67,9 @@ type DB struct {
 	// kindSeq is, for each kind, the sequence number of the last
 	// transaction that changed one of its objects (or of the snapshot
 	// restored).
-	kindSeq [KindResourceType + 1]uint64
+	kindSeq [kindMax + 1]uint64
+	// eventSeq is the number of the last event created (events.go).
+	eventSeq int64
 }
 
 // New returns an empty database at sequence number 0.
@@ -183,10 +185,13 @@ type stage struct {
 	seq   uint64
 	touch map[key]*entry
 	order []key
+	// eventSeq is the number of the last event created, this
+	// transaction's included.
+	eventSeq int64
 }
 
 func newStage(d *DB, seq uint64) *stage {
-	return &stage{d: d, seq: seq, touch: map[key]*entry{}}
+	return &stage{d: d, seq: seq, touch: map[key]*entry{}, eventSeq: d.eventSeq}
 }
 
 // get returns the object as the transaction sees it.
@@ -246,9 +251,15 @@ func (s *stage) apply(o *Op) error {
 		for n, v := range o.Props {
 			props[n] = v
 		}
+		if o.Kind == KindEvent {
+			s.numberEvent(props)
+		}
 		e.after = &object{Kind: o.Kind, Name: o.Name, Created: s.seq, Version: s.seq, Props: props}
 		e.replaced = e.before != nil
 		return nil
+	}
+	if o.Kind == KindEvent && o.Type != OpCheck {
+		return fmt.Errorf("%w: an event is never changed or deleted (the database prunes the oldest)", ErrInvalid)
 	}
 	if cur == nil {
 		if o.Type == OpCheck && o.Cond == CondAbsent {
@@ -322,6 +333,10 @@ func (s *stage) commit() {
 		default:
 			d.changes = append(d.changes, Change{Seq: s.seq, Kind: k.kind, Name: k.name, Op: Updated, Version: a.Version})
 		}
+	}
+	if s.eventSeq > d.eventSeq {
+		d.eventSeq = s.eventSeq
+		d.pruneEvents(s.seq)
 	}
 }
 
@@ -433,6 +448,7 @@ func (d *DB) Restore(snapshot []byte) error {
 		return err
 	}
 	d.seq, d.objs, d.members, d.count = n.seq, n.objs, n.members, n.count
+	d.eventSeq = lastEventSeq(d)
 	for k := range d.kindSeq {
 		d.kindSeq[k] = d.seq
 	}

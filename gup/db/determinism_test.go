@@ -39,6 +39,10 @@ func randomTx(r *rand.Rand, seq uint64) Tx {
 			props[pick("command", "address", "name")] = str(pick("x", "10.0.0.1", "x.example"))
 		case KindResourceType:
 			props["agent"] = str(pick(BuiltinTypes...))
+		case KindEvent:
+			props["type"] = str(pick(EventTypes...))
+			props["time"] = IntValue(int64(seq))
+			props["message"] = str("m")
 		}
 		if k != KindResource {
 			props["p"+strconv.Itoa(r.IntN(3))] = str(pick("x", "y"))

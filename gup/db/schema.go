@@ -42,6 +42,7 @@ var schemas = [...][]PropSpec{
 		{Name: "heartbeat_interval_ms", Type: TypeInt, Check: intRange(10, 10000), Doc: "heartbeat interval"},
 		{Name: "heartbeat_threshold", Type: TypeInt, Check: intRange(2, 100), Doc: "missed heartbeats before a suspicion"},
 		{Name: "quorum_check_interval_ms", Type: TypeInt, Check: intRange(100, 60000), Doc: "quorum check interval"},
+		{Name: "event_log_size", Type: TypeInt, Check: intRange(0, 100000), Doc: "events the cluster-wide event log keeps (default 1000)"},
 	},
 	KindNode: {
 		{Name: "id", Type: TypeInt, Required: true, Check: intRange(1, 64), Doc: "node id, unique"},
@@ -69,6 +70,7 @@ var schemas = [...][]PropSpec{
 		{Name: "owner_inc", Type: TypeInt, Check: intRange(0, math.MaxInt64), Doc: "runtime: the incarnation of the owner that claimed it"},
 		{Name: "failovers", Type: TypeList, Check: decimalList, Doc: "runtime: the times (Unix ms) of the pushes within the period"},
 		{Name: "state", Type: TypeString, Check: oneOf("online", "partial", "pending", "offline", "failed"), Doc: "runtime: the group's state"},
+		{Name: "event", Type: TypeString, Check: optionalName, Doc: "runtime: the name of the last event recorded about the group"},
 		{Name: "description", Type: TypeString, Doc: "free text"},
 	},
 	KindResource: {
@@ -96,6 +98,21 @@ var schemas = [...][]PropSpec{
 		{Name: "ocf_version", Type: TypeString, Doc: "ocf: the agent's OCF version (1.0 or 1.1)"},
 		{Name: "description", Type: TypeString, Doc: "free text"},
 	},
+	KindEvent: {
+		{Name: "seq", Type: TypeInt, Check: intRange(1, math.MaxInt64), Doc: "the event's number in the cluster-wide order; the database sets it"},
+		{Name: "type", Type: TypeString, Required: true, Check: oneOf(EventTypes...), Doc: "what happened (EventTypes)"},
+		{Name: "time", Type: TypeInt, Required: true, Check: intRange(0, math.MaxInt64), Doc: "when, Unix ms on the recording node's clock"},
+		{Name: "recorder", Type: TypeString, Check: optionalName, Doc: "the node that recorded it"},
+		{Name: "node", Type: TypeString, Check: optionalName, Doc: "the node it concerns"},
+		{Name: "group", Type: TypeString, Check: optionalName, Doc: "the group it concerns"},
+		{Name: "resource", Type: TypeString, Check: optionalName, Doc: "the resource it concerns"},
+		{Name: "message", Type: TypeString, Required: true, Doc: "what happened, for people"},
+		{Name: "cause", Type: TypeString, Doc: "the condition that led to it, when no earlier event did"},
+		{Name: "cause_event", Type: TypeString, Check: optionalName, Doc: "the name of the earlier event that led to it"},
+		{Name: "epoch", Type: TypeString, Doc: "regroup: the epoch installed"},
+		{Name: "members", Type: TypeList, Doc: "regroup: the members after"},
+		{Name: "members_before", Type: TypeList, Doc: "regroup: the members before"},
+	},
 }
 
 // resourceStates are the resource states' names (resources.State).
@@ -103,7 +120,7 @@ var resourceStates = []string{"offline", "online-pending", "online", "offline-pe
 
 // objectChecks are the checks across the properties of one object, by
 // kind; they run after each property passed its own.
-var objectChecks = [KindResourceType + 1]func(map[string]Value) error{
+var objectChecks = [kindMax + 1]func(map[string]Value) error{
 	KindGroup:        groupChecks,
 	KindResourceType: resourceTypeChecks,
 }

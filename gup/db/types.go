@@ -59,18 +59,24 @@ const (
 	KindGroup        Kind = 4 // a group of resources that fail over together
 	KindResource     Kind = 5 // a resource; its group, type and dependencies are properties
 	KindResourceType Kind = 6 // a resource type: the agent that runs its resources
+	// KindEvent is one entry of the cluster-wide event log (events.go):
+	// created, never changed; the database numbers them and keeps the
+	// newest MaxEvents.
+	KindEvent Kind = 7
+
+	kindMax = KindEvent
 )
 
 // Kinds lists every kind in order.
-var Kinds = []Kind{KindCluster, KindNode, KindNetwork, KindGroup, KindResource, KindResourceType}
+var Kinds = []Kind{KindCluster, KindNode, KindNetwork, KindGroup, KindResource, KindResourceType, KindEvent}
 
 // ClusterObject is the name of the one object of KindCluster.
 const ClusterObject = "cluster"
 
-var kindNames = [...]string{"", "cluster", "node", "network", "group", "resource", "resourcetype"}
+var kindNames = [...]string{"", "cluster", "node", "network", "group", "resource", "resourcetype", "event"}
 
 // Valid reports whether k is a known kind.
-func (k Kind) Valid() bool { return k >= KindCluster && k <= KindResourceType }
+func (k Kind) Valid() bool { return k >= KindCluster && k <= kindMax }
 
 func (k Kind) String() string {
 	if k.Valid() {

@@ -99,6 +99,9 @@ func (n *Node) drainGUP() {
 	g := &n.ready.GUP
 	g.Messages = append(g.Messages, r.Messages...)
 	for _, c := range r.Completions {
+		if n.evCompletion(c.Req, c.Err) {
+			continue
+		}
 		if n.fm == nil || !n.fmCompletion(c.Req, c.Err) {
 			g.Completions = append(g.Completions, c)
 		}

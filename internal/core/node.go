@@ -203,7 +203,8 @@ type Node struct {
 	fm           *resources.Manager
 	fmReqs       map[uint64]string
 	fmInstalled  bool
-	leaseUntil   int64 // tick the lease runs out
+	ev           evState // the event log's recorder (events.go)
+	leaseUntil   int64   // tick the lease runs out
 	leaseRevoked bool
 	beatIssued   int64 // tick the outstanding slot write was issued
 
@@ -308,6 +309,9 @@ func (n *Node) Leave() error {
 // Evict removes a member through a regroup; the arbitration fences it.
 func (n *Node) Evict(peer nodes.ID) error {
 	err := n.rg.Evict(peer)
+	if err == nil {
+		n.ev.evicted = n.ev.evicted.Add(peer)
+	}
 	n.process()
 	return err
 }
@@ -545,8 +549,11 @@ func (n *Node) membershipEvent(e regroup.Event) {
 		n.arb.owner = false
 	case regroup.EventNodeDown:
 		n.maybePoison(e.Node, e.Epoch)
+	case regroup.EventNodeLeft:
+		n.ev.left = n.ev.left.Add(e.Node)
 	case regroup.EventMembershipInstalled:
 		n.installed, n.fmInstalled = true, true
+		n.recordMembership(e)
 		// The leader of a new membership checks the disk at once: the
 		// reservation may be gone with a member that left.
 		if e.Members.Min() == n.cfg.Self && n.rg.Registered() {
@@ -572,6 +579,10 @@ func (n *Node) members() nodes.Set {
 // ---- arbiter callbacks ----
 
 func (n *Node) arbitrationDone(req regroup.Arbitration, won bool, reason string) {
+	n.ev.arb = fmt.Sprintf("arbitration (%v) won", req.Class)
+	if !won {
+		n.ev.arb = fmt.Sprintf("arbitration (%v) lost: %s", req.Class, reason)
+	}
 	n.event(Event{Kind: EventArbitrationDone, Round: req.Round, Won: won, Owner: won && n.arb.owner,
 		Reason: reason, Ticks: n.now - n.claimStart})
 	n.rg.ArbitrationDone(req.Round, won, reason)

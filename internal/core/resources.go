@@ -86,7 +86,11 @@ func (n *Node) syncFM() {
 	if active {
 		n.leaseRevoked = false
 	}
-	_, m := n.rg.Membership()
+	epoch, m := n.rg.Membership()
+	if n.fmInstalled {
+		n.fm.SetEpoch(epoch.String())
+	}
+	n.proposeEvents()
 	n.fm.SetLease(n.leaseValid())
 	n.fm.SetMembership(active, m, n.fmInstalled)
 	n.fmInstalled = false
@@ -157,6 +161,7 @@ func (n *Node) ResmonUp() {
 // SetClock gives the wall clock (Unix ms) and the local hour of day, for
 // failover counts and failback windows.
 func (n *Node) SetClock(unixMs int64, hour int) {
+	n.ev.wall = unixMs
 	if n.fm != nil {
 		n.fm.SetClock(unixMs, hour)
 	}

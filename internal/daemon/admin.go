@@ -163,6 +163,7 @@ var adminRoutes = []route{
 	{http.MethodGet, clusterapi.DBPath + "/watch", false, (*Daemon).serveWatch},
 	{http.MethodGet, clusterapi.DBPath + "/{kind}", false, (*Daemon).serveList},
 	{http.MethodGet, clusterapi.DBPath + "/{kind}/{name}", false, (*Daemon).serveGet},
+	{http.MethodGet, clusterapi.EventsPath, false, (*Daemon).serveEvents},
 	{http.MethodGet, clusterapi.LogPath, false, (*Daemon).serveLog},
 	{http.MethodPost, clusterapi.LeavePath, true, (*Daemon).serveLeave},
 }

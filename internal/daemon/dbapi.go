@@ -127,29 +127,44 @@ func (d *Daemon) serveWatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer cancel()
+	streamLines(w, r, ch, nil, func(enc *json.Encoder, cs []db.Change) bool {
+		for _, c := range cs {
+			if enc.Encode(clusterapi.FromChange(c)) != nil {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// streamLines answers 200 with JSON lines (application/x-ndjson): what
+// first writes, then what each writes of every batch of changes from ch,
+// flushed after each, until the client goes, the daemon stops (ch closed)
+// or a write fails (false).
+func streamLines(w http.ResponseWriter, r *http.Request, ch <-chan []db.Change,
+	first func(*json.Encoder) bool, each func(*json.Encoder, []db.Change) bool) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	fl, _ := w.(http.Flusher)
-	if fl != nil {
-		fl.Flush()
+	flush := func() {
+		if fl != nil {
+			fl.Flush()
+		}
 	}
 	enc := json.NewEncoder(w)
+	if first != nil && !first(enc) {
+		return
+	}
+	flush()
 	for {
 		select {
 		case <-r.Context().Done():
 			return
 		case cs, ok := <-ch:
-			if !ok {
+			if !ok || !each(enc, cs) {
 				return
 			}
-			for _, c := range cs {
-				if enc.Encode(clusterapi.FromChange(c)) != nil {
-					return
-				}
-			}
-			if fl != nil {
-				fl.Flush()
-			}
+			flush()
 		}
 	}
 }
