@@ -29,7 +29,7 @@ func runCompletion(args []string, stdout, stderr io.Writer) error {
 // bashCompletion completes the commands, their actions and the object
 // commands' flags.
 func bashCompletion() string {
-	cmds := []string{"create", "join", "status", "disk", "quorum", "log", "ca", "leave"}
+	cmds := []string{"create", "join", "status", "events", "why", "log", "disk", "quorum", "ca", "leave"}
 	var cases strings.Builder
 	for _, n := range nouns {
 		cmds = append(cmds, n.name)
