@@ -64,12 +64,11 @@ commands:
   group       the groups: create, set, delete, move, online, offline, list, show
   resource    the resources: create, set, delete, online, offline, list, show
   dependency  a resource's dependencies: add, remove
-  node        the nodes: pause, resume, list, show
-  node        ... and drain, evict, add: move its groups away; remove it; re-admit it
+  node        the nodes: pause, resume, drain (move its groups away), evict, add, list, show
   leave       stop this node's clusterd: drain, then leave the membership
-  completion  print a shell completion script: completion bash
   events      the cluster-wide event log, with causes; --follow
   why         the chain of events that put a group where it is: why GROUP
+  completion  print a shell completion script: completion bash
 
 The object commands talk to a running clusterd (--socket, default
 ` + defaultSocket + `; or --api); 'cluster <command> -h' lists their exit
