@@ -328,9 +328,6 @@ func New(cfg Config) (*Daemon, error) {
 	return d, nil
 }
 
-// Incarnation is this process's boot id.
-func (d *Daemon) Incarnation() uint64 { return d.inc }
-
 // Run runs the node until ctx ends (a planned stop: ClusterExit, nil) or
 // the node halts (*HaltError) or fails. It joins the cluster through a
 // sponsor, or forms it when no member answers within the join window.

@@ -242,9 +242,6 @@ func New(cfg Config) (*Mesh, error) {
 	return m, nil
 }
 
-// Addr is the address the mesh listens on.
-func (m *Mesh) Addr() net.Addr { return m.ln.Addr() }
-
 // Send queues a frame for node to. It does not block and does not copy
 // payload: the caller must not change it afterwards. A frame that cannot
 // be queued is dropped and counted; the error is only for a call that can
