@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wolfpack-ha/wolfpack/clusterapi"
+	"github.com/wolfpack-ha/wolfpack/gup/db"
 )
 
 // The object commands (group, resource, dependency, node) read and write
@@ -39,10 +40,15 @@ const (
 func classify(what string, err error) error {
 	var se *clusterapi.StatusError
 	if errors.As(err, &se) {
-		switch se.Code {
-		case http.StatusConflict:
+		switch {
+		case se.Code == http.StatusConflict && strings.Contains(se.Message, db.ErrNotFound.Error()):
+			// The transaction set or deleted an object that does not
+			// exist: the command's own object is missing, as a show's
+			// 404 says.
+			return statusError{exitNotFound, fmt.Errorf("%s: %s", what, se.Message)}
+		case se.Code == http.StatusConflict:
 			return statusError{exitRefused, fmt.Errorf("%s: refused, nothing changed: %s", what, se.Message)}
-		case http.StatusNotFound:
+		case se.Code == http.StatusNotFound:
 			return statusError{exitNotFound, fmt.Errorf("%s: %s", what, se.Message)}
 		}
 	}

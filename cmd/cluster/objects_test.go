@@ -189,7 +189,7 @@ func TestGroupCommands(t *testing.T) {
 		{[]string{"group", "set", "web", "failover_threshold=many"}, 2, `failover_threshold: "many" is not an integer`},
 		{[]string{"group", "set", "web", "failover_threshold=5000"}, 3, "failover_threshold"},
 		{[]string{"group", "set", "web", "failback"}, 2, `"failback" is not KEY=VALUE`},
-		{[]string{"group", "set", "nosuch", "failback=never"}, 3, "nosuch"},
+		{[]string{"group", "set", "nosuch", "failback=never"}, 4, "nosuch"},
 		{[]string{"group", "move", "web"}, 2, "the target NODE is required"},
 		{[]string{"group", "move", "web", "n1", "--to", "n2"}, 2, "two targets"},
 		{[]string{"group", "move", "nosuch", "n1"}, 4, "nosuch"},
@@ -372,7 +372,7 @@ func TestNodeCommands(t *testing.T) {
 	if !s.get(t, db.KindNode, "n2").Props["paused"].Equal(db.BoolValue(false)) {
 		t.Error("n2 still paused")
 	}
-	if _, err := s.cli("node", "pause", "n9"); exitCode(err) != 3 {
+	if _, err := s.cli("node", "pause", "n9"); exitCode(err) != 4 {
 		t.Errorf("pause of an unknown node: %v", err)
 	}
 	// drain --no-wait writes paused and draining; resume clears both.

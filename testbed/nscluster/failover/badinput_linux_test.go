@@ -229,7 +229,7 @@ func cli(name string, want int, says []string, args ...string) badCase {
 func cliCases() []badCase {
 	app := []string{"--group", group, "--type", "generic_application", "command=exec sleep 100"}
 	return []badCase{
-		cli("cli/pause an unknown node", exitRefused, []string{`node "node9"`, "no such object"}, "node", "pause", "node9"),
+		cli("cli/pause an unknown node", exitNotFound, []string{`node "node9"`, "no such object"}, "node", "pause", "node9"),
 		cli("cli/move to an unknown node", exitRefused, []string{"node9", "moving_to"}, "group", "move", group, "--to", "node9"),
 		cli("cli/preferred owner unknown", exitRefused, []string{"node9"}, "group", "create", "g2", "--preferred", "node1,node9"),
 		cli("cli/duplicate group", exitRefused, []string{group}, "group", "create", group),
