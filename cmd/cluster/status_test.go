@@ -66,6 +66,16 @@ func TestStatusTree(t *testing.T) {
 			v.Status.Networks["priv2"] = clusterapi.NetworkStatus{Up: []int{}}
 			v.Status.Peers[0].NetworksUp = []string{"priv1"}
 		},
+		"evicted": func(v *clusterView) {
+			v.Status.Members = []int{1}
+			v.Status.Peers[0].Alive, v.Status.Peers[0].NetworksUp = false, []string{}
+			v.Status.Networks = map[string]clusterapi.NetworkStatus{"priv1": {Up: []int{}}, "priv2": {Up: []int{}}}
+			v.Nodes[1].Props["paused"], v.Nodes[1].Props["evicted"] = true, true
+		},
+		"draining": func(v *clusterView) {
+			v.Nodes[0].Props["paused"], v.Nodes[0].Props["draining"] = true, true
+			v.Groups[0].Props["moving_to"] = "node2"
+		},
 		"move": func(v *clusterView) {
 			v.Groups[0].Props["moving_to"] = "node2"
 			resource(v, "app").Props["state"] = "offline-pending"
@@ -101,7 +111,7 @@ func TestStatusTree(t *testing.T) {
 			if n := strings.Count(c.String(), "\x1b[1;31m"); n != problems || strings.Contains(c.String(), "\n! ") {
 				t.Errorf("colour: %d red lines, want %d, and no markers:\n%s", n, problems, c.String())
 			}
-			if ok := name == "healthy" || name == "move"; ok != strings.Contains(b.String(), "\nno problems") || ok != (problems == 0) {
+			if ok := name == "healthy" || name == "move" || name == "evicted" || name == "draining"; ok != strings.Contains(b.String(), "\nno problems") || ok != (problems == 0) {
 				t.Errorf("summary line of %s:\n%s", name, b.String())
 			}
 		})

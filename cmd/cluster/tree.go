@@ -116,11 +116,28 @@ func renderStatus(w io.Writer, v clusterView, color bool) error {
 	}
 
 	// Nodes: this one, then its peers in id order.
-	paused := map[string]bool{}
-	for _, o := range v.Nodes {
-		if b, _ := o.Props["paused"].(bool); b {
-			paused[o.Name] = true
+	flag := func(node, prop string) bool {
+		for _, o := range v.Nodes {
+			if o.Name == node {
+				b, _ := o.Props[prop].(bool)
+				return b
+			}
 		}
+		return false
+	}
+	// marks are the administrator's marks on a node, as the database has
+	// them: evicted (out of the cluster until added back), draining,
+	// paused.
+	marks := func(node string) string {
+		switch {
+		case flag(node, "evicted"):
+			return ", evicted (cluster node add re-admits it)"
+		case flag(node, "draining"):
+			return ", draining"
+		case flag(node, "paused"):
+			return ", paused"
+		}
+		return ""
 	}
 	t.heading("nodes")
 	netNames := make([]string, 0, len(st.Networks))
@@ -129,16 +146,17 @@ func renderStatus(w io.Writer, v clusterView, color bool) error {
 	}
 	slices.Sort(netNames)
 	self := fmt.Sprintf("%s (id %d): %s", st.Name, st.Node, st.State)
-	if paused[st.Name] {
-		self += ", paused"
-	}
+	self += marks(st.Name)
 	if owner == st.Node {
 		self += ", quorum owner"
 	}
 	self += fmt.Sprintf(", incarnation %d, this node", st.Incarnation)
-	if st.State == "up" {
+	switch {
+	case st.State == "up" && flag(st.Name, "draining"):
+		t.inProgress(1, self, st.Name+" draining")
+	case st.State == "up":
 		t.line(1, "", self)
-	} else {
+	default:
 		t.problem(1, self, fmt.Sprintf("%s is %s", st.Name, st.State))
 	}
 	peers := slices.Clone(st.Peers)
@@ -152,9 +170,7 @@ func renderStatus(w io.Writer, v clusterView, color bool) error {
 			state = "joining"
 		}
 		s := fmt.Sprintf("%s (id %d): %s", p.Name, p.Node, state)
-		if paused[p.Name] {
-			s += ", paused"
-		}
+		s += marks(p.Name)
 		if owner == p.Node {
 			s += ", quorum owner"
 		}
@@ -168,10 +184,14 @@ func renderStatus(w io.Writer, v clusterView, color bool) error {
 			}
 			s += ", heard on " + heard
 		}
-		switch state {
-		case "down":
+		switch {
+		case flag(p.Name, "evicted") && state == "down":
+			t.line(1, "", s) // out of the cluster on purpose
+		case flag(p.Name, "draining"):
+			t.inProgress(1, s, p.Name+" draining")
+		case state == "down":
 			t.problem(1, s, p.Name+" is down")
-		case "joining":
+		case state == "joining":
 			t.inProgress(1, s, p.Name+" joining")
 		default:
 			t.line(1, "", s)
