@@ -171,3 +171,30 @@ func TestLockerAnnouncementLost(t *testing.T) {
 		t.Fatalf("after 10 s: node 3 knows locker %d, its request completed: %v", l, done)
 	}
 }
+
+// A locker that has not yet noticed it lost the quorum (node 1, still
+// told it owns it) hears the locker of a later term (node 2, which won the
+// reservation and replayed the log): it stops being a locker and follows
+// node 2 as a member. Kept as locker, it applied node 2's updates outside
+// its own history and, ticking, sent its members a catch-up from a history
+// that no longer reached what it had applied: an index out of range
+// (simulator seed 8428, 15 nodes).
+func TestStaleLockerFollowsALaterTerm(t *testing.T) {
+	h := newHarness(t, 1, 2, 3)
+	h.members(1)
+	h.run()
+	h.propose(2, "a0")
+	h.run()
+	for _, id := range []nodes.ID{2, 3} {
+		h.nodes[id].g.SetMembership(true, h.all, id == 2, true)
+	}
+	h.run()
+	h.underLoad(3)
+	if l, _ := h.nodes[1].g.Locker(); l != 2 {
+		t.Fatalf("node 1 knows locker %d, want 2 (the later term's)", l)
+	}
+	if h.nodes[1].g.lk != nil {
+		t.Fatal("node 1 still sequences as a locker of an old term")
+	}
+	h.same()
+}

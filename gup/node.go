@@ -537,6 +537,15 @@ func (n *Node) lockerAnnounced(m Message) {
 	if m.Term < n.term || m.Term == n.term && m.From != n.locker && n.locker != 0 {
 		return
 	}
+	if n.lk != nil && m.Term > n.lk.term {
+		// A later term's locker: this node's term is over (the log has
+		// moved on; its own appends would be refused by the disk), so it
+		// stops sequencing and applies the new locker's updates as a
+		// member. Kept as locker, it applied them outside its history
+		// and then sent a member a catch-up from a history that no
+		// longer reached its applied (simulator seed 8428, 15 nodes).
+		n.loseLocker(fmt.Sprintf("node %d is the locker of a later term (%d)", m.From, m.Term))
+	}
 	changed := m.Term != n.term || m.From != n.locker
 	n.locker, n.term = m.From, m.Term
 	if changed {
