@@ -359,6 +359,11 @@ func (n *Node) NextTick() int64 {
 			next = min(next, n.leaseUntil) // leaseValid turns false
 		}
 	}
+	if len(n.ev.txs) > 0 {
+		// Membership events wait for GUP to take them (proposeEvents):
+		// they are tried again at every tick.
+		next = n.now + 1
+	}
 	if n.rg.Member() && n.rg.Registered() {
 		check := int64(n.cfg.CheckTicks)
 		next = min(next, (n.now/check+1)*check)

@@ -91,6 +91,7 @@ func (n *Node) syncFM() {
 		n.fm.SetEpoch(epoch.String())
 	}
 	n.proposeEvents()
+	n.drainGUP() // the events' requests go out with this step, not the next tick's
 	n.fm.SetLease(n.leaseValid())
 	n.fm.SetMembership(active, m, n.fmInstalled)
 	n.fmInstalled = false
