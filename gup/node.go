@@ -662,7 +662,7 @@ func (n *Node) restoreState(b []byte, why string) error {
 	// Own requests at or before the restored mark are applied.
 	i := 0
 	for i < len(n.pending) && n.marks[n.cfg.Self].covers(n.cfg.Incarnation, n.pending[i].req) {
-		n.ready.Completions = append(n.ready.Completions, Completion{Req: n.pending[i].req, Seq: s.seq})
+		n.ready.Completions = append(n.ready.Completions, Completion{Req: n.pending[i].req, Seq: s.seq, AtOrBefore: true})
 		i++
 	}
 	n.pending = n.pending[i:]

@@ -212,6 +212,11 @@ type Completion struct {
 	Req uint64
 	Seq uint64
 	Err string
+	// AtOrBefore: the request was found applied in a snapshot this node
+	// restored (from the locker or the log), which records each sender's
+	// last applied request but not where: it was applied at Seq or
+	// before.
+	AtOrBefore bool
 }
 
 // ReadDone reports that read ReadID may be served from the local state:

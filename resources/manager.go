@@ -550,11 +550,11 @@ func (m *Manager) reconcileGroup(g *Group) {
 	case mine && g.OwnerInc == m.cfg.Incarnation:
 		m.own(g, lg)
 	case mine && m.draining:
-		m.offlineAll(g, CmdTerminate)
+		m.offlineAll(g, CmdTerminate, true)
 	case mine:
 		// Handed over to this node (OwnerInc 0), or owned by this node's
 		// previous incarnation: claim it for this one.
-		m.offlineAll(g, CmdTerminate)
+		m.offlineAll(g, CmdTerminate, true)
 		wait := int64(0)
 		if g.OwnerInc != 0 {
 			wait = m.firstSeen + int64(m.cfg.WaitTicks)
@@ -567,7 +567,7 @@ func (m *Manager) reconcileGroup(g *Group) {
 		m.claim(g, lg, m.cfg.Self, wait, m.firstSeen, e)
 	default:
 		// Another node's group, or nobody's: nothing of it here.
-		m.offlineAll(g, CmdTerminate)
+		m.offlineAll(g, CmdTerminate, true)
 		lg.claimedAt, lg.online, lg.push = 0, false, false
 		if g.Owner != "" && known && m.members.Has(ownerID) {
 			return
@@ -670,7 +670,7 @@ func (m *Manager) own(g *Group, lg *localGroup) {
 			m.setMovingTo(g, lg, m.model.NodeName[to], nil, eventRec{typ: db.EventGroupDrained, node: to, cause: m.drainCause(),
 				msg: fmt.Sprintf("group %s leaves %s for %s: drain", g.Name, m.cfg.Name, m.model.NodeName[to])})
 		} else {
-			m.offlineAll(g, CmdOffline)
+			m.offlineAll(g, CmdOffline, true)
 		}
 		return
 	}
@@ -689,7 +689,7 @@ func (m *Manager) own(g *Group, lg *localGroup) {
 		}
 	}
 	if g.Offline {
-		if m.offlineAll(g, CmdOffline) && g.State != "offline" {
+		if m.offlineAll(g, CmdOffline, true) && g.State != "offline" {
 			m.writeState(g, lg, "offline")
 			if lg.online {
 				lg.online = false
@@ -1014,7 +1014,7 @@ func (m *Manager) move(g *Group, lg *localGroup) {
 		return
 	}
 	to := m.model.NodeID[g.MovingTo]
-	if !m.offlineAll(g, CmdOffline) || lg.prop.inflight || m.now < lg.prop.retryAt {
+	if !m.offlineAll(g, CmdOffline, false) || lg.prop.inflight || m.now < lg.prop.retryAt {
 		return
 	}
 	// The node this one hands the group to does not wait (owner_inc 0):
@@ -1050,8 +1050,12 @@ func (m *Manager) move(g *Group, lg *localGroup) {
 
 // offlineAll takes every resource of g offline here, dependents first
 // (op CmdOffline), or at once (CmdTerminate). It reports whether all
-// are offline.
-func (m *Manager) offlineAll(g *Group, op CommandOp) bool {
+// are offline. Once they are, reset forgets their failures here (their
+// restarts, a hard or fatal failure): the group left this node, or an
+// administrator took it offline. A move does not reset: it may be
+// cancelled (its target became unfit) and the group stay here, where a
+// fatal failure must keep it failed.
+func (m *Manager) offlineAll(g *Group, op CommandOp, reset bool) bool {
 	done := true
 	for i := len(g.Resources) - 1; i >= 0; i-- {
 		r := g.Resources[i]
@@ -1065,7 +1069,7 @@ func (m *Manager) offlineAll(g *Group, op CommandOp) bool {
 		}
 		m.down(r.Name, op)
 	}
-	if done {
+	if done && reset {
 		for _, r := range g.Resources {
 			if l := m.local[r.Name]; l != nil {
 				l.restarts, l.hard = nil, false

@@ -270,6 +270,18 @@ func (s *Sim) gupReady(n *node, r gup.Ready) {
 			continue
 		}
 		op.done, op.ret, op.seq = true, s.now, c.Seq
+		if c.AtOrBefore {
+			// Found applied in a restored snapshot: where it was
+			// applied is what the workload saw (the checks below
+			// still hold it to the log).
+			want := string(putTx(op.key, op.value))
+			for q := c.Seq; q > 0; q-- {
+				if w.applied[q] == want {
+					op.seq = q
+					break
+				}
+			}
+		}
 		op.finish()
 		s.tracef(n.id, "client %d: %s done at #%d", op.client, op, c.Seq)
 	}
