@@ -380,14 +380,21 @@ func TestOrphansOfADeadResmonHoldTheGroup(t *testing.T) {
 	}
 }
 
-// A hard failure (an OCF agent's "not installed") moves the group at
-// once: no restart on a node where the resource cannot run.
-func TestHardFailureMovesAtOnce(t *testing.T) {
+// appFailedOnN1 is a two-node cluster running the virtual server g on n1
+// (preferred owners n1, n2) whose g-app has just failed there with class.
+func appFailedOnN1(t *testing.T, class FailureClass) *cluster {
 	c := newCluster(t, 2)
 	c.nodeObjects()
 	web(c, "g", map[string]db.Value{"preferred_owners": db.ListValue("n1", "n2")})
 	c.tick(1)
-	c.failClass(1, "g-app", FailHard)
+	c.failClass(1, "g-app", class)
+	return c
+}
+
+// A hard failure (an OCF agent's "not installed") moves the group at
+// once: no restart on a node where the resource cannot run.
+func TestHardFailureMovesAtOnce(t *testing.T) {
+	c := appFailedOnN1(t, FailHard)
 	c.tick(2)
 	for _, r := range []string{"g-ip", "g-app", "g-name"} {
 		if w := c.where(r); w != 2 {
@@ -402,11 +409,7 @@ func TestHardFailureMovesAtOnce(t *testing.T) {
 // A fatal failure (an OCF agent's "not configured") leaves the resource
 // failed where it is: it would fail on every node alike.
 func TestFatalFailureStaysFailed(t *testing.T) {
-	c := newCluster(t, 2)
-	c.nodeObjects()
-	web(c, "g", map[string]db.Value{"preferred_owners": db.ListValue("n1", "n2")})
-	c.tick(1)
-	c.failClass(1, "g-app", FailFatal)
+	c := appFailedOnN1(t, FailFatal)
 	c.tick(reconcileTicks)
 	if st, hard := c.mgr[1].Local("g-app"); c.where("g-app") != 0 || !hard {
 		t.Fatalf("g-app on %d, state %v hard %v: want failed, neither restarted nor moved\n%s", c.where("g-app"), st, hard, strings.Join(c.events, "\n"))
@@ -805,11 +808,7 @@ func TestUnrelatedUpdateKeepsTheModel(t *testing.T) {
 // offline for the move forgot the failure, and the resource came online
 // again in place (simulator seed 6444, 11 nodes).
 func TestFatalFailureSurvivesACancelledMove(t *testing.T) {
-	c := newCluster(t, 2)
-	c.nodeObjects()
-	web(c, "g", map[string]db.Value{"preferred_owners": db.ListValue("n1", "n2")})
-	c.tick(1)
-	c.failClass(1, "g-app", FailFatal)
+	c := appFailedOnN1(t, FailFatal)
 	c.tick(reconcileTicks)
 	// The administrator moves g to n2; n1's commands are held so that the
 	// hand-over can be caught before it is committed.
