@@ -41,8 +41,11 @@ unit:
 # machine), the timing table over 50 seeds a row, the lease's cost, and the
 # quorum log's crash test at 1,000 crash points; `unit` runs fewer of each
 # under -race.
+# SIM_COUNT seeds of the 2..16-node run: 10,000 here, fewer in make test
+# (below), which must fit CI's 30 minutes beside the VM tests.
+SIM_COUNT ?= 10000
 sim:
-	$(GO) test -count=1 -timeout 25m -run 'TestSimulator|TestTimings|TestLeaseCost' ./sim/
+	WOLFPACK_SIM_COUNT=$(SIM_COUNT) $(GO) test -count=1 -timeout 25m -run 'TestSimulator|TestTimings|TestLeaseCost' ./sim/
 	$(GO) test -count=1 -run 'TestCrashReplay' ./quorumdisk/
 
 # The checkers can fail: plant each fault of cmd/wolfpack-mutants into the
@@ -67,6 +70,7 @@ integration: deps
 	st=$$?; if [ $$st -ne 0 ]; then echo "integration: failed; the last 300 lines of .cache/integration.log:"; tail -n 300 .cache/integration.log; fi; exit $$st
 
 test: deps check unit sim mutants fuzz integration
+test: SIM_COUNT = 5000
 
 demo: deps
 	$(GO) run ./cmd/wolfpack-demo
