@@ -407,6 +407,11 @@ func (s *wolfpackSystem) crash(k int) map[string]int64 {
 		"ip_only_outage_ms": ms(oIP.Gap), "full_outage_ms": ms(oFull.Gap),
 		"detect_ms": ms(since(at, inst)),
 	}
+	// The IP-only group's address: install → its online began (the
+	// lease's cost, as in TestIntegrationBenchFailover).
+	if e, ok := r.firstEvent(survivor, mark, resState(ipRes, "online-pending")); ok {
+		out["ip_wait_after_install_ms"] = ms(e.Time.Sub(inst.Time))
+	}
 	// Back as the standby: rebooted, a member again, knowing the locker.
 	mark = r.c.Mark()
 	if err := r.c.Reboot(owner); err != nil {
