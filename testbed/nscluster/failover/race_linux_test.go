@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -222,6 +223,7 @@ type keepalivedSystem struct {
 	kp     [3]*nscluster.KeepalivedProc
 	p      *nscluster.Prober
 	master int
+	events int // crashes and moves made
 }
 
 func newKeepalivedSystem(t *testing.T, label string, version int, advert, timeout time.Duration) *keepalivedSystem {
@@ -254,6 +256,22 @@ func newKeepalivedSystem(t *testing.T, label string, version int, advert, timeou
 }
 
 func (s *keepalivedSystem) name() string { return s.label }
+
+// trouble counts the instances' transitions to MASTER over the whole run
+// against the ones the race caused (the first election, one per crash and
+// per move): more means a backup took the address while the master lived
+// (adverts late under load: both masters for a while).
+func (s *keepalivedSystem) trouble() string {
+	n := 0
+	for i := 1; i <= 2; i++ {
+		b, err := os.ReadFile(filepath.Join(s.c.Dir, fmt.Sprintf("node%d-keepalived.log", i)))
+		if err != nil {
+			return err.Error()
+		}
+		n += strings.Count(string(b), "Entering MASTER STATE")
+	}
+	return fmt.Sprintf("master_transitions=%d caused_by_the_race=%d", n, 1+s.events)
+}
 
 // startNode starts node i's echo server and keepalived.
 func (s *keepalivedSystem) startNode(i int) {
@@ -310,6 +328,7 @@ func (s *keepalivedSystem) logs() string {
 func (s *keepalivedSystem) crash(k int) map[string]int64 {
 	s.t.Helper()
 	m := s.master
+	s.events++
 	at := time.Now()
 	if err := s.c.Crash(m); err != nil {
 		s.t.Fatal(err)
@@ -327,6 +346,7 @@ func (s *keepalivedSystem) crash(k int) map[string]int64 {
 func (s *keepalivedSystem) move(k int) map[string]int64 {
 	s.t.Helper()
 	m := s.master
+	s.events++
 	at := time.Now()
 	if err := s.kp[m].Term(); err != nil {
 		s.t.Fatal(err)
