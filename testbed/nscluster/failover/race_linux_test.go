@@ -118,6 +118,46 @@ func TestIntegrationBenchRace(t *testing.T) {
 		}
 	}
 	pause := func() { time.Sleep(300*time.Millisecond + rand.N(time.Second)) }
+	summary := func() {
+		med := map[string]int64{}
+		for _, key := range order {
+			v := results[key]
+			med[key] = loadgen.Median(v)
+			t.Logf("RACE %s: runs=%d median=%d p95=%d min=%d max=%d all=%v", key, len(v), loadgen.Median(v),
+				loadgen.Percentile(v, 95), loadgen.Percentile(v, 0), loadgen.Percentile(v, 100), v)
+		}
+		for _, c := range []struct{ wp, ka string }{
+			{"wolfpack-default crash ip_only_outage_ms", "keepalived-v2 crash outage_ms"},
+			{"wolfpack-default crash ip_only_outage_ms", "keepalived-v3 crash outage_ms"},
+			{"wolfpack-fast crash ip_only_outage_ms", "keepalived-v2 crash outage_ms"},
+			{"wolfpack-fast crash ip_only_outage_ms", "keepalived-v3 crash outage_ms"},
+			{"wolfpack-default move ip_only_outage_ms", "keepalived-v2 move outage_ms"},
+			{"wolfpack-default move ip_only_outage_ms", "keepalived-v3 move outage_ms"},
+			{"wolfpack-fast move ip_only_outage_ms", "keepalived-v2 move outage_ms"},
+			{"wolfpack-fast move ip_only_outage_ms", "keepalived-v3 move outage_ms"},
+		} {
+			w, okw := med[c.wp]
+			ka, okk := med[c.ka]
+			if !okw || !okk || ka == 0 {
+				continue
+			}
+			t.Logf("RATIO %s / %s = %d / %d ms = %.2f", c.wp, c.ka, w, ka, float64(w)/float64(ka))
+		}
+		for _, s := range systems {
+			if tr, ok := s.(interface{ trouble() string }); ok {
+				t.Logf("RACE %s trouble over the whole run: %s", s.name(), tr.trouble())
+			}
+		}
+		t.Logf("race done; load average at the end: %s", loadavg())
+	}
+	// A round that could not finish (t.Fatal) still leaves the rounds before it.
+	summaryDone := false
+	t.Cleanup(func() {
+		if !summaryDone {
+			t.Logf("the race stopped early; the rounds so far:")
+			summary()
+		}
+	})
 	for k := 1; k <= runs; k++ {
 		rot := append(slices.Clone(systems[(k-1)%len(systems):]), systems[:(k-1)%len(systems)]...)
 		for _, s := range rot {
@@ -135,36 +175,8 @@ func TestIntegrationBenchRace(t *testing.T) {
 		t.Logf("round=%d done, load average %s", k, loadavg())
 	}
 
-	med := map[string]int64{}
-	for _, key := range order {
-		v := results[key]
-		med[key] = loadgen.Median(v)
-		t.Logf("RACE %s: runs=%d median=%d p95=%d min=%d max=%d all=%v", key, len(v), loadgen.Median(v),
-			loadgen.Percentile(v, 95), loadgen.Percentile(v, 0), loadgen.Percentile(v, 100), v)
-	}
-	for _, c := range []struct{ wp, ka string }{
-		{"wolfpack-default crash ip_only_outage_ms", "keepalived-v2 crash outage_ms"},
-		{"wolfpack-default crash ip_only_outage_ms", "keepalived-v3 crash outage_ms"},
-		{"wolfpack-fast crash ip_only_outage_ms", "keepalived-v2 crash outage_ms"},
-		{"wolfpack-fast crash ip_only_outage_ms", "keepalived-v3 crash outage_ms"},
-		{"wolfpack-default move ip_only_outage_ms", "keepalived-v2 move outage_ms"},
-		{"wolfpack-default move ip_only_outage_ms", "keepalived-v3 move outage_ms"},
-		{"wolfpack-fast move ip_only_outage_ms", "keepalived-v2 move outage_ms"},
-		{"wolfpack-fast move ip_only_outage_ms", "keepalived-v3 move outage_ms"},
-	} {
-		w, okw := med[c.wp]
-		ka, okk := med[c.ka]
-		if !okw || !okk || ka == 0 {
-			continue
-		}
-		t.Logf("RATIO %s / %s = %d / %d ms = %.2f", c.wp, c.ka, w, ka, float64(w)/float64(ka))
-	}
-	for _, s := range systems {
-		if tr, ok := s.(interface{ trouble() string }); ok {
-			t.Logf("RACE %s trouble over the whole run: %s", s.name(), tr.trouble())
-		}
-	}
-	t.Logf("race done; load average at the end: %s", loadavg())
+	summary()
+	summaryDone = true
 }
 
 func render(m map[string]int64) string {
@@ -486,9 +498,20 @@ func (s *wolfpackSystem) trouble() string {
 		n(func(e nscluster.Event) bool { return e.Msg == "peer suspected" }), s.halts)
 }
 
+// bounded gives one event of the race 2 minutes: a cluster that does not
+// settle in that time ends the race (with the rounds so far) rather than
+// hang until the rig's deadline.
+func (s *wolfpackSystem) bounded() func() {
+	orig := s.r.ctx
+	ctx, cancel := context.WithTimeout(orig, 2*time.Minute)
+	s.r.ctx = ctx
+	return func() { cancel(); s.r.ctx = orig }
+}
+
 func (s *wolfpackSystem) crash(k int) map[string]int64 {
 	r := s.r
 	r.t.Helper()
+	defer s.bounded()()
 	s.settle()
 	owner, survivor := s.owner, 3-s.owner
 	mark := r.c.Mark()
@@ -526,6 +549,7 @@ func (s *wolfpackSystem) crash(k int) map[string]int64 {
 func (s *wolfpackSystem) move(k int) map[string]int64 {
 	r := s.r
 	r.t.Helper()
+	defer s.bounded()()
 	s.settle()
 	from, to := s.owner, 3-s.owner
 	out := map[string]int64{}
