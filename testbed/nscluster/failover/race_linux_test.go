@@ -49,8 +49,9 @@ type raceSystem interface {
 // testbed/nscluster in the same namespace layout, with the same client
 // probe (a datagram to the virtual address every 10 ms; the outage is the
 // longest gap between two answers). WOLFPACK_BENCH_RACE rounds (make
-// bench-race: 10); each round crashes every system's serving node (every process of
-// its namespace SIGKILLed, its links down; then it reboots and comes back
+// bench-race: 10); each round crashes every system's serving node
+// (every process of its namespace SIGKILLed, its links down; then it
+// reboots and comes back
 // as the standby), then makes a planned move on every system, the
 // systems' order rotating from round to round. A random pause of 0.3-1.3 s
 // before each event puts it at a random point of every advert and
