@@ -51,11 +51,10 @@ type raceSystem interface {
 // longest gap between two answers). WOLFPACK_BENCH_RACE rounds (make
 // bench-race: 10); each round crashes every system's serving node
 // (every process of its namespace SIGKILLed, its links down; then it
-// reboots and comes back
-// as the standby), then makes a planned move on every system, the
-// systems' order rotating from round to round. A random pause of 0.3-1.3 s
-// before each event puts it at a random point of every advert and
-// heartbeat cycle. The planned move is SIGTERM to the master's keepalived
+// reboots and comes back as the standby), then makes a planned move on
+// every system, the systems' order rotating from round to round. A
+// random pause of 0.3-1.3 s before each event puts it at a random point
+// of every advert and heartbeat cycle. The planned move is SIGTERM to the master's keepalived
 // (it sends priority 0) and, for Wolfpack, moving_to through the admin
 // API: of the IP-only group (an ip_address; the echo server runs on both
 // nodes outside the cluster, as with keepalived) and of the full group
