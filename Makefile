@@ -8,7 +8,7 @@ FUZZTIME  ?= 5s
 INTEGRATION_TIMEOUT ?= 20m
 INTEGRATION_RUN     ?= TestIntegration
 
-.PHONY: all build deb deps check test unit sim mutants fuzz integration demo bench bench-membership bench-net bench-gup bench-resmon bench-failover bench-idle soak clean
+.PHONY: all build deb deps check test unit sim mutants fuzz integration demo bench bench-membership bench-net bench-gup bench-resmon bench-failover bench-race bench-idle soak clean
 
 all: build
 
@@ -95,6 +95,13 @@ BENCH_FAILOVER ?= 20
 bench-failover: deps
 	WOLFPACK_BENCH_FAILOVER=$(BENCH_FAILOVER) $(GO) test -count=1 -p 1 -timeout 30m -run 'TestIntegrationBenchFailover' -v ./testbed/nscluster/failover/
 
+# The race against keepalived 2.2.7 (VRRPv2 advert 1 s, VRRPv3 0.1 s) and
+# Wolfpack at both timing profiles: BENCH_RACE rounds, each a node crash
+# and a planned move on every system, the same client probe (root).
+BENCH_RACE ?= 10
+bench-race: deps
+	WOLFPACK_BENCH_RACE=$(BENCH_RACE) $(GO) test -count=1 -p 1 -timeout 60m -run 'TestIntegrationBenchRace' -v ./testbed/nscluster/failover/
+
 # net/ figures: address online (probe and not), announcement → client
 # neighbour entry, mDNS announcement → client, link watch reports, over
 # BENCH_NET runs each (root).
@@ -118,10 +125,13 @@ bench-idle: deps
 	WOLFPACK_BENCH_IDLE=2 WOLFPACK_BENCH_IDLE_PROFILES=default,fast $(GO) test -count=1 -p 1 -timeout 10m -run 'TestIntegrationBenchIdle' -v ./testbed/gupbench/
 
 # False-suspicion soak: 10 minutes, a CPU hog in every node's namespace,
-# default timings; any suspicion or regroup fails it (root).
+# at the timing profile SOAK_PROFILE (default or fast), a group with an
+# address online throughout; any suspicion, regroup or lease that runs out
+# fails it (root).
 SOAK ?= 10m
+SOAK_PROFILE ?= default
 soak: deps
-	WOLFPACK_SOAK=$(SOAK) $(GO) test -count=1 -p 1 -timeout 30m -run 'TestIntegrationSoakCPUHog' -v ./testbed/nscluster/membership/
+	WOLFPACK_SOAK=$(SOAK) WOLFPACK_SOAK_PROFILE=$(SOAK_PROFILE) $(GO) test -count=1 -p 1 -timeout 30m -run 'TestIntegrationSoakCPUHog' -v ./testbed/nscluster/membership/
 
 clean:
 	rm -rf bin dist .cache/deb

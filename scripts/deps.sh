@@ -37,7 +37,12 @@ pkgs+=(systemd systemd-container)
 # Debian 12 root the package is installed into (cached in .cache/debroot);
 # groff checks the man pages.
 pkgs+=(debootstrap groff-base)
-services=(knot avahi-daemon etcd-server) # packages with a daemon the tests run themselves
+# The failover race's peer (make bench-race): keepalived 2.2.7, two
+# instances per rig, each inside a node's namespace, started by the test.
+# The packaged service would run VRRP on the host's own interfaces: it must
+# not run (see below).
+pkgs+=(keepalived)
+services=(knot avahi-daemon etcd-server keepalived) # packages with a daemon the tests run themselves
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -189,6 +189,17 @@ func (c *Cluster) Crash(i int) error {
 // forgets them), its resmon state directory, which lives under /run on a
 // real node, is emptied, its links come up, and Start starts it.
 func (c *Cluster) Reboot(i int, edit ...func(*config.File)) error {
+	if err := c.Revive(i); err != nil {
+		return err
+	}
+	return c.Node(i).Start(edit...)
+}
+
+// Revive is Reboot without the daemon: the node's namespace comes back as
+// a rebooted machine's would (addresses the rig gave it only, resmon's
+// state gone, links up) and nothing runs in it; a rig whose nodes run
+// another stack (keepalived) starts that itself.
+func (c *Cluster) Revive(i int) error {
 	n := c.Node(i)
 	if n.Running() {
 		return fmt.Errorf("nscluster: reboot node %d: still running", i)
@@ -213,7 +224,7 @@ func (c *Cluster) Reboot(i int, edit ...func(*config.File)) error {
 		return fmt.Errorf("nscluster: reboot node %d: links: %w", i, err)
 	}
 	c.log.Info("reboot", "node", i)
-	return n.Start(edit...)
+	return nil
 }
 
 func (n *Node) resmonStateDir() string {

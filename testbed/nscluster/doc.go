@@ -46,6 +46,19 @@
 // node's every process SIGKILLed and its links down, as the kernel of a
 // crashed machine would leave it) and Reboot, Node.Procs, ResmonPid,
 // KillResmon, MAC. Node.Stop and Cont freeze and thaw clusterd alone.
+//
+// # A peer in the same layout: keepalived
+//
+// For the race against keepalived (failover's TestIntegrationBenchRace) a
+// rig whose nodes are all Deferred runs no clusterd; Node.StartKeepalived
+// runs keepalived (Debian's 2.2.7, VRRP only, --dont-fork, pid files and
+// log under Dir) in the node's namespace with one VRRP instance (VRRPv2 or
+// v3, the advert interval, the virtual address on eth0; state BACKUP with
+// nopreempt). Crash takes it down with everything else in the namespace;
+// Revive is Reboot without starting clusterd (the namespace as a rebooted
+// machine's: the rig's addresses only, links up), and
+// KeepalivedProc.Term is keepalived's planned stop (SIGTERM: a master
+// sends priority 0).
 // Namespace work from the test process goes through netns.Visit, never
 // netns.Do: Do's thread dies, and PR_SET_PDEATHSIG then kills the daemons
 // and tgtd that thread forked.

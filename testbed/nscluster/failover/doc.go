@@ -18,4 +18,11 @@
 // TestIntegrationBenchFailover (WOLFPACK_BENCH_FAILOVER=N) repeats the
 // crash failover N times and reports the median and p95 of the outage and
 // of the lease wait.
+//
+// TestIntegrationBenchRace (WOLFPACK_BENCH_RACE=N, make bench-race) races
+// keepalived 2.2.7 (VRRPv2 advert 1 s, VRRPv3 advert 0.1 s) against
+// Wolfpack at the timing profiles default and fast, each on a rig of its
+// own in the same namespace layout with the same probe: N rounds of a
+// node crash then a planned move on every system, and the medians, p95
+// and the ratios Wolfpack/keepalived.
 package failover

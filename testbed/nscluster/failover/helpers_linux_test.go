@@ -55,6 +55,16 @@ type vsOpts struct {
 	windowStart, windowEnd int
 	// restartThreshold of the application (0: the default, 3).
 	restartThreshold int
+	// restartInPlace: every resource is restarted where it failed, up
+	// to 1000 times, and never pushes the group (restart_action
+	// "restart"), as a service under keepalived stays where it is.
+	restartInPlace bool
+}
+
+// inPlace sets props to restart in place (vsOpts.restartInPlace).
+func inPlace(props map[string]any) map[string]any {
+	props["restart_action"], props["restart_threshold"] = "restart", 1000
+	return props
 }
 
 // rig is a cluster with the virtual server and the client's instruments.
@@ -206,14 +216,21 @@ func (r *rig) createVS(o vsOpts, owner int) {
 	if o.restartThreshold != 0 {
 		app["restart_threshold"] = o.restartThreshold
 	}
+	ip := map[string]any{
+		"group": group, "type": "ip_address", "address": vip.String(), "prefix_len": 24, "interface": "eth0",
+		"looks_alive_ms": 200}
+	name := map[string]any{
+		"group": group, "type": "network_name", "name": group, "mode": "mdns", "interface": "eth0",
+		"depends_on": []string{resIP}}
+	if o.restartInPlace {
+		inPlace(ip)
+		inPlace(name)
+		inPlace(app)
+	}
 	r.commit(1, clusterapi.Tx{Ops: []clusterapi.Op{
 		{Op: "create", Kind: "group", Name: group, Props: gp},
-		{Op: "create", Kind: "resource", Name: resIP, Props: map[string]any{
-			"group": group, "type": "ip_address", "address": vip.String(), "prefix_len": 24, "interface": "eth0",
-			"looks_alive_ms": 200}},
-		{Op: "create", Kind: "resource", Name: resName, Props: map[string]any{
-			"group": group, "type": "network_name", "name": group, "mode": "mdns", "interface": "eth0",
-			"depends_on": []string{resIP}}},
+		{Op: "create", Kind: "resource", Name: resIP, Props: ip},
+		{Op: "create", Kind: "resource", Name: resName, Props: name},
 		{Op: "create", Kind: "resource", Name: resApp, Props: app},
 	}})
 	r.waitOnline(owner, 1)
