@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wolfpack-ha/wolfpack/initramfs/boot"
 	"github.com/wolfpack-ha/wolfpack/testbed/agent"
 )
 
@@ -170,7 +171,7 @@ func (n *Node) qemuArgs(tb *Testbed) []string {
 		args = append(args,
 			"-netdev", fmt.Sprintf("tap,id=net%d,ifname=%s,script=no,downscript=no", k, tapName(tb.prefix, n.index, k)),
 			"-device", fmt.Sprintf("virtio-net-pci,netdev=net%d,mac=%s,romfile=", k, nodeMAC(tb.idBytes, n.index, k)))
-		ifc := agent.Interface{Name: fmt.Sprintf("eth%d", k), MAC: nodeMAC(tb.idBytes, n.index, k), Addr: NodeAddr(k, n.index)}
+		ifc := boot.Interface{Name: fmt.Sprintf("eth%d", k), MAC: nodeMAC(tb.idBytes, n.index, k), Addr: NodeAddr(k, n.index)}
 		cmdline = append(cmdline, "wolfpack.if="+ifc.String())
 	}
 	return append(args, "-append", strings.Join(cmdline, " "))
