@@ -3,11 +3,13 @@ package initramfs
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path"
 	"sort"
 	"strings"
@@ -199,4 +201,32 @@ func (a *Archive) Write(w io.Writer, level int) error {
 		return err
 	}
 	return zw.Close()
+}
+
+// WriteXZ writes the archive as an xz-compressed newc cpio archive, with
+// the xz program (xz-utils): preset 9, one thread, CRC32 checks (the
+// kernel's decoder knows no other). The bytes depend on the entries and
+// xz's version. xz's 64 MiB window finds what the image's Go binaries
+// share, which gzip's 32 KiB cannot: about half gzip's size.
+func (a *Archive) WriteXZ(ctx context.Context, w io.Writer) error {
+	cmd := exec.CommandContext(ctx, "xz", "-9", "-T1", "--check=crc32", "-c")
+	cmd.Stdout = w
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("xz (xz-utils): %w", err)
+	}
+	werr := a.WriteCPIO(in)
+	cerr := in.Close()
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("xz: %w: %s", err, stderr.Bytes())
+	}
+	if werr != nil {
+		return werr
+	}
+	return cerr
 }
