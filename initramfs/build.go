@@ -189,12 +189,23 @@ func ApplianceArchive(ctx context.Context, o Options, modDir string) (*Archive, 
 			return nil, err
 		}
 	}
-	bb := filepath.Join(bin, "bb")
-	t0 := time.Now()
-	if err := BuildBusybox(ctx, o.Root, Commands, bb); err != nil {
+	// makebb builds with go build -a, past Go's cache: a persistent Work
+	// directory keeps the binary under a key of everything it is made of.
+	key, err := busyboxKey(ctx, o.Root, Commands)
+	if err != nil {
 		return nil, err
 	}
-	o.Log.Info("built u-root commands", "commands", len(Commands), "took", time.Since(t0).Round(time.Millisecond))
+	bb := filepath.Join(bin, "bb-"+key)
+	if _, err := os.Stat(bb); err != nil {
+		t0 := time.Now()
+		if err := BuildBusybox(ctx, o.Root, Commands, bb+".tmp"); err != nil {
+			return nil, err
+		}
+		if err := os.Rename(bb+".tmp", bb); err != nil {
+			return nil, err
+		}
+		o.Log.Info("built u-root commands", "commands", len(Commands), "took", time.Since(t0).Round(time.Millisecond))
+	}
 	if err := a.AddFile("bin/bb", bb, 0o755); err != nil {
 		return nil, err
 	}
@@ -226,6 +237,23 @@ func ApplianceArchive(ctx context.Context, o Options, modDir string) (*Archive, 
 		}
 	}
 	return a, nil
+}
+
+// busyboxKey names a build of the u-root commands: the Go toolchain, the
+// u-root and gobusybox module versions, and the commands.
+func busyboxKey(ctx context.Context, root string, commands []string) (string, error) {
+	cmd := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Path}}@{{.Version}}", "github.com/u-root/u-root", "github.com/u-root/gobusybox/src")
+	cmd.Dir = root
+	mods, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("u-root and gobusybox versions: go list -m: %w", err)
+	}
+	ver, err := exec.CommandContext(ctx, "go", "env", "GOVERSION").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOVERSION: %w", err)
+	}
+	h := sha256.Sum256([]byte(string(mods) + string(ver) + strings.Join(commands, " ")))
+	return hex.EncodeToString(h[:8]), nil
 }
 
 // GoBuild builds a main package of the module at root as a static,
