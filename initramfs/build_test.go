@@ -3,6 +3,7 @@ package initramfs
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -143,5 +144,25 @@ func TestApplianceReproducible(t *testing.T) {
 		} else {
 			t.Logf("%s: %d bytes, the same twice", filepath.Base(pick(outs[0])), len(a))
 		}
+	}
+}
+
+// TestPEChecksum: fixPEHeader on Debian's stub, with the stub's own time
+// stamp, gives back the stub's bytes: the checksum is computed as the
+// linker did.
+func TestPEChecksum(t *testing.T) {
+	b, err := os.ReadFile(DefaultStub)
+	if err != nil {
+		t.Skipf("no EFI stub (systemd-boot-efi): %v", err)
+	}
+	orig := bytes.Clone(b)
+	if err := fixPEHeader(b, binary.LittleEndian.Uint32(b[int(binary.LittleEndian.Uint32(b[0x3c:]))+8:])); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b, orig) {
+		t.Error("fixPEHeader changed the stub")
+	}
+	if err := fixPEHeader([]byte("MZ"), 0); err == nil {
+		t.Error("a 2-byte file taken for a PE image")
 	}
 }
