@@ -167,6 +167,9 @@ func FindKernel(dir string) (vmlinuz, modDir, version string, err error) {
 // ApplianceArchive assembles the appliance's initramfs contents, building
 // the Go programs into o.Work.
 func ApplianceArchive(ctx context.Context, o Options, modDir string) (*Archive, error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
 	bin := filepath.Join(o.Work, "bin")
 	if err := os.MkdirAll(bin, 0o755); err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,7 +61,7 @@ type applianceImages struct {
 
 // buildAppliance builds (or finds in the cache) the appliance's initramfs,
 // the agent archive, their concatenation and, for UEFI, the UKI.
-func buildAppliance(ctx context.Context, vmlinuz, modDir string, nodes int, binaries []string, uefi bool) (applianceImages, error) {
+func buildAppliance(ctx context.Context, log *slog.Logger, vmlinuz, modDir string, nodes int, binaries []string, uefi bool) (applianceImages, error) {
 	var im applianceImages
 	root, err := ModuleRoot()
 	if err != nil {
@@ -76,7 +77,7 @@ func buildAppliance(ctx context.Context, vmlinuz, modDir string, nodes int, bina
 		return im, err
 	}
 	defer unlock()
-	a, err := initramfs.ApplianceArchive(ctx, initramfs.Options{Root: root, Work: work, Version: "0.0.0-testbed"}, modDir)
+	a, err := initramfs.ApplianceArchive(ctx, initramfs.Options{Log: log, Root: root, Work: work, Version: "0.0.0-testbed"}, modDir)
 	if err != nil {
 		return im, fmt.Errorf("appliance: %w", err)
 	}

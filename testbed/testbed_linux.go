@@ -210,7 +210,7 @@ func (tb *Testbed) start(ctx context.Context, modDir string) error {
 		var err error
 		if ap := tb.cfg.Appliance; ap != nil {
 			var im applianceImages
-			im, err = buildAppliance(ctx, tb.vmlinuz, modDir, tb.cfg.Nodes, tb.cfg.Binaries, ap.UEFI)
+			im, err = buildAppliance(ctx, tb.log, tb.vmlinuz, modDir, tb.cfg.Nodes, tb.cfg.Binaries, ap.UEFI)
 			tb.image, tb.efi = im.initrd, im.efi
 		} else {
 			tb.image, err = buildImage(ctx, modDir, tb.cfg.Nodes, tb.cfg.Binaries)
