@@ -97,7 +97,11 @@ func New(t testing.TB, cfg Config) *Testbed {
 	if cfg.WorkDir == "" {
 		cfg.WorkDir = t.TempDir()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	limit := 3 * time.Minute
+	if cfg.Appliance != nil { // a first build compiles u-root's commands and runs xz: minutes on a busy machine
+		limit = 8 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	tb, err := Start(ctx, cfg)
 	if tb != nil {
