@@ -67,7 +67,7 @@ type Result struct {
 // Output file names under Options.Out.
 const (
 	VmlinuzName   = "vmlinuz"
-	InitramfsName = "initramfs.cpio.xz"
+	InitramfsName = "initramfs.cpio.zst"
 	EFIName       = "wolfpack.efi"
 	SumsName      = "SHA256SUMS"
 )
@@ -118,7 +118,7 @@ func Build(ctx context.Context, o Options) (Result, error) {
 
 	r.Initramfs = filepath.Join(o.Out, InitramfsName)
 	t0 = time.Now()
-	if err := writeFileWith(r.Initramfs, func(w io.Writer) error { return a.WriteXZ(ctx, w) }); err != nil {
+	if err := writeFileWith(r.Initramfs, func(w io.Writer) error { return a.WriteZstd(ctx, w) }); err != nil {
 		return r, fmt.Errorf("write initramfs: %w", err)
 	}
 	o.Log.Info("initramfs written", "took", time.Since(t0).Round(time.Millisecond))

@@ -108,7 +108,7 @@ func TestApplianceReproducible(t *testing.T) {
 	if _, _, _, err := FindKernel(kdir); err != nil {
 		t.Skip(err)
 	}
-	for _, prog := range []string{"xz", "objcopy"} {
+	for _, prog := range []string{"zstd", "objcopy"} {
 		if _, err := exec.LookPath(prog); err != nil {
 			t.Skipf("%s not installed (scripts/deps.sh)", prog)
 		}

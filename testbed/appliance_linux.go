@@ -89,9 +89,9 @@ func buildAppliance(ctx context.Context, log *slog.Logger, vmlinuz, modDir strin
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return im, err
 	}
-	app := filepath.Join(dir, "appliance-"+sum[:16]+".cpio.xz")
+	app := filepath.Join(dir, "appliance-"+sum[:16]+".cpio.zst")
 	if _, err := os.Stat(app); err != nil {
-		if err := writeAtomic(app, func(w io.Writer) error { return a.WriteXZ(ctx, w) }); err != nil {
+		if err := writeAtomic(app, func(w io.Writer) error { return a.WriteZstd(ctx, w) }); err != nil {
 			return im, fmt.Errorf("write appliance initramfs: %w", err)
 		}
 	}
@@ -221,9 +221,14 @@ func (tb *Testbed) makeClusterFiles(ctx context.Context) error {
 	setup := filepath.Join(tb.workDir, "etc", "create")
 	args := []string{"create", ap.Cluster, "--node", "node1", "--quorum", tb.LUNURL(),
 		"--initiator-name", tb.tgt.Target + ":host", "--etc", setup, "--timing", timing}
+	// create and join check that each network's interface exists where
+	// they run: here, the host's lo stands for the guests' ethK, which
+	// guestPaths puts back.
+	var nets []string
 	for k := 1; k <= tb.cfg.PrivateNets; k++ {
-		args = append(args, "--network", fmt.Sprintf("priv%d=eth%d", k, k))
+		nets = append(nets, "--network", fmt.Sprintf("priv%d=lo", k))
 	}
+	args = append(args, nets...)
 	for n := 1; n <= tb.cfg.Nodes; n++ {
 		var addrs []string
 		for k := 1; k <= tb.cfg.PrivateNets; k++ {
@@ -237,7 +242,7 @@ func (tb *Testbed) makeClusterFiles(ctx context.Context) error {
 	bundle := filepath.Join(setup, "join-"+ap.Cluster+".bundle")
 	for n := 1; n <= tb.cfg.Nodes; n++ {
 		etc := tb.EtcDir(n)
-		if err := run("join", bundle, "--node", fmt.Sprintf("node%d", n), "--quorum", dev, "--etc", etc, "--force"); err != nil {
+		if err := run(append([]string{"join", bundle, "--node", fmt.Sprintf("node%d", n), "--quorum", dev, "--etc", etc, "--force"}, nets...)...); err != nil {
 			return err
 		}
 		if err := guestPaths(filepath.Join(etc, "node.toml"), etc); err != nil {
@@ -248,7 +253,8 @@ func (tb *Testbed) makeClusterFiles(ctx context.Context) error {
 }
 
 // guestPaths rewrites a node file written under hostDir so that its paths
-// name /etc/wolfpack, and slows its timing for TCG.
+// name /etc/wolfpack and network k's interface is the guest's ethK (k from
+// 1), and slows its timing for TCG.
 func guestPaths(nodeFile, hostDir string) error {
 	b, err := os.ReadFile(nodeFile)
 	if err != nil {
@@ -267,6 +273,9 @@ func guestPaths(nodeFile, hostDir string) error {
 	move(&f.Streams.CABundle)
 	move(&f.Streams.NodeCert)
 	move(&f.Streams.NodeKey)
+	for k := range f.Networks {
+		f.Networks[k].Interface = fmt.Sprintf("eth%d", k+1)
+	}
 	threshold := 20
 	f.Timing.HeartbeatThreshold = &threshold
 	f.Timing.Lease = config.DurationOf(time.Second)

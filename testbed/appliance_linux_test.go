@@ -64,6 +64,7 @@ func TestIntegrationApplianceBoot(t *testing.T) {
 			tb.ImageTime.Round(time.Millisecond), times[0].Round(time.Millisecond), times[1].Round(time.Millisecond),
 			tb.Node(1).BootTime.Round(time.Millisecond), tb.Node(2).BootTime.Round(time.Millisecond))
 		all = append(all, times...)
+		logInit(t, tb.Node(1))
 		if run < applianceRuns(t) {
 			if err := tb.Close(); err != nil {
 				t.Fatal(err)
@@ -154,6 +155,24 @@ func clusterdPid(ctx context.Context, t *testing.T, n *Node) int {
 		t.Fatalf("pidof clusterd: %q", res.Stdout)
 	}
 	return pid
+}
+
+// logInit logs init's records from a node's console (its set-up's
+// uptime says where the boot's time went).
+func logInit(t *testing.T, n *Node) {
+	t.Helper()
+	var lines []string
+	b, err := os.ReadFile(n.ConsolePath())
+	_ = os.WriteFile("/tmp/appliance-"+n.Name()+".console", b, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, "prog=wolfpack-init") && !strings.Contains(l, "supervised=") {
+			lines = append(lines, l)
+		}
+	}
+	t.Logf("%s: init's records:\n%s", n.Name(), strings.Join(lines, "\n"))
 }
 
 func logMedian(t *testing.T, what string, ds []time.Duration) {
