@@ -163,7 +163,6 @@ func logInit(t *testing.T, n *Node) {
 	t.Helper()
 	var lines []string
 	b, err := os.ReadFile(n.ConsolePath())
-	_ = os.WriteFile("/tmp/appliance-"+n.Name()+".console", b, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -193,6 +193,9 @@ func (n *Node) qemuArgs(tb *Testbed) []string {
 		ifc := boot.Interface{Name: fmt.Sprintf("eth%d", k), MAC: nodeMAC(tb.idBytes, n.index, k), Addr: NodeAddr(k, n.index)}
 		cmdline = append(cmdline, "wolfpack.if="+ifc.String())
 	}
+	if tb.cfg.Appliance != nil && tb.cfg.Appliance.UEFI {
+		return args // the UKI's own command line; the node's settings are on its config disk
+	}
 	return append(args, "-append", strings.Join(cmdline, " "))
 }
 
