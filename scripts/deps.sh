@@ -37,11 +37,11 @@ pkgs+=(systemd systemd-container)
 # Debian 12 root the package is installed into (cached in .cache/debroot);
 # groff checks the man pages.
 pkgs+=(debootstrap groff-base)
-# The appliance (make appliance, docs/appliance.md): xz compresses its
+# The appliance (make appliance, docs/appliance.md): zstd compresses its
 # initramfs, objcopy (binutils) joins the single-file UEFI image onto
 # systemd-boot's EFI stub (systemd-boot-efi), and the UEFI boot test runs
 # it under OVMF (ovmf).
-pkgs+=(xz-utils binutils systemd-boot-efi ovmf)
+pkgs+=(zstd binutils systemd-boot-efi ovmf)
 services=(knot avahi-daemon etcd-server) # packages with a daemon the tests run themselves
 missing=()
 for p in "${pkgs[@]}"; do

@@ -109,6 +109,27 @@ func TestIntegrationApplianceBoot(t *testing.T) {
 	}
 }
 
+// TestIntegrationApplianceThreeNodes boots three appliance nodes as
+// kernel + initramfs: all three become members of one cluster.
+func TestIntegrationApplianceThreeNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots QEMU guests")
+	}
+	tb, times := bootAppliance(t, 3, false)
+	for i, d := range times {
+		t.Logf("%s: QEMU start → member of 3: %v", tb.Node(i+1).Name(), d.Round(time.Millisecond))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := tb.Node(3).ClusterStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(st.Members, []int{1, 2, 3}) {
+		t.Errorf("node3's members: %v, want [1 2 3]", st.Members)
+	}
+}
+
 // TestIntegrationApplianceUEFI boots the single-file UEFI image under
 // OVMF from a FAT ESP; the node forms a one-node cluster on the quorum
 // LUN, its settings from its config disk's boot.conf (the image's
