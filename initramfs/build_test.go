@@ -95,7 +95,7 @@ func TestResolveModules(t *testing.T) {
 
 // TestApplianceReproducible builds the appliance twice from the same
 // tree and compares every output byte for byte. It needs the guest kernel
-// (scripts/deps.sh), xz, objcopy and the systemd-boot stub, and takes
+// (scripts/deps.sh), zstd, objcopy and the systemd-boot stub, and takes
 // about two minutes the first time (u-root's commands).
 func TestApplianceReproducible(t *testing.T) {
 	if testing.Short() {
