@@ -199,9 +199,17 @@ func logMedian(t *testing.T, what string, ds []time.Duration) {
 	t.Helper()
 	s := slices.Clone(ds)
 	slices.Sort(s)
+	med := s[len(s)/2]
+	if len(s)%2 == 0 {
+		med = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
 	var parts []string
 	for _, d := range ds {
 		parts = append(parts, fmt.Sprintf("%.2f", d.Seconds()))
 	}
-	t.Logf("%s: QEMU start → member over %d boots: median %.2f s (%s s)", what, len(s), s[len(s)/2].Seconds(), strings.Join(parts, ", "))
+	p95 := ""
+	if len(s) >= 10 { // nearest rank
+		p95 = fmt.Sprintf(", p95 %.2f s", s[(95*len(s)+99)/100-1].Seconds())
+	}
+	t.Logf("%s: QEMU start → member over %d boots: median %.2f s%s (%s s)", what, len(s), med.Seconds(), p95, strings.Join(parts, ", "))
 }
