@@ -8,7 +8,7 @@ FUZZTIME  ?= 5s
 INTEGRATION_TIMEOUT ?= 20m
 INTEGRATION_RUN     ?= TestIntegration
 
-.PHONY: all build deb deps check test unit sim mutants fuzz integration demo bench bench-membership bench-net bench-gup bench-resmon bench-failover bench-race bench-idle soak clean
+.PHONY: all build deb appliance deps check test unit sim mutants fuzz integration demo bench bench-membership bench-net bench-gup bench-resmon bench-failover bench-race bench-idle soak clean
 
 all: build
 
@@ -22,6 +22,12 @@ deps:
 # the systemd unit, man pages, a sample node file (docs/install.md).
 deb:
 	GO=$(GO) ./scripts/deb.sh
+
+# The appliance (docs/appliance.md): dist/appliance/ holds vmlinuz, the
+# zstd-compressed initramfs, the single-file UEFI image wolfpack.efi and
+# SHA256SUMS; the same commit builds the same bytes.
+appliance: deps
+	$(GO) run ./cmd/wolfpack-appliance build -o dist/appliance -version "$$(./scripts/version.sh)"
 
 # Static gates: formatting, vet, and a go.mod that `go mod tidy` leaves alone.
 check:

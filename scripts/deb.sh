@@ -15,18 +15,8 @@ stage=.cache/deb/stage
 
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
 export SOURCE_DATE_EPOCH
-# The version: a tag vX.Y.Z gives X.Y.Z (X.Y.Z+gitN.HASH past it), else
-# 0.0.0~gitYYYYMMDD.HASH from the last commit; +dirty for uncommitted
-# changes to tracked files.
-hash=$(git rev-parse --short=12 HEAD)
-if tag=$(git describe --tags --abbrev=0 --match 'v[0-9]*' 2>/dev/null); then
-	n=$(git rev-list --count "$tag"..HEAD)
-	version=${tag#v}
-	[ "$n" -eq 0 ] || version+="+git$n.$hash"
-else
-	version="0.0.0~git$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y%m%d).$hash"
-fi
-git diff --quiet HEAD -- || version+="+dirty"
+# The version (scripts/version.sh).
+version=$(./scripts/version.sh)
 export WOLFPACK_VERSION=$version
 
 rm -rf "$stage" && mkdir -p "$stage" "$out"

@@ -45,6 +45,23 @@
 // A request takes about 20 ms; output crosses the emulated UART at roughly
 // 100 KiB/s, so move bulk data over the LUN or the networks instead.
 //
+// # The appliance
+//
+// Config.Appliance boots the appliance (package initramfs; docs/appliance.md)
+// instead: its initramfs, cached by content like the agent image, with a
+// second archive appended holding the agent, the guest tools and
+// Config.Binaries; the appliance's init (cmd/wolfpack-init) sets the guest up
+// and runs the agent in its serve-only mode, so Node.Run and the rest work
+// the same. Appliance.UEFI boots it as a UEFI image under OVMF. Each node
+// has a config disk (virtio-blk, a tar archive) with boot.conf (host name,
+// NICs, disks) and the files of EtcDir(N); with Appliance.Cluster the
+// testbed fills those with cluster create and cluster join run on the host
+// (the quorum LUN formatted through iscsi://, the node files naming it by
+// the guests' /dev/disk/by-id/wwn-0x... link), so the nodes form the
+// cluster at boot. Node.WaitMember waits until a node is up in a membership
+// of N; Node.ClusterStatus is its cluster status --json. Memory defaults to
+// 512 MiB there.
+//
 // # Teardown
 //
 // Close kills the VMs and tgtd and removes every link, namespace, socket and LUN

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wolfpack-ha/wolfpack/initramfs/boot"
 	"github.com/wolfpack-ha/wolfpack/testbed/agent"
 )
 
@@ -76,6 +77,7 @@ type Node struct {
 	hello   chan agent.Hello
 
 	disks    []agent.Disk
+	started  time.Time     // QEMU start
 	BootTime time.Duration // QEMU start to agent ready
 }
 
@@ -141,8 +143,6 @@ func (n *Node) qemuArgs(tb *Testbed) []string {
 		"-m", strconv.Itoa(tb.cfg.Memory),
 		"-smp", "1",
 		"-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
-		"-kernel", tb.vmlinuz,
-		"-initrd", tb.image,
 		"-chardev", "file,id=console,path=" + n.console,
 		"-serial", "chardev:console",
 		"-chardev", "socket,id=agent,path=" + n.sock + ",server=on,wait=off",
@@ -152,6 +152,26 @@ func (n *Node) qemuArgs(tb *Testbed) []string {
 	}
 	cmdline := []string{"console=ttyS0", "quiet", "panic=-1", "8250.nr_uarts=2",
 		"wolfpack.hostname=" + n.name, "wolfpack.disks=" + strconv.Itoa(tb.disks())}
+	switch ap := tb.cfg.Appliance; {
+	case ap == nil:
+		args = append(args, "-kernel", tb.vmlinuz, "-initrd", tb.image)
+	case ap.UEFI:
+		// OVMF from its read-only code and a copy of its variables; the
+		// ESP first in the boot order (no time spent on network boot).
+		args = append(args,
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+ovmfCode,
+			"-drive", "if=pflash,format=raw,unit=1,file="+n.varsPath(),
+			"-drive", "if=none,id=esp,format=raw,readonly=on,file=fat:"+n.espDir(),
+			"-device", "virtio-blk-pci,drive=esp,bootindex=0")
+	default:
+		args = append(args, "-kernel", tb.vmlinuz, "-initrd", tb.image)
+		cmdline = append(cmdline, "wolfpack.config=/dev/vda")
+	}
+	if tb.cfg.Appliance != nil {
+		args = append(args,
+			"-drive", "if=none,id=config,format=raw,readonly=on,file="+n.configDiskPath(),
+			"-device", "virtio-blk-pci,drive=config,serial=wolfpack-config")
+	}
 	host, port, _ := net.SplitHostPort(tb.tgt.Portal)
 	if tb.cfg.DataLUNSize > 0 {
 		args = append(args,
@@ -170,8 +190,11 @@ func (n *Node) qemuArgs(tb *Testbed) []string {
 		args = append(args,
 			"-netdev", fmt.Sprintf("tap,id=net%d,ifname=%s,script=no,downscript=no", k, tapName(tb.prefix, n.index, k)),
 			"-device", fmt.Sprintf("virtio-net-pci,netdev=net%d,mac=%s,romfile=", k, nodeMAC(tb.idBytes, n.index, k)))
-		ifc := agent.Interface{Name: fmt.Sprintf("eth%d", k), MAC: nodeMAC(tb.idBytes, n.index, k), Addr: NodeAddr(k, n.index)}
+		ifc := boot.Interface{Name: fmt.Sprintf("eth%d", k), MAC: nodeMAC(tb.idBytes, n.index, k), Addr: NodeAddr(k, n.index)}
 		cmdline = append(cmdline, "wolfpack.if="+ifc.String())
+	}
+	if tb.cfg.Appliance != nil && tb.cfg.Appliance.UEFI {
+		return args // the UKI's own command line; the node's settings are on its config disk
 	}
 	return append(args, "-append", strings.Join(cmdline, " "))
 }
@@ -185,6 +208,9 @@ func (n *Node) boot(ctx context.Context) error {
 		}
 		_ = os.Remove(p)
 	}
+	if err := n.prepareAppliance(); err != nil {
+		return fmt.Errorf("boot %s: %w", n.name, err)
+	}
 	args := n.qemuArgs(tb)
 	logf, err := os.Create(filepath.Join(tb.workDir, n.name+".qemu.log"))
 	if err != nil {
@@ -196,6 +222,7 @@ func (n *Node) boot(ctx context.Context) error {
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	n.log.Debug("starting qemu", "args", strings.Join(args, " "))
 	start := time.Now()
+	n.started = start
 	if err := n.cmd.Start(); err != nil {
 		return fmt.Errorf("start qemu for %s: %w", n.name, err)
 	}

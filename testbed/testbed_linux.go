@@ -41,7 +41,10 @@ type Config struct {
 	// DataLUNFS, if set, is the filesystem made on the data LUN's backing
 	// file on the host (mkfs.<DataLUNFS> -F) before tgtd serves it.
 	DataLUNFS   string
-	BootTimeout time.Duration // per VM, default 60 s
+	BootTimeout time.Duration // per VM, default 60 s (120 s for Appliance.UEFI)
+	// Appliance, if set, boots the appliance instead of the agent image
+	// (see Appliance). Memory defaults to 512 MiB then.
+	Appliance *Appliance
 }
 
 // Testbed is a running set of VMs, their networks and the iSCSI target.
@@ -55,6 +58,7 @@ type Testbed struct {
 	state   *state
 	vmlinuz string
 	image   string
+	efi     string // Appliance.UEFI: the UKI
 	tgt     *iscsitest.Tgt
 	net     *network
 	nodes   []*Node
@@ -93,7 +97,11 @@ func New(t testing.TB, cfg Config) *Testbed {
 	if cfg.WorkDir == "" {
 		cfg.WorkDir = t.TempDir()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	limit := 3 * time.Minute
+	if cfg.Appliance != nil { // a first build compiles u-root's commands and runs zstd: minutes on a busy machine
+		limit = 8 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	tb, err := Start(ctx, cfg)
 	if tb != nil {
@@ -128,9 +136,15 @@ func Start(ctx context.Context, cfg Config) (*Testbed, error) {
 	}
 	if cfg.Memory == 0 {
 		cfg.Memory = 128
+		if cfg.Appliance != nil {
+			cfg.Memory = 512
+		}
 	}
 	if cfg.BootTimeout == 0 {
 		cfg.BootTimeout = 60 * time.Second
+		if cfg.Appliance != nil && cfg.Appliance.UEFI {
+			cfg.BootTimeout = 120 * time.Second
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -142,6 +156,8 @@ func Start(ctx context.Context, cfg Config) (*Testbed, error) {
 		return nil, fmt.Errorf("testbed: Initiators %d out of range 1..9", cfg.Initiators)
 	case cfg.PrivateNets < 0 || cfg.PrivateNets > 2:
 		return nil, fmt.Errorf("testbed: PrivateNets %d out of range 0..2", cfg.PrivateNets)
+	case cfg.Appliance != nil && cfg.Appliance.Cluster != "" && cfg.PrivateNets < 1:
+		return nil, fmt.Errorf("testbed: Appliance.Cluster needs PrivateNets 1 or 2")
 	case cfg.DataLUNSize < 0 || cfg.DataLUNSize == 0 && cfg.DataLUNFS != "":
 		return nil, fmt.Errorf("testbed: DataLUNSize %d with DataLUNFS %q", cfg.DataLUNSize, cfg.DataLUNFS)
 	}
@@ -196,7 +212,13 @@ func (tb *Testbed) start(ctx context.Context, modDir string) error {
 	imageDone := make(chan error, 1)
 	go func() {
 		var err error
-		tb.image, err = buildImage(ctx, modDir, tb.cfg.Nodes, tb.cfg.Binaries)
+		if ap := tb.cfg.Appliance; ap != nil {
+			var im applianceImages
+			im, err = buildAppliance(ctx, tb.log, tb.vmlinuz, modDir, tb.cfg.Nodes, tb.cfg.Binaries, ap.UEFI)
+			tb.image, tb.efi = im.initrd, im.efi
+		} else {
+			tb.image, err = buildImage(ctx, modDir, tb.cfg.Nodes, tb.cfg.Binaries)
+		}
 		tb.ImageTime = time.Since(t0)
 		imageDone <- err
 	}()
@@ -236,6 +258,11 @@ func (tb *Testbed) start(ctx context.Context, modDir string) error {
 	}
 	if err := <-imageDone; err != nil {
 		return fmt.Errorf("build image: %w", err)
+	}
+	if ap := tb.cfg.Appliance; ap != nil && ap.Cluster != "" {
+		if err := tb.makeClusterFiles(ctx); err != nil {
+			return fmt.Errorf("make the cluster's node files: %w", err)
+		}
 	}
 	tb.log.Info("host side ready", "image", filepath.Base(tb.image), "image_time", tb.ImageTime.Round(time.Millisecond),
 		"portal", tb.tgt.Portal, "setup", time.Since(t0).Round(time.Millisecond))

@@ -19,19 +19,21 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/wolfpack-ha/wolfpack/initramfs/boot"
 )
 
 const (
 	maxOutput   = 8 << 20  // per stream; the rest is dropped and reported
 	maxLine     = 64 << 20 // longest request line
 	drainOutput = 300 * time.Millisecond
-	defaultPath = "/bin:/sbin:/usr/bin:/usr/sbin"
+	defaultPath = boot.Path
 )
 
 // Server runs requests. The zero value is not usable; call NewServer.
 type Server struct {
 	log    *slog.Logger
-	reaper *reaper
+	reaper *boot.Reaper
 
 	mu      sync.Mutex
 	running map[uint64]int // request id -> process group
@@ -39,7 +41,7 @@ type Server struct {
 
 // NewServer returns a server that logs to log.
 func NewServer(log *slog.Logger) *Server {
-	return &Server{log: log, reaper: processReaper(), running: make(map[uint64]int)}
+	return &Server{log: log, reaper: boot.ProcessReaper(), running: make(map[uint64]int)}
 }
 
 // Serve reads requests from r until it fails or ctx ends, runs each on its own
@@ -198,7 +200,7 @@ func (s *Server) run(ctx context.Context, req Request) Response {
 	if dir == "" {
 		dir = "/"
 	}
-	pid, done, err := s.reaper.start(path, req.Argv, &syscall.ProcAttr{
+	pid, done, err := s.reaper.Start(path, req.Argv, &syscall.ProcAttr{
 		Dir:   dir,
 		Env:   env,
 		Files: []uintptr{stdinR.Fd(), outW.Fd(), errW.Fd()},
@@ -313,7 +315,7 @@ func (s *Server) background(req Request) Response {
 	if dir == "" {
 		dir = "/"
 	}
-	pid, done, err := s.reaper.start(path, req.Argv, &syscall.ProcAttr{
+	pid, done, err := s.reaper.Start(path, req.Argv, &syscall.ProcAttr{
 		Dir:   dir,
 		Env:   env,
 		Files: []uintptr{null.Fd(), logf.Fd(), logf.Fd()},

@@ -126,23 +126,6 @@ func TestServeBackgroundDaemonKeepsPipes(t *testing.T) {
 	}
 }
 
-func TestParseCmdline(t *testing.T) {
-	cfg, err := ParseCmdline("console=ttyS0 quiet wolfpack.hostname=node2 wolfpack.disks=2 " +
-		"wolfpack.if=eth0,52:54:00:12:00:02,10.99.0.12/24 wolfpack.if=eth1,52:54:00:12:01:02,10.99.1.12/24\n")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.Hostname != "node2" || cfg.Disks != 2 || cfg.Port != "/dev/ttyS1" || len(cfg.Interfaces) != 2 {
-		t.Fatalf("got %+v", cfg)
-	}
-	if got := cfg.Interfaces[1].String(); got != "eth1,52:54:00:12:01:02,10.99.1.12/24" {
-		t.Errorf("interface 1: %s", got)
-	}
-	if _, err := ParseCmdline("wolfpack.if=eth0,zz,10.0.0.1/8"); err == nil {
-		t.Error("bad MAC accepted")
-	}
-}
-
 func TestListDisks(t *testing.T) {
 	sys := t.TempDir()
 	mk := func(sg, hctl, block, vendor string) {

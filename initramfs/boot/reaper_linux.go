@@ -1,4 +1,4 @@
-package agent
+package boot
 
 import (
 	"os"
@@ -9,23 +9,24 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// reaper owns every wait4 of the process. As PID 1 the agent inherits orphans
-// (daemons started in the background whose parent exited) and must reap them,
-// so it cannot also let os/exec wait for its own children: one loop reaps every
+// Reaper owns every wait4 of the process. PID 1 inherits orphans (daemons
+// started in the background whose parent exited) and must reap them, so it
+// cannot also let os/exec wait for its own children: one loop reaps every
 // child and hands the status of the ones it started to their waiters.
 // A child is registered under mu while it is forked, so a child that exits at
-// once is never mistaken for an orphan.
-type reaper struct {
+// once is never mistaken for an orphan. Use ProcessReaper: a second reaper
+// would steal the first one's children.
+type Reaper struct {
 	mu      sync.Mutex
 	waiting map[int]chan unix.WaitStatus
 }
 
-// processReaper is the one reaper of the process: a second one would steal
-// the first one's children.
-var processReaper = sync.OnceValue(newReaper)
+// ProcessReaper returns the one reaper of the process, starting it on the
+// first call.
+var ProcessReaper = sync.OnceValue(newReaper)
 
-func newReaper() *reaper {
-	r := &reaper{waiting: make(map[int]chan unix.WaitStatus)}
+func newReaper() *Reaper {
+	r := &Reaper{waiting: make(map[int]chan unix.WaitStatus)}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGCHLD)
 	go func() {
@@ -36,7 +37,7 @@ func newReaper() *reaper {
 	return r
 }
 
-func (r *reaper) drain() {
+func (r *Reaper) drain() {
 	for {
 		var ws unix.WaitStatus
 		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
@@ -56,9 +57,9 @@ func (r *reaper) drain() {
 	}
 }
 
-// start forks and execs argv in its own process group; the channel receives its
-// wait status once it exits.
-func (r *reaper) start(path string, argv []string, attr *syscall.ProcAttr) (int, <-chan unix.WaitStatus, error) {
+// Start forks and execs argv with attr; the channel receives its wait
+// status once it exits.
+func (r *Reaper) Start(path string, argv []string, attr *syscall.ProcAttr) (int, <-chan unix.WaitStatus, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	pid, err := syscall.ForkExec(path, argv, attr)
