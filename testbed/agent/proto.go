@@ -56,4 +56,5 @@ type Disk struct {
 const (
 	BuiltinPing  = "@ping"  // replies with exit 0
 	BuiltinDisks = "@disks" // stdout: JSON array of Disk
+	BuiltinClock = "@clock" // stdout: the guest's wall clock, Unix nanoseconds
 )

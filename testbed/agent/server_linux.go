@@ -127,6 +127,10 @@ func (s *Server) handle(ctx context.Context, req Request) Response {
 	case BuiltinPing:
 		resp.Exit = 0
 		return resp
+	case BuiltinClock:
+		resp.Stdout = strconv.AppendInt(nil, time.Now().UnixNano(), 10)
+		resp.Exit = 0
+		return resp
 	case BuiltinDisks:
 		disks, err := ListDisks("/sys")
 		if err != nil {

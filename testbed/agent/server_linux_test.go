@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -86,6 +87,13 @@ func TestServeRunsAndReplies(t *testing.T) {
 	send(request(t, Request{ID: 3, Argv: []string{BuiltinPing}}))
 	if r := next(t, replies); r.Reply != 3 || r.Exit != 0 {
 		t.Errorf("ping: %+v", r)
+	}
+	before := time.Now().UnixNano()
+	send(request(t, Request{ID: 4, Argv: []string{BuiltinClock}}))
+	r = next(t, replies)
+	ns, err := strconv.ParseInt(string(r.Stdout), 10, 64)
+	if r.Reply != 4 || r.Exit != 0 || err != nil || ns < before || ns > time.Now().UnixNano() {
+		t.Errorf("clock: %+v (%v), want a time between the request and its reply", r, err)
 	}
 }
 
