@@ -46,12 +46,12 @@ type watch struct {
 	wg   sync.WaitGroup
 
 	mu      sync.Mutex
-	writes  []landed  // the data LUN's block, at each change
-	resv    []resvAt  // the reservation reader's samples
-	resvErr []string  // its errors (first few)
-	acked   []int     // the config writer's acknowledged changes
-	cfgErrs int       // its unacknowledged attempts
-	cwGroup string    // the group it writes
+	writes  []landed // the data LUN's block, at each change
+	resv    []resvAt // the reservation reader's samples
+	resvErr []string // its errors (first few)
+	acked   []int    // the config writer's acknowledged changes
+	cfgErrs int      // its unacknowledged attempts
+	cwGroup string   // the group it writes
 	lastErr string
 }
 
