@@ -216,24 +216,45 @@ func (c *cluster) setUpNode(ctx context.Context, i int, join bool) error {
 	return nil
 }
 
-// startClusterd starts clusterd on node i and waits until it is up.
+// startClusterd starts clusterd on node i and waits until it is up. A
+// clusterd that exits before it is up (a halt: a join that lost a race
+// with a regroup under TCG's slowness) is started again after 5 s, at
+// most twice, as the systemd unit's Restart=on-failure would
+// (docs/install.md); each restart is logged with clusterd's last words.
 func (c *cluster) startClusterd(ctx context.Context, i int) error {
-	r, err := c.tb.Node(i).Do(ctx, agent.Request{Argv: []string{"clusterd", "-config", nodeFile}, Background: true, LogPath: "/var/log/clusterd.log"})
-	if err != nil || r.Error != "" {
-		return fmt.Errorf("node%d: start clusterd: %v %s", i, err, r.Error)
+	start := func() error {
+		r, err := c.tb.Node(i).Do(ctx, agent.Request{Argv: []string{"clusterd", "-config", nodeFile}, Background: true, LogPath: "/var/log/clusterd.log"})
+		if err != nil || r.Error != "" {
+			return fmt.Errorf("node%d: start clusterd: %v %s", i, err, r.Error)
+		}
+		c.mu.Lock()
+		c.clusterd[i] = r.Pid
+		c.mu.Unlock()
+		return nil
 	}
-	c.mu.Lock()
-	c.clusterd[i] = r.Pid
-	c.mu.Unlock()
+	if err := start(); err != nil {
+		return err
+	}
+	restarts := 0
 	return poll(ctx, fmt.Sprintf("node%d up", i), 120*time.Second, func() error {
 		st, err := c.status(ctx, i)
+		if err == nil && st.State == "up" {
+			return nil
+		}
+		if !c.clusterdAlive(ctx, i) && restarts < 2 {
+			res, _ := c.sh(ctx, i, `grep -v '"msg":"state"' /var/log/clusterd.log | grep -E '"(halt|lost quorum|join failed)"' | tail -n 3`)
+			c.log.Warn("clusterd exited before it was up: restarting it in 5 s", "node", i, "last", strings.TrimSpace(string(res.Stdout)))
+			restarts++
+			time.Sleep(5 * time.Second)
+			if err := start(); err != nil {
+				return err
+			}
+			return errors.New("restarted")
+		}
 		if err != nil {
 			return err
 		}
-		if st.State != "up" {
-			return fmt.Errorf("state %s", st.State)
-		}
-		return nil
+		return fmt.Errorf("state %s", st.State)
 	})
 }
 
@@ -250,6 +271,8 @@ func (c *cluster) clusterdAlive(ctx context.Context, i int) bool {
 	if pid == 0 {
 		return false
 	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second) // a frozen guest does not answer
+	defer cancel()
 	res, err := c.sh(ctx, i, fmt.Sprintf("grep -q '^State:.*[RSD]' /proc/%d/status && echo alive", pid))
 	return err == nil && strings.Contains(string(res.Stdout), "alive")
 }
@@ -321,6 +344,8 @@ func (c *cluster) cli(ctx context.Context, i int, args ...string) (testbed.Resul
 
 func (c *cluster) status(ctx context.Context, i int) (clusterapi.Status, error) {
 	var st clusterapi.Status
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
 	res, err := c.run(ctx, i, "cluster", "status", "--socket", socket, "--json")
 	if err != nil {
 		return st, err
@@ -331,6 +356,8 @@ func (c *cluster) status(ctx context.Context, i int) (clusterapi.Status, error) 
 // object reads an object through node i.
 func (c *cluster) object(ctx context.Context, i int, kind, name string) (clusterapi.Object, error) {
 	var o clusterapi.Object
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
 	res, err := c.cli(ctx, i, kind, "show", name, "--json")
 	if err != nil {
 		return o, err
