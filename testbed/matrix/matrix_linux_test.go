@@ -215,7 +215,8 @@ func TestIntegrationClusterdKilled(t *testing.T) {
 func TestIntegrationResmonKilled(t *testing.T) {
 	s := begin(t, 2, 0)
 	fault := time.Now()
-	_, err := s.c.sh(s.ctx, s.owner, fmt.Sprintf("kill -KILL $(pgrep -P %d resmon)", s.c.clusterdPid(s.owner)))
+	pid, err := s.c.killComm(s.ctx, s.owner, "resmon", s.c.clusterdPid(s.owner))
+	t.Logf("killed node%d's resmon (%s)", s.owner, pid)
 	s.must(err)
 	s.w.finish(fault, outcome{owner: s.owner, moves: 0})
 }
@@ -227,7 +228,9 @@ func TestIntegrationAppCrashLoop(t *testing.T) {
 	s := begin(t, 2, 0)
 	fault := time.Now()
 	err := poll(s.ctx, "the group to leave node"+fmt.Sprint(s.owner), 120*time.Second, func() error {
-		s.c.sh(s.ctx, s.owner, "pkill -KILL probe-echo")
+		if pid, err := s.c.killComm(s.ctx, s.owner, "probe-echo", 0); err == nil {
+			t.Logf("killed node%d's application (%s)", s.owner, pid)
+		}
 		owner, _, err := s.c.owner(s.ctx, s.other)
 		if err != nil {
 			return err

@@ -1,6 +1,7 @@
 package matrix
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/netip"
@@ -343,8 +344,15 @@ func (w *watch) finish(fault time.Time, o outcome) {
 	// By address: one MAC at a time, each the MAC of the node whose name
 	// the answer carries; the outage.
 	frames := w.frames.All()
-	for _, s := range probe.SplitBrain(frames, time.Second) {
-		t.Errorf("split brain by address: %s", s)
+	for k, s := range probe.SplitBrain(frames, uint64(time.Second/probeEvery)) {
+		if k < 10 {
+			t.Errorf("split brain by address: %s", s)
+		}
+	}
+	if late := probe.Late(frames); len(late) > 0 {
+		first, last := late[0], late[len(late)-1]
+		t.Logf("FINDING: %d late answers from %s to probes #%d..#%d (received %s..%s) after another MAC answered later probes: requests the old owner received before the fault (queued while it could not run) answered as it resumed",
+			len(late), first.MAC, first.Seq, last.Seq, first.At.Format("15:04:05.000"), last.At.Format("15:04:05.000"))
 	}
 	replies := w.addr.Replies()
 	byID := map[uint64]string{}
@@ -367,9 +375,11 @@ func (w *watch) finish(fault time.Time, o outcome) {
 	for _, m := range macs {
 		seen = append(seen, macNode[m])
 	}
+	inOrder := slices.Clone(frames)
+	slices.SortStableFunc(inOrder, func(a, b probe.Frame) int { return cmp.Compare(a.Seq, b.Seq) })
 	changes := 0
-	for k := 1; k < len(frames); k++ {
-		if frames[k].MAC.String() != frames[k-1].MAC.String() {
+	for k := 1; k < len(inOrder); k++ {
+		if inOrder[k].MAC.String() != inOrder[k-1].MAC.String() {
 			changes++
 		}
 	}

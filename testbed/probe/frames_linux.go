@@ -1,12 +1,14 @@
 package probe
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -130,12 +132,14 @@ func (f *Frames) All() []Frame {
 	return append([]Frame(nil), f.frames...)
 }
 
-// SplitBrain returns the evidence of two servers answering at once: a
-// probe (one Interval of the Prober) answered from two MACs, or a MAC
-// that answers again within window after another MAC answered, as
-// "MAC a, MAC b, MAC a" within window. A move from one node to another
-// (and back, later than window) is not one.
-func SplitBrain(frames []Frame, window time.Duration) []string {
+// SplitBrain returns the evidence of two servers answering at once, by
+// the probes' order (one sequence number per Interval of the Prober): a
+// probe answered from two MACs, or a MAC that answers a probe again within
+// window probes after another MAC answered a probe before it, as "MAC a,
+// MAC b, MAC a". A move from one node to another (and back, more than
+// window probes later) is not one; nor is an answer that arrives late
+// (Late).
+func SplitBrain(frames []Frame, window uint64) []string {
 	var out []string
 	bySeq := map[uint64]string{}
 	for _, f := range frames {
@@ -145,14 +149,15 @@ func SplitBrain(frames []Frame, window time.Duration) []string {
 		}
 		bySeq[f.Seq] = m
 	}
-	// The runs of one MAC: a run that ends and starts again within window
-	// after another MAC's run.
+	sorted := slices.Clone(frames)
+	slices.SortStableFunc(sorted, func(a, b Frame) int { return cmp.Compare(a.Seq, b.Seq) })
+	// The runs of one MAC, in probe order.
 	type run struct {
 		mac         string
 		first, last Frame
 	}
 	var runs []run
-	for _, f := range frames {
+	for _, f := range sorted {
 		m := f.MAC.String()
 		if len(runs) > 0 && runs[len(runs)-1].mac == m {
 			runs[len(runs)-1].last = f
@@ -162,10 +167,29 @@ func SplitBrain(frames []Frame, window time.Duration) []string {
 	}
 	for k := 2; k < len(runs); k++ {
 		a, b, c := runs[k-2], runs[k-1], runs[k]
-		if a.mac == c.mac && c.first.At.Sub(a.last.At) < window {
-			out = append(out, fmt.Sprintf("%s answered until #%d at %s, %s from #%d at %s, %s again from #%d at %s",
+		if a.mac == c.mac && c.first.Seq-a.last.Seq < window {
+			out = append(out, fmt.Sprintf("%s answered probes until #%d (at %s), %s from #%d (at %s), %s again from #%d (at %s)",
 				a.mac, a.last.Seq, a.last.At.Format("15:04:05.000"), b.mac, b.first.Seq, b.first.At.Format("15:04:05.000"),
 				c.mac, c.first.Seq, c.first.At.Format("15:04:05.000")))
+		}
+	}
+	return out
+}
+
+// Late returns the answers that arrived after another MAC had already
+// answered a later probe: a server that answers requests it received
+// long before (queued while it was frozen), while another serves the
+// address.
+func Late(frames []Frame) []Frame {
+	var out []Frame
+	var newest Frame // the answer to the latest probe so far
+	for _, f := range frames {
+		if f.Seq < newest.Seq && f.MAC.String() != newest.MAC.String() {
+			out = append(out, f)
+			continue
+		}
+		if f.Seq >= newest.Seq {
+			newest = f
 		}
 	}
 	return out
