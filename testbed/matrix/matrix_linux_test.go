@@ -25,10 +25,33 @@ type scenario struct {
 	w     *watch
 }
 
+// half is the representative half of the matrix that `make integration`
+// (and so `make test`) runs; `make testbed` sets WOLFPACK_MATRIX=all and
+// runs every scenario. One of each kind of fault: a node lost (killed,
+// frozen), the networks (all private ones, the public one), a resource
+// failing, an administrator's move.
+var half = map[string]bool{
+	"TestIntegrationNodeKilled":            true,
+	"TestIntegrationNodeFrozenThawed":      true,
+	"TestIntegrationAllPrivateNetworksCut": true,
+	"TestIntegrationPublicNetworkCut":      true,
+	"TestIntegrationAppCrashLoop":          true,
+	"TestIntegrationPlannedMove":           true,
+}
+
+// inScope skips t unless WOLFPACK_MATRIX=all or t is in the half.
+func inScope(t *testing.T) {
+	t.Helper()
+	if os.Getenv("WOLFPACK_MATRIX") != "all" && !half[t.Name()] {
+		t.Skip("the other half of the matrix: make testbed (WOLFPACK_MATRIX=all) runs it")
+	}
+}
+
 // begin gets a healthy cluster of nodes guests, puts the group on node
 // want (0: wherever it is), starts the checkers.
 func begin(t *testing.T, nodes, want int) *scenario {
 	t.Helper()
+	inScope(t)
 	t0 := time.Now()
 	c := get(t, nodes)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
@@ -73,9 +96,11 @@ func TestIntegrationNodeKilled(t *testing.T) {
 	s := begin(t, 2, 0)
 	fault := time.Now()
 	s.must(s.c.tb.Node(s.owner).Kill())
-	s.w.finish(fault, outcome{owner: s.other, moves: 1})
+	_, err := s.c.waitOnline(s.ctx, s.other, 120*time.Second)
+	s.must(err)
 	s.must(s.c.reboot(s.ctx, s.owner))
 	s.must(s.c.waitMembers(s.ctx, 120*time.Second))
+	s.w.finish(fault, outcome{owner: s.other, moves: 1})
 }
 
 // TestIntegrationNodeFrozenThawed: the owner's VM is frozen (its CPUs
@@ -103,11 +128,11 @@ func TestIntegrationNodeFrozenThawed(t *testing.T) {
 		t.Fatalf("the thawed node%d did not halt: %v\n%s", s.owner, err, tail)
 	}
 	t.Logf("node%d thawed, its clusterd halted:\n%s", s.owner, tail)
-	s.w.finish(fault, outcome{owner: s.other, moves: 1})
 	res, _ := s.c.sh(s.ctx, s.owner, "grep -c refused /var/log/lunwriter.log; tail -n 3 /var/log/lunwriter.log")
-	t.Logf("node%d's writer after the thaw: %s", s.owner, strings.TrimSpace(string(res.Stdout)))
+	t.Logf("node%d's writer after the thaw (writes refused, last lines): %s", s.owner, strings.TrimSpace(string(res.Stdout)))
 	s.must(s.c.startClusterd(s.ctx, s.owner))
 	s.must(s.c.waitMembers(s.ctx, 120*time.Second))
+	s.w.finish(fault, outcome{owner: s.other, moves: 1})
 }
 
 // TestIntegrationOnePrivateNetworkCut: the owner's cable on private
@@ -169,12 +194,14 @@ func TestIntegrationAllPrivateNetworksCut(t *testing.T) {
 	if survivor != s.owner {
 		moves = 1
 	}
-	s.w.finish(fault, outcome{owner: survivor, moves: moves})
+	_, err = s.c.waitOnline(s.ctx, survivor, 120*time.Second)
+	s.must(err)
 	s.must(n.Restore(1))
 	s.must(n.Restore(2))
 	restored = true
 	s.must(s.c.startClusterd(s.ctx, halted))
 	s.must(s.c.waitMembers(s.ctx, 120*time.Second))
+	s.w.finish(fault, outcome{owner: survivor, moves: moves})
 }
 
 // TestIntegrationPublicNetworkCut: the owner's public cable is pulled:
@@ -191,9 +218,11 @@ func TestIntegrationPublicNetworkCut(t *testing.T) {
 			n.Restore(0)
 		}
 	}()
-	s.w.finish(fault, outcome{owner: s.other, moves: 1})
+	_, err := s.c.waitOnline(s.ctx, s.other, 120*time.Second)
+	s.must(err)
 	s.must(n.Restore(0))
 	restored = true
+	s.w.finish(fault, outcome{owner: s.other, moves: 1})
 }
 
 // TestIntegrationClusterdKilled: the owner's clusterd is SIGKILLed: its
@@ -205,9 +234,11 @@ func TestIntegrationClusterdKilled(t *testing.T) {
 	s.must(s.c.signalClusterd(s.ctx, s.owner, "KILL"))
 	_, err := s.c.waitClusterdExit(s.ctx, s.owner, 30*time.Second)
 	s.must(err)
-	s.w.finish(fault, outcome{owner: s.other, moves: 1})
+	_, err = s.c.waitOnline(s.ctx, s.other, 120*time.Second)
+	s.must(err)
 	s.must(s.c.startClusterd(s.ctx, s.owner))
 	s.must(s.c.waitMembers(s.ctx, 120*time.Second))
+	s.w.finish(fault, outcome{owner: s.other, moves: 1})
 }
 
 // TestIntegrationResmonKilled: the owner's resmon is SIGKILLed: clusterd
