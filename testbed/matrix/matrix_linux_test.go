@@ -98,6 +98,7 @@ func TestIntegrationNodeKilled(t *testing.T) {
 	s.must(s.c.tb.Node(s.owner).Kill())
 	_, err := s.c.waitOnline(s.ctx, s.other, 120*time.Second)
 	s.must(err)
+	s.w.recoveredNow(s.ctx)
 	s.must(s.c.reboot(s.ctx, s.owner))
 	s.must(s.c.waitMembers(s.ctx, 120*time.Second))
 	s.w.finish(fault, outcome{owner: s.other, moves: 1})
@@ -121,6 +122,7 @@ func TestIntegrationNodeFrozenThawed(t *testing.T) {
 	if _, err := s.c.waitOnline(s.ctx, s.other, 120*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	s.w.recoveredNow(s.ctx)
 	s.must(n.Thaw())
 	thawed = true
 	tail, err := s.c.waitClusterdExit(s.ctx, s.owner, 60*time.Second)
@@ -196,6 +198,7 @@ func TestIntegrationAllPrivateNetworksCut(t *testing.T) {
 	}
 	_, err = s.c.waitOnline(s.ctx, survivor, 120*time.Second)
 	s.must(err)
+	s.w.recoveredNow(s.ctx)
 	s.must(n.Restore(1))
 	s.must(n.Restore(2))
 	restored = true
@@ -220,6 +223,7 @@ func TestIntegrationPublicNetworkCut(t *testing.T) {
 	}()
 	_, err := s.c.waitOnline(s.ctx, s.other, 120*time.Second)
 	s.must(err)
+	s.w.recoveredNow(s.ctx)
 	s.must(n.Restore(0))
 	restored = true
 	s.w.finish(fault, outcome{owner: s.other, moves: 1})
@@ -236,6 +240,7 @@ func TestIntegrationClusterdKilled(t *testing.T) {
 	s.must(err)
 	_, err = s.c.waitOnline(s.ctx, s.other, 120*time.Second)
 	s.must(err)
+	s.w.recoveredNow(s.ctx)
 	s.must(s.c.startClusterd(s.ctx, s.owner))
 	s.must(s.c.waitMembers(s.ctx, 120*time.Second))
 	s.w.finish(fault, outcome{owner: s.other, moves: 1})

@@ -54,6 +54,10 @@ type watch struct {
 	cfgErrs int      // its unacknowledged attempts
 	cwGroup string   // the group it writes
 	lastErr string
+	// recovered is the first answer after the scenario saw the group
+	// online where it expected it (recoveredNow); the fault's outage is
+	// the longest silence before it.
+	recovered time.Time
 }
 
 // landed is a write seen on the data LUN.
@@ -289,6 +293,20 @@ func (w *watch) writeConfig() {
 	}
 }
 
+// recoveredNow records that the group is online where the scenario
+// expects it (before any recovery step: a reboot, a rejoin): the first
+// answer from now on ends the fault's outage.
+func (w *watch) recoveredNow(ctx context.Context) {
+	w.t.Helper()
+	r, err := w.addr.WaitReply(ctx, time.Now(), nil)
+	if err != nil {
+		w.t.Fatalf("no answer after the group came online: %v", err)
+	}
+	w.mu.Lock()
+	w.recovered = r.Recv
+	w.mu.Unlock()
+}
+
 func (w *watch) fail(format string, args ...any) {
 	w.t.Errorf(format, args...)
 }
@@ -318,6 +336,12 @@ func (w *watch) finish(fault time.Time, o outcome) {
 	if _, err := w.addr.WaitReply(ctx, time.Now(), func(r probe.Reply) bool { return r.ID() == fmt.Sprintf("node%d", o.owner) }); err != nil {
 		t.Fatalf("no answer from node%d after the fault: %v", o.owner, err)
 	}
+	w.mu.Lock()
+	if w.recovered.IsZero() {
+		w.recovered = time.Now()
+	}
+	recovered := w.recovered
+	w.mu.Unlock()
 	time.Sleep(2 * time.Second)
 	settled := time.Now()
 	if err := poll(ctx, "an answer by name", 30*time.Second, func() error {
@@ -386,7 +410,14 @@ func (w *watch) finish(fault time.Time, o outcome) {
 	if changes > o.moves {
 		t.Errorf("the answering MAC changed %d times (nodes %v), want at most %d", changes, seen, o.moves)
 	}
-	out, err := w.addr.Outage(fault, time.Time{})
+	// The fault's outage (the longest silence from the fault to the first
+	// answer after the group was online where expected), and the longest
+	// silence of the whole scenario, its recovery included.
+	out, err := w.addr.Outage(fault, recovered)
+	if err != nil {
+		t.Error(err)
+	}
+	whole, err := w.addr.Outage(fault, time.Time{})
 	if err != nil {
 		t.Error(err)
 	}
@@ -397,12 +428,12 @@ func (w *watch) finish(fault time.Time, o outcome) {
 			t.Errorf("split brain by name: %s", s)
 		}
 	}
-	nameGap, _, _, nerr := w.name.Outage(fault)
+	nameGap, _, _, nerr := w.name.Outage(fault, recovered)
 	if nerr != nil {
 		t.Error(nerr)
 	}
-	t.Logf("client: by address outage %v (%d probes, %d answers, answering nodes %v); by name outage %v (%d queries, %d answers)",
-		out, w.addr.Sent(), len(replies), seen, nameGap.Round(time.Millisecond), queries, len(answers))
+	t.Logf("client: by address outage %v (%d probes, %d answers, answering nodes %v); by name outage %v (%d queries, %d answers); longest silence through the recovery %v",
+		out, w.addr.Sent(), len(replies), seen, nameGap.Round(time.Millisecond), queries, len(answers), whole.Gap.Round(time.Millisecond))
 	if o.maxOutage > 0 && out.Gap > o.maxOutage {
 		t.Errorf("outage by address %v > %v", out.Gap.Round(time.Millisecond), o.maxOutage)
 	}

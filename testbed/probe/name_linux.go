@@ -151,14 +151,15 @@ func (p *NameProber) Answers() ([]NameAnswer, int) {
 	return append([]NameAnswer(nil), p.answers...), p.queries
 }
 
-// NameOutage is the longest silence of a NameProber: the time between
-// two consecutive answers (by arrival) that ends after since.
-func (p *NameProber) Outage(since time.Time) (gap time.Duration, before, after NameAnswer, err error) {
+// Outage is the longest silence of a NameProber: the time between two
+// consecutive answers (by arrival) that ends after since, considering the
+// answers received up to until (zero: all).
+func (p *NameProber) Outage(since, until time.Time) (gap time.Duration, before, after NameAnswer, err error) {
 	as, q := p.Answers()
 	found := false
 	for k := 1; k < len(as); k++ {
 		a, b := as[k-1], as[k]
-		if !b.Recv.After(since) {
+		if !b.Recv.After(since) || !until.IsZero() && b.Recv.After(until) {
 			continue
 		}
 		if g := b.Recv.Sub(a.Recv); !found || g > gap {

@@ -94,7 +94,11 @@ func (p *Prober) send() {
 		p.sent = append(p.sent, time.Now())
 		p.mu.Unlock()
 		binary.BigEndian.PutUint64(buf, seq)
-		p.conn.Write(buf) // a refused or unreachable target is an outage, not an error
+		// A datagram to an address whose neighbour entry is unresolved
+		// waits in the kernel's queue and holds the socket's send buffer:
+		// a blocking write would stop the probes for the whole outage.
+		p.conn.SetWriteDeadline(time.Now().Add(p.Interval))
+		p.conn.Write(buf) // a refused or unreachable target, or a full buffer, is an outage, not an error
 		select {
 		case <-p.stop:
 			return
