@@ -556,7 +556,7 @@ func get(t *testing.T, nodes int) *cluster {
 		shared = nil
 	}
 	t0 := time.Now()
-	c, err := bringUp(ctx, testLogger(t), nodes)
+	c, err := bringUp(ctx, rigLogger(), nodes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -574,6 +574,8 @@ func closeShared() {
 	}
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+// rigLogger is the shared cluster's logger: stderr, not a test's output,
+// as the cluster outlives the test that booted it.
+func rigLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
