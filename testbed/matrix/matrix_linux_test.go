@@ -202,6 +202,10 @@ func TestIntegrationAllPrivateNetworksCut(t *testing.T) {
 	s.must(n.Restore(1))
 	s.must(n.Restore(2))
 	restored = true
+	if !s.c.clusterdAlive(s.ctx, survivor) {
+		tail, _ := s.c.waitClusterdExit(s.ctx, survivor, 10*time.Second)
+		t.Fatalf("the survivor node%d halted too (no node kept the cluster):\n%s", survivor, tail)
+	}
 	s.must(s.c.startClusterd(s.ctx, halted))
 	s.must(s.c.waitMembers(s.ctx, 120*time.Second))
 	s.w.finish(fault, outcome{owner: survivor, moves: moves})
@@ -280,6 +284,12 @@ func TestIntegrationAppCrashLoop(t *testing.T) {
 	s.w.finish(fault, outcome{owner: s.other, moves: 1})
 }
 
+// maxMoveOutage bounds a planned move's outage in the guests: the data
+// disk's offline and online (fsck takes about 2.5 s under TCG) on a busy
+// host (BENCHMARKS.md: a p95 of 5.2 s over 10 moves at a load average of
+// 11); a failover's detection alone is 3 s more.
+const maxMoveOutage = 10 * time.Second
+
 // TestIntegrationPlannedMove: cluster group move to the other node.
 func TestIntegrationPlannedMove(t *testing.T) {
 	s := begin(t, 2, 0)
@@ -287,7 +297,7 @@ func TestIntegrationPlannedMove(t *testing.T) {
 	res, err := s.c.cli(s.ctx, s.other, "group", "move", group, fmt.Sprintf("node%d", s.other), "--timeout", "60s")
 	s.must(err)
 	t.Logf("cluster group move (%v):\n%s", time.Since(fault).Round(time.Millisecond), res.Stdout)
-	s.w.finish(fault, outcome{owner: s.other, moves: 1, maxOutage: 5 * time.Second})
+	s.w.finish(fault, outcome{owner: s.other, moves: 1, maxOutage: maxMoveOutage})
 }
 
 // failback: the group on node1 (preferred) with the failback window
@@ -356,5 +366,5 @@ func TestIntegrationRollingRestart(t *testing.T) {
 	}
 	owner, err := s.c.waitOnline(s.ctx, 0, 60*time.Second)
 	s.must(err)
-	s.w.finish(fault, outcome{owner: owner, moves: moves, maxOutage: 5 * time.Second})
+	s.w.finish(fault, outcome{owner: owner, moves: moves, maxOutage: maxMoveOutage})
 }
