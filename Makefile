@@ -8,7 +8,7 @@ FUZZTIME  ?= 5s
 INTEGRATION_TIMEOUT ?= 20m
 INTEGRATION_RUN     ?= TestIntegration
 
-.PHONY: all build deb appliance deps check test unit sim mutants fuzz integration demo bench bench-membership bench-net bench-gup bench-resmon bench-failover bench-race bench-idle soak clean
+.PHONY: all build deb appliance deps check test unit sim mutants fuzz integration testbed demo bench bench-membership bench-net bench-gup bench-resmon bench-failover bench-race bench-vm bench-idle soak clean
 
 all: build
 
@@ -75,6 +75,17 @@ integration: deps
 	  tee .cache/integration.log | grep --line-buffered -E '^(--- |ok |FAIL|panic:)|^\s+--- '; \
 	st=$$?; if [ $$st -ne 0 ]; then echo "integration: failed; the last 300 lines of .cache/integration.log:"; tail -n 300 .cache/integration.log; fi; exit $$st
 
+# The fault matrix (testbed/matrix, docs/testbed.md) in QEMU guests:
+# every scenario, on one cluster booted for the package (2 nodes, then 3
+# for the rolling restart). `integration` runs the representative half of
+# it (WOLFPACK_MATRIX unset).
+TESTBED_TIMEOUT ?= 45m
+testbed: deps
+	@mkdir -p .cache; set -o pipefail; \
+	WOLFPACK_MATRIX=all $(GO) test -v -count=1 -p 1 -timeout $(TESTBED_TIMEOUT) -run 'TestIntegration' ./testbed/matrix/ 2>&1 | \
+	  tee .cache/testbed.log | grep --line-buffered -E '^(--- |ok |FAIL|panic:)|^\s+--- |: (client|data LUN|config|FINDING)'; \
+	st=$$?; if [ $$st -ne 0 ]; then echo "testbed: failed; the whole -v output is in .cache/testbed.log"; fi; exit $$st
+
 test: deps check unit sim mutants fuzz integration
 test: SIM_COUNT = 5000
 
@@ -107,6 +118,12 @@ bench-failover: deps
 BENCH_RACE ?= 10
 bench-race: deps
 	WOLFPACK_BENCH_RACE=$(BENCH_RACE) $(GO) test -count=1 -p 1 -timeout 60m -run 'TestIntegrationBenchRace' -v ./testbed/nscluster/failover/
+# The node crash and the planned move in the QEMU guests of the fault
+# matrix, BENCH_VM times each on one 2-node cluster: the client's outage
+# (median, p95; root). About a minute a crash (the VM boots again).
+BENCH_VM ?= 10
+bench-vm: deps
+	WOLFPACK_BENCH_VM=$(BENCH_VM) $(GO) test -count=1 -p 1 -timeout 90m -run 'TestIntegrationBenchVM' -v ./testbed/matrix/
 
 # net/ figures: address online (probe and not), announcement → client
 # neighbour entry, mDNS announcement → client, link watch reports, over

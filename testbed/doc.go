@@ -41,7 +41,10 @@
 // Node.Run runs a program and returns its output (*ExitError for a non-zero
 // exit), Node.Start runs one in the background (output in the guest's
 // /var/log/<name>.log); Freeze/Thaw stop and continue the VM through QMP and
-// Kill pulls its power. Client.Run runs a host program in the client netns.
+// Kill pulls its power, Reboot powers it on again (a fresh guest from the
+// same image, disks and NICs); Cut and Restore pull and plug back the cable
+// of one of its NICs (QMP set_link: the guest sees its carrier go), and
+// MAC is a NIC's address. Client.Run runs a host program in the client netns.
 // A request takes about 20 ms; output crosses the emulated UART at roughly
 // 100 KiB/s, so move bulk data over the LUN or the networks instead.
 //

@@ -38,9 +38,10 @@
 //
 // The rig builds cmd/resmon beside the clusterd it builds (clusterd looks
 // there first); each node's resmon keeps its state directory under Dir.
-// For the failover tests (package failover): Prober (a client in the
-// client namespace sending sequence-numbered datagrams to
-// testbed/probe/echo every few ms: who answered, the longest silence),
+// For the failover tests (package failover): Prober (testbed/probe's,
+// started in the client namespace: a client sending sequence-numbered
+// datagrams to testbed/probe/echo every few ms: who answered, the longest
+// silence),
 // CaptureARP (every ARP frame on the client's interface), WatchAddr (an
 // address's presence in nodes' namespaces, sampled by netlink), Crash (a
 // node's every process SIGKILLed and its links down, as the kernel of a

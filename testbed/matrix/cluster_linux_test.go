@@ -1,0 +1,581 @@
+package matrix
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wolfpack-ha/wolfpack/clusterapi"
+	"github.com/wolfpack-ha/wolfpack/testbed"
+	"github.com/wolfpack-ha/wolfpack/testbed/agent"
+)
+
+// The virtual server every scenario watches.
+const (
+	group      = "vs"
+	vsName     = "vs.local"
+	echoPort   = 7777
+	mountPoint = "/mnt/data"
+	dataDevice = "/dev/wpdata" // a link to the guest's data disk, made at set-up
+	// writerLBA is the data LUN's last 512-byte block: the host makes the
+	// filesystem on the first dataFSSize bytes only, so the writers'
+	// block lies outside it.
+	dataLUNSize = 64 << 20
+	dataFSSize  = 60 << 20
+	writerLBA   = dataLUNSize/512 - 1
+	socket      = "/run/wolfpack/clusterd.sock"
+	nodeFile    = "/etc/wolfpack/node.toml"
+	bundle      = "/etc/wolfpack/join-mx.bundle"
+)
+
+// vip is the virtual server's address on the public network.
+var vip = netip.MustParseAddr("10.99.0.50")
+
+// cluster is a running Wolfpack cluster on the testbed: clusterd on every
+// guest, the virtual server online, a writer on the data LUN on every
+// guest. bringUp makes one; it is the one place that knows how the nodes
+// are set up and clusterd started, so that booting the appliance instead
+// changes it alone.
+type cluster struct {
+	tb  *testbed.Testbed
+	log *slog.Logger
+	n   int
+
+	bundle []byte // the join bundle, to set up a rebooted node again
+
+	mu       sync.Mutex
+	clusterd map[int]int // the clusterd the rig started on each node (pid)
+	broken   bool        // a scenario failed: rebuild before the next
+}
+
+// bins are the host binaries the guests get, built once.
+var (
+	binsOnce sync.Once
+	bins     []string
+	binsErr  error
+)
+
+func buildBins(ctx context.Context) ([]string, error) {
+	binsOnce.Do(func() {
+		for _, pkg := range []string{"./cmd/clusterd", "./cmd/resmon", "./cmd/cluster", "./testbed/matrix/internal/lunwriter", "./testbed/probe/echo"} {
+			b, err := testbed.BuildGo(ctx, pkg)
+			if err != nil {
+				binsErr = err
+				return
+			}
+			bins = append(bins, b)
+		}
+		// The echo server as probe-echo: /bin/echo would shadow busybox's.
+		dir, err := os.MkdirTemp("", "wolfpack-matrix-bin-")
+		if err != nil {
+			binsErr = err
+			return
+		}
+		b, err := os.ReadFile(bins[len(bins)-1])
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, "probe-echo"), b, 0o755)
+		}
+		if err != nil {
+			binsErr = fmt.Errorf("copy the echo server: %w", err)
+			return
+		}
+		bins[len(bins)-1] = filepath.Join(dir, "probe-echo")
+	})
+	return bins, binsErr
+}
+
+// bringUp boots nodes guests and makes them a cluster with the virtual
+// server online on node1: the testbed (public and two private networks,
+// the quorum LUN, the data LUN with ext4 on its first 60 MiB), cluster
+// create on node1 and join on the others, clusterd started on each, the
+// group created, the writers started.
+func bringUp(ctx context.Context, log *slog.Logger, nodes int) (*cluster, error) {
+	b, err := buildBins(ctx)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "wpmx")
+	if err != nil {
+		return nil, err
+	}
+	tb, err := testbed.Start(ctx, testbed.Config{Nodes: nodes, PrivateNets: 2, Memory: 256, Binaries: b,
+		DataLUNSize: dataLUNSize, WorkDir: dir, Logger: log})
+	if err != nil {
+		if tb != nil {
+			return nil, fmt.Errorf("%w\n%s", err, consoles(tb))
+		}
+		return nil, err
+	}
+	c := &cluster{tb: tb, log: log, n: nodes, clusterd: map[int]int{}}
+	fail := func(err error) (*cluster, error) {
+		err = fmt.Errorf("bring up %d nodes: %w\n%s", nodes, err, c.logs(context.Background()))
+		c.close()
+		return nil, err
+	}
+	// The filesystem covers the first 60 MiB: the writers' block is past it.
+	if out, err := exec.CommandContext(ctx, "mkfs.ext4", "-F", "-q", "-b", "1024", tb.DataLUNPath(), fmt.Sprint(dataFSSize/1024)).CombinedOutput(); err != nil {
+		return fail(fmt.Errorf("mkfs.ext4 on the data LUN: %w: %s", err, out))
+	}
+	if _, err := tb.Client().Run(ctx, "ip", "route", "add", "224.0.0.0/4", "dev", "eth0"); err != nil {
+		return fail(err)
+	}
+	var addrs []string
+	for i := 1; i <= nodes; i++ {
+		n := tb.Node(i)
+		addrs = append(addrs, fmt.Sprintf("%s=%s,%s", n.Name(), n.Addr(1).Addr(), n.Addr(2).Addr()))
+	}
+	create := append([]string{"cluster", "create", "mx", "--node", "node1", "--quorum", tb.Node(1).Disk(1),
+		"--network", "priv1=eth1", "--network", "priv2=eth2"}, addrs...)
+	if _, err := c.run(ctx, 1, create...); err != nil {
+		return fail(err)
+	}
+	res, err := c.run(ctx, 1, "cat", bundle)
+	if err != nil {
+		return fail(err)
+	}
+	c.bundle = res.Stdout
+	for i := 1; i <= nodes; i++ {
+		if err := c.setUpNode(ctx, i, i != 1); err != nil {
+			return fail(err)
+		}
+		if err := c.startClusterd(ctx, i); err != nil {
+			return fail(err)
+		}
+	}
+	if err := c.waitMembers(ctx, 120*time.Second); err != nil {
+		return fail(err)
+	}
+	var pref []string
+	for i := 1; i <= nodes; i++ {
+		pref = append(pref, fmt.Sprintf("node%d", i))
+	}
+	for _, cmd := range [][]string{
+		{"group", "create", group, "--preferred", strings.Join(pref, ","), "failover_threshold=1000"},
+		{"resource", "create", "vs-ip", "--group", group, "--type", "ip_address", "address=" + vip.String(), "prefix_len=24",
+			"interface=eth0", "looks_alive_ms=500"},
+		{"resource", "create", "vs-name", "--group", group, "--type", "network_name", "name=vs", "mode=mdns", "--depends-on", "vs-ip"},
+		{"resource", "create", "vs-disk", "--group", group, "--type", "physical_disk", "device=" + dataDevice,
+			"mount_point=" + mountPoint, "mount_options=noatime", "looks_alive_ms=1000", "is_alive_ms=5000"},
+		{"resource", "create", "vs-app", "--group", group, "--type", "generic_application",
+			fmt.Sprintf("command=WOLFPACK_PROBE_ID=$(hostname) exec probe-echo -listen 0.0.0.0:%d", echoPort),
+			"--depends-on", "vs-ip,vs-disk", "looks_alive_ms=500", "stop_timeout_ms=2000", "restart_threshold=2"},
+	} {
+		if _, err := c.cli(ctx, 1, cmd...); err != nil {
+			return fail(err)
+		}
+	}
+	if err := c.waitGroup(ctx, 1, 120*time.Second); err != nil {
+		return fail(err)
+	}
+	return c, nil
+}
+
+// setUpNode prepares node i for clusterd: the data disk's link, the
+// writer, and (join) the node file from the bundle; then the TCG timings.
+func (c *cluster) setUpNode(ctx context.Context, i int, join bool) error {
+	n := c.tb.Node(i)
+	d, ok := n.DataDisk()
+	if !ok {
+		return fmt.Errorf("node%d: no data disk", i)
+	}
+	if _, err := c.sh(ctx, i, fmt.Sprintf("ln -sf %s %s && mkdir -p %s", d.Block, dataDevice, mountPoint)); err != nil {
+		return err
+	}
+	if join {
+		r, err := n.Do(ctx, agent.Request{Argv: []string{"sh", "-c", "mkdir -p /etc/wolfpack && umask 077 && cat > " + bundle}, Stdin: c.bundle})
+		if err != nil || r.Exit != 0 || r.Error != "" {
+			return fmt.Errorf("node%d: write the bundle: %v %s %s", i, err, r.Error, r.Stderr)
+		}
+		if _, err := c.run(ctx, i, "cluster", "join", bundle, "--node", n.Name(), "--quorum", n.Disk(1), "--force"); err != nil {
+			return err
+		}
+	}
+	// TCG guests on a shared host are far slower than servers: slower
+	// timings than the operator guide's test (heartbeat_threshold 20, a
+	// 1 s lease; docs/install.md, "How this guide is tested"): with the
+	// host's two cores shared by other guests, 1 s leases expired on slow
+	// disk beats and took the resources down with no fault at all
+	// (docs/testbed.md).
+	const slower = `f=` + nodeFile + `; grep -q '^heartbeat_threshold' $f ||
+{ awk '{print} /^\[timing\]/{print "heartbeat_threshold = 30"; print "lease = \"3s\""}' $f > $f.tcg && mv $f.tcg $f; }`
+	if _, err := c.sh(ctx, i, slower); err != nil {
+		return err
+	}
+	_, err := n.Do(ctx, agent.Request{Argv: []string{"lunwriter", "-device", dataDevice, "-lba", fmt.Sprint(writerLBA),
+		"-node", fmt.Sprint(i), "-mount", mountPoint, "-every", "50ms"}, Background: true, LogPath: "/var/log/lunwriter.log"})
+	if err != nil {
+		return fmt.Errorf("node%d: start the writer: %w", i, err)
+	}
+	return nil
+}
+
+// startClusterd starts clusterd on node i and waits until it is up. A
+// clusterd that exits before it is up (a halt: a join that lost a race
+// with a regroup under TCG's slowness) is started again after 5 s, at
+// most twice, as the systemd unit's Restart=on-failure would
+// (docs/install.md); each restart is logged with clusterd's last words.
+func (c *cluster) startClusterd(ctx context.Context, i int) error {
+	start := func() error {
+		r, err := c.tb.Node(i).Do(ctx, agent.Request{Argv: []string{"clusterd", "-config", nodeFile}, Background: true, LogPath: "/var/log/clusterd.log"})
+		if err != nil || r.Error != "" {
+			return fmt.Errorf("node%d: start clusterd: %v %s", i, err, r.Error)
+		}
+		c.mu.Lock()
+		c.clusterd[i] = r.Pid
+		c.mu.Unlock()
+		return nil
+	}
+	if err := start(); err != nil {
+		return err
+	}
+	restarts := 0
+	return poll(ctx, fmt.Sprintf("node%d up", i), 120*time.Second, func() error {
+		st, err := c.status(ctx, i)
+		if err == nil && st.State == "up" {
+			return nil
+		}
+		if !c.clusterdAlive(ctx, i) && restarts < 2 {
+			res, _ := c.sh(ctx, i, `grep -v '"msg":"state"' /var/log/clusterd.log | grep -E '"(halt|lost quorum|join failed)"' | tail -n 3`)
+			c.log.Warn("clusterd exited before it was up: restarting it in 5 s", "node", i, "last", strings.TrimSpace(string(res.Stdout)))
+			restarts++
+			time.Sleep(5 * time.Second)
+			if err := start(); err != nil {
+				return err
+			}
+			return errors.New("restarted")
+		}
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("state %s", st.State)
+	})
+}
+
+// killComm sends SIGKILL to every process of node i named comm (whose
+// parent is ppid, if not 0): the guests' busybox has no pkill.
+func (c *cluster) killComm(ctx context.Context, i int, comm string, ppid int) (string, error) {
+	script := fmt.Sprintf(`for d in /proc/[0-9]*; do
+  [ "$(cat $d/comm 2>/dev/null)" = %q ] || continue
+  [ %d = 0 ] || grep -q "^PPid:[[:space:]]*%d$" $d/status || continue
+  kill -KILL ${d#/proc/} && echo ${d#/proc/}
+done`, comm, ppid, ppid)
+	res, err := c.sh(ctx, i, script)
+	pids := strings.Fields(string(res.Stdout))
+	if err == nil && len(pids) == 0 {
+		err = fmt.Errorf("node%d: no process %s to kill", i, comm)
+	}
+	return strings.Join(pids, " "), err
+}
+
+// clusterdPid is the clusterd the rig started on node i, 0 if none.
+func (c *cluster) clusterdPid(i int) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.clusterd[i]
+}
+
+// clusterdAlive reports whether node i's clusterd runs (not a zombie).
+func (c *cluster) clusterdAlive(ctx context.Context, i int) bool {
+	pid := c.clusterdPid(i)
+	if pid == 0 {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second) // a frozen guest does not answer
+	defer cancel()
+	res, err := c.sh(ctx, i, fmt.Sprintf("grep -q '^State:.*[RSD]' /proc/%d/status && echo alive", pid))
+	return err == nil && strings.Contains(string(res.Stdout), "alive")
+}
+
+// waitClusterdExit waits until node i's clusterd has exited and returns
+// the end of its log.
+func (c *cluster) waitClusterdExit(ctx context.Context, i int, d time.Duration) (string, error) {
+	err := poll(ctx, fmt.Sprintf("node%d's clusterd to exit", i), d, func() error {
+		if c.clusterdAlive(ctx, i) {
+			return errors.New("still running")
+		}
+		return nil
+	})
+	res, _ := c.sh(ctx, i, `grep -v '"msg":"state"' /var/log/clusterd.log | tail -n 5`)
+	c.mu.Lock()
+	if err == nil {
+		c.clusterd[i] = 0
+	}
+	c.mu.Unlock()
+	return string(res.Stdout), err
+}
+
+// signalClusterd sends sig (KILL, TERM) to node i's clusterd.
+func (c *cluster) signalClusterd(ctx context.Context, i int, sig string) error {
+	pid := c.clusterdPid(i)
+	if pid == 0 {
+		return fmt.Errorf("node%d runs no clusterd", i)
+	}
+	_, err := c.run(ctx, i, "kill", "-"+sig, fmt.Sprint(pid))
+	return err
+}
+
+// reboot powers node i on again after Kill and sets it up as at bring-up
+// (the guest forgot everything): join, writer, clusterd.
+func (c *cluster) reboot(ctx context.Context, i int) error {
+	c.mu.Lock()
+	c.clusterd[i] = 0
+	c.mu.Unlock()
+	if err := c.tb.Node(i).Reboot(ctx); err != nil {
+		return err
+	}
+	if err := c.setUpNode(ctx, i, true); err != nil {
+		return err
+	}
+	return c.startClusterd(ctx, i)
+}
+
+// run runs argv on node i; an error carries its output.
+func (c *cluster) run(ctx context.Context, i int, argv ...string) (testbed.Result, error) {
+	res, err := c.tb.Node(i).Run(ctx, argv...)
+	if err != nil {
+		var ee *testbed.ExitError
+		if errors.As(err, &ee) {
+			return res, fmt.Errorf("node%d: %w (stdout: %s)", i, err, strings.TrimSpace(string(res.Stdout)))
+		}
+		return res, fmt.Errorf("node%d: %w", i, err)
+	}
+	return res, nil
+}
+
+func (c *cluster) sh(ctx context.Context, i int, script string) (testbed.Result, error) {
+	return c.run(ctx, i, "sh", "-c", script)
+}
+
+// cli runs the cluster command on node i against its clusterd.
+func (c *cluster) cli(ctx context.Context, i int, args ...string) (testbed.Result, error) {
+	return c.run(ctx, i, append(append([]string{"cluster"}, args...), "--socket", socket)...)
+}
+
+func (c *cluster) status(ctx context.Context, i int) (clusterapi.Status, error) {
+	var st clusterapi.Status
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	res, err := c.run(ctx, i, "cluster", "status", "--socket", socket, "--json")
+	if err != nil {
+		return st, err
+	}
+	return st, json.Unmarshal(res.Stdout, &st)
+}
+
+// object reads an object through node i.
+func (c *cluster) object(ctx context.Context, i int, kind, name string) (clusterapi.Object, error) {
+	var o clusterapi.Object
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	res, err := c.cli(ctx, i, kind, "show", name, "--json")
+	if err != nil {
+		return o, err
+	}
+	return o, json.Unmarshal(res.Stdout, &o)
+}
+
+// owner reads the group's owner (its node index, 0: none) and state
+// through node i.
+func (c *cluster) owner(ctx context.Context, i int) (int, string, error) {
+	o, err := c.object(ctx, i, "group", group)
+	if err != nil {
+		return 0, "", err
+	}
+	owner, _ := o.Props["owner"].(string)
+	state, _ := o.Props["state"].(string)
+	var k int
+	fmt.Sscanf(owner, "node%d", &k)
+	return k, state, nil
+}
+
+// waitGroup waits until the group is online on node want (0: any) and
+// returns its owner.
+func (c *cluster) waitGroup(ctx context.Context, want int, d time.Duration) error {
+	_, err := c.waitOnline(ctx, want, d)
+	return err
+}
+
+func (c *cluster) waitOnline(ctx context.Context, want int, d time.Duration) (int, error) {
+	var got int
+	err := poll(ctx, fmt.Sprintf("group %s online on node%d", group, want), d, func() error {
+		var errs []error
+		for i := 1; i <= c.n; i++ { // through any node that answers
+			if !c.clusterdAlive(ctx, i) {
+				continue
+			}
+			owner, state, err := c.owner(ctx, i)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if state != "online" || want != 0 && owner != want {
+				return fmt.Errorf("owner node%d, state %s", owner, state)
+			}
+			got = owner
+			return nil
+		}
+		return errors.Join(append(errs, errors.New("no node answers"))...)
+	})
+	return got, err
+}
+
+// waitMembers waits until every node's clusterd is up with every node a
+// member and a node object for each.
+func (c *cluster) waitMembers(ctx context.Context, d time.Duration) error {
+	return poll(ctx, "every node a member", d, func() error {
+		for i := 1; i <= c.n; i++ {
+			st, err := c.status(ctx, i)
+			if err != nil {
+				return err
+			}
+			if st.State != "up" || len(st.Members) != c.n {
+				return fmt.Errorf("node%d: state %s, members %v", i, st.State, st.Members)
+			}
+		}
+		res, err := c.cli(ctx, 1, "node", "list", "--json")
+		if err != nil {
+			return err
+		}
+		var objs []clusterapi.Object
+		if err := json.Unmarshal(res.Stdout, &objs); err != nil {
+			return err
+		}
+		if len(objs) != c.n {
+			return fmt.Errorf("%d node objects", len(objs))
+		}
+		return nil
+	})
+}
+
+// healthy reports whether every node runs clusterd as a member and the
+// group is online with the client answered: what a scenario starts from.
+func (c *cluster) healthy(ctx context.Context) error {
+	c.mu.Lock()
+	broken := c.broken
+	c.mu.Unlock()
+	if broken {
+		return errors.New("a scenario left it broken")
+	}
+	for i := 1; i <= c.n; i++ {
+		if !c.clusterdAlive(ctx, i) {
+			return fmt.Errorf("node%d runs no clusterd", i)
+		}
+	}
+	if err := c.waitMembers(ctx, 30*time.Second); err != nil {
+		return err
+	}
+	return c.waitGroup(ctx, 0, 60*time.Second)
+}
+
+// logs is every guest's clusterd log (without the resources' state
+// records) and the writer's, and the consoles, for a failure.
+func (c *cluster) logs(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	var b strings.Builder
+	for i := 1; i <= c.n; i++ {
+		res, err := c.sh(ctx, i, `grep -v '"msg":"state"' /var/log/clusterd.log | tail -n 150; echo; tail -n 20 /var/log/lunwriter.log`)
+		fmt.Fprintf(&b, "node%d: clusterd and writer logs (%v):\n%s\n", i, err, res.Stdout)
+	}
+	b.WriteString(consoles(c.tb))
+	return b.String()
+}
+
+func consoles(tb *testbed.Testbed) string {
+	var b strings.Builder
+	for _, n := range tb.Nodes() {
+		fmt.Fprintf(&b, "console of %s:\n%s\n", n.Name(), n.ConsoleTail(20))
+	}
+	return b.String()
+}
+
+func (c *cluster) close() error {
+	err := c.tb.Close()
+	os.RemoveAll(c.tb.WorkDir())
+	return err
+}
+
+// poll calls f every second until it returns nil, for at most d; then
+// the last error. Not faster: each call runs programs in the guests,
+// CPU that their clusterd's heartbeats need.
+func poll(ctx context.Context, what string, d time.Duration, f func() error) error {
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("waiting %v for %s: %w", d, what, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// The shared cluster: booted by the first scenario that needs it, kept
+// for the next, rebuilt when a scenario left it unhealthy or needs
+// another number of nodes, closed by TestMain.
+var (
+	sharedMu sync.Mutex
+	shared   *cluster
+)
+
+// get returns a healthy cluster of nodes guests, skipping t where the
+// testbed cannot run.
+func get(t *testing.T, nodes int) *cluster {
+	t.Helper()
+	testbed.Require(t)
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	defer cancel()
+	if shared != nil && shared.n == nodes {
+		err := shared.healthy(ctx)
+		if err == nil {
+			return shared
+		}
+		t.Logf("the shared cluster is unhealthy, rebuilding it: %v", err)
+	}
+	if shared != nil {
+		if err := shared.close(); err != nil {
+			t.Logf("close the cluster: %v", err)
+		}
+		shared = nil
+	}
+	t0 := time.Now()
+	c, err := bringUp(ctx, rigLogger(), nodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared = c
+	t.Logf("cluster of %d nodes up in %v", nodes, time.Since(t0).Round(time.Millisecond))
+	return c
+}
+
+func closeShared() {
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if shared != nil {
+		shared.close()
+		shared = nil
+	}
+}
+
+// rigLogger is the shared cluster's logger: stderr, not a test's output,
+// as the cluster outlives the test that booted it.
+func rigLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
