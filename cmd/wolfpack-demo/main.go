@@ -1,12 +1,15 @@
-// Command wolfpack-demo is what `make demo` runs: a small cluster of QEMU
-// guests on a LUN shared through a real iSCSI target (tgtd), showing what
-// Wolfpack can do today. Today that is the arbitration at the heart of
-// quorum: two nodes race PREEMPT AND ABORT for the LUN's SCSI-3 persistent
-// reservation, exactly one wins each round, and the loser is fenced: its
-// reads still work, its writes get RESERVATION CONFLICT.
+// Command wolfpack-demo is what `make demo` runs: it builds the appliance
+// (package initramfs), boots two appliance VMs under QEMU that share a
+// quorum LUN served by a real iSCSI target (tgtd), creates a virtual server
+// on them (an address, a name and an application), then pulls the power of
+// the node that serves it and prints what happened, as a timeline: the
+// survivor's detection, regroup, fencing of the dead node on the quorum LUN,
+// the virtual server online again, and the client's first answer; and the
+// outage the client saw, probing the address and the name every 10 ms.
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -15,15 +18,27 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/wolfpack-ha/wolfpack/testbed"
+	"github.com/wolfpack-ha/wolfpack/testbed/probe"
 )
+
+// The virtual server.
+const (
+	group    = "web"
+	name     = "web.local"
+	echoPort = 7777
+)
+
+var vip = netip.MustParseAddr("10.99.0.50")
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -38,13 +53,16 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("wolfpack-demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	rounds := fs.Int("rounds", 5, "preempt races to run")
 	verbose := fs.Bool("v", false, "log the testbed's steps")
+	uefi := fs.Bool("uefi", false, "boot the single-file UEFI image under OVMF instead of kernel + initramfs")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return err
 	}
-	if *rounds < 1 {
-		return fmt.Errorf("-rounds must be at least 1, got %d", *rounds)
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (flags: -v, -uefi)", fs.Arg(0))
 	}
 	level := slog.LevelWarn
 	if *verbose {
@@ -53,20 +71,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	p := func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }
 
-	p("Wolfpack demo: two nodes race for a shared LUN's SCSI-3 persistent reservation")
+	p("Wolfpack demo: a two-node appliance cluster loses the node that serves a virtual server")
 	p("")
-	work, err := os.MkdirTemp("", "wolfpack-demo-")
+	work, err := os.MkdirTemp("", "wpdemo")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(work)
-	cli, err := testbed.BuildGo(ctx, "./cmd/cluster")
+	echo, err := echoServer(ctx, work)
 	if err != nil {
 		return err
 	}
 
+	p("Building the appliance (u-root userland, clusterd, resmon, cluster; minutes the first time) and")
+	p("booting node1 and node2 from it under QEMU (TCG), the quorum LUN on tgtd over iSCSI ...")
 	start := time.Now()
-	tb, err := testbed.Start(ctx, testbed.Config{Nodes: 2, Initiators: 1, Binaries: []string{cli}, Logger: log, WorkDir: work})
+	tb, err := testbed.Start(ctx, testbed.Config{Nodes: 2, PrivateNets: 2, Binaries: []string{echo}, Logger: log, WorkDir: work,
+		Appliance: &testbed.Appliance{Cluster: "demo", UEFI: *uefi}})
 	if err != nil {
 		return fmt.Errorf("start the testbed: %w", err)
 	}
@@ -79,126 +100,191 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		p("  done; nothing left running.")
 	}()
-	p("Setup (%.1f s): tgtd on %s serving a %s LUN; node1 and node2 booted under QEMU (TCG)",
-		time.Since(start).Seconds(), tb.Portal(), "64 MiB")
-	n := []*testbed.Node{tb.Node(1), tb.Node(2)}
-	keys := []string{"0x574f4c4600000001", "0x574f4c4600000002"}
-
-	show, err := n[0].Run(ctx, "/bin/cluster", "disk", "show", n[0].Disk(1))
-	if err != nil {
-		return fmt.Errorf("node1: cluster disk show: %w", err)
-	}
-	p("")
-	p("node1$ cluster disk show %s", n[0].Disk(1))
-	fmt.Fprint(stdout, indent(string(show.Stdout)))
-
-	cl := func(i int, args ...string) (testbed.Result, error) {
-		r, err := n[i].Run(ctx, append(append([]string{"/bin/cluster", "disk"}, args...), n[i].Disk(1))...)
-		var ee *testbed.ExitError
-		if errors.As(err, &ee) && ee.Signal == "" {
-			return ee.Result, nil // the tool said no: that is a result here
-		}
-		return r, err
-	}
-	must := func(i int, args ...string) error {
-		r, err := cl(i, args...)
+	for _, n := range tb.Nodes() {
+		d, err := n.WaitMember(ctx, 2)
 		if err != nil {
-			return fmt.Errorf("node%d: cluster disk %s: %w", i+1, strings.Join(args, " "), err)
-		}
-		if r.ExitCode != 0 {
-			return fmt.Errorf("node%d: cluster disk %s: %s", i+1, strings.Join(args, " "), bytes.TrimSpace(append(r.Stderr, r.Stdout...)))
-		}
-		return nil
-	}
-	p("")
-	p("Both nodes register a key; node1 takes the reservation (Write Exclusive - Registrants Only).")
-	for i := range n {
-		if err := must(i, "register", "--ignore-existing", "--key", keys[i]); err != nil {
 			return err
 		}
+		p("  %s: QEMU start → cluster member in %.1f s", n.Name(), d.Seconds())
 	}
-	if err := must(0, "reserve", "--key", keys[0], "--type", "we-ro"); err != nil {
+	p("  (image %.1f s, everything %.1f s)", tb.ImageTime.Seconds(), time.Since(start).Seconds())
+
+	n1, n2 := tb.Node(1), tb.Node(2)
+	cli := func(n *testbed.Node, args ...string) error {
+		_, err := n.Run(ctx, append([]string{"cluster"}, args...)...)
 		return err
 	}
+	p("")
+	p("Creating the virtual server %q on node1: address %s, name %s (mDNS), a UDP echo server", group, vip, name)
+	for _, c := range [][]string{
+		{"group", "create", group, "--preferred", "node1,node2"},
+		{"resource", "create", "web-ip", "--group", group, "--type", "ip_address", "address=" + vip.String(), "prefix_len=24", "interface=eth0"},
+		{"resource", "create", "web-name", "--group", group, "--type", "network_name", "name=web", "mode=mdns", "--depends-on", "web-ip"},
+		{"resource", "create", "web-app", "--group", group, "--type", "generic_application",
+			fmt.Sprintf("command=WOLFPACK_PROBE_ID=$(hostname) exec probe-echo -listen 0.0.0.0:%d", echoPort), "--depends-on", "web-ip"},
+	} {
+		p("  node1$ cluster %s", strings.Join(c, " "))
+		if err := cli(n1, c...); err != nil {
+			return err
+		}
+	}
+	client := tb.Client()
+	if _, err := client.Run(ctx, "ip", "route", "add", "224.0.0.0/4", "dev", "eth0"); err != nil {
+		return err
+	}
+	byAddr, err := probe.Start(client.Netns(), netip.AddrPortFrom(vip, echoPort), 10*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	defer byAddr.Close()
+	byName, err := probe.StartName(client.Netns(), name, 10*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	defer byName.Close()
+	wait, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	_, err = byAddr.WaitReply(wait, time.Now(), func(r probe.Reply) bool { return r.ID() == "node1" })
+	cancel()
+	if err != nil {
+		return fmt.Errorf("the virtual server did not answer from node1: %w", err)
+	}
+	p("  online: the client (10.99.0.100) gets answers from node1 every 10 ms, by address and by name")
+	time.Sleep(2 * time.Second)
 
-	p("")
-	p("Each round both nodes PREEMPT AND ABORT the other's key at the same moment;")
-	p("the target serialises the race. The loser is checked: can it still read, can it write?")
-	p("")
-	wins := [2]int{}
-	for r := 1; r <= *rounds; r++ {
-		var wg sync.WaitGroup
-		res := make([]testbed.Result, 2)
-		errs := make([]error, 2)
-		took := make([]time.Duration, 2)
-		for i := range n {
-			wg.Add(1)
-			go func(i int) {
-				defer wg.Done()
-				t0 := time.Now()
-				res[i], errs[i] = cl(i, "preempt", "--abort", "--json", "--key", keys[i], "--victim", keys[1-i], "--type", "we-ro")
-				took[i] = time.Since(t0)
-			}(i)
-		}
-		wg.Wait()
-		winner := -1
-		for i := range n {
-			if errs[i] != nil {
-				return fmt.Errorf("round %d: node%d: %w", r, i+1, errs[i])
-			}
-			if res[i].ExitCode == 0 {
-				if winner >= 0 {
-					return fmt.Errorf("round %d: both nodes won: split brain", r)
-				}
-				winner = i
-			}
-		}
-		if winner < 0 {
-			return fmt.Errorf("round %d: nobody won:\n%s\n%s", r, res[0].Stdout, res[1].Stdout)
-		}
-		loser := 1 - winner
-		wins[winner]++
-		var ck struct{ Read, Write string }
-		cr, err := cl(loser, "check", "--json")
-		if err != nil {
-			return err
-		}
-		if err := json.Unmarshal(cr.Stdout, &ck); err != nil {
-			return fmt.Errorf("round %d: node%d check: %v: %s", r, loser+1, err, cr.Stdout)
-		}
-		p("round %d: node%d wins (%3d ms round trip); node%d's preempt: %s; node%d reads: %s, writes: %s",
-			r, winner+1, took[winner].Milliseconds(), loser+1, conflictOf(res[loser].Stdout), loser+1, ck.Read, ck.Write)
-		if r == 1 {
-			var won struct{ Note string }
-			if json.Unmarshal(res[winner].Stdout, &won) == nil && won.Note != "" {
-				p("         (%s)", won.Note)
-			}
-		}
-		if err := must(loser, "register", "--ignore-existing", "--key", keys[loser]); err != nil {
-			return err
-		}
+	// Put node2's clock on the host's time line before node1 goes.
+	offset, within, err := n2.ClockOffset(ctx)
+	if err != nil {
+		return err
 	}
 	p("")
-	p("%d rounds: node1 won %d, node2 won %d; exactly one winner each time, every loser fenced.", *rounds, wins[0], wins[1])
-	p("node2$ cluster disk reservation %s", n[1].Disk(1))
-	if r, err := cl(1, "reservation"); err == nil {
-		fmt.Fprint(stdout, indent(string(r.Stdout)))
+	p("Pulling node1's power (QEMU killed) ...")
+	kill := time.Now()
+	if err := n1.Kill(); err != nil {
+		return err
 	}
+	wait, cancel = context.WithTimeout(ctx, 2*time.Minute)
+	first, err := byAddr.WaitReply(wait, kill, func(r probe.Reply) bool { return r.ID() == "node2" })
+	cancel()
+	if err != nil {
+		return fmt.Errorf("no answer from node2 after the kill: %w", err)
+	}
+	time.Sleep(3 * time.Second) // the name's announcements, the last log records
+	outage, err := byAddr.Outage(kill, time.Time{})
+	if err != nil {
+		return err
+	}
+	nameGap, _, nameAfter, nameErr := byName.Outage(kill, time.Time{})
+
+	res, err := n2.Run(ctx, "cat", "/var/log/clusterd.log")
+	if err != nil {
+		return fmt.Errorf("read node2's log: %w", err)
+	}
+	recs := parseLog(res.Stdout, offset)
+	p("")
+	p("What happened, in ms after node1's power went (node2's log on the host's clock, ±%d ms):", within.Milliseconds())
+	p("")
+	at := func(t time.Time) string { return fmt.Sprintf("%6d", t.Sub(kill).Milliseconds()) }
+	p("  %s  node1 powered off", at(kill))
+	for _, l := range timeline(recs, kill) {
+		p("  %s  %s", at(l.at), l.what)
+	}
+	p("  %s  first answer from node2 by address (after the last from node1 at %d)", at(first.Recv), outage.Before.Recv.Sub(kill).Milliseconds())
+	if nameErr == nil {
+		p("  %s  first mDNS answer for %s after the silence (%s)", at(nameAfter.Recv), name, nameAfter.From)
+	}
+	p("")
+	p("The client's outage: %d ms by address (%d probes lost)", outage.Gap.Milliseconds(), outage.Lost)
+	if nameErr == nil {
+		p("                     %d ms by name", nameGap.Milliseconds())
+	}
+	p("Timings are the appliance testbed's (heartbeat 100 ms × 20, lease 1 s: TCG guests are slow);")
+	p("on servers the default profile detects in 500 ms (BENCHMARKS.md).")
 	return nil
 }
 
-func conflictOf(jsonOut []byte) string {
-	var e struct{ Status, Error string }
-	if json.Unmarshal(jsonOut, &e) == nil && e.Status != "" {
-		return e.Status
+// echoServer builds testbed/probe/echo as probe-echo (/bin/echo is a
+// shell command's name in the guest).
+func echoServer(ctx context.Context, dir string) (string, error) {
+	b, err := testbed.BuildGo(ctx, "./testbed/probe/echo")
+	if err != nil {
+		return "", err
 	}
-	return string(bytes.TrimSpace(jsonOut))
+	data, err := os.ReadFile(b)
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "probe-echo")
+	return out, os.WriteFile(out, data, 0o755)
 }
 
-func indent(s string) string {
-	var b strings.Builder
-	for _, l := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
-		b.WriteString("    " + l + "\n")
+// record is one JSON line of clusterd's log, its time on the host's clock.
+type record struct {
+	at    time.Time
+	msg   string
+	attrs map[string]any
+}
+
+func parseLog(b []byte, offset time.Duration) []record {
+	var out []record
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var m map[string]any
+		if json.Unmarshal(sc.Bytes(), &m) != nil {
+			continue
+		}
+		ts, _ := m["time"].(string)
+		t, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil {
+			continue
+		}
+		msg, _ := m["msg"].(string)
+		out = append(out, record{at: t.Add(-offset), msg: msg, attrs: m})
 	}
-	return b.String()
+	return out
+}
+
+type line struct {
+	at   time.Time
+	what string
+}
+
+// timeline picks, from the survivor's records after the kill, the first
+// of each step of a failover.
+func timeline(recs []record, kill time.Time) []line {
+	steps := []struct {
+		match func(r record) bool
+		what  func(r record) string
+	}{
+		{func(r record) bool { return r.msg == "peer suspected" }, func(r record) string {
+			return fmt.Sprintf("detection: node2 suspects node1, silent for %v ms on every private network", r.attrs["silent_ms"])
+		}},
+		{func(r record) bool { return r.msg == "regroup started" }, func(r record) string { return "regroup started" }},
+		{func(r record) bool { return r.msg == "arbitration done" }, func(r record) string {
+			return fmt.Sprintf("arbitration for the quorum LUN: won=%v", r.attrs["won"])
+		}},
+		{func(r record) bool { return r.msg == "key removed" }, func(r record) string {
+			return fmt.Sprintf("fencing: node1's key %v removed from the quorum LUN (its writes now fail)", r.attrs["victim"])
+		}},
+		{func(r record) bool { return r.msg == "membership installed" }, func(r record) string {
+			return fmt.Sprintf("membership %v installed: members %v", r.attrs["epoch"], r.attrs["members"])
+		}},
+		{func(r record) bool { return r.msg == "state" && r.attrs["resource"] == "web-ip" && r.attrs["state"] == "online" },
+			func(r record) string { return "web-ip online on node2 (after node1's lease ran out)" }},
+		{func(r record) bool { return r.msg == "state" && r.attrs["resource"] == "web-app" && r.attrs["state"] == "online" },
+			func(r record) string { return "web-app online on node2" }},
+		{func(r record) bool { return r.msg == "state" && r.attrs["resource"] == "web-name" && r.attrs["state"] == "online" },
+			func(r record) string { return "web-name online on node2 (announced by mDNS)" }},
+	}
+	var out []line
+	for _, s := range steps {
+		for _, r := range recs {
+			if r.at.After(kill) && s.match(r) {
+				out = append(out, line{r.at, s.what(r)})
+				break
+			}
+		}
+	}
+	slices.SortStableFunc(out, func(a, b line) int { return a.at.Compare(b.at) })
+	return out
 }
