@@ -269,11 +269,17 @@ func timeline(recs []record, kill time.Time) []line {
 		{func(r record) bool { return r.msg == "membership installed" }, func(r record) string {
 			return fmt.Sprintf("membership %v installed: members %v", r.attrs["epoch"], r.attrs["members"])
 		}},
-		{func(r record) bool { return r.msg == "state" && r.attrs["resource"] == "web-ip" && r.attrs["state"] == "online" },
+		{func(r record) bool {
+			return r.msg == "state" && r.attrs["resource"] == "web-ip" && r.attrs["state"] == "online"
+		},
 			func(r record) string { return "web-ip online on node2 (after node1's lease ran out)" }},
-		{func(r record) bool { return r.msg == "state" && r.attrs["resource"] == "web-app" && r.attrs["state"] == "online" },
+		{func(r record) bool {
+			return r.msg == "state" && r.attrs["resource"] == "web-app" && r.attrs["state"] == "online"
+		},
 			func(r record) string { return "web-app online on node2" }},
-		{func(r record) bool { return r.msg == "state" && r.attrs["resource"] == "web-name" && r.attrs["state"] == "online" },
+		{func(r record) bool {
+			return r.msg == "state" && r.attrs["resource"] == "web-name" && r.attrs["state"] == "online"
+		},
 			func(r record) string { return "web-name online on node2 (announced by mDNS)" }},
 	}
 	var out []line
