@@ -75,21 +75,22 @@ func buildBins(ctx context.Context) ([]string, error) {
 			}
 			bins = append(bins, b)
 		}
-		// The echo server as probe-echo: /bin/echo would shadow busybox's.
-		dir, err := os.MkdirTemp("", "wolfpack-matrix-bin-")
-		if err != nil {
-			binsErr = err
-			return
-		}
-		b, err := os.ReadFile(bins[len(bins)-1])
+		// The echo server as probe-echo (/bin/echo would shadow busybox's),
+		// beside it in the build cache, renamed into place.
+		echo := bins[len(bins)-1]
+		dst := filepath.Join(filepath.Dir(echo), "probe-echo")
+		b, err := os.ReadFile(echo)
 		if err == nil {
-			err = os.WriteFile(filepath.Join(dir, "probe-echo"), b, 0o755)
+			tmp := fmt.Sprintf("%s.%d", dst, os.Getpid())
+			if err = os.WriteFile(tmp, b, 0o755); err == nil {
+				err = os.Rename(tmp, dst)
+			}
 		}
 		if err != nil {
 			binsErr = fmt.Errorf("copy the echo server: %w", err)
 			return
 		}
-		bins[len(bins)-1] = filepath.Join(dir, "probe-echo")
+		bins[len(bins)-1] = dst
 	})
 	return bins, binsErr
 }
