@@ -87,7 +87,7 @@ testbed: deps
 	st=$$?; if [ $$st -ne 0 ]; then echo "testbed: failed; the whole -v output is in .cache/testbed.log"; fi; exit $$st
 
 test: deps check unit sim mutants fuzz integration
-test: SIM_COUNT = 5000
+test: SIM_COUNT = 3000
 
 demo: deps
 	$(GO) run ./cmd/wolfpack-demo
