@@ -124,7 +124,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Sprintf("command=WOLFPACK_PROBE_ID=$(hostname) exec probe-echo -listen 0.0.0.0:%d", echoPort), "--depends-on", "web-ip"},
 	} {
 		p("  node1$ cluster %s", strings.Join(c, " "))
-		if err := cli(n1, c...); err != nil {
+		// A member's node object reaches the database just after it
+		// joins: a group that names it may come a moment too early.
+		err := cli(n1, c...)
+		for try := 0; err != nil && strings.Contains(err.Error(), "is not a node") && try < 100; try++ {
+			time.Sleep(200 * time.Millisecond)
+			err = cli(n1, c...)
+		}
+		if err != nil {
 			return err
 		}
 	}
