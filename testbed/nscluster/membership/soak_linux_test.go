@@ -13,6 +13,7 @@ import (
 
 	"github.com/wolfpack-ha/wolfpack/clusterapi"
 	"github.com/wolfpack-ha/wolfpack/internal/config"
+	"github.com/wolfpack-ha/wolfpack/internal/rtsched"
 	"github.com/wolfpack-ha/wolfpack/testbed/nscluster"
 )
 
@@ -54,6 +55,16 @@ func TestIntegrationSoakCPUHog(t *testing.T) {
 	epoch := formCluster(ctx, t, c, all)
 	owner := soakGroup(ctx, t, c, all)
 
+	// clusterd's scheduling (realtime_priority, default SCHED_RR 10;
+	// docs/clusterd.md): reported, so that a run says what it measured.
+	policies := map[string]int{}
+	for _, i := range all {
+		pol, prio, err := rtsched.Policy(c.Node(i).Pid())
+		if err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+		policies[fmt.Sprintf("%s %d", pol, prio)]++
+	}
 	for _, i := range all {
 		if _, err := c.Node(i).Spawn("sh", "-c", "while :; do :; done"); err != nil {
 			t.Fatal(err)
@@ -121,8 +132,8 @@ func TestIntegrationSoakCPUHog(t *testing.T) {
 	if on, err := c.Node(owner).HasAddr(soakVIP); err != nil || !on {
 		t.Errorf("the group's address %v is not on node %d at the end (%v)", soakVIP, owner, err)
 	}
-	t.Logf("SOAK RESULT: profile=%s nodes=%d hogs=%d duration=%v regroup_started=%d peer_suspected=%d network_down=%d exits=%d group_events=%d load_average=%q",
-		profile, nodes, nodes, elapsed.Round(time.Second), regroups, suspected, down, exits, trouble, loadavg())
+	t.Logf("SOAK RESULT: profile=%s nodes=%d hogs=%d duration=%v regroup_started=%d peer_suspected=%d network_down=%d exits=%d group_events=%d load_average=%q clusterd_scheduling=%v",
+		profile, nodes, nodes, elapsed.Round(time.Second), regroups, suspected, down, exits, trouble, loadavg(), policies)
 	if regroups+suspected+exits+trouble > 0 {
 		t.Errorf("false suspicion or failover under CPU load: %d regroups, %d suspicions, %d exits, %d events of the group", regroups, suspected, exits, trouble)
 	}
