@@ -43,12 +43,39 @@ func Realtime(prio int) (Result, error) {
 	if prio < 1 || prio > MaxPriority {
 		return r, fmt.Errorf("rtsched: priority %d: want 1..%d", prio, MaxPriority)
 	}
+	n, err := setThreads("self", prio)
+	r.Threads = n
+	if err != nil {
+		return r, err
+	}
+	if err := unix.Mlockall(unix.MCL_CURRENT | unix.MCL_FUTURE | unix.MCL_ONFAULT); err != nil {
+		r.LockErr = fmt.Errorf("rtsched: lock memory: %w", os.NewSyscallError("mlockall", err))
+	} else {
+		r.Locked = true
+	}
+	return r, nil
+}
+
+// SetProcess sets every thread of process pid to SCHED_RR at prio, as
+// Realtime does for its caller, without locking its memory: for a test
+// rig's helpers (tgtd standing in for a storage array). It returns how
+// many threads it set.
+func SetProcess(pid, prio int) (int, error) {
+	if prio < 1 || prio > MaxPriority {
+		return 0, fmt.Errorf("rtsched: priority %d: want 1..%d", prio, MaxPriority)
+	}
+	return setThreads(strconv.Itoa(pid), prio)
+}
+
+// setThreads sets every thread of /proc/PROC to SCHED_RR at prio: all or
+// none.
+func setThreads(proc string, prio int) (int, error) {
 	want := unix.SchedAttr{Policy: unix.SCHED_RR, Priority: uint32(prio)}
 	done := map[int]bool{}
 	for pass := 0; pass < 10; pass++ {
-		tids, err := threads()
+		tids, err := threads(proc)
 		if err != nil {
-			return r, err
+			return 0, err
 		}
 		changed := false
 		for _, tid := range tids {
@@ -63,7 +90,7 @@ func Realtime(prio int) (Result, error) {
 				for tid := range done { // all or none
 					unix.SchedSetAttr(tid, &unix.SchedAttr{Policy: 0}, 0)
 				}
-				return r, fmt.Errorf("rtsched: SCHED_RR priority %d on thread %d: %w", prio, tid, os.NewSyscallError("sched_setattr", err))
+				return 0, fmt.Errorf("rtsched: SCHED_RR priority %d on thread %d of %s: %w", prio, tid, proc, os.NewSyscallError("sched_setattr", err))
 			}
 			done[tid] = true
 			changed = true
@@ -72,19 +99,13 @@ func Realtime(prio int) (Result, error) {
 			break
 		}
 	}
-	r.Threads = len(done)
-	if err := unix.Mlockall(unix.MCL_CURRENT | unix.MCL_FUTURE | unix.MCL_ONFAULT); err != nil {
-		r.LockErr = fmt.Errorf("rtsched: lock memory: %w", os.NewSyscallError("mlockall", err))
-	} else {
-		r.Locked = true
-	}
-	return r, nil
+	return len(done), nil
 }
 
-func threads() ([]int, error) {
-	ents, err := os.ReadDir("/proc/self/task")
+func threads(proc string) ([]int, error) {
+	ents, err := os.ReadDir("/proc/" + proc + "/task")
 	if err != nil {
-		return nil, fmt.Errorf("rtsched: list threads: %w", err)
+		return nil, fmt.Errorf("rtsched: list threads of %s: %w", proc, err)
 	}
 	tids := make([]int, 0, len(ents))
 	for _, e := range ents {
