@@ -32,6 +32,7 @@ import (
 
 	"github.com/wolfpack-ha/wolfpack/internal/config"
 	"github.com/wolfpack-ha/wolfpack/internal/daemon"
+	"github.com/wolfpack-ha/wolfpack/internal/rtsched"
 	"github.com/wolfpack-ha/wolfpack/internal/version"
 	"github.com/wolfpack-ha/wolfpack/regroup"
 	"github.com/wolfpack-ha/wolfpack/scsi/iscsi"
@@ -119,6 +120,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	self := cfg.Self()
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lv})).With("node", cfg.NodeID)
+	realtime(cfg.RealtimePriority, log)
 
 	var d *daemon.Daemon
 	dev, err := daemon.OpenDevice(ctx, cfg.Quorum.Device, cfg.Quorum.InitiatorName, log.With("component", "iscsi"),
@@ -170,6 +172,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	log.Info("clusterd", "cluster", cfg.Cluster, "name", self.Name, "quorum", cfg.Quorum.Device,
 		"version", version.String("clusterd"), "timing_profile", cfg.Timing.Profile)
 	return d.Run(ctx)
+}
+
+// realtime puts every thread of clusterd at SCHED_RR at prio (0: leaves
+// them alone) and locks its memory, as corosync does, so that a busy
+// node cannot delay its heartbeats, its disk heartbeat and the lease
+// renewals it sends resmon; resmon, started later, inherits the policy
+// and starts its applications at normal scheduling (internal/rtsched).
+// A refusal is a warning, once: clusterd runs on at normal scheduling.
+func realtime(prio int, log *slog.Logger) {
+	if prio == 0 {
+		log.Info("normal scheduling: realtime_priority is 0")
+		return
+	}
+	r, err := rtsched.Realtime(prio)
+	if err != nil {
+		log.Warn("real-time scheduling refused: running at normal scheduling, heartbeats may be late on a busy node", "priority", prio, "err", err.Error())
+		return
+	}
+	if r.LockErr != nil {
+		log.Warn("real-time scheduling, but memory not locked", "priority", prio, "threads", r.Threads, "err", r.LockErr.Error())
+		return
+	}
+	log.Info("real-time scheduling", "policy", "SCHED_RR", "priority", prio, "threads", r.Threads, "memory_locked", r.Locked)
 }
 
 // resmonConfig finds resmon: resmon.path, else beside this binary, else
@@ -244,6 +269,11 @@ func summary(w io.Writer, path string, c *config.Config) {
 		row("resmon", "%s, state %s", r.Path, r.StateDir)
 	} else {
 		row("resmon", "none: %v", err)
+	}
+	if c.RealtimePriority > 0 {
+		row("schedule", "SCHED_RR priority %d, memory locked; resmon's applications at normal scheduling", c.RealtimePriority)
+	} else {
+		row("schedule", "normal (realtime_priority = 0)")
 	}
 	t := c.Timing
 	row("timing", "profile %s: heartbeat %v × %d (suspicion after %v of silence), quorum check %v,", t.Profile,

@@ -60,6 +60,7 @@ func TestCheckConfig(t *testing.T) {
 		"quorum    /dev/sdq",
 		"streams   none",
 		`resmon    none: resmon.path is "none"`,
+		"schedule  SCHED_RR priority 10, memory locked",
 		"timing    profile fast: heartbeat 30ms × 6 (suspicion after 180ms of silence), quorum check 500ms,",
 		"join window 500ms, defence delay 80ms, form delay 1s",
 	} {

@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/wolfpack-ha/wolfpack/internal/resmon"
+	"github.com/wolfpack-ha/wolfpack/internal/rtsched"
 	"github.com/wolfpack-ha/wolfpack/internal/version"
 	"github.com/wolfpack-ha/wolfpack/resources"
 	"github.com/wolfpack-ha/wolfpack/resources/genericapp"
@@ -70,6 +71,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("fd 3 is not clusterd's socket: %w", err)
 	}
 	defer conn.Close()
+	// clusterd's real-time policy, inherited; the resources' programs
+	// start at normal scheduling (internal/rtsched).
+	if pol, prio, err := rtsched.Policy(0); err == nil {
+		log.Info("resmon scheduling", "policy", pol, "priority", prio, "children", "SCHED_OTHER")
+	}
 	types := map[string]resources.Type{}
 	for _, t := range []resources.Type{genericapp.Type{StateDir: *stateDir}, genericservice.Type{}, ipaddr.Type{}, netname.Type{},
 		ocf.NewType(*ocfRoot), physicaldisk.Type{}} {

@@ -36,15 +36,19 @@ type File struct {
 	AdminSocket string `toml:"admin_socket,omitempty"`
 	// StateDir holds what the node keeps across restarts: its last copy
 	// of the cluster database (default /var/lib/wolfpack).
-	StateDir string    `toml:"state_dir,omitempty"`
-	Cluster  Cluster   `toml:"cluster"`
-	Quorum   Quorum    `toml:"quorum"`
-	Timing   Timing    `toml:"timing,omitzero"`
-	Streams  Streams   `toml:"streams,omitzero"`
-	API      API       `toml:"api,omitzero"`
-	Resmon   Resmon    `toml:"resmon,omitzero"`
-	Networks []Network `toml:"networks"`
-	Nodes    []Node    `toml:"nodes"`
+	StateDir string `toml:"state_dir,omitempty"`
+	// RealtimePriority is the SCHED_RR priority clusterd (and resmon,
+	// which inherits it) runs at, 1..99; 0: normal scheduling; unset:
+	// DefaultRealtimePriority (docs/clusterd.md, "Real-time scheduling").
+	RealtimePriority *int      `toml:"realtime_priority,omitempty"`
+	Cluster          Cluster   `toml:"cluster"`
+	Quorum           Quorum    `toml:"quorum"`
+	Timing           Timing    `toml:"timing,omitzero"`
+	Streams          Streams   `toml:"streams,omitzero"`
+	API              API       `toml:"api,omitzero"`
+	Resmon           Resmon    `toml:"resmon,omitzero"`
+	Networks         []Network `toml:"networks"`
+	Nodes            []Node    `toml:"nodes"`
 }
 
 // Cluster is the [cluster] section: what every node's file has alike.
@@ -125,9 +129,21 @@ type Config struct {
 	StreamPort int
 	// Resmon is resmon as given; its StateDir defaulted.
 	Resmon Resmon
+	// RealtimePriority is realtime_priority, or DefaultRealtimePriority
+	// when unset; 0: normal scheduling.
+	RealtimePriority int
 	// API is the admin API on TCP with TLS; nil: the unix socket only.
 	API *RemoteAPI
 }
+
+// DefaultRealtimePriority is the SCHED_RR priority clusterd runs at
+// unless realtime_priority says: above every normal process, below the
+// kernel's threaded interrupt handlers (50) and its watchdog and
+// migration threads (99).
+const DefaultRealtimePriority = 10
+
+// MaxRealtimePriority is the highest realtime_priority (SCHED_RR's).
+const MaxRealtimePriority = 99
 
 // DefaultStateDir is where a node keeps its state unless state_dir says.
 const DefaultStateDir = "/var/lib/wolfpack"
@@ -253,6 +269,13 @@ func (f *File) Validate(o Options) (*Config, error) {
 		bad.add("state_dir", "%q is not an absolute path", f.StateDir)
 	}
 	c.Resmon = f.Resmon
+	c.RealtimePriority = DefaultRealtimePriority
+	if p := f.RealtimePriority; p != nil {
+		if *p < 0 || *p > MaxRealtimePriority {
+			bad.add("realtime_priority", "%d, want 0 (normal scheduling) or 1..%d (SCHED_RR)", *p, MaxRealtimePriority)
+		}
+		c.RealtimePriority = *p
+	}
 	for _, p := range []struct{ key, v string }{{"resmon.watchdog", f.Resmon.Watchdog}, {"resmon.state_dir", f.Resmon.StateDir}} {
 		if p.v != "" && !filepath.IsAbs(p.v) {
 			bad.add(p.key, "%q is not an absolute path", p.v)

@@ -91,6 +91,15 @@ func TestLoadSample(t *testing.T) {
 	if c.Timing != Profiles["default"] {
 		t.Fatalf("timing %+v, want the default profile %+v", c.Timing, Profiles["default"])
 	}
+	if c.RealtimePriority != DefaultRealtimePriority {
+		t.Fatalf("realtime priority %d unset, want the default %d", c.RealtimePriority, DefaultRealtimePriority)
+	}
+	for _, p := range []int{0, 1, 42, MaxRealtimePriority} {
+		c, err := Load(write(t, strings.Replace(sample, "node_id = 3\n", fmt.Sprintf("node_id = 3\nrealtime_priority = %d\n", p), 1)), fakeIfaces)
+		if err != nil || c.RealtimePriority != p {
+			t.Fatalf("realtime_priority = %d: %v, got %+v", p, err, c)
+		}
+	}
 }
 
 // TestLoadErrors: every validation error names the file, the line of the
@@ -118,6 +127,8 @@ func TestLoadErrors(t *testing.T) {
 		{`key_file = "KEYFILE"`, `key_file = "/nonexistent/key"`, "cluster.key_file", 7},
 		{`admin_socket = "/run/wolfpack/node3.sock"`, `state_dir = "var/lib"`, "state_dir", 2},
 		{"[timing]\n", "[resmon]\nwatchdog = \"dev/watchdog\"\n[timing]\n", "resmon.watchdog", 15},
+		{"node_id = 3\n", "node_id = 3\nrealtime_priority = 100\n", "realtime_priority", 2},
+		{"node_id = 3\n", "node_id = 3\nrealtime_priority = -1\n", "realtime_priority", 2},
 	}
 	for _, c := range cases {
 		if !strings.Contains(sample, c.old) {

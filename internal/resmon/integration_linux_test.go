@@ -3,6 +3,7 @@ package resmon_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -294,4 +295,83 @@ func isZombie(pid int) bool {
 	}
 	i := bytes.LastIndexByte(b, ')')
 	return i > 0 && i+2 < len(b) && b[i+2] == 'Z'
+}
+
+// A resmon at SCHED_RR, as clusterd starts it (clusterd's policy is
+// inherited; here chrt sets it), starts its application and the
+// application's check_command at normal scheduling: the kernel's
+// /proc/PID/sched says policy 2 (SCHED_RR) for every thread of resmon and
+// 0 (SCHED_OTHER) for the application and what it forks.
+func TestIntegrationResmonAppNormalScheduling(t *testing.T) {
+	requireRoot(t)
+	bin, dir := buildResmon(t), t.TempDir()
+	marks := t.TempDir()
+	p := resmontest.Start(t, "chrt", "--rr", "9", bin, "-state-dir", dir, "-log-level", "debug")
+	if err := p.LeaseFor(time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	// The check writes its own policy line where the test reads it.
+	check := "grep '^policy' /proc/$$/sched > " + marks + "/check"
+	rec := online(t, p, dir, appOnline("app", "sleep 1000; echo never", "check_command", check))
+	if got := policyOf(t, strconv.Itoa(p.PID)); got != 2 {
+		t.Fatalf("resmon %d: policy %d, want 2 (SCHED_RR)", p.PID, got)
+	}
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", p.PID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range tasks {
+		if got := policyOf(t, fmt.Sprintf("%d/task/%s", p.PID, e.Name())); got != 2 {
+			t.Errorf("resmon thread %s: policy %d, want 2 (SCHED_RR)", e.Name(), got)
+		}
+	}
+	// The leader (sh) and the sleep it forked.
+	var pids []string
+	for end := time.Now().Add(5 * time.Second); len(pids) < 2; time.Sleep(10 * time.Millisecond) {
+		kids, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", rec.Pgid, rec.Pgid))
+		pids = append([]string{strconv.Itoa(rec.Pgid)}, strings.Fields(string(kids))...)
+		if time.Now().After(end) {
+			t.Fatalf("the application %d has no child after 5 s", rec.Pgid)
+		}
+	}
+	for _, pid := range pids {
+		if got := policyOf(t, pid); got != 0 {
+			t.Errorf("application process %s: policy %d, want 0 (SCHED_OTHER)", pid, got)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, err := os.ReadFile(marks + "/check")
+		if err == nil && len(b) > 0 {
+			if f := strings.Fields(string(b)); len(f) != 3 || f[2] != "0" {
+				t.Errorf("check_command ran at %q, want policy 0 (SCHED_OTHER)", b)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("check_command did not run within 5 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("resmon %d: %d threads SCHED_RR; application %v and its check_command SCHED_OTHER", p.PID, len(tasks), pids)
+}
+
+// policyOf reads the policy line of /proc/WHAT/sched.
+func policyOf(t *testing.T, what string) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + what + "/sched")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for l := range strings.SplitSeq(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "policy" {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				t.Fatalf("/proc/%s/sched: %q", what, l)
+			}
+			return n
+		}
+	}
+	t.Fatalf("/proc/%s/sched: no policy line", what)
+	return -1
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/wolfpack-ha/wolfpack/internal/procgroup"
+	"github.com/wolfpack-ha/wolfpack/internal/rtsched"
 	"github.com/wolfpack-ha/wolfpack/resources"
 	"golang.org/x/sys/unix"
 )
@@ -187,7 +188,7 @@ func (a *app) Online(ctx context.Context) error {
 	cmd.Dir, cmd.Env = a.dir, a.env
 	cmd.Stdout, cmd.Stderr = outW, errW
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: a.cred}
-	err = cmd.Start()
+	err = rtsched.Start(cmd, a.log) // at normal scheduling, not resmon's
 	outW.Close()
 	errW.Close()
 	if err != nil {
@@ -370,9 +371,14 @@ func (a *app) IsAlive(ctx context.Context) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: a.cred}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second
-	out, err := cmd.CombinedOutput()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := rtsched.Start(cmd, a.log) // at normal scheduling, not resmon's
+	if err == nil {
+		err = cmd.Wait()
+	}
 	if err != nil {
-		msg := strings.TrimSpace(string(out))
+		msg := strings.TrimSpace(out.String())
 		if len(msg) > 200 {
 			msg = msg[:200] + "..."
 		}

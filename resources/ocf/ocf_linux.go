@@ -2,6 +2,7 @@ package ocf
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/wolfpack-ha/wolfpack/gup/db"
+	"github.com/wolfpack-ha/wolfpack/internal/rtsched"
 	"github.com/wolfpack-ha/wolfpack/resources"
 	"golang.org/x/sys/unix"
 )
@@ -119,7 +121,13 @@ func LoadMetadata(ctx context.Context, root, agent string) (*Metadata, error) {
 	cmd.WaitDelay = time.Second
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	err = rtsched.Start(cmd, nil) // at normal scheduling if the caller is real-time
+	if err == nil {
+		err = cmd.Wait()
+	}
+	out := stdout.Bytes()
 	if err != nil {
 		return nil, fmt.Errorf("ocf:%s meta-data: %w: %s", agent, err, strings.TrimSpace(stderr.String()))
 	}
@@ -381,7 +389,7 @@ func (i *instance) start(c call, env []string) (o outcome, p *proc, cmd *exec.Cm
 		errW.Close()
 		return outcome{rc: rcNone, killed: true}, nil, nil, nil
 	}
-	err = cmd.Start()
+	err = rtsched.Start(cmd, i.log) // at normal scheduling, not resmon's
 	outW.Close()
 	errW.Close()
 	if err != nil {

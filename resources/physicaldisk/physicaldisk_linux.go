@@ -1,6 +1,7 @@
 package physicaldisk
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wolfpack-ha/wolfpack/internal/rtsched"
 	"github.com/wolfpack-ha/wolfpack/resources"
 	"github.com/wolfpack-ha/wolfpack/scsi"
 	"golang.org/x/sys/unix"
@@ -259,10 +261,15 @@ func (d *disk) check(ctx context.Context) error {
 	cmd.Env = []string{fsckPath}
 	cmd.WaitDelay = time.Second
 	t0 := time.Now()
-	out, err := cmd.CombinedOutput()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err = rtsched.Start(cmd, d.log) // at normal scheduling, not resmon's
+	if err == nil {
+		err = cmd.Wait()
+	}
 	status := cmd.ProcessState.ExitCode()
 	d.log.Info("filesystem checked", "command", path+" "+strings.Join(args, " "), "status", status,
-		"took", time.Since(t0).Round(time.Millisecond), "output", trim(string(out), 2000))
+		"took", time.Since(t0).Round(time.Millisecond), "output", trim(out.String(), 2000))
 	var ee *exec.ExitError
 	switch {
 	case errors.As(err, &ee) && status >= 0:

@@ -36,6 +36,9 @@ type Keepalived struct {
 	RouterID int
 	// Priority is the instance's priority, 1..254; zero means 100.
 	Priority int
+	// RTPriority, if not 0, is vrrp_rt_priority (1..99): keepalived's
+	// VRRP process at SCHED_RR, as clusterd runs by default.
+	RTPriority int
 }
 
 // KeepalivedBinary is the keepalived the rig runs (Debian's package,
@@ -82,10 +85,17 @@ func (k Keepalived) conf(node int) (string, error) {
 	if k.Priority < 1 || k.Priority > 254 {
 		return "", fmt.Errorf("nscluster: keepalived: priority %d: want 1..254", k.Priority)
 	}
+	if k.RTPriority < 0 || k.RTPriority > 99 {
+		return "", fmt.Errorf("nscluster: keepalived: vrrp_rt_priority %d: want 1..99, or 0 for none", k.RTPriority)
+	}
+	rt := ""
+	if k.RTPriority > 0 {
+		rt = fmt.Sprintf("\tvrrp_rt_priority %d\n", k.RTPriority)
+	}
 	return fmt.Sprintf(`global_defs {
 	router_id node%d
 	vrrp_version %d
-}
+%s}
 
 vrrp_instance VI_1 {
 	state BACKUP
@@ -98,7 +108,7 @@ vrrp_instance VI_1 {
 		%s dev eth0
 	}
 }
-`, node, k.Version, k.RouterID, k.Priority, advert, k.VIP), nil
+`, node, k.Version, rt, k.RouterID, k.Priority, advert, k.VIP), nil
 }
 
 // KeepalivedProc is a keepalived running in a node's namespace: the

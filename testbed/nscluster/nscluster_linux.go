@@ -23,6 +23,7 @@ import (
 	"github.com/wolfpack-ha/wolfpack/clusterapi"
 	"github.com/wolfpack-ha/wolfpack/internal/config"
 	"github.com/wolfpack-ha/wolfpack/internal/core"
+	"github.com/wolfpack-ha/wolfpack/internal/rtsched"
 	"github.com/wolfpack-ha/wolfpack/scsi/iscsi/iscsitest"
 	"github.com/wolfpack-ha/wolfpack/testbed"
 	"github.com/wolfpack-ha/wolfpack/testbed/internal/onsignal"
@@ -111,6 +112,11 @@ type Config struct {
 	// SyncLUN backs the quorum LUN with an O_SYNC file (tgt's --bsoflags
 	// sync): a write is durable when answered, as an fdatasync'd WAL is.
 	SyncLUN bool
+	// StorageRealtime, if not 0, puts tgtd at SCHED_RR at this priority:
+	// the quorum LUN stands for a storage array, whose CPU the nodes'
+	// load does not touch, while here tgtd shares the machine's cores
+	// with them (the CPU-hog soak).
+	StorageRealtime int
 	// Deferred nodes are configured (every config file lists them) but
 	// not started by New; start them with Node(i).Start.
 	Deferred []int
@@ -226,6 +232,13 @@ func New(t testing.TB, cfg Config) *Cluster {
 		topts.BSOFlags = "sync"
 	}
 	c.Tgt = iscsitest.Start(t, topts)
+	if p := cfg.StorageRealtime; p != 0 {
+		n, err := rtsched.SetProcess(c.Tgt.Pid(), p)
+		if err != nil {
+			t.Fatalf("nscluster: tgtd at real-time priority: %v", err)
+		}
+		c.log.Info("tgtd at SCHED_RR", "pid", c.Tgt.Pid(), "priority", p, "threads", n)
+	}
 	// Cleanups run last registered first: this Close (idempotent) stops
 	// the daemons before iscsitest's cleanup stops tgtd.
 	t.Cleanup(func() { c.Close() })

@@ -250,7 +250,7 @@ func newKeepalivedSystem(t *testing.T, label string, version int, advert, timeou
 		t.Fatal(err)
 	}
 	s := &keepalivedSystem{t: t, label: label, c: c, ctx: ctx, echo: echo,
-		kcfg: nscluster.Keepalived{Version: version, Advert: advert, VIP: netip.PrefixFrom(vip, 24)}}
+		kcfg: nscluster.Keepalived{Version: version, Advert: advert, VIP: netip.PrefixFrom(vip, 24), RTPriority: raceRTPriority}}
 	for i := 1; i <= 2; i++ {
 		s.startNode(i)
 	}
@@ -379,6 +379,13 @@ func (s *keepalivedSystem) move(k int) map[string]int64 {
 	return map[string]int64{"outage_ms": ms(o.Gap)}
 }
 
+// raceRTPriority is the SCHED_RR priority of every contestant's daemon,
+// as each runs on a busy machine: clusterd's default realtime_priority
+// (resmon inherits it, what resmon starts does not), keepalived's
+// vrrp_rt_priority, and Wolfpack's tgtd, which stands for a storage
+// array that the nodes' load does not slow down.
+const raceRTPriority = 10
+
 // wolfpackSystem: a two-node Wolfpack cluster at one timing profile with
 // two groups on the same owner: the full virtual server (vs1: address,
 // mDNS name, echo server as a resource) and the IP-only group (ip1: an
@@ -394,7 +401,7 @@ type wolfpackSystem struct {
 
 func newWolfpackSystem(t *testing.T, label, profile string, timeout time.Duration) *wolfpackSystem {
 	t.Helper()
-	r := newRigWith(t, nscluster.Config{Nodes: 2, Timing: nscluster.Timing{Profile: profile}}, timeout)
+	r := newRigWith(t, nscluster.Config{Nodes: 2, Timing: nscluster.Timing{Profile: profile}, StorageRealtime: raceRTPriority}, timeout)
 	// Restarted in place, never pushed, as keepalived leaves a service
 	// where it is: a lease that runs out under load (counted in trouble)
 	// must not move a group between the race's events.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/wolfpack-ha/wolfpack/clusterapi"
 	"github.com/wolfpack-ha/wolfpack/internal/config"
+	"github.com/wolfpack-ha/wolfpack/internal/rtsched"
 	"github.com/wolfpack-ha/wolfpack/testbed/nscluster"
 )
 
@@ -26,7 +27,8 @@ import (
 // well as a suspicion does. Any "peer suspected", "regroup started", a
 // process exit, a change of the resource's state or a failover manager
 // event of the group (a failure, a restart, a claim, an offline) fails it.
-// WOLFPACK_SOAK_NODES sets the size (default 5).
+// WOLFPACK_SOAK_NODES sets the size (default 5); WOLFPACK_SOAK_STORAGE_RT
+// tgtd's SCHED_RR priority (default 10; 0: normal scheduling).
 func TestIntegrationSoakCPUHog(t *testing.T) {
 	durEnv := os.Getenv("WOLFPACK_SOAK")
 	if durEnv == "" {
@@ -47,13 +49,32 @@ func TestIntegrationSoakCPUHog(t *testing.T) {
 	if !ok {
 		t.Fatalf("WOLFPACK_SOAK_PROFILE=%q: unknown profile, want one of %s", profile, strings.Join(config.ProfileNames(), ", "))
 	}
-	c := newCluster(t, nscluster.Config{Nodes: nodes, Timing: nscluster.Timing{Profile: profile}})
+	// tgtd stands for the storage array, which the nodes' hogs do not
+	// load: at SCHED_RR, as the daemons (WOLFPACK_SOAK_STORAGE_RT=0: at
+	// normal scheduling, sharing the cores with the hogs).
+	storageRT := 10
+	if s := os.Getenv("WOLFPACK_SOAK_STORAGE_RT"); s != "" {
+		if storageRT, err = strconv.Atoi(s); err != nil || storageRT < 0 || storageRT > rtsched.MaxPriority {
+			t.Fatalf("WOLFPACK_SOAK_STORAGE_RT=%q: want 0..%d", s, rtsched.MaxPriority)
+		}
+	}
+	c := newCluster(t, nscluster.Config{Nodes: nodes, Timing: nscluster.Timing{Profile: profile}, StorageRealtime: storageRT})
 	ctx, cancel := context.WithTimeout(t.Context(), dur+2*time.Minute)
 	defer cancel()
 	all := ids(nodes)
 	epoch := formCluster(ctx, t, c, all)
 	owner := soakGroup(ctx, t, c, all)
 
+	// clusterd's scheduling (realtime_priority, default SCHED_RR 10;
+	// docs/clusterd.md): reported, so that a run says what it measured.
+	policies := map[string]int{}
+	for _, i := range all {
+		pol, prio, err := rtsched.Policy(c.Node(i).Pid())
+		if err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+		policies[fmt.Sprintf("%s %d", pol, prio)]++
+	}
 	for _, i := range all {
 		if _, err := c.Node(i).Spawn("sh", "-c", "while :; do :; done"); err != nil {
 			t.Fatal(err)
@@ -121,8 +142,8 @@ func TestIntegrationSoakCPUHog(t *testing.T) {
 	if on, err := c.Node(owner).HasAddr(soakVIP); err != nil || !on {
 		t.Errorf("the group's address %v is not on node %d at the end (%v)", soakVIP, owner, err)
 	}
-	t.Logf("SOAK RESULT: profile=%s nodes=%d hogs=%d duration=%v regroup_started=%d peer_suspected=%d network_down=%d exits=%d group_events=%d load_average=%q",
-		profile, nodes, nodes, elapsed.Round(time.Second), regroups, suspected, down, exits, trouble, loadavg())
+	t.Logf("SOAK RESULT: profile=%s nodes=%d hogs=%d duration=%v regroup_started=%d peer_suspected=%d network_down=%d exits=%d group_events=%d load_average=%q clusterd_scheduling=%v tgtd_rr_priority=%d",
+		profile, nodes, nodes, elapsed.Round(time.Second), regroups, suspected, down, exits, trouble, loadavg(), policies, storageRT)
 	if regroups+suspected+exits+trouble > 0 {
 		t.Errorf("false suspicion or failover under CPU load: %d regroups, %d suspicions, %d exits, %d events of the group", regroups, suspected, exits, trouble)
 	}
