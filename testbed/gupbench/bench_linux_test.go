@@ -320,7 +320,7 @@ func TestIntegrationBenchGUP(t *testing.T) {
 		chosen = append(chosen, sys)
 	}
 	t.Logf("machine: %d CPUs, load average %s; %d runs: %d warm-up + %d sequential updates, %d clients × %v",
-		numCPU(), loadavg(), k.runs, k.warm, k.seq, k.clients, k.duration)
+		numCPU(), loadgen.LoadAvg(), k.runs, k.warm, k.seq, k.clients, k.duration)
 	t.Log(syncCost(t, os.TempDir()))
 
 	type key struct {
@@ -366,7 +366,7 @@ func TestIntegrationBenchGUP(t *testing.T) {
 	if len(order) == 0 {
 		return
 	}
-	t.Logf("machine at the end: load average %s", loadavg())
+	t.Logf("machine at the end: load average %s", loadgen.LoadAvg())
 
 	// The reference: etcd's first size, its first client path.
 	var ref *key
@@ -436,7 +436,7 @@ const seqBlocks = 4
 func runOnce(t *testing.T, tg *target, k knobs) *measured {
 	ctx := t.Context()
 	t0 := time.Now()
-	t.Logf("%s; load average %s", tg.note, loadavg())
+	t.Logf("%s; load average %s", tg.note, loadgen.LoadAvg())
 	m := &measured{}
 	cpu0 := sampleCPU(tg.pids)
 	// Every path warms up, then the paths take turns, seqBlocks blocks
@@ -502,7 +502,7 @@ func runOnce(t *testing.T, tg *target, k knobs) *measured {
 		t.Log(tg.after(ctx))
 	}
 	m.took = time.Since(t0)
-	t.Logf("measuring took %v; load average %s", m.took.Round(time.Millisecond), loadavg())
+	t.Logf("measuring took %v; load average %s", m.took.Round(time.Millisecond), loadgen.LoadAvg())
 	return m
 }
 
@@ -536,18 +536,6 @@ func numCPU() int {
 		}
 	}
 	return n
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 // cpuSample is CPU time in clock ticks: the machine's, busy and total

@@ -63,3 +63,17 @@ func ProcSwitches(pid int) uint64 {
 	}
 	return n
 }
+
+// LoadAvg returns the machine's 1, 5 and 15 minute load averages as
+// /proc/loadavg writes them ("?" if unreadable), for a benchmark's log.
+func LoadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}

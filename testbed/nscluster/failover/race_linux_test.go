@@ -99,7 +99,7 @@ func TestIntegrationBenchRace(t *testing.T) {
 			systems = append(systems, newWolfpackSystem(t, n, "fast", timeout))
 		}
 	}
-	t.Logf("race: %d rounds of %s; load average at the start: %s", runs, strings.Join(names, ", "), loadavg())
+	t.Logf("race: %d rounds of %s; load average at the start: %s", runs, strings.Join(names, ", "), loadgen.LoadAvg())
 
 	results := map[string][]int64{} // "system crash series" → ms per round
 	var order []string
@@ -148,7 +148,7 @@ func TestIntegrationBenchRace(t *testing.T) {
 				t.Logf("RACE %s trouble over the whole run: %s", s.name(), tr.trouble())
 			}
 		}
-		t.Logf("race done; load average at the end: %s", loadavg())
+		t.Logf("race done; load average at the end: %s", loadgen.LoadAvg())
 	}
 	// A round that could not finish (t.Fatal) still leaves the rounds before it.
 	summaryDone := false
@@ -172,7 +172,7 @@ func TestIntegrationBenchRace(t *testing.T) {
 			t.Logf("round=%d %s move: %s", k, s.name(), render(m))
 			add(s.name(), "move", m)
 		}
-		t.Logf("round=%d done, load average %s", k, loadavg())
+		t.Logf("round=%d done, load average %s", k, loadgen.LoadAvg())
 	}
 
 	summary()
@@ -190,18 +190,6 @@ func render(m map[string]int64) string {
 		fmt.Fprintf(&b, "%s=%d ", k, m[k])
 	}
 	return strings.TrimSpace(b.String())
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 // probeOutage waits for an answer from node to since the event, then

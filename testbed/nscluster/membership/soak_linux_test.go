@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wolfpack-ha/wolfpack/testbed/loadgen"
+
 	"github.com/wolfpack-ha/wolfpack/clusterapi"
 	"github.com/wolfpack-ha/wolfpack/internal/config"
 	"github.com/wolfpack-ha/wolfpack/internal/rtsched"
@@ -87,7 +89,7 @@ func TestIntegrationSoakCPUHog(t *testing.T) {
 	mark := c.Mark()
 	start := time.Now()
 	t.Logf("soak: %d nodes, %d CPU hogs, %v, profile %s (heartbeat %v x %d, disk beat %v, lease %v), epoch %s, group %s online on node %d; load average %s",
-		nodes, nodes, dur, profile, timing.HeartbeatInterval, timing.HeartbeatThreshold, timing.HeartbeatInterval, timing.Lease, epoch, soakGroupName, owner, loadavg())
+		nodes, nodes, dur, profile, timing.HeartbeatInterval, timing.HeartbeatThreshold, timing.HeartbeatInterval, timing.Lease, epoch, soakGroupName, owner, loadgen.LoadAvg())
 
 	// Watch for the whole duration; the first regroup or exit is reported
 	// at once but the soak goes on, to count everything.
@@ -143,7 +145,7 @@ func TestIntegrationSoakCPUHog(t *testing.T) {
 		t.Errorf("the group's address %v is not on node %d at the end (%v)", soakVIP, owner, err)
 	}
 	t.Logf("SOAK RESULT: profile=%s nodes=%d hogs=%d duration=%v regroup_started=%d peer_suspected=%d network_down=%d exits=%d group_events=%d load_average=%q clusterd_scheduling=%v tgtd_rr_priority=%d",
-		profile, nodes, nodes, elapsed.Round(time.Second), regroups, suspected, down, exits, trouble, loadavg(), policies, storageRT)
+		profile, nodes, nodes, elapsed.Round(time.Second), regroups, suspected, down, exits, trouble, loadgen.LoadAvg(), policies, storageRT)
 	if regroups+suspected+exits+trouble > 0 {
 		t.Errorf("false suspicion or failover under CPU load: %d regroups, %d suspicions, %d exits, %d events of the group", regroups, suspected, exits, trouble)
 	}
@@ -206,18 +208,6 @@ func groupTrouble(e nscluster.Event) bool {
 		return true
 	}
 	return false
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 func heartbeatsAccepted(ctx context.Context, t *testing.T, c *nscluster.Cluster, i int) uint64 {
