@@ -1,34 +1,17 @@
 package boot
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/wolfpack-ha/wolfpack/internal/testlog"
 )
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestSupervisor: a program killed by a signal and one that exits 1 are
 // started again; exit 4 (evicted) ends the supervision, as
@@ -40,7 +23,7 @@ func TestSupervisor(t *testing.T) {
 	count := filepath.Join(t.TempDir(), "runs")
 	script := `n=$(cat ` + count + ` 2>/dev/null || echo 0); n=$((n+1)); echo $n > ` + count + `; echo run $n
 case $n in 1) kill -9 $$;; 2) exit 1;; *) exit 4;; esac`
-	var logs, out syncBuf
+	var logs, out testlog.Buffer
 	var pids []int
 	s := &Supervisor{
 		Log: slog.New(slog.NewTextHandler(&logs, nil)), Argv: []string{"/bin/sh", "-c", script}, Output: &out,

@@ -13,9 +13,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/wolfpack-ha/wolfpack/internal/testlog"
 
 	"github.com/wolfpack-ha/wolfpack/internal/core"
 	"github.com/wolfpack-ha/wolfpack/internal/quorumio"
@@ -31,22 +32,7 @@ const testTag = 0x574c4650
 var testKey = []byte("0123456789abcdef0123456789abcdef")
 
 // syncBuffer is a log sink shared by a daemon and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer struct{ testlog.Buffer }
 
 // records returns the log records whose msg is msg.
 func (s *syncBuffer) records(msg string) []map[string]any {

@@ -1,39 +1,22 @@
 package genericapp
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/wolfpack-ha/wolfpack/internal/testlog"
 
 	"github.com/wolfpack-ha/wolfpack/gup/db"
 	"github.com/wolfpack-ha/wolfpack/resources"
 )
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // Output lines are logged with the key "output"; IsAlive is the check
 // command's exit status; the Watcher fires when the command exits.
 func TestOutputCheckAndExit(t *testing.T) {
-	var logs syncBuf
+	var logs testlog.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil)).With("resource", "app")
 	i, err := Type{}.Open("app", resources.Props{
 		"command":       db.StringValue(`echo "hello $GREETING"; sleep 0.5; exit 4`),
