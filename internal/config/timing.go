@@ -92,7 +92,7 @@ var Profiles = map[string]Timings{
 		JoinWindow:          500 * time.Millisecond,
 		DefenceDelay:        80 * time.Millisecond,
 		FormDelay:           time.Second,
-		Lease:               300 * time.Millisecond,
+		Lease:               120 * time.Millisecond,
 	},
 }
 
