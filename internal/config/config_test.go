@@ -233,6 +233,11 @@ func TestProfiles(t *testing.T) {
 		dflt.JoinWindow != time.Second || dflt.DefenceDelay != 150*time.Millisecond || dflt.FormDelay != 1500*time.Millisecond {
 		t.Errorf("the default profile changed: %+v (docs/membership.md, \"Timings\")", dflt)
 	}
+	if fast.HeartbeatInterval != 30*time.Millisecond || fast.HeartbeatThreshold != 4 || fast.QuorumCheckInterval != 500*time.Millisecond ||
+		fast.JoinWindow != 500*time.Millisecond || fast.DefenceDelay != 80*time.Millisecond || fast.FormDelay != time.Second ||
+		fast.Lease != 120*time.Millisecond {
+		t.Errorf("the fast profile changed: %+v (docs/clusterd.md, \"Timing profiles\", and the soak and race in BENCHMARKS.md)", fast)
+	}
 	noTiming := strings.Replace(sample, "[timing]\nheartbeat_interval = \"100ms\"\nheartbeat_threshold = 5\nquorum_check_interval = \"1s\"\n", "", 1)
 	if noTiming == sample {
 		t.Fatal("no [timing] to remove")

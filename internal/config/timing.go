@@ -69,10 +69,11 @@ type Timings struct {
 const DefaultProfile = "default"
 
 // Profiles are the timing profiles by name. "default" is the timing every
-// measurement in BENCHMARKS.md was taken with. "fast" is provisional: its
-// heartbeat (30 ms × 4) is the one the failover tests' frozen-owner and
-// partition runs use; its final values are measured in a later issue with
-// a CPU-hog soak.
+// measurement in BENCHMARKS.md that names no profile was taken with.
+// "fast": heartbeat 30 ms × 4 and a 120 ms lease, held by the CPU-hog soak
+// with clusterd at real-time priority (BENCHMARKS.md, "False-suspicion
+// soak" and "Race against keepalived", run D; docs/clusterd.md, "Timing
+// profiles").
 var Profiles = map[string]Timings{
 	"default": {
 		Profile:             "default",
@@ -92,7 +93,7 @@ var Profiles = map[string]Timings{
 		JoinWindow:          500 * time.Millisecond,
 		DefenceDelay:        80 * time.Millisecond,
 		FormDelay:           time.Second,
-		Lease:               300 * time.Millisecond,
+		Lease:               120 * time.Millisecond,
 	},
 }
 
