@@ -151,16 +151,15 @@ bench-idle: deps
 # at the timing profile SOAK_PROFILE (default or fast), a group with an
 # address online throughout; any suspicion, regroup or lease that runs out
 # fails it (root).
-# The rig's files, the LUN's among them, go on tmpfs (SOAK_TMPDIR): tgtd
-# stands for a storage array, which acknowledges a FUA write from its cache,
-# not for this machine's shared disk (BENCHMARKS.md, "False-suspicion soak").
+# The rig's files and the quorum LUN's backing file go to SOAK_TMPDIR
+# (tmpfs): the LUN stands for a storage array, which acknowledges a write
+# from its cache, not for this machine's disk (BENCHMARKS.md,
+# "False-suspicion soak"); tgtd runs at SCHED_RR for the same reason.
 SOAK ?= 10m
 SOAK_PROFILE ?= default
-SOAK_TMPDIR ?= /dev/shm/wolfpack-soak
+SOAK_TMPDIR ?= /dev/shm
 soak: deps
-	mkdir -p $(SOAK_TMPDIR)
 	TMPDIR=$(SOAK_TMPDIR) WOLFPACK_SOAK=$(SOAK) WOLFPACK_SOAK_PROFILE=$(SOAK_PROFILE) $(GO) test -count=1 -p 1 -timeout 30m -run 'TestIntegrationSoakCPUHog' -v ./testbed/nscluster/membership/
-	rmdir $(SOAK_TMPDIR) 2>/dev/null || true
 
 clean:
 	rm -rf bin dist .cache/deb

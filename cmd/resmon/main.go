@@ -73,8 +73,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer conn.Close()
 	// clusterd's real-time policy, inherited; the resources' programs
 	// start at normal scheduling (internal/rtsched).
+	// The lock is not inherited: a real-time resmon, the lease's
+	// enforcer, locks its own memory as clusterd does.
 	if pol, prio, err := rtsched.Policy(0); err == nil {
-		log.Info("resmon scheduling", "policy", pol, "priority", prio, "children", "SCHED_OTHER")
+		locked := false
+		if pol == "SCHED_RR" || pol == "SCHED_FIFO" {
+			if err := rtsched.LockMemory(); err != nil {
+				log.Warn("memory not locked", "err", err.Error())
+			} else {
+				locked = true
+			}
+		}
+		log.Info("resmon scheduling", "policy", pol, "priority", prio, "memory_locked", locked, "children", "SCHED_OTHER")
 	}
 	types := map[string]resources.Type{}
 	for _, t := range []resources.Type{genericapp.Type{StateDir: *stateDir}, genericservice.Type{}, ipaddr.Type{}, netname.Type{},

@@ -316,6 +316,9 @@ func TestIntegrationResmonAppNormalScheduling(t *testing.T) {
 	if got := policyOf(t, strconv.Itoa(p.PID)); got != 2 {
 		t.Fatalf("resmon %d: policy %d, want 2 (SCHED_RR)", p.PID, got)
 	}
+	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.PID)); err != nil || !strings.Contains(string(st), "VmLck:") || strings.Contains(string(st), "VmLck:\t       0 kB") {
+		t.Errorf("resmon %d at SCHED_RR did not lock its memory (%v)", p.PID, err)
+	}
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", p.PID))
 	if err != nil {
 		t.Fatal(err)

@@ -48,12 +48,18 @@ func Realtime(prio int) (Result, error) {
 	if err != nil {
 		return r, err
 	}
-	if err := unix.Mlockall(unix.MCL_CURRENT | unix.MCL_FUTURE | unix.MCL_ONFAULT); err != nil {
-		r.LockErr = fmt.Errorf("rtsched: lock memory: %w", os.NewSyscallError("mlockall", err))
-	} else {
-		r.Locked = true
-	}
+	r.LockErr = LockMemory()
+	r.Locked = r.LockErr == nil
 	return r, nil
+}
+
+// LockMemory locks the process's memory as Realtime does: every page as
+// it is first touched, now and later (mlockall with MCL_ONFAULT).
+func LockMemory() error {
+	if err := unix.Mlockall(unix.MCL_CURRENT | unix.MCL_FUTURE | unix.MCL_ONFAULT); err != nil {
+		return fmt.Errorf("rtsched: lock memory: %w", os.NewSyscallError("mlockall", err))
+	}
+	return nil
 }
 
 // SetProcess sets every thread of process pid to SCHED_RR at prio, as
