@@ -8,7 +8,7 @@ FUZZTIME  ?= 5s
 INTEGRATION_TIMEOUT ?= 20m
 INTEGRATION_RUN     ?= TestIntegration
 
-.PHONY: all build deb appliance deps check test unit sim mutants fuzz integration testbed demo bench bench-membership bench-net bench-gup bench-resmon bench-failover bench-race bench-vm bench-idle soak clean
+.PHONY: all build deb appliance reproducible deps check test unit sim mutants fuzz integration testbed demo bench bench-membership bench-net bench-gup bench-resmon bench-failover bench-race bench-vm bench-idle soak clean
 
 all: build
 
@@ -28,6 +28,11 @@ deb:
 # SHA256SUMS; the same commit builds the same bytes.
 appliance: deps
 	$(GO) run ./cmd/wolfpack-appliance build -o dist/appliance -version "$$(./scripts/version.sh)"
+
+# Shows it: builds the appliance twice from scratch and compares every
+# output byte for byte (several minutes; not in make test).
+reproducible: deps
+	$(GO) test -count=1 -timeout 40m -run 'TestApplianceReproducible' -v ./initramfs/
 
 # Static gates: formatting, vet, and a go.mod that `go mod tidy` leaves alone.
 check:
