@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/mdlayher/packet"
-
-	"github.com/wolfpack-ha/wolfpack/testbed/netns"
 )
 
 // Frame is one answer of the echo server as it arrived on the client's
@@ -56,12 +54,7 @@ func CaptureFrames(ns, ifname string, from netip.AddrPort) (*Frames, error) {
 		f.conn, err = packet.Listen(ifi, packet.Raw, 0x0800, nil) // ETH_P_IP
 		return err
 	}
-	var err error
-	if ns == "" {
-		err = open()
-	} else {
-		err = netns.Visit(ns, open)
-	}
+	err := inNS(ns, open)
 	if err != nil {
 		return nil, fmt.Errorf("probe: capture on %s in %q: %w", ifname, ns, err)
 	}

@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-
-	"github.com/wolfpack-ha/wolfpack/testbed/netns"
 )
 
 // NameAnswer is one mDNS answer to a NameProber's query.
@@ -32,9 +30,7 @@ type NameProber struct {
 	Name     string
 	Interval time.Duration
 
-	conn *net.UDPConn
-	stop chan struct{}
-	wg   sync.WaitGroup
+	udpLoop
 
 	mu      sync.Mutex
 	sent    map[uint16]time.Time
@@ -46,18 +42,13 @@ type NameProber struct {
 // namespace ns ("": the caller's), whose routing table must send
 // 224.0.0.251 out of the interface that reaches the responders.
 func StartName(ns, name string, interval time.Duration) (*NameProber, error) {
-	p := &NameProber{Name: dns.Fqdn(name), Interval: interval, stop: make(chan struct{}), sent: map[uint16]time.Time{}}
+	p := &NameProber{Name: dns.Fqdn(name), Interval: interval, udpLoop: udpLoop{stop: make(chan struct{})}, sent: map[uint16]time.Time{}}
 	listen := func() error {
 		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero})
 		p.conn = c
 		return err
 	}
-	var err error
-	if ns == "" {
-		err = listen()
-	} else {
-		err = netns.Visit(ns, listen)
-	}
+	err := inNS(ns, listen)
 	if err != nil {
 		return nil, fmt.Errorf("probe: name prober of %s: %w", name, err)
 	}
@@ -128,19 +119,6 @@ func (p *NameProber) recv() {
 		}
 		p.mu.Unlock()
 	}
-}
-
-// Close stops the prober (again: no-op).
-func (p *NameProber) Close() error {
-	select {
-	case <-p.stop:
-		return nil
-	default:
-	}
-	close(p.stop)
-	p.conn.Close()
-	p.wg.Wait()
-	return nil
 }
 
 // Answers returns every answer so far, in the order received, and the

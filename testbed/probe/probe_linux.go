@@ -11,8 +11,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/wolfpack-ha/wolfpack/testbed/netns"
 )
 
 // Reply is one answer of testbed/probe/echo to the Prober.
@@ -49,9 +47,7 @@ type Prober struct {
 	Target   netip.AddrPort
 	Interval time.Duration
 
-	conn *net.UDPConn
-	stop chan struct{}
-	wg   sync.WaitGroup
+	udpLoop
 
 	mu      sync.Mutex
 	sent    []time.Time // by sequence number
@@ -62,18 +58,13 @@ type Prober struct {
 // Start starts a Prober of target from the network namespace ns ("": the
 // caller's); Close stops it.
 func Start(ns string, target netip.AddrPort, interval time.Duration) (*Prober, error) {
-	p := &Prober{Target: target, Interval: interval, stop: make(chan struct{}), changed: make(chan struct{})}
+	p := &Prober{Target: target, Interval: interval, udpLoop: udpLoop{stop: make(chan struct{})}, changed: make(chan struct{})}
 	dial := func() error {
 		conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(target))
 		p.conn = conn
 		return err
 	}
-	var err error
-	if ns == "" {
-		err = dial()
-	} else {
-		err = netns.Visit(ns, dial)
-	}
+	err := inNS(ns, dial)
 	if err != nil {
 		return nil, fmt.Errorf("probe: prober of %v: %w", target, err)
 	}
@@ -131,19 +122,6 @@ func (p *Prober) recv() {
 		}
 		p.mu.Unlock()
 	}
-}
-
-// Close stops the prober (again: no-op).
-func (p *Prober) Close() error {
-	select {
-	case <-p.stop:
-		return nil
-	default:
-	}
-	close(p.stop)
-	p.conn.Close()
-	p.wg.Wait()
-	return nil
 }
 
 // Replies returns every answer so far, in the order received.
