@@ -185,6 +185,9 @@ func (a *app) Online(ctx context.Context) error {
 		return fmt.Errorf("start %q: %w", a.command, err)
 	}
 	cmd := exec.Command("/bin/sh", "-c", a.command)
+	if argv, ok := directArgv(a.command, strings.TrimPrefix(BasePath, "PATH=")); ok {
+		cmd = exec.Command(argv[0], argv[1:]...)
+	}
 	cmd.Dir, cmd.Env = a.dir, a.env
 	cmd.Stdout, cmd.Stderr = outW, errW
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: a.cred}
@@ -367,6 +370,9 @@ func (a *app) IsAlive(ctx context.Context) error {
 		return err
 	}
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", a.check)
+	if argv, ok := directArgv(a.check, strings.TrimPrefix(BasePath, "PATH=")); ok {
+		cmd = exec.CommandContext(ctx, argv[0], argv[1:]...)
+	}
 	cmd.Dir, cmd.Env = a.dir, a.env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: a.cred}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
