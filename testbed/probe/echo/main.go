@@ -2,10 +2,11 @@
 // Prober): a UDP server that answers every datagram with the datagram
 // followed by "@", the value of $WOLFPACK_PROBE_ID, "/" and the name of
 // the network namespace it runs in (ip netns's name: which node), so that
-// a client sees both that the service answers and who answers. It runs as
-// a generic_application resource's command:
+// a client sees both that the service answers and who answers (with
+// -hostname, the host name stands for an unset $WOLFPACK_PROBE_ID). It
+// runs as a generic_application resource's command:
 //
-//	echo -listen 0.0.0.0:7777
+//	echo -listen 0.0.0.0:7777 -hostname
 //
 // IPv4 only. Each answer leaves from the address the datagram was sent to.
 //
@@ -30,8 +31,13 @@ const IDEnv = "WOLFPACK_PROBE_ID"
 
 func main() {
 	listen := flag.String("listen", "0.0.0.0:7777", "UDP address to serve")
+	hostname := flag.Bool("hostname", false, "the host name is the id when $"+IDEnv+" is unset")
 	flag.Parse()
-	if err := serve(*listen, os.Getenv(IDEnv)+"/"+netnsName()); err != nil {
+	id := os.Getenv(IDEnv)
+	if *hostname && id == "" {
+		id, _ = os.Hostname()
+	}
+	if err := serve(*listen, id+"/"+netnsName()); err != nil {
 		fmt.Fprintln(os.Stderr, "echo:", err)
 		os.Exit(1)
 	}
