@@ -121,7 +121,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		{"resource", "create", "web-ip", "--group", group, "--type", "ip_address", "address=" + vip.String(), "prefix_len=24", "interface=eth0"},
 		{"resource", "create", "web-name", "--group", group, "--type", "network_name", "name=web", "mode=mdns", "--depends-on", "web-ip"},
 		{"resource", "create", "web-app", "--group", group, "--type", "generic_application",
-			fmt.Sprintf("command=WOLFPACK_PROBE_ID=$(hostname) exec probe-echo -listen 0.0.0.0:%d", echoPort), "--depends-on", "web-ip"},
+			fmt.Sprintf("command=probe-echo -listen 0.0.0.0:%d -hostname", echoPort), "--depends-on", "web-ip"},
 	} {
 		p("  node1$ cluster %s", strings.Join(c, " "))
 		// A member's node object reaches the database just after it
