@@ -57,4 +57,15 @@ const (
 	BuiltinPing  = "@ping"  // replies with exit 0
 	BuiltinDisks = "@disks" // stdout: JSON array of Disk
 	BuiltinClock = "@clock" // stdout: the guest's wall clock, Unix nanoseconds
+	BuiltinProcs = "@procs" // stdout: JSON array of Proc, every process
 )
+
+// Proc is one process of the guest, from /proc/PID/stat: read by the
+// agent itself, as a script's programs each cost tens of milliseconds
+// under TCG, more when real-time threads hold the guest's one CPU.
+type Proc struct {
+	Pid   int    `json:"pid"`
+	PPid  int    `json:"ppid"`
+	Comm  string `json:"comm"`
+	State string `json:"state"` // R, S, D, Z, T...
+}

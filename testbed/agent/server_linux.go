@@ -131,6 +131,15 @@ func (s *Server) handle(ctx context.Context, req Request) Response {
 		resp.Stdout = strconv.AppendInt(nil, time.Now().UnixNano(), 10)
 		resp.Exit = 0
 		return resp
+	case BuiltinProcs:
+		procs, err := ListProcs("/proc")
+		if err != nil {
+			resp.Error = err.Error()
+			return resp
+		}
+		resp.Stdout, _ = json.Marshal(procs)
+		resp.Exit = 0
+		return resp
 	case BuiltinDisks:
 		disks, err := ListDisks("/sys")
 		if err != nil {
