@@ -3,6 +3,7 @@ package testbed
 import (
 	"archive/tar"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -49,8 +50,13 @@ type Appliance struct {
 	Cluster string
 	// Timing is the node files' timing profile (cluster create --timing),
 	// "default" when empty. Either way the [timing] gets
-	// heartbeat_threshold = 20 and lease = "1s", as TCG guests are slow.
+	// heartbeat_threshold = HeartbeatThreshold and lease = Lease, as TCG
+	// guests are slow.
 	Timing string
+	// HeartbeatThreshold and Lease are the node files' timing overrides
+	// for TCG: 20 and 1 s when zero.
+	HeartbeatThreshold int
+	Lease              time.Duration
 }
 
 // applianceImages are the files a testbed boots in appliance mode.
@@ -167,19 +173,35 @@ func writeAtomic(path string, write func(io.Writer) error) error {
 	return os.Rename(tmp.Name(), path)
 }
 
-// guestQuorumDevice is the quorum LUN's stable name in the guests: the
-// /dev/disk/by-id link the appliance's init makes from the LUN's NAA
-// designator, as Linux picks it for device/wwid. It reads VPD page 0x83
-// through the host's own iSCSI initiator.
+// guestQuorumDevice is the quorum LUN's stable name in the guests.
 func (tb *Testbed) guestQuorumDevice(ctx context.Context) (string, error) {
-	s, err := iscsi.Open(ctx, tb.LUNURL(), iscsi.Config{InitiatorName: tb.tgt.Target + ":host"})
+	return tb.guestDiskID(ctx, 1)
+}
+
+// GuestDataDisk is the data LUN's stable name in the appliance's guests
+// (Config.DataLUNSize), the same on every node: the /dev/disk/by-id link
+// the appliance's init makes.
+func (tb *Testbed) GuestDataDisk(ctx context.Context) (string, error) {
+	if tb.DataLUNPath() == "" {
+		return "", fmt.Errorf("testbed: no data LUN")
+	}
+	return tb.guestDiskID(ctx, dataLUN)
+}
+
+// guestDiskID is LUN lun's /dev/disk/by-id link in the guests, which the
+// appliance's init makes from the LUN's NAA designator, as Linux picks
+// it for device/wwid. It reads VPD page 0x83 through the host's own
+// iSCSI initiator.
+func (tb *Testbed) guestDiskID(ctx context.Context, lun int) (string, error) {
+	url := fmt.Sprintf("iscsi://%s/%s/%d", tb.tgt.Portal, tb.tgt.Target, lun)
+	s, err := iscsi.Open(ctx, url, iscsi.Config{InitiatorName: tb.tgt.Target + ":host"})
 	if err != nil {
-		return "", fmt.Errorf("open the quorum LUN from the host: %w", err)
+		return "", fmt.Errorf("open LUN %d from the host: %w", lun, err)
 	}
 	defer s.Close()
 	ds, err := scsi.DeviceIdentification(ctx, s)
 	if err != nil {
-		return "", fmt.Errorf("quorum LUN's device identification: %w", err)
+		return "", fmt.Errorf("LUN %d's device identification: %w", lun, err)
 	}
 	var best []byte
 	for _, d := range ds {
@@ -188,7 +210,7 @@ func (tb *Testbed) guestQuorumDevice(ctx context.Context) (string, error) {
 		}
 	}
 	if best == nil {
-		return "", fmt.Errorf("the quorum LUN has no NAA designator: %v", ds)
+		return "", fmt.Errorf("LUN %d has no NAA designator: %v", lun, ds)
 	}
 	return "/dev/disk/by-id/wwn-0x" + hex.EncodeToString(best), nil
 }
@@ -245,7 +267,7 @@ func (tb *Testbed) makeClusterFiles(ctx context.Context) error {
 		if err := run(append([]string{"join", bundle, "--node", fmt.Sprintf("node%d", n), "--quorum", dev, "--etc", etc, "--force"}, nets...)...); err != nil {
 			return err
 		}
-		if err := guestPaths(filepath.Join(etc, "node.toml"), etc); err != nil {
+		if err := guestPaths(filepath.Join(etc, "node.toml"), etc, ap); err != nil {
 			return err
 		}
 	}
@@ -254,8 +276,8 @@ func (tb *Testbed) makeClusterFiles(ctx context.Context) error {
 
 // guestPaths rewrites a node file written under hostDir so that its paths
 // name /etc/wolfpack and network k's interface is the guest's ethK (k from
-// 1), and slows its timing for TCG.
-func guestPaths(nodeFile, hostDir string) error {
+// 1), and slows its timing for TCG (ap's HeartbeatThreshold and Lease).
+func guestPaths(nodeFile, hostDir string, ap *Appliance) error {
 	b, err := os.ReadFile(nodeFile)
 	if err != nil {
 		return err
@@ -276,9 +298,9 @@ func guestPaths(nodeFile, hostDir string) error {
 	for k := range f.Networks {
 		f.Networks[k].Interface = fmt.Sprintf("eth%d", k+1)
 	}
-	threshold := 20
+	threshold, lease := cmp.Or(ap.HeartbeatThreshold, 20), cmp.Or(ap.Lease, time.Second)
 	f.Timing.HeartbeatThreshold = &threshold
-	f.Timing.Lease = config.DurationOf(time.Second)
+	f.Timing.Lease = config.DurationOf(lease)
 	return f.WriteFile(nodeFile)
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -107,10 +108,11 @@ func TestIntegrationNodeKilled(t *testing.T) {
 // TestIntegrationNodeFrozenThawed: the owner's VM is frozen (its CPUs
 // stopped) for long enough that the other node takes the group and the
 // disks; thawed, it finds itself fenced and its clusterd halts; started
-// again, it rejoins.
+// again by the appliance's init, it rejoins.
 func TestIntegrationNodeFrozenThawed(t *testing.T) {
 	s := begin(t, 2, 0)
 	n := s.c.tb.Node(s.owner)
+	pid := s.c.clusterdPid(s.ctx, s.owner)
 	fault := time.Now()
 	s.must(n.Freeze())
 	thawed := false
@@ -125,15 +127,14 @@ func TestIntegrationNodeFrozenThawed(t *testing.T) {
 	s.w.recoveredNow(s.ctx)
 	s.must(n.Thaw())
 	thawed = true
-	tail, err := s.c.waitClusterdExit(s.ctx, s.owner, 60*time.Second)
+	tail, err := s.c.waitClusterdExit(s.ctx, s.owner, pid, 60*time.Second)
 	if err != nil {
 		t.Fatalf("the thawed node%d did not halt: %v\n%s", s.owner, err, tail)
 	}
 	t.Logf("node%d thawed, its clusterd halted:\n%s", s.owner, tail)
 	res, _ := s.c.sh(s.ctx, s.owner, "grep -c refused /var/log/lunwriter.log; tail -n 3 /var/log/lunwriter.log")
 	t.Logf("node%d's writer after the thaw (writes refused, last lines): %s", s.owner, strings.TrimSpace(string(res.Stdout)))
-	s.must(s.c.startClusterd(s.ctx, s.owner))
-	s.must(s.c.waitMembers(s.ctx, 120*time.Second))
+	s.must(s.c.waitMembers(s.ctx, 180*time.Second))
 	s.w.finish(fault, outcome{owner: s.other, moves: 1})
 }
 
@@ -143,14 +144,15 @@ func TestIntegrationNodeFrozenThawed(t *testing.T) {
 func TestIntegrationOnePrivateNetworkCut(t *testing.T) {
 	s := begin(t, 2, 0)
 	n := s.c.tb.Node(s.owner)
+	pids := s.c.clusterdPids(s.ctx)
 	fault := time.Now()
 	s.must(n.Cut(1))
 	time.Sleep(10 * time.Second)
 	s.must(n.Restore(1))
 	s.w.finish(fault, outcome{owner: s.owner, moves: 0, maxOutage: time.Second})
-	for i := 1; i <= s.c.n; i++ {
-		if !s.c.clusterdAlive(s.ctx, i) {
-			t.Errorf("node%d's clusterd is gone after a single private network's cut", i)
+	for i, pid := range s.c.clusterdPids(s.ctx) {
+		if pid != pids[i] {
+			t.Errorf("node%d's clusterd %d is gone after a single private network's cut (now %d)", i+1, pids[i], pid)
 		}
 	}
 }
@@ -158,11 +160,13 @@ func TestIntegrationOnePrivateNetworkCut(t *testing.T) {
 // TestIntegrationAllPrivateNetworksCut: the non-owner's cables on both
 // private networks are pulled: the nodes see each other only through the
 // quorum disk, which decides: one node keeps the cluster and the group,
-// the other's clusterd halts. Cables back and clusterd started again, it
+// the other's clusterd halts. Its init starts it again, and again while it
+// cannot join (the survivor defends the quorum disk); cables back, it
 // rejoins.
 func TestIntegrationAllPrivateNetworksCut(t *testing.T) {
 	s := begin(t, 2, 0)
 	n := s.c.tb.Node(s.other)
+	pids := s.c.clusterdPids(s.ctx)
 	fault := time.Now()
 	s.must(n.Cut(1))
 	s.must(n.Cut(2))
@@ -177,7 +181,7 @@ func TestIntegrationAllPrivateNetworksCut(t *testing.T) {
 	var halted, survivor int
 	err := poll(s.ctx, "one node to halt", 120*time.Second, func() error {
 		for i := 1; i <= 2; i++ {
-			if !s.c.clusterdAlive(s.ctx, i) {
+			if s.c.clusterdPid(s.ctx, i) != pids[i-1] {
 				halted, survivor = i, 3-i
 				return nil
 			}
@@ -185,7 +189,7 @@ func TestIntegrationAllPrivateNetworksCut(t *testing.T) {
 		return fmt.Errorf("both clusterd still run")
 	})
 	s.must(err)
-	tail, _ := s.c.waitClusterdExit(s.ctx, halted, 10*time.Second)
+	tail, _ := s.c.waitClusterdExit(s.ctx, halted, pids[halted-1], 10*time.Second)
 	t.Logf("the disk path decided: node%d survives, node%d halted:\n%s", survivor, halted, tail)
 	st, err := s.c.status(s.ctx, survivor)
 	s.must(err)
@@ -202,12 +206,11 @@ func TestIntegrationAllPrivateNetworksCut(t *testing.T) {
 	s.must(n.Restore(1))
 	s.must(n.Restore(2))
 	restored = true
-	if !s.c.clusterdAlive(s.ctx, survivor) {
-		tail, _ := s.c.waitClusterdExit(s.ctx, survivor, 10*time.Second)
+	if pid := s.c.clusterdPid(s.ctx, survivor); pid != pids[survivor-1] {
+		tail, _ := s.c.waitClusterdExit(s.ctx, survivor, pids[survivor-1], 10*time.Second)
 		t.Fatalf("the survivor node%d halted too (no node kept the cluster):\n%s", survivor, tail)
 	}
-	s.must(s.c.startClusterd(s.ctx, halted))
-	s.must(s.c.waitMembers(s.ctx, 120*time.Second))
+	s.must(s.c.waitMembers(s.ctx, 180*time.Second))
 	s.w.finish(fault, outcome{owner: survivor, moves: moves})
 }
 
@@ -235,18 +238,16 @@ func TestIntegrationPublicNetworkCut(t *testing.T) {
 
 // TestIntegrationClusterdKilled: the owner's clusterd is SIGKILLed: its
 // resmon takes the resources down, the other node takes the group over;
-// clusterd started again rejoins.
+// the clusterd the appliance's init starts again rejoins.
 func TestIntegrationClusterdKilled(t *testing.T) {
 	s := begin(t, 2, 0)
 	fault := time.Now()
-	s.must(s.c.signalClusterd(s.ctx, s.owner, "KILL"))
-	_, err := s.c.waitClusterdExit(s.ctx, s.owner, 30*time.Second)
+	_, err := s.c.signalClusterd(s.ctx, s.owner, syscall.SIGKILL)
 	s.must(err)
 	_, err = s.c.waitOnline(s.ctx, s.other, 120*time.Second)
 	s.must(err)
 	s.w.recoveredNow(s.ctx)
-	s.must(s.c.startClusterd(s.ctx, s.owner))
-	s.must(s.c.waitMembers(s.ctx, 120*time.Second))
+	s.must(s.c.waitMembers(s.ctx, 180*time.Second))
 	s.w.finish(fault, outcome{owner: s.other, moves: 1})
 }
 
@@ -255,7 +256,7 @@ func TestIntegrationClusterdKilled(t *testing.T) {
 func TestIntegrationResmonKilled(t *testing.T) {
 	s := begin(t, 2, 0)
 	fault := time.Now()
-	pid, err := s.c.killComm(s.ctx, s.owner, "resmon", s.c.clusterdPid(s.owner))
+	pid, err := s.c.killComm(s.ctx, s.owner, "resmon", s.c.clusterdPid(s.ctx, s.owner))
 	t.Logf("killed node%d's resmon (%s)", s.owner, pid)
 	s.must(err)
 	s.w.finish(fault, outcome{owner: s.owner, moves: 0})
@@ -301,8 +302,10 @@ func TestIntegrationPlannedMove(t *testing.T) {
 }
 
 // failback: the group on node1 (preferred) with the failback window
-// [start, end); node1's clusterd is killed, the group fails over to
-// node2; node1's clusterd starts again and joins.
+// [start, end); node1's VM loses its power, the group fails over to
+// node2; node1 is powered on again and the appliance joins. (Not
+// clusterd killed: the appliance's init starts it again within seconds,
+// and it joined before the group had come online on node2.)
 func failback(t *testing.T, start, end int) (*scenario, time.Time) {
 	s := begin(t, 2, 1)
 	_, err := s.c.cli(s.ctx, 1, "group", "set", group, "failback=window",
@@ -316,13 +319,11 @@ func failback(t *testing.T, start, end int) (*scenario, time.Time) {
 		}
 	})
 	fault := time.Now()
-	s.must(s.c.signalClusterd(s.ctx, 1, "KILL"))
-	_, err = s.c.waitClusterdExit(s.ctx, 1, 30*time.Second)
-	s.must(err)
+	s.must(s.c.tb.Node(1).Kill())
 	_, err = s.c.waitOnline(s.ctx, 2, 120*time.Second)
 	s.must(err)
-	s.must(s.c.startClusterd(s.ctx, 1))
-	s.must(s.c.waitMembers(s.ctx, 120*time.Second))
+	s.must(s.c.reboot(s.ctx, 1))
+	s.must(s.c.waitMembers(s.ctx, 180*time.Second))
 	return s, fault
 }
 
@@ -343,9 +344,11 @@ func TestIntegrationFailbackOutsideWindow(t *testing.T) {
 	s.w.finish(fault, outcome{owner: 2, moves: 1})
 }
 
-// TestIntegrationRollingRestart: on three nodes, each node's clusterd in
-// turn is stopped (SIGTERM: it drains, its groups move), started again,
-// and rejoins; the virtual server stays online, each move a planned one.
+// TestIntegrationRollingRestart: on three nodes, each node in turn is
+// restarted: its clusterd stopped (SIGTERM: it drains, its groups move,
+// it exits 0 and the appliance's init leaves it stopped), the VM powered
+// off and on, and the appliance rejoins; the virtual server stays online,
+// each move a planned one.
 func TestIntegrationRollingRestart(t *testing.T) {
 	s := begin(t, 3, 0)
 	fault := time.Now()
@@ -357,11 +360,12 @@ func TestIntegrationRollingRestart(t *testing.T) {
 			moves++
 		}
 		t0 := time.Now()
-		s.must(s.c.signalClusterd(s.ctx, i, "TERM"))
-		tail, err := s.c.waitClusterdExit(s.ctx, i, 120*time.Second)
+		pid, err := s.c.signalClusterd(s.ctx, i, syscall.SIGTERM)
 		s.must(err)
-		s.must(s.c.startClusterd(s.ctx, i))
-		s.must(s.c.waitMembers(s.ctx, 120*time.Second))
+		tail, err := s.c.waitClusterdExit(s.ctx, i, pid, 120*time.Second)
+		s.must(err)
+		s.must(s.c.reboot(s.ctx, i))
+		s.must(s.c.waitMembers(s.ctx, 180*time.Second))
 		t.Logf("node%d restarted in %v (it owned the group: %v); its clusterd's last words:\n%s", i, time.Since(t0).Round(time.Millisecond), owner == i, tail)
 	}
 	owner, err := s.c.waitOnline(s.ctx, 0, 60*time.Second)
