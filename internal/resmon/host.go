@@ -60,7 +60,8 @@ type host struct {
 	out  *outbox
 
 	mu         sync.Mutex
-	leaseUntil int64 // CLOCK_MONOTONIC ns; 0: none
+	leaseUntil int64         // CLOCK_MONOTONIC ns; 0: none
+	leaseNew   chan struct{} // closed (and replaced) when a lease message arrives
 	res        map[string]*res
 	quit       chan struct{}
 	workers    sync.WaitGroup
@@ -99,7 +100,7 @@ func Serve(ctx context.Context, conn io.ReadWriteCloser, opt Options) error {
 	}
 	base, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	h := &host{opt: opt, log: log, base: base, res: map[string]*res{}, quit: make(chan struct{})}
+	h := &host{opt: opt, log: log, base: base, res: map[string]*res{}, quit: make(chan struct{}), leaseNew: make(chan struct{})}
 	h.out = newOutbox(conn, log)
 	defer h.out.close()
 
@@ -195,6 +196,8 @@ func (h *host) lease(until int64, t *time.Timer) {
 	h.mu.Lock()
 	had := h.leaseUntil
 	h.leaseUntil = until
+	close(h.leaseNew)
+	h.leaseNew = make(chan struct{})
 	h.mu.Unlock()
 	now := Monotonic()
 	if until <= now {
@@ -554,8 +557,11 @@ func (h *host) exec(r *res, m Message, gen uint64, mon *monitor) *monitor {
 	return nil
 }
 
+// leaseGrace bounds how long an online waits for a lease (see waitLease).
+const leaseGrace = time.Second
+
 func (h *host) online(r *res, m Message, gen uint64) *monitor {
-	if !h.leaseValid() {
+	if !h.waitLease(r, gen, min(time.Duration(m.PendingTimeoutMs)*time.Millisecond, leaseGrace)) {
 		h.report(r, gen, resources.Failed, "no lease")
 		return nil
 	}
@@ -624,6 +630,39 @@ func (h *host) online(r *res, m Message, gen uint64) *monitor {
 		mon.fails = w.Failures()
 	}
 	return mon
+}
+
+// waitLease reports whether this node holds a lease, waiting for one for
+// at most max. clusterd sends an online only while its node core counts
+// the lease as valid, but the core counts in ticks, which lag the
+// monotonic clock on a loaded machine: an online can arrive just after
+// the lease ran out by resmon's clock and just before the disk beat that
+// renews it. Refusing at once would count as the resource's failure and
+// spend its restarts in milliseconds; nothing is started before the
+// lease is valid either way. It gives up early when another command for
+// the resource is queued or gen is aborted.
+func (h *host) waitLease(r *res, gen uint64, max time.Duration) bool {
+	deadline := time.NewTimer(max)
+	defer deadline.Stop()
+	for {
+		h.mu.Lock()
+		valid, next, other := h.leaseValidLocked(), h.leaseNew, r.gen != gen || len(r.queue) > 0
+		h.mu.Unlock()
+		switch {
+		case valid:
+			return true
+		case other:
+			return false
+		}
+		select {
+		case <-next:
+		case <-r.wake: // a command queued: the loop sees it
+		case <-deadline.C:
+			return false
+		case <-h.quit:
+			return false
+		}
+	}
 }
 
 func (h *host) offline(r *res, gen uint64) {

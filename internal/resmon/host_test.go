@@ -571,3 +571,32 @@ func TestKillWhileAWorkerWaits(t *testing.T) {
 		t.Fatalf("after the kills: %d in flight, terminated %v; want 0, true", r.killing, r.terminated)
 	}
 }
+
+// An online that arrives just before the lease's renewal waits for it
+// (within its pending timeout, at most leaseGrace) instead of failing;
+// one followed by another command gives up at once.
+func TestOnlineWaitsForLease(t *testing.T) {
+	h := newHarness(t, Options{})
+	m := online("a")
+	m.PendingTimeoutMs = 5000
+	h.send(m)
+	time.Sleep(50 * time.Millisecond)
+	h.lease(time.Hour)
+	h.expect("a", resources.OnlinePending, "")
+	h.expect("a", resources.Online, "")
+
+	h.send(Message{Op: OpLease, UntilNs: 0}) // revoked: a goes offline
+	h.expect("a", resources.Offline, "lease revoked")
+	start := time.Now()
+	m = online("b")
+	m.PendingTimeoutMs = 5000
+	h.send(m)
+	h.send(Message{Op: OpOffline, Resource: "b"})
+	h.expect("b", resources.Failed, "no lease")
+	if d := time.Since(start); d >= leaseGrace {
+		t.Errorf("an online followed by an offline waited %v for the lease; want it to give up at once", d)
+	}
+	if got := h.typ.callsOf("b"); len(got) != 0 {
+		t.Errorf("b: calls %v without a lease", got)
+	}
+}
