@@ -43,7 +43,7 @@ type Config struct {
 	// patience: a peer whose heartbeats arrive is slow (a busy machine, a
 	// TCG guest), not gone, and leaving it out would prune or fence a
 	// healthy node. 0: the timeouts alone (docs/membership.md, "Slow
-	// members").
+	// members, late joiners and a live owner").
 	PatienceTicks int
 
 	// MayAck reports whether this node may tell a sponsor that it spares

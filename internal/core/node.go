@@ -265,7 +265,7 @@ func New(cfg Config) (*Node, error) {
 		Cluster: cfg.ClusterTag, Self: cfg.Self, Incarnation: cfg.Incarnation, Nodes: cfg.Nodes, Secret: cfg.Secret,
 		FormTicks: cfg.JoinWindowTicks, ArbitrationTicks: cfg.ArbitrationTicks,
 		// A peer still heard is waited for up to the detector's suspicion
-		// time (docs/membership.md, "Slow members").
+		// time (docs/membership.md, "Slow members, late joiners and a live owner").
 		PatienceTicks: cfg.HeartbeatTicks * cfg.HeartbeatThreshold,
 		MayAck:        func(j nodes.ID) bool { return self == nil || self.arb == nil || !self.arb.preempting(j) },
 		Logger:        log.With("core", "regroup"),
