@@ -342,7 +342,9 @@ func (n *Node) tickRegroup() {
 			if resend {
 				n.sendAll(rg.survivors&^rg.acks, n.pruneMsg())
 			}
-		case elapsed >= int64(n.cfg.ArbitrationTicks):
+		case n.waitOver(elapsed, n.cfg.ArbitrationTicks, n.cfg.ArbitrationTicks+n.cfg.PatienceTicks, NodeSet(0).Add(rg.leader)):
+			// The leader may first wait up to the patience for the other
+			// survivors' acknowledgements.
 			n.timeout(NodeSet(0).Add(rg.leader), "leader's arbitration and install")
 		}
 	case StageCleanup1, StageCleanup2:
