@@ -284,6 +284,19 @@ func (d *Detector) Alive() NodeSet {
 	return s
 }
 
+// InCluster is the set of peers currently alive whose last heartbeat
+// carried a membership epoch: members of a cluster (a node that is not a
+// member sends epoch 0).
+func (d *Detector) InCluster() NodeSet {
+	var s NodeSet
+	for _, p := range d.order {
+		if p.alive && p.epoch != 0 {
+			s = s.Add(p.id)
+		}
+	}
+	return s
+}
+
 // PeerView is what the detector knows of one peer.
 type PeerView struct {
 	Alive       bool

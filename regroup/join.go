@@ -28,6 +28,7 @@ type joinState struct {
 	sponsor   NodeID
 	target    NodeID // redirect: where to probe
 	formRound uint64
+	heldOff   bool // logged that a live cluster is heard, so no form
 }
 
 type sponsorPhase uint8
@@ -159,13 +160,29 @@ func (n *Node) tickJoin() {
 	formAfter := int64(n.cfg.FormTicks + int(n.cfg.Self-1)*n.cfg.FormStaggerTicks)
 	if jn.phase == joinProbe {
 		if n.now-max(jn.contact, jn.started) >= formAfter {
-			n.form()
-			return
+			// A node forms only when it can find no cluster: one whose
+			// members it hears (their heartbeats carry an epoch) is
+			// alive, its owner would have to defend the disk against
+			// this node, and on a slow machine it may not in time (the
+			// QEMU fault matrix: a restarted node preempted the live
+			// owner). Keep asking to join.
+			if live := n.inCluster & n.alive; live != 0 {
+				if !jn.heldOff {
+					n.log.Info("not forming: members of a live cluster are heard; asking to join again", "members", live)
+					jn.heldOff = true
+				}
+				jn.contact = n.now
+			} else {
+				n.form()
+				return
+			}
 		}
 		n.tickJoinProbe()
 		return
 	}
-	if n.now-jn.attempt >= int64(n.cfg.JoinTicks) {
+	// One attempt may take two join spans while its sponsor is heard: the
+	// sponsor waits up to one span at each of its steps.
+	if n.waitOver(n.now-jn.attempt, n.cfg.JoinTicks, 2*n.joinSpan(), NodeSet(0).Add(jn.sponsor)) {
 		n.send(Message{Type: MsgJoinAbort, To: jn.sponsor, Joiner: n.cfg.Self, Reason: "joiner timed out"})
 		n.joinFailed(fmt.Sprintf("join through sponsor %d timed out", jn.sponsor), false)
 	}
@@ -427,7 +444,15 @@ func (n *Node) abortSponsoring(reason string) {
 	if sp.phase == spIdle {
 		return
 	}
-	if sp.phase == spCommit || sp.phase == spWelcome {
+	// Committed at some members but not welcomed: the joiner has not
+	// installed, so the regroup that follows takes it out. After the
+	// Welcome went out it may have (only its WelcomeAck is late or
+	// lost): every member counts it in, and marking it restarted here
+	// would make the sponsor alone stop hearing it, so that a regroup led
+	// by the joiner (the lowest id after a rolling restart) pruned the
+	// sponsor (the QEMU fault matrix). A joiner that never installed asks
+	// to join again, which regroups it out, or goes silent.
+	if sp.phase == spCommit {
 		n.restarted = n.restarted.Add(sp.joiner)
 	}
 	n.send(Message{Type: MsgJoinAbort, To: sp.joiner, Joiner: sp.joiner, Reason: reason})
@@ -443,7 +468,7 @@ func (n *Node) tickSponsor() {
 		}
 		return
 	}
-	if n.now-sp.since >= int64(n.cfg.JoinTicks) {
+	if n.waitOver(n.now-sp.since, n.cfg.JoinTicks, n.joinSpan(), NodeSet(0).Add(sp.joiner)) {
 		n.abortSponsoring("sponsor timed out")
 		if n.rg.stage == StageStabilized && n.restarted != 0 {
 			n.beginRegroup()

@@ -35,6 +35,17 @@ type Config struct {
 	ResendTicks, ActivateTicks, StageTicks, ArbitrationTicks int
 	JoinTicks, JoinRetryTicks, FormTicks, FormStaggerTicks   int
 
+	// PatienceTicks is how long a wait for a peer the failure detector
+	// still hears may last: the detector's suspicion time (the node core
+	// passes heartbeat interval × threshold). A regroup stage, a sponsor
+	// or a joiner that waits for such a peer gives up after its own
+	// timeout only if the peer is no longer heard, else after the
+	// patience: a peer whose heartbeats arrive is slow (a busy machine, a
+	// TCG guest), not gone, and leaving it out would prune or fence a
+	// healthy node. 0: the timeouts alone (docs/membership.md, "Slow
+	// members, late joiners and a live owner").
+	PatienceTicks int
+
 	// MayAck reports whether this node may tell a sponsor that it spares
 	// joiner's key now (AnnounceAck; for a sponsor: send it JoinState, so
 	// that it registers). The node core says no while a PREEMPT of that
@@ -84,6 +95,7 @@ type Node struct {
 	restarted NodeSet    // members heard with a new incarnation: their old self is gone
 	evict     NodeSet    // evictions requested here, not yet carried out
 	banned    NodeSet    // nodes an administrator evicted (SetEvicted): their joins are refused
+	inCluster NodeSet    // peers whose heartbeats say they are members of a cluster (SetInCluster)
 	announced [65]int64  // tick a sponsor last announced each joiner (0: never)
 	holdKey   bool       // registered on the quorum disk (as far as we know)
 
@@ -157,7 +169,7 @@ func (n *Node) Member() bool { return n.state == StateUp || n.state == StatePaus
 func (n *Node) Joining() NodeSet {
 	var s NodeSet
 	for id := NodeID(1); id <= 64; id++ {
-		if t := n.announced[id]; t != 0 && n.now-t <= int64(2*n.cfg.JoinTicks) && !n.members.Has(id) {
+		if t := n.announced[id]; t != 0 && n.now-t <= int64(2*n.joinSpan()) && !n.members.Has(id) {
 			s = s.Add(id)
 		}
 	}
@@ -225,6 +237,30 @@ func (n *Node) PeerUp(peer NodeID) {
 	n.alive = n.alive.Add(peer)
 	n.suspected = n.suspected.Remove(peer)
 }
+
+// SetInCluster tells the node which peers the failure detector hears as
+// members of a cluster (their heartbeats carry a membership epoch). A
+// joining node that hears one does not form: a live cluster exists, and
+// forming would only contend with its owner for the quorum disk; it keeps
+// asking to join (docs/membership.md, "Join").
+func (n *Node) SetInCluster(s NodeSet) { n.inCluster = s.Remove(n.cfg.Self) }
+
+// waitOver reports whether a wait that began elapsed ticks ago for the
+// peers in missing is over: after base ticks when none of them is heard
+// any more, after long ticks (at least the patience) while one is.
+func (n *Node) waitOver(elapsed int64, base, long int, missing NodeSet) bool {
+	if elapsed < int64(base) {
+		return false
+	}
+	if missing&n.alive == 0 || n.cfg.PatienceTicks <= 0 {
+		return true
+	}
+	return elapsed >= int64(max(base, long, n.cfg.PatienceTicks))
+}
+
+// joinSpan is how long one step of a join may wait for a peer that is
+// still heard.
+func (n *Node) joinSpan() int { return max(n.cfg.JoinTicks, n.cfg.PatienceTicks) }
 
 // PeerDown tells the node the failure detector suspects peer.
 func (n *Node) PeerDown(peer NodeID) {

@@ -137,7 +137,10 @@ func (n *Node) maybeEndActivate() {
 	if n.rg.stage != StageActivate {
 		return
 	}
-	if n.expected()&^n.rg.responders != 0 && n.now-n.rg.since < int64(n.cfg.ActivateTicks) {
+	// Every member this node hears answers, or the wait is over: 100 ms
+	// for members no longer heard, the patience for those still heard (a
+	// late answer from a slow member must not get it pruned).
+	if missing := n.expected() &^ n.rg.responders; missing != 0 && !n.waitOver(n.now-n.rg.since, n.cfg.ActivateTicks, 0, missing) {
 		return
 	}
 	// Stage 2, Closing: the leader is the lowest id that answered.
@@ -161,7 +164,7 @@ func (n *Node) maybeDecide() {
 	if n.rg.stage != StageClosing || n.rg.leader != n.cfg.Self {
 		return
 	}
-	if n.rg.responders&^n.rg.closing != 0 && n.now-n.rg.since < int64(n.cfg.StageTicks) {
+	if missing := n.rg.responders &^ n.rg.closing; missing != 0 && !n.waitOver(n.now-n.rg.since, n.cfg.StageTicks, 0, missing) {
 		return
 	}
 	n.recordOwnRow()
@@ -315,8 +318,10 @@ func (n *Node) tickRegroup() {
 			n.maybeDecide()
 			return
 		}
-		// The leader may wait StageTicks for every Closing before it decides.
-		if elapsed >= int64(2*n.cfg.StageTicks+n.cfg.ActivateTicks) {
+		// The leader may wait StageTicks for every Closing before it
+		// decides, and up to the patience in Activate and again in Closing
+		// for members it still hears.
+		if n.waitOver(elapsed, 2*n.cfg.StageTicks+n.cfg.ActivateTicks, 2*n.cfg.PatienceTicks+n.cfg.StageTicks, NodeSet(0).Add(rg.leader)) {
 			n.timeout(NodeSet(0).Add(rg.leader), "leader's pruning decision")
 			return
 		}
@@ -330,14 +335,16 @@ func (n *Node) tickRegroup() {
 		case leader && rg.arbitrate:
 			// The arbiter always answers.
 		case leader:
-			if elapsed >= int64(n.cfg.StageTicks) {
+			if n.waitOver(elapsed, n.cfg.StageTicks, 0, rg.survivors&^rg.acks) {
 				n.timeout(rg.survivors&^rg.acks, "pruning acknowledgements")
 				return
 			}
 			if resend {
 				n.sendAll(rg.survivors&^rg.acks, n.pruneMsg())
 			}
-		case elapsed >= int64(n.cfg.ArbitrationTicks):
+		case n.waitOver(elapsed, n.cfg.ArbitrationTicks, n.cfg.ArbitrationTicks+n.cfg.PatienceTicks, NodeSet(0).Add(rg.leader)):
+			// The leader may first wait up to the patience for the other
+			// survivors' acknowledgements.
 			n.timeout(NodeSet(0).Add(rg.leader), "leader's arbitration and install")
 		}
 	case StageCleanup1, StageCleanup2:

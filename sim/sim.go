@@ -154,6 +154,13 @@ type Sim struct {
 
 	unreservedAt int64 // last time the target held no reservation
 
+	// Scenario hooks (the seeds leave them alone): lag is extra one-way
+	// delay of every datagram and message to or from a node, a machine
+	// that runs late (a TCG guest) rather than one that stops; dropMsg,
+	// if set, loses the regroup messages it returns true for.
+	lag     [65]int64
+	dropMsg func(m regroup.Message) bool
+
 	wl workload
 	fm fmState
 
@@ -608,7 +615,7 @@ func (s *Sim) sendHeartbeat(from *node, snd heartbeat.Send) {
 	}
 	to := s.nodes[snd.To]
 	for range copies {
-		d := s.netDelay()
+		d := s.netDelay() + s.lag[from.id] + s.lag[snd.To]
 		s.after(d, func() {
 			if !to.running || to.frozen {
 				return
@@ -625,6 +632,10 @@ func (s *Sim) sendHeartbeat(from *node, snd heartbeat.Send) {
 // sendMessage carries a regroup message over the first private network
 // that connects the two nodes (the daemon's RPC fails over between them).
 func (s *Sim) sendMessage(m regroup.Message) {
+	if s.dropMsg != nil && s.dropMsg(m) {
+		s.tracef(m.To, "dropped %v", m)
+		return
+	}
 	s.carry(m.From, m.To, func(to *node) {
 		s.tracef(to.id, "<- %v", m)
 		to.core.Step(m)
@@ -651,7 +662,7 @@ func (s *Sim) carry(from, to regroup.NodeID, deliver func(*node)) {
 	}
 	n := s.nodes[to]
 	for range copies {
-		s.after(s.netDelay(), func() {
+		s.after(s.netDelay()+s.lag[from]+s.lag[to], func() {
 			if !n.running || n.frozen {
 				return
 			}

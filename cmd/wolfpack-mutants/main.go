@@ -42,6 +42,10 @@ var (
 		run: "^(TestPartition|TestTwoNode|TestOneNetwork|TestFrozen|TestPruning)"}
 	crash   = checker{name: "quorum log crash test", pkg: "./quorumdisk/", run: "^TestCrashReplay$"}
 	regroup = checker{name: "regroup join tests", pkg: "./regroup/", run: "^TestJoin"}
+	// The membership faults the QEMU fault matrix found: a slow member,
+	// a late WelcomeAck, a restarted node beside a live owner.
+	matrixScenarios = checker{name: "simulator: the matrix's membership faults", pkg: "./sim/",
+		run: "^(TestRegroupWaitsForLateMember|TestLateWelcomeAckKeepsMembers|TestNoFormBesideLiveOwnerHeard|TestNoFormBesideLiveOwnerOnDisk)$"}
 	// The simulator's availability phase loses too few batches to make
 	// this fault likely in 300 seeds; the GUP tests lose one on purpose.
 	gupCatchUp = checker{name: "GUP catch-up tests", pkg: "./gup/", run: "^TestCatchUp"}
@@ -238,6 +242,38 @@ var mutants = []mutant{
 			new: "next = min(next, n.lastBeat+int64(n.cfg.DiskBeatTicks)+1)",
 		}},
 		check: simSeeds,
+	},
+	{
+		name: "regroup: a stage gives up after 100-150 ms on a member the detector still hears",
+		edits: []edit{{file: "regroup/node.go",
+			old: "	if missing&n.alive == 0 || n.cfg.PatienceTicks <= 0 {",
+			new: "	if true {",
+		}},
+		check: matrixScenarios,
+	},
+	{
+		name: "a sponsor regroups out a joiner it welcomed whose WelcomeAck is late",
+		edits: []edit{{file: "regroup/join.go",
+			old: "	if sp.phase == spCommit {\n		n.restarted = n.restarted.Add(sp.joiner)",
+			new: "	if sp.phase == spCommit || sp.phase == spWelcome {\n		n.restarted = n.restarted.Add(sp.joiner)",
+		}},
+		check: matrixScenarios,
+	},
+	{
+		name: "a joining node forms while it hears a member of a live cluster",
+		edits: []edit{{file: "regroup/join.go",
+			old: "			if live := n.inCluster & n.alive; live != 0 {",
+			new: "			if live := n.inCluster & 0; live != 0 {",
+		}},
+		check: matrixScenarios,
+	},
+	{
+		name: "a forming node ignores a slot that moved during the form delay",
+		edits: []edit{{file: "internal/core/arbiter.go",
+			old: "		if id, ok := a.slotMoved(r.Slots); ok {",
+			new: "		if id, ok := a.slotMoved(r.Slots); ok && id == 0 {",
+		}},
+		check: matrixScenarios,
 	},
 }
 

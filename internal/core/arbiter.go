@@ -55,23 +55,25 @@ func (o arbOp) String() string {
 type arbStep uint8
 
 const (
-	stepIdle         arbStep = iota
-	stepFormRegister         // claim (form): REGISTER own key
-	stepInspectKeys          // claim: READ KEYS: still registered?
-	stepInspectRes           // claim: READ RESERVATION: holder? -> wait
-	stepWait                 // claim: waiting the class's delay (ticks)
-	stepFenceKeys            // claim: READ KEYS: who is outside?
-	stepFencePreempt         // claim: PREEMPT of one outsider
-	stepFenceRes             // claim: READ RESERVATION: a member holds it?
-	stepReserve              // claim: RESERVE
-	stepRegister             // register: REGISTER own key
-	stepRegisterRes          // register: READ RESERVATION: holder a member?
-	stepUnregister           // unregister / undo a register
-	stepCheckKeys            // check: READ KEYS
-	stepCheckRes             // check: READ RESERVATION
-	stepCheckPreempt         // check: PREEMPT outsiders, one at a time
-	stepCheckReserve         // check: RESERVE (no holder, this node leads)
-	stepCheckTake            // check: PREEMPT a departed holder (this node leads)
+	stepIdle           arbStep = iota
+	stepFormRegister           // claim (form): REGISTER own key
+	stepInspectKeys            // claim: READ KEYS: still registered?
+	stepInspectRes             // claim: READ RESERVATION: holder? -> wait
+	stepFormSlots              // claim (form, disk in use): READ the slots before the wait
+	stepWait                   // claim: waiting the class's delay (ticks)
+	stepFormSlotsAgain         // claim (form): READ the slots after the wait: did a member beat?
+	stepFenceKeys              // claim: READ KEYS: who is outside?
+	stepFencePreempt           // claim: PREEMPT of one outsider
+	stepFenceRes               // claim: READ RESERVATION: a member holds it?
+	stepReserve                // claim: RESERVE
+	stepRegister               // register: REGISTER own key
+	stepRegisterRes            // register: READ RESERVATION: holder a member?
+	stepUnregister             // unregister / undo a register
+	stepCheckKeys              // check: READ KEYS
+	stepCheckRes               // check: READ RESERVATION
+	stepCheckPreempt           // check: PREEMPT outsiders, one at a time
+	stepCheckReserve           // check: RESERVE (no holder, this node leads)
+	stepCheckTake              // check: PREEMPT a departed holder (this node leads)
 )
 
 // ArbiterConfig configures the arbiter; durations are in ticks.
@@ -110,6 +112,10 @@ type arbiter struct {
 	pending     struct{ register, unregister, check bool }
 	joinMembers nodes.Set // register: the membership being joined
 
+	// slots: a forming node's read of the heartbeat slots before its
+	// wait, compared with one after it.
+	slots []Slot
+
 	owner  bool   // this node holds the reservation, as last seen
 	taking uint64 // stepCheckTake: the departed holder's key
 	// noAbort is only for reporting; the fallback itself lives in scsi.
@@ -127,7 +133,7 @@ func (a *arbiter) issue(step arbStep, c DiskCommand) {
 
 func (a *arbiter) idle() {
 	a.op, a.step, a.cmd = opNone, stepIdle, 0
-	a.victims = nil
+	a.victims, a.slots = nil, nil
 	switch {
 	case a.pending.unregister:
 		a.pending.unregister = false
@@ -160,7 +166,7 @@ func (a *arbiter) claim(req regroup.Arbitration) {
 		// replace it: a claim decides the registrations anyway.
 		a.op = opNone
 	}
-	a.op, a.req, a.steps = opClaim, req, 0
+	a.op, a.req, a.steps, a.slots = opClaim, req, 0, nil
 	if req.Class == regroup.ClassForm {
 		a.issue(stepFormRegister, DiskCommand{Op: DiskRegister, Key: a.key})
 		return
@@ -236,7 +242,35 @@ func (a *arbiter) stepClaim(r DiskResult) {
 		a.victims = nil
 		if wait > 0 {
 			a.node.event(Event{Kind: EventArbitrationWaits, Round: a.req.Round, Class: a.req.Class, Ticks: int64(wait), Owner: holder})
-			a.step, a.cmd, a.waitEnd = stepWait, 0, a.node.now+int64(wait)
+			a.waitEnd = a.node.now + int64(wait)
+			if a.req.Class == regroup.ClassForm {
+				// A disk in use: find out whether a member still beats on
+				// it (docs/design.md, "Quorum arbitration": a live owner
+				// defends; its disk heartbeat shows it is alive).
+				a.issue(stepFormSlots, DiskCommand{Op: DiskReadSlots})
+				return
+			}
+			a.step, a.cmd = stepWait, 0
+			return
+		}
+		a.fence()
+	case stepFormSlots:
+		if r.Outcome != OK {
+			fail("read the heartbeat slots")
+			return
+		}
+		a.slots = slices.Clone(r.Slots)
+		a.step, a.cmd = stepWait, 0
+		if a.node.now >= a.waitEnd {
+			a.waitOver()
+		}
+	case stepFormSlotsAgain:
+		if r.Outcome != OK {
+			fail("read the heartbeat slots")
+			return
+		}
+		if id, ok := a.slotMoved(r.Slots); ok {
+			a.claimDone(false, fmt.Sprintf("node %d wrote its disk heartbeat slot during the form delay: a live cluster holds the disk, join it", id))
 			return
 		}
 		a.fence()
@@ -290,6 +324,38 @@ func (a *arbiter) stepClaim(r DiskResult) {
 		a.owner = true
 		a.claimDone(true, "")
 	}
+}
+
+// waitOver ends a claim's wait: a forming node reads the slots again
+// first, the others fence.
+func (a *arbiter) waitOver() {
+	if a.req.Class == regroup.ClassForm && a.slots != nil {
+		a.issue(stepFormSlotsAgain, DiskCommand{Op: DiskReadSlots})
+		return
+	}
+	a.fence()
+}
+
+// slotMoved reports a node other than this one whose slot changed
+// (counter or incarnation) between the form wait's two reads: a member
+// that wrote its disk heartbeat meanwhile, so a live one.
+func (a *arbiter) slotMoved(after []Slot) (nodes.ID, bool) {
+	for _, s := range after {
+		if s.Node == a.cfg.Self || !s.Node.Valid() {
+			continue
+		}
+		i := slices.IndexFunc(a.slots, func(b Slot) bool { return b.Node == s.Node })
+		if i < 0 {
+			if s.Counter != 0 {
+				return s.Node, true
+			}
+			continue
+		}
+		if b := a.slots[i]; b.Counter != s.Counter || b.Incarnation != s.Incarnation {
+			return s.Node, true
+		}
+	}
+	return 0, false
 }
 
 // fence reads the keys again: PREEMPT the next outsider, or check the
@@ -497,7 +563,7 @@ func (a *arbiter) preempting(id nodes.ID) bool {
 
 func (a *arbiter) tick() {
 	if a.op == opClaim && a.step == stepWait && a.node.now >= a.waitEnd {
-		a.fence()
+		a.waitOver()
 	}
 }
 

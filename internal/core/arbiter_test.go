@@ -152,6 +152,14 @@ func (h *arbHarness) run(t *testing.T, c transcript.Case) string {
 			r.Outcome, r.Err = Failed, "timeout"
 		}
 		r.Keys = keysOf(t, c.Arg("keys"))
+		// slots=NODE:COUNTER,...: a read of the heartbeat slots.
+		for _, f := range strings.Split(c.Arg("slots"), ",") {
+			if id, ctr, ok := strings.Cut(f, ":"); ok {
+				i, _ := strconv.Atoi(id)
+				k, _ := strconv.Atoi(ctr)
+				r.Slots = append(r.Slots, Slot{Node: nodes.ID(i), Counter: uint64(k), Incarnation: 1})
+			}
+		}
 		if hd := c.Arg("holder"); hd != "" {
 			r.Reserved, r.Holder = true, keysOf(t, hd)[0]
 		}

@@ -264,8 +264,11 @@ func New(cfg Config) (*Node, error) {
 	rg, err := regroup.New(regroup.Config{
 		Cluster: cfg.ClusterTag, Self: cfg.Self, Incarnation: cfg.Incarnation, Nodes: cfg.Nodes, Secret: cfg.Secret,
 		FormTicks: cfg.JoinWindowTicks, ArbitrationTicks: cfg.ArbitrationTicks,
-		MayAck: func(j nodes.ID) bool { return self == nil || self.arb == nil || !self.arb.preempting(j) },
-		Logger: log.With("core", "regroup"),
+		// A peer still heard is waited for up to the detector's suspicion
+		// time (docs/membership.md, "Slow members, late joiners and a live owner").
+		PatienceTicks: cfg.HeartbeatTicks * cfg.HeartbeatThreshold,
+		MayAck:        func(j nodes.ID) bool { return self == nil || self.arb == nil || !self.arb.preempting(j) },
+		Logger:        log.With("core", "regroup"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("core: membership: %w", err)
@@ -320,6 +323,9 @@ func (n *Node) Evict(peer nodes.ID) error {
 func (n *Node) Tick() {
 	n.now++
 	n.det.Tick()
+	if n.rg.State() == regroup.StateJoining {
+		n.rg.SetInCluster(n.det.InCluster())
+	}
 	n.rg.Tick()
 	n.arb.tick()
 	n.gup.Tick()
