@@ -20,9 +20,12 @@ import (
 // ApplianceModules are the kernel modules of the appliance (their
 // dependencies are added, loaded first): virtio PCI, SCSI disks with sg
 // (the quorum and data LUNs through SG_IO), virtio-scsi, virtio-blk (the
-// config disk), virtio-net, and the software watchdog resmon can pet.
+// config disk), virtio-net, the software watchdog resmon can pet, and
+// virtio-rng: in a virtual machine whose CPU has no RDRAND (QEMU's TCG)
+// the kernel's random pool waits for it, and every getrandom with it
+// (docs/appliance.md, "Boot time").
 var ApplianceModules = []string{
-	"virtio_pci", "virtio_scsi", "sd_mod", "sg", "virtio_net", "virtio_blk", "softdog",
+	"virtio_pci", "virtio_scsi", "sd_mod", "sg", "virtio_net", "virtio_blk", "softdog", "virtio_rng",
 }
 
 // Commands are the u-root commands of the appliance (u-root's cmds/core),
@@ -45,7 +48,14 @@ const DefaultStub = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"
 // no_timer_check: in a virtual machine on a busy host (QEMU's TCG here)
 // the kernel's check of the IO-APIC timer can miss its ticks and panic
 // at boot ("IO-APIC + timer doesn't work"); cloud images pass it too.
-const DefaultCmdline = "console=tty0 console=ttyS0,115200 panic=10 no_timer_check quiet"
+const DefaultCmdline = "console=tty0 console=ttyS0,115200 panic=10 no_timer_check quiet " + BootOptions
+
+// BootOptions are the kernel options of the appliance's command line
+// that shorten its boot (docs/appliance.md, "Boot time"):
+// cryptomgr.notests=1 skips the kernel's self-tests of its own crypto
+// algorithms (the appliance uses none of them; fips=1 runs them
+// regardless), about 1 s under TCG.
+const BootOptions = "cryptomgr.notests=1"
 
 // Options describe an appliance build.
 type Options struct {

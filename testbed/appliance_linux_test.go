@@ -2,11 +2,13 @@ package testbed
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -35,13 +37,17 @@ func bootAppliance(t *testing.T, nodes int, uefi bool) (*Testbed, []time.Duratio
 		Appliance: &Appliance{UEFI: uefi, Cluster: "wolfpack"}})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	// Every node is watched at once: one node's time does not include
+	// the wait for another's.
 	times := make([]time.Duration, nodes)
+	errs := make([]error, nodes)
+	var wg sync.WaitGroup
 	for i, n := range tb.Nodes() {
-		d, err := n.WaitMember(ctx, nodes)
-		if err != nil {
-			t.Fatal(err)
-		}
-		times[i] = d
+		wg.Go(func() { times[i], errs[i] = n.WaitMember(ctx, nodes) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
 	}
 	return tb, times
 }

@@ -55,8 +55,9 @@
 // second archive appended holding the agent, the guest tools and
 // Config.Binaries; the appliance's init (cmd/wolfpack-init) sets the guest up
 // and runs the agent in its serve-only mode, so Node.Run and the rest work
-// the same. Appliance.UEFI boots it as a UEFI image under OVMF. Each node
-// has a config disk (virtio-blk, a tar archive) with boot.conf (host name,
+// the same; its VMs get a virtio-rng device (the guest's entropy).
+// Appliance.UEFI boots it as a UEFI image under OVMF. Each node has a
+// config disk (virtio-blk, a tar archive) with boot.conf (host name,
 // NICs, disks) and the files of EtcDir(N); with Appliance.Cluster the
 // testbed fills those with cluster create and cluster join run on the host
 // (the quorum LUN formatted through iscsi://, the node files naming it by

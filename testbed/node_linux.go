@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wolfpack-ha/wolfpack/initramfs"
 	"github.com/wolfpack-ha/wolfpack/initramfs/boot"
 	"github.com/wolfpack-ha/wolfpack/testbed/agent"
 )
@@ -150,6 +151,12 @@ func (n *Node) qemuArgs(tb *Testbed) []string {
 		"-qmp", "unix:" + n.qmpSock + ",server=on,wait=off",
 		"-device", "virtio-scsi-pci,id=scsi0",
 	}
+	if tb.cfg.Appliance != nil {
+		// Entropy for the guest's kernel: TCG's CPU has no RDRAND, and
+		// without a source the appliance's programs wait in getrandom
+		// (docs/appliance.md, "Boot time").
+		args = append(args, "-device", "virtio-rng-pci")
+	}
 	// no_timer_check: see initramfs.DefaultCmdline (a busy host made a
 	// guest panic with "IO-APIC + timer doesn't work").
 	cmdline := []string{"console=ttyS0", "quiet", "panic=-1", "no_timer_check", "8250.nr_uarts=2",
@@ -167,7 +174,7 @@ func (n *Node) qemuArgs(tb *Testbed) []string {
 			"-device", "virtio-blk-pci,drive=esp,bootindex=0")
 	default:
 		args = append(args, "-kernel", tb.vmlinuz, "-initrd", tb.image)
-		cmdline = append(cmdline, "wolfpack.config=/dev/vda")
+		cmdline = append(cmdline, "wolfpack.config=/dev/vda", initramfs.BootOptions)
 	}
 	if tb.cfg.Appliance != nil {
 		args = append(args,

@@ -54,9 +54,12 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	t := time.Now()
 	for _, err := range boot.LoadModules(log) {
 		log.Warn("kernel module", "err", err)
 	}
+	modules := time.Since(t)
+	t = time.Now()
 	settings := cmdline
 	switch dev := cmdline.ConfigDev; dev {
 	case "none":
@@ -80,15 +83,25 @@ func run(ctx context.Context, log *slog.Logger) error {
 		}
 		log.Info("config disk", "device", dev, "files", len(c.Files), "boot_conf", c.Settings != nil)
 	}
+	config := time.Since(t)
 	if settings.Hostname != "" {
 		if err := boot.SetHostname(settings.Hostname); err != nil {
 			log.Warn("hostname", "err", err)
 		}
 	}
+	// The NICs and the disks are independent: each is waited for while
+	// the other is set up.
 	deadline := time.Now().Add(20 * time.Second)
-	if err := boot.SetupNet(settings.Interfaces, deadline); err != nil {
-		log.Warn("network", "err", err)
-	}
+	t = time.Now()
+	var network time.Duration
+	netDone := make(chan struct{})
+	go func() {
+		defer close(netDone)
+		if err := boot.SetupNet(settings.Interfaces, deadline); err != nil {
+			log.Warn("network", "err", err)
+		}
+		network = time.Since(t)
+	}()
 	if err := boot.WaitSCSIDisks("/sys", settings.Disks, deadline); err != nil {
 		log.Warn("disks", "err", err)
 	}
@@ -96,8 +109,12 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		log.Warn("disk links", "err", err)
 	}
+	disks := time.Since(t)
+	<-netDone
+	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
 	log.Info("set up", "hostname", settings.Hostname, "nics", len(settings.Interfaces), "disk_ids", len(links),
-		"setup", time.Since(start).Round(time.Millisecond), "uptime", boot.Uptime())
+		"setup", ms(time.Since(start)), "modules", ms(modules), "config", ms(config), "network", ms(network), "disks", ms(disks),
+		"uptime", boot.Uptime())
 
 	env := []string{"PATH=" + boot.Path, "HOME=/root", "TERM=linux"}
 	if _, err := os.Stat(agent); err == nil {

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // DiskIDs returns the /dev/disk/by-id names udev would give the block
@@ -130,7 +132,9 @@ func hasTar(dev string) (bool, error) {
 }
 
 // ReadConfigDisk reads the config disk dev (waiting until deadline for it
-// to appear).
+// to appear: for its node, and for its driver behind the node, which
+// answers ENXIO until the disk is ready, as with asynchronous probing or
+// a slow USB stick).
 func ReadConfigDisk(dev string, deadline time.Time) (Config, error) {
 	for {
 		f, err := os.Open(dev)
@@ -148,7 +152,7 @@ func ReadConfigDisk(dev string, deadline time.Time) (Config, error) {
 			}
 			return ReadConfig(f, dev)
 		}
-		if !errors.Is(err, os.ErrNotExist) || time.Now().After(deadline) {
+		if !(errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENXIO)) || time.Now().After(deadline) {
 			return Config{}, fmt.Errorf("config disk: %w", err)
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -230,7 +230,7 @@ func TestManyProblems(t *testing.T) {
 func TestProfiles(t *testing.T) {
 	dflt, fast := Profiles["default"], Profiles["fast"]
 	if dflt.HeartbeatInterval != 100*time.Millisecond || dflt.HeartbeatThreshold != 5 || dflt.QuorumCheckInterval != time.Second ||
-		dflt.JoinWindow != time.Second || dflt.DefenceDelay != 150*time.Millisecond || dflt.FormDelay != 1500*time.Millisecond {
+		dflt.JoinWindow != 500*time.Millisecond || dflt.DefenceDelay != 150*time.Millisecond || dflt.FormDelay != 1500*time.Millisecond {
 		t.Errorf("the default profile changed: %+v (docs/membership.md, \"Timings\")", dflt)
 	}
 	if fast.HeartbeatInterval != 30*time.Millisecond || fast.HeartbeatThreshold != 4 || fast.QuorumCheckInterval != 500*time.Millisecond ||

@@ -80,10 +80,16 @@ var Profiles = map[string]Timings{
 		HeartbeatInterval:   100 * time.Millisecond,
 		HeartbeatThreshold:  5,
 		QuorumCheckInterval: time.Second,
-		JoinWindow:          time.Second,
-		DefenceDelay:        150 * time.Millisecond,
-		FormDelay:           1500 * time.Millisecond,
-		Lease:               300 * time.Millisecond,
+		// A live member answers a join probe within a round trip (probes
+		// go every 100 ms; a member in a regroup answers "busy", which
+		// restarts the window), so 500 ms is five probes unanswered; a
+		// node that forms wrongly registers and waits the form delay,
+		// and the owner's quorum check removes its key first
+		// (docs/membership.md, "Timings").
+		JoinWindow:   500 * time.Millisecond,
+		DefenceDelay: 150 * time.Millisecond,
+		FormDelay:    1500 * time.Millisecond,
+		Lease:        300 * time.Millisecond,
 	},
 	"fast": {
 		Profile:             "fast",

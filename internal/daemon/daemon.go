@@ -36,7 +36,7 @@ const (
 	DefaultTick           = 10 * time.Millisecond
 	DefaultDefenceDelay   = 150 * time.Millisecond
 	DefaultFormDelay      = 1500 * time.Millisecond
-	DefaultJoinWindow     = time.Second
+	DefaultJoinWindow     = 500 * time.Millisecond
 	DefaultCommandTimeout = 2 * time.Second
 	// ExitHalt is the exit status of a daemon that halted (pruned, lost
 	// the arbitration, lost quorum).
