@@ -63,7 +63,8 @@
 // (the quorum LUN formatted through iscsi://, the node files naming it by
 // the guests' /dev/disk/by-id/wwn-0x... link), so the nodes form the
 // cluster at boot. Node.WaitMember waits until a node is up in a membership
-// of N; Node.ClusterStatus is its cluster status --json. Memory defaults to
+// of N and times it from clusterd's log on the host's clock;
+// Node.ClusterStatus is its cluster status --json. Memory defaults to
 // 512 MiB there.
 //
 // # Teardown
