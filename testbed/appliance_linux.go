@@ -478,13 +478,25 @@ func (w *consoleWatch) sawMembership(path string, members int) bool {
 		return false
 	}
 	for _, line := range bytes.Split(data[:i], []byte("\n")) {
-		if j := bytes.Index(line, []byte(`{"time":`)); j >= 0 && bytes.Contains(line, []byte(`"membership installed"`)) {
-			if _, err := firstMembership(append([]byte(`{"msg":"starting"}`+"\n"), line[j:]...), members); err == nil {
+		if j := bytes.Index(line, []byte(`{"time":`)); j >= 0 { // after whatever the console put before it
+			if r, ok := parseRecord(line[j:]); ok && r.Msg == "membership installed" && len(r.Members) >= members {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// logRecord is what WaitMember reads of one clusterd log record.
+type logRecord struct {
+	Time    time.Time `json:"time"`
+	Msg     string    `json:"msg"`
+	Members []int     `json:"members"`
+}
+
+func parseRecord(line []byte) (logRecord, bool) {
+	var r logRecord
+	return r, json.Unmarshal(line, &r) == nil
 }
 
 // memberSince reads when, on the host's clock, the node's current
@@ -512,12 +524,8 @@ func firstMembership(log []byte, members int) (time.Time, error) {
 	var found time.Time
 	started := false
 	for _, line := range bytes.Split(log, []byte("\n")) {
-		var r struct {
-			Time    time.Time `json:"time"`
-			Msg     string    `json:"msg"`
-			Members []int     `json:"members"`
-		}
-		if json.Unmarshal(line, &r) != nil {
+		r, ok := parseRecord(line)
+		if !ok {
 			continue
 		}
 		switch {
