@@ -24,7 +24,7 @@ deb:
 	GO=$(GO) ./scripts/deb.sh
 
 # The appliance (docs/appliance.md): dist/appliance/ holds vmlinuz, the
-# zstd-compressed initramfs, the single-file UEFI image wolfpack.efi and
+# LZ4-compressed initramfs, the single-file UEFI image wolfpack.efi and
 # SHA256SUMS; the same commit builds the same bytes.
 appliance: deps
 	$(GO) run ./cmd/wolfpack-appliance build -o dist/appliance -version "$$(./scripts/version.sh)"

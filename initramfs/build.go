@@ -80,15 +80,15 @@ type Result struct {
 // Output file names under Options.Out.
 const (
 	VmlinuzName   = "vmlinuz"
-	InitramfsName = "initramfs.cpio.zst"
+	InitramfsName = "initramfs.cpio.lz4"
 	EFIName       = "wolfpack.efi"
 	SumsName      = "SHA256SUMS"
 )
 
 // Build builds the appliance: the initramfs (u-root's commands as one
-// binary compiled from the u-root module with the module's Go, /init =
-// cmd/wolfpack-init, clusterd, resmon and cluster, the kernel modules in
-// dependency order), the kernel it is for, the single-file UEFI image
+// binary compiled from the u-root module with the module's Go; init,
+// clusterd, resmon and cluster as one multi-call binary, cmd/wolfpack;
+// the kernel modules in dependency order), the kernel it is for, the single-file UEFI image
 // (kernel, initramfs and command line on the systemd-boot stub) and
 // SHA256SUMS. The same inputs (sources, Go, kernel, stub, binutils) give
 // the same bytes.
@@ -131,7 +131,7 @@ func Build(ctx context.Context, o Options) (Result, error) {
 
 	r.Initramfs = filepath.Join(o.Out, InitramfsName)
 	t0 = time.Now()
-	if err := writeFileWith(r.Initramfs, func(w io.Writer) error { return a.WriteZstd(ctx, w) }); err != nil {
+	if err := writeFileWith(r.Initramfs, func(w io.Writer) error { return a.WriteLZ4(ctx, w) }); err != nil {
 		return r, fmt.Errorf("write initramfs: %w", err)
 	}
 	o.Log.Info("initramfs written", "took", time.Since(t0).Round(time.Millisecond))
@@ -187,23 +187,25 @@ func ApplianceArchive(ctx context.Context, o Options, modDir string) (*Archive, 
 	if err := os.MkdirAll(bin, 0o755); err != nil {
 		return nil, err
 	}
-	var progs = []struct{ pkg, guest string }{
-		{"./cmd/wolfpack-init", "init"},
-		{"./cmd/clusterd", "bin/clusterd"},
-		{"./cmd/resmon", "bin/resmon"},
-		{"./cmd/cluster", "bin/cluster"},
-	}
+	// One multi-call binary for the project's programs (cmd/wolfpack):
+	// /init and bin/clusterd, bin/resmon and bin/cluster are links to it.
 	a := &Archive{}
-	for _, p := range progs {
-		out := filepath.Join(bin, filepath.Base(p.pkg))
-		t0 := time.Now()
-		if err := GoBuild(ctx, o.Root, p.pkg, out, o.Version); err != nil {
+	out := filepath.Join(bin, "wolfpack")
+	t0 := time.Now()
+	if err := GoBuild(ctx, o.Root, "./cmd/wolfpack", out, o.Version); err != nil {
+		return nil, err
+	}
+	o.Log.Info("built", "pkg", "./cmd/wolfpack", "took", time.Since(t0).Round(time.Millisecond))
+	if err := a.AddFile("bin/wolfpack", out, 0o755); err != nil {
+		return nil, err
+	}
+	for _, c := range []string{"clusterd", "resmon", "cluster"} {
+		if err := a.AddSymlink("bin/"+c, "wolfpack"); err != nil {
 			return nil, err
 		}
-		o.Log.Info("built", "pkg", p.pkg, "took", time.Since(t0).Round(time.Millisecond))
-		if err := a.AddFile(p.guest, out, 0o755); err != nil {
-			return nil, err
-		}
+	}
+	if err := a.AddSymlink("init", "bin/wolfpack"); err != nil {
+		return nil, err
 	}
 	// makebb builds with go build -a, past Go's cache: a persistent Work
 	// directory keeps the binary under a key of everything it is made of.

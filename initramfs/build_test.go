@@ -95,7 +95,7 @@ func TestResolveModules(t *testing.T) {
 
 // TestApplianceReproducible builds the appliance twice from the same
 // tree and compares every output byte for byte. It needs the guest kernel
-// (scripts/deps.sh), zstd, objcopy and the systemd-boot stub, and takes
+// (scripts/deps.sh), lz4, objcopy and the systemd-boot stub, and takes
 // about two minutes the first time (u-root's commands).
 func TestApplianceReproducible(t *testing.T) {
 	if testing.Short() {
@@ -108,7 +108,7 @@ func TestApplianceReproducible(t *testing.T) {
 	if _, _, _, err := FindKernel(kdir); err != nil {
 		t.Skip(err)
 	}
-	for _, prog := range []string{"zstd", "objcopy"} {
+	for _, prog := range []string{"lz4", "objcopy"} {
 		if _, err := exec.LookPath(prog); err != nil {
 			t.Skipf("%s not installed (scripts/deps.sh)", prog)
 		}

@@ -42,11 +42,11 @@ pkgs+=(debootstrap groff-base)
 # The packaged service would run VRRP on the host's own interfaces: it must
 # not run (see below).
 pkgs+=(keepalived)
-# The appliance (make appliance, docs/appliance.md): zstd compresses its
+# The appliance (make appliance, docs/appliance.md): lz4 compresses its
 # initramfs, objcopy (binutils) joins the single-file UEFI image onto
 # systemd-boot's EFI stub (systemd-boot-efi), and the UEFI boot test runs
 # it under OVMF (ovmf).
-pkgs+=(zstd binutils systemd-boot-efi ovmf)
+pkgs+=(lz4 binutils systemd-boot-efi ovmf)
 services=(knot avahi-daemon etcd-server keepalived) # packages with a daemon the tests run themselves
 missing=()
 for p in "${pkgs[@]}"; do
