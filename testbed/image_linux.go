@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -176,7 +177,7 @@ func buildImage(ctx context.Context, modDir string, nodes int, binaries []string
 			}
 		}
 	}
-	return cacheArchive(&s, "initramfs")
+	return cacheArchive(ctx, &s, "initramfs", false)
 }
 
 // hostsFile is the guests' /etc/hosts: the nodes and the client by name.
@@ -222,10 +223,10 @@ func addGuestTools(ctx context.Context, s *initramfs.Archive, binaries []string)
 	return nil
 }
 
-// cacheArchive writes the archive, gzip-compressed, into the image cache
-// under a name made of its content hash, unless it is there, and returns
-// its path.
-func cacheArchive(s *initramfs.Archive, name string) (string, error) {
+// cacheArchive writes the archive, gzip-compressed (or, with lz4,
+// LZ4-compressed), into the image cache under a name made of its content
+// hash, unless it is there, and returns its path.
+func cacheArchive(ctx context.Context, s *initramfs.Archive, name string, lz4 bool) (string, error) {
 	sum, err := s.Hash()
 	if err != nil {
 		return "", err
@@ -239,6 +240,9 @@ func cacheArchive(s *initramfs.Archive, name string) (string, error) {
 		return "", err
 	}
 	path := filepath.Join(dir, name+"-"+sum[:16]+".cpio.gz")
+	if lz4 {
+		path = strings.TrimSuffix(path, ".gz") + ".lz4"
+	}
 	if _, err := os.Stat(path); err == nil {
 		return path, nil
 	}
@@ -247,7 +251,11 @@ func cacheArchive(s *initramfs.Archive, name string) (string, error) {
 		return "", fmt.Errorf("create image: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	if err := s.Write(tmp, gzip.BestSpeed); err != nil {
+	write := func(w io.Writer) error { return s.Write(w, gzip.BestSpeed) }
+	if lz4 {
+		write = func(w io.Writer) error { return s.WriteLZ4(ctx, w) }
+	}
+	if err := write(tmp); err != nil {
 		tmp.Close()
 		return "", fmt.Errorf("write image: %w", err)
 	}

@@ -98,7 +98,7 @@ func New(t testing.TB, cfg Config) *Testbed {
 		cfg.WorkDir = t.TempDir()
 	}
 	limit := 3 * time.Minute
-	if cfg.Appliance != nil { // a first build compiles u-root's commands and runs zstd: minutes on a busy machine
+	if cfg.Appliance != nil { // a first build compiles u-root's commands: minutes on a busy machine
 		limit = 8 * time.Minute
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
