@@ -70,7 +70,9 @@ func TestIntegrationApplianceBoot(t *testing.T) {
 			tb.ImageTime.Round(time.Millisecond), times[0].Round(time.Millisecond), times[1].Round(time.Millisecond),
 			tb.Node(1).BootTime.Round(time.Millisecond), tb.Node(2).BootTime.Round(time.Millisecond))
 		all = append(all, times...)
-		logInit(t, tb.Node(1))
+		for _, n := range tb.Nodes() {
+			logBoot(t, n)
+		}
 		if run < applianceRuns(t) {
 			if err := tb.Close(); err != nil {
 				t.Fatal(err)
@@ -188,9 +190,10 @@ func clusterdPid(ctx context.Context, t *testing.T, n *Node) int {
 	return pid
 }
 
-// logInit logs init's records from a node's console (its set-up's
-// uptime says where the boot's time went).
-func logInit(t *testing.T, n *Node) {
+// logBoot logs a node's boot from its console: init's records (its
+// set-up's step times) and clusterd's start, "starting", arbitration and
+// membership records, each on the guest's clock.
+func logBoot(t *testing.T, n *Node) {
 	t.Helper()
 	var lines []string
 	b, err := os.ReadFile(n.ConsolePath())
@@ -198,11 +201,14 @@ func logInit(t *testing.T, n *Node) {
 		t.Fatal(err)
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.Contains(l, "prog=wolfpack-init") && !strings.Contains(l, "supervised=") {
-			lines = append(lines, l)
+		init := strings.Contains(l, "prog=wolfpack-init") && !strings.Contains(l, "supervised=wolfpack-agent")
+		clusterd := strings.Contains(l, `"msg":"starting"`) || strings.Contains(l, `"msg":"arbitration`) ||
+			strings.Contains(l, `"msg":"membership installed"`) || strings.Contains(l, `"msg":"real-time scheduling"`)
+		if init || clusterd {
+			lines = append(lines, strings.TrimSpace(l))
 		}
 	}
-	t.Logf("%s: init's records:\n%s", n.Name(), strings.Join(lines, "\n"))
+	t.Logf("%s: boot records:\n%s", n.Name(), strings.Join(lines, "\n"))
 }
 
 func logMedian(t *testing.T, what string, ds []time.Duration) {

@@ -11,7 +11,7 @@
 //	wp<id>n<N>e<K>                    tap of node N's NIC eth<K> (eth0 public, eth1.. private)
 //	wp<id>cl                          host end of the veth into the client netns
 //	wp<id>-client                     network namespace of the client (its end is eth0)
-//	qemu -name wp<id>-node<N>         one QEMU per node, TCG, 1 vCPU
+//	qemu -name wp<id>-node<N>         one QEMU per node, TCG, q35 machine, 1 vCPU
 //	tgtd -C <ctl>                     the target, portal on 127.0.0.1:<free port>
 //	/run/wolfpack-testbed/wp<id>.json what the testbed owns, for sweeping after a crash
 //
