@@ -181,7 +181,7 @@ func (n *Node) tickJoin() {
 			// owner). Keep asking to join.
 			if live := n.inCluster & n.alive; live != 0 {
 				if !jn.heldOff {
-					n.log.Info("not forming: members of a live cluster are heard; asking to join again", "members", live)
+					n.log.Info("not forming: members of a live cluster are heard; asking to join again", "members", live.IDs())
 					jn.heldOff = true
 				}
 				jn.contact = n.now
@@ -197,12 +197,12 @@ func (n *Node) tickJoin() {
 						left = max(left, n.lowerBound(id)-(n.now-jn.lower.since[id]))
 					}
 					n.log.Info("not forming: a node with a lower id is starting too; it forms first, this node joins it",
-						"peers", p, "at_most_ticks", left)
+						"peers", p.IDs(), "at_most_ticks", left)
 					jn.lower.heldFor |= p
 				}
 			} else {
 				if p := n.startingLower() &^ jn.lower.gaveUp; p != 0 {
-					n.log.Info("forming: the nodes with lower ids starting too have not formed in time", "peers", p)
+					n.log.Info("forming: the nodes with lower ids starting too have not formed in time", "peers", p.IDs())
 					jn.lower.gaveUp |= p
 				}
 				n.form()
