@@ -339,10 +339,15 @@ func (n *Node) stepJoin(m Message) {
 		if p := m.From; p > n.cfg.Self || n.jn.lower.since[p] == 0 || n.lowerWaiting(p) {
 			jn.contact = n.now
 		}
+		// A refusal that is not fatal answers a JoinRequest, and only a
+		// probing node sends those: past the Challenge it is stale (the
+		// sponsor refused an earlier probe, "busy; queued", then took
+		// this node from its queue; the refusal came in after the
+		// Challenge), and failing the attempt for it left the sponsor
+		// waiting for an attempt the joiner had given up, until its
+		// timeout. A sponsor that gives up sends JoinAbort.
 		if m.Fatal {
 			n.joinFailedAs(fmt.Sprintf("join refused by node %d: %s", m.From, m.Reason), true, m.Evict.Has(n.cfg.Self))
-		} else if jn.phase != joinProbe && m.From == jn.sponsor {
-			n.joinFailed(fmt.Sprintf("join refused by node %d: %s", m.From, m.Reason), false)
 		}
 	case MsgChallenge:
 		jn.contact = n.now

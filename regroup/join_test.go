@@ -259,3 +259,36 @@ func TestJoinLowerGoneHigherForms(t *testing.T) {
 		t.Errorf("node 1 asked for a form arbitration at %v", sn.forms[1])
 	}
 }
+
+// Reference: docs/membership.md "Join (through a sponsor)", step 3. A
+// sponsor busy with another joiner refuses a probe ("busy; queued"), then
+// takes this joiner from its queue and challenges it; the refusal, sent
+// first, arrives after the Challenge. It must not end the attempt: the
+// sponsor goes on with it (the simulator, nodes booting together: the
+// attempt failed, the sponsor waited for it until its timeout, twice, and
+// the join took 1.5 s more).
+func TestJoinStaleRefusalKeepsAttempt(t *testing.T) {
+	all := heartbeat.SetOf(1, 2)
+	nw := &network{nodes: map[NodeID]*Node{1: newNode(t, 1, all, "secret"), 2: newNode(t, 2, all, "secret")}, events: map[NodeID][]Event{}}
+	n1, n2 := nw.nodes[1], nw.nodes[2]
+	n1.Form()
+	nw.pump()
+	n2.Start()
+	for _, m := range n2.Ready().Messages {
+		n1.Step(m) // the JoinRequest
+	}
+	for _, m := range n1.Ready().Messages {
+		n2.Step(m) // the Challenge: node 2 sends JoinAuth
+	}
+	n2.Step(Message{Type: MsgJoinRefused, From: 1, To: 2, Reason: "busy; queued"})
+	nw.tick(20)
+	if e := lastEvent(nw.events[2], EventJoinFailed); e != nil {
+		t.Errorf("node 2's attempt failed on a stale refusal: %+v", e)
+	}
+	if _, m := n2.Membership(); !n2.Member() || m != all {
+		t.Fatalf("node 2: %v members %v after 20 ticks, want a member of %v", n2.State(), m, all)
+	}
+	if lastEvent(nw.events[2], EventJoined) == nil {
+		t.Fatalf("node 2 did not join: %v", nw.events[2])
+	}
+}
