@@ -29,6 +29,18 @@ type joinState struct {
 	target    NodeID // redirect: where to probe
 	formRound uint64
 	heldOff   bool // logged that a live cluster is heard, so no form
+	lower     lowerState
+}
+
+// lowerState is what a joining node knows of the nodes with lower ids that
+// are starting too (heard, members of no cluster): the lowest of them forms
+// and the others join it (docs/membership.md, "Join"). It lasts for the
+// whole Start, across join attempts and lost forms, so that a lower node
+// that cannot form holds this one off once, for a bounded time.
+type lowerState struct {
+	since   [65]int64 // tick each was first heard starting (0: not heard starting now)
+	heldFor NodeSet   // logged holding off for these
+	gaveUp  NodeSet   // logged forming though these are starting
 }
 
 type sponsorPhase uint8
@@ -110,7 +122,7 @@ func (n *Node) formDone(round uint64, won bool, reason string) {
 	}
 	if !won {
 		n.state = StateJoining
-		n.jn = joinState{started: n.now, contact: n.now, formRound: n.jn.formRound}
+		n.jn = joinState{started: n.now, contact: n.now, formRound: n.jn.formRound, lower: n.jn.lower}
 		n.event(Event{Kind: EventJoinFailed, Reason: "form: lost the quorum disk (a live cluster defends it): " + reason})
 		return
 	}
@@ -157,6 +169,7 @@ func (n *Node) stepExit(m Message) {
 
 func (n *Node) tickJoin() {
 	jn := &n.jn
+	n.trackLower()
 	formAfter := int64(n.cfg.FormTicks + int(n.cfg.Self-1)*n.cfg.FormStaggerTicks)
 	if jn.phase == joinProbe {
 		if n.now-max(jn.contact, jn.started) >= formAfter {
@@ -168,11 +181,30 @@ func (n *Node) tickJoin() {
 			// owner). Keep asking to join.
 			if live := n.inCluster & n.alive; live != 0 {
 				if !jn.heldOff {
-					n.log.Info("not forming: members of a live cluster are heard; asking to join again", "members", live)
+					n.log.Info("not forming: members of a live cluster are heard; asking to join again", "members", live.IDs())
 					jn.heldOff = true
 				}
 				jn.contact = n.now
+			} else if wait := n.lowerWaitedFor(); wait != 0 {
+				// Nodes starting together: the lowest forms, the others
+				// join it, rather than all of them contending for the
+				// disk (the appliance boot: the loser waited out the form
+				// delay, then joined). Keep asking to join, for a bounded
+				// time per lower node.
+				if p := wait &^ jn.lower.heldFor; p != 0 {
+					var left int64
+					for _, id := range wait.IDs() {
+						left = max(left, n.lowerBound(id)-(n.now-jn.lower.since[id]))
+					}
+					n.log.Info("not forming: a node with a lower id is starting too; it forms first, this node joins it",
+						"peers", p.IDs(), "at_most_ticks", left)
+					jn.lower.heldFor |= p
+				}
 			} else {
+				if p := n.startingLower() &^ jn.lower.gaveUp; p != 0 {
+					n.log.Info("forming: the nodes with lower ids starting too have not formed in time", "peers", p.IDs())
+					jn.lower.gaveUp |= p
+				}
 				n.form()
 				return
 			}
@@ -186,6 +218,56 @@ func (n *Node) tickJoin() {
 		n.send(Message{Type: MsgJoinAbort, To: jn.sponsor, Joiner: n.cfg.Self, Reason: "joiner timed out"})
 		n.joinFailed(fmt.Sprintf("join through sponsor %d timed out", jn.sponsor), false)
 	}
+}
+
+// startingLower is the set of peers with a lower id that the detector
+// hears and that are members of no cluster (their heartbeats carry epoch
+// 0): they are joining or forming too.
+func (n *Node) startingLower() NodeSet {
+	below := NodeSet(1)<<(n.cfg.Self-1) - 1
+	return n.alive &^ n.inCluster & below & n.cfg.Nodes
+}
+
+// trackLower notes when each lower node was first heard starting; one no
+// longer heard, or heard as a member, is forgotten.
+func (n *Node) trackLower() {
+	s := n.startingLower()
+	l := &n.jn.lower
+	for id := NodeID(1); id < n.cfg.Self; id++ {
+		switch {
+		case !s.Has(id):
+			l.since[id] = 0
+			l.heldFor, l.gaveUp = l.heldFor.Remove(id), l.gaveUp.Remove(id)
+		case l.since[id] == 0:
+			l.since[id] = max(n.now, 1)
+		}
+	}
+}
+
+// lowerBound is how long a joining node waits for lower node p, heard
+// starting, to form: p's own join window and then the time its form
+// arbitration may take. A node that cannot form (no disk path) holds
+// the others off no longer than this.
+func (n *Node) lowerBound(p NodeID) int64 {
+	return int64(n.cfg.FormTicks + int(p-1)*n.cfg.FormStaggerTicks + n.cfg.ArbitrationTicks)
+}
+
+// lowerWaiting reports whether this node still waits for lower node p to
+// form: p is heard starting, and has been for less than lowerBound(p).
+func (n *Node) lowerWaiting(p NodeID) bool {
+	t := n.jn.lower.since[p]
+	return p < n.cfg.Self && t != 0 && n.now-t < n.lowerBound(p)
+}
+
+// lowerWaitedFor is the set of lower nodes this node still waits for.
+func (n *Node) lowerWaitedFor() NodeSet {
+	var s NodeSet
+	for _, p := range n.startingLower().IDs() {
+		if n.lowerWaiting(p) {
+			s = s.Add(p)
+		}
+	}
+	return s
 }
 
 func (n *Node) tickJoinProbe() {
@@ -216,7 +298,7 @@ func (n *Node) joinFailedAs(reason string, fatal, evicted bool) {
 		n.state = StateDown
 		return
 	}
-	n.jn = joinState{started: n.jn.started, contact: n.now, lastProbe: n.now, formRound: n.jn.formRound}
+	n.jn = joinState{started: n.jn.started, contact: n.now, lastProbe: n.now, formRound: n.jn.formRound, lower: n.jn.lower}
 }
 
 func (n *Node) stepJoin(m Message) {
@@ -250,11 +332,22 @@ func (n *Node) stepJoin(m Message) {
 			n.tickJoinProbe()
 		}
 	case MsgJoinRefused:
-		jn.contact = n.now
+		// A refusal says a cluster is there or being formed: wait a whole
+		// window again. Not for a lower node starting too whose wait is
+		// over: one that cannot form would refuse while it tries, again
+		// and again, and keep this node from ever forming.
+		if p := m.From; p > n.cfg.Self || n.jn.lower.since[p] == 0 || n.lowerWaiting(p) {
+			jn.contact = n.now
+		}
+		// A refusal that is not fatal answers a JoinRequest, and only a
+		// probing node sends those: past the Challenge it is stale (the
+		// sponsor refused an earlier probe, "busy; queued", then took
+		// this node from its queue; the refusal came in after the
+		// Challenge), and failing the attempt for it left the sponsor
+		// waiting for an attempt the joiner had given up, until its
+		// timeout. A sponsor that gives up sends JoinAbort.
 		if m.Fatal {
 			n.joinFailedAs(fmt.Sprintf("join refused by node %d: %s", m.From, m.Reason), true, m.Evict.Has(n.cfg.Self))
-		} else if jn.phase != joinProbe && m.From == jn.sponsor {
-			n.joinFailed(fmt.Sprintf("join refused by node %d: %s", m.From, m.Reason), false)
 		}
 	case MsgChallenge:
 		jn.contact = n.now

@@ -242,7 +242,10 @@ func (n *Node) PeerUp(peer NodeID) {
 // members of a cluster (their heartbeats carry a membership epoch). A
 // joining node that hears one does not form: a live cluster exists, and
 // forming would only contend with its owner for the quorum disk; it keeps
-// asking to join (docs/membership.md, "Join").
+// asking to join (docs/membership.md, "Join"). The peers it hears (PeerUp)
+// that are not in s are starting: a joining node leaves the form to a
+// lower one of them, for a bounded time. A driver that joins must call it
+// before every Tick while the node is joining.
 func (n *Node) SetInCluster(s NodeSet) { n.inCluster = s.Remove(n.cfg.Self) }
 
 // waitOver reports whether a wait that began elapsed ticks ago for the

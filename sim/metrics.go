@@ -19,6 +19,9 @@ type Metrics struct {
 	Joined [65]int64
 	// Counts of regroup events by kind.
 	Counts map[regroup.EventKind]int
+	// Forms counts each node's form arbitrations (a node that found no
+	// cluster asks to win the quorum disk).
+	Forms [65]int
 }
 
 // Mark resets the per-scenario timestamps.

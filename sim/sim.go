@@ -502,6 +502,9 @@ func (s *Sim) flush(n *node) {
 		}
 		for _, e := range rd.Events {
 			s.tracef(n.id, "core: %v", e)
+			if e.Kind == core.EventArbitrationStarted && e.Class == regroup.ClassForm {
+				s.Metrics.Forms[n.id]++
+			}
 			// 5. The owner's defence removes only outsiders: never the key
 			// of a member of its own membership (a joiner registers before
 			// its join commits, so a defence that counts it an outsider
