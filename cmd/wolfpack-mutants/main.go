@@ -268,6 +268,22 @@ var mutants = []mutant{
 		check: matrixScenarios,
 	},
 	{
+		name: "nodes booting together all form (a lower node starting too is not waited for)",
+		edits: []edit{{file: "regroup/join.go",
+			old: "			} else if wait := n.lowerWaitedFor(); wait != 0 {",
+			new: "			} else if wait := n.lowerWaitedFor() & 0; wait != 0 {",
+		}},
+		check: regroup,
+	},
+	{
+		name: "a lower node starting too holds the others off for ever",
+		edits: []edit{{file: "regroup/join.go",
+			old: "	return p < n.cfg.Self && t != 0 && n.now-t < n.lowerBound(p)",
+			new: "	return p < n.cfg.Self && t != 0",
+		}},
+		check: regroup,
+	},
+	{
 		name: "a forming node ignores a slot that moved during the form delay",
 		edits: []edit{{file: "internal/core/arbiter.go",
 			old: "		if id, ok := a.slotMoved(r.Slots); ok {",

@@ -108,7 +108,7 @@ func TestIntegrationLoopbackCluster(t *testing.T) {
 	tg := iscsitest.Start(t, iscsitest.Options{Size: 64 << 20})
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "clusterd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, "../../clusterd").CombinedOutput(); err != nil {
 		t.Fatalf("build clusterd: %v\n%s", err, out)
 	}
 	ctx := context.Background()
