@@ -444,7 +444,7 @@ func (n *Node) install(e Epoch, members NodeSet, why string) {
 	if n.rg.stage != StageStabilized {
 		n.state = StatePaused
 	}
-	n.log.Debug("install", "epoch", e, "members", members, "why", why)
+	n.log.Debug("install", "epoch", e, "members", members.IDs(), "why", why)
 	n.event(Event{Kind: EventMembershipInstalled, Epoch: e, Members: members, Reason: why})
 }
 
