@@ -57,6 +57,11 @@ const DefaultCmdline = "console=tty0 console=ttyS0,115200 panic=10 no_timer_chec
 // regardless), about 1 s under TCG.
 const BootOptions = "cryptomgr.notests=1"
 
+// MaxInitramfsSize is the compressed initramfs's budget, 15 MB
+// (BENCHMARKS.md, "Targets"); TestApplianceReproducible holds the build
+// to it.
+const MaxInitramfsSize = 15_000_000
+
 // Options describe an appliance build.
 type Options struct {
 	Log       *slog.Logger

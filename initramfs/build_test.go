@@ -152,6 +152,13 @@ func TestApplianceReproducible(t *testing.T) {
 			t.Logf("%s: %d bytes, the same twice", filepath.Base(pick(outs[0])), len(a))
 		}
 	}
+	// The image's budget (BENCHMARKS.md, "Targets"): the initramfs, the
+	// part the project builds, at most 15 MB compressed.
+	if fi, err := os.Stat(outs[0].Initramfs); err != nil {
+		t.Fatal(err)
+	} else if fi.Size() > MaxInitramfsSize {
+		t.Errorf("%s is %d bytes, over the budget of %d", filepath.Base(outs[0].Initramfs), fi.Size(), MaxInitramfsSize)
+	}
 }
 
 // TestPEChecksum: fixPEHeader on Debian's stub, with the stub's own time
