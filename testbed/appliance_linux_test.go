@@ -202,8 +202,9 @@ func logBoot(t *testing.T, n *Node) {
 	}
 	for _, l := range strings.Split(string(b), "\n") {
 		init := strings.Contains(l, "prog=wolfpack-init") && !strings.Contains(l, "supervised=wolfpack-agent")
-		clusterd := strings.Contains(l, `"msg":"starting"`) || strings.Contains(l, `"msg":"arbitration`) ||
-			strings.Contains(l, `"msg":"membership installed"`) || strings.Contains(l, `"msg":"real-time scheduling"`)
+		r, ok := parseRecord([]byte(l))
+		clusterd := ok && (r.Msg == "starting" || strings.HasPrefix(r.Msg, "arbitration") ||
+			r.Msg == "membership installed" || r.Msg == "real-time scheduling")
 		if init || clusterd {
 			lines = append(lines, strings.TrimSpace(l))
 		}

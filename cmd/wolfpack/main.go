@@ -12,6 +12,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -33,14 +34,7 @@ var commands = map[string]func(){
 }
 
 // names lists the command names, sorted.
-func names() []string {
-	var s []string
-	for n := range commands {
-		s = append(s, n)
-	}
-	slices.Sort(s)
-	return s
-}
+func names() []string { return slices.Sorted(maps.Keys(commands)) }
 
 func main() {
 	name, args, err := lookup(os.Args)
