@@ -216,7 +216,7 @@ func connect(t testing.TB, ns []*node) {
 				if a == b {
 					continue
 				}
-				if !samePair(a, b) {
+				if !settled(a, b) {
 					all = false
 					a.Send(b.id, 16, nil)
 				}
@@ -230,6 +230,12 @@ func connect(t testing.TB, ns []*node) {
 	if !ok {
 		t.Fatalf("nodes never settled on one connection a pair")
 	}
+}
+
+// settled reports whether a and b use one connection with each other and
+// neither has another in set-up that could still supersede it.
+func settled(a, b *node) bool {
+	return a.pending.Load() == 0 && b.pending.Load() == 0 && samePair(a, b)
 }
 
 // samePair reports whether a and b use one connection with each other.

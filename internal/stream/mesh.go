@@ -138,6 +138,11 @@ type Mesh struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// pending counts connections between accept or dial and register:
+	// while it is 0 at both ends of a pair, no connection between them
+	// can still supersede the one in use.
+	pending atomic.Int64
+
 	mu     sync.Mutex
 	closed bool
 	raw    map[net.Conn]struct{} // every TCP connection, to close on Close
@@ -364,15 +369,19 @@ func (m *Mesh) accept() {
 		if !m.track(raw) {
 			continue
 		}
+		m.pending.Add(1)
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
 			c, err := m.handshake(raw, false, 0)
 			if err != nil {
+				m.pending.Add(-1)
 				m.untrack(raw)
 				return
 			}
-			if m.register(c) {
+			win := m.register(c)
+			m.pending.Add(-1)
+			if win {
 				m.read(c)
 			}
 		}()
@@ -608,7 +617,9 @@ func (m *Mesh) connection(p *peer) *conn {
 	}
 	p.nextDial = now.Add(p.backoff)
 	p.backoff = min(2*p.backoff, m.cfg.MaxBackoff)
+	m.pending.Add(1)
 	m.mu.Unlock()
+	defer m.pending.Add(-1)
 
 	d := net.Dialer{Timeout: m.cfg.DialTimeout, KeepAliveConfig: keepAlive}
 	raw, err := d.DialContext(m.ctx, "tcp", p.addr)

@@ -114,7 +114,7 @@ func TestSimultaneousDial(t *testing.T) {
 		close(start)
 		<-done
 		<-done
-		if !wait(5*time.Second, func() bool { return samePair(ns[0], ns[1]) }) {
+		if !wait(5*time.Second, func() bool { return settled(ns[0], ns[1]) }) {
 			t.Fatalf("round %d: no single connection: node 1 uses %v, node 2 %v", round, ns[0].active(2), ns[1].active(1))
 		}
 		// It stays the one: no further churn.
