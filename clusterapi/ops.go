@@ -146,27 +146,31 @@ func (c *Client) follow(ctx context.Context, op string, start func() error, step
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	kick := make(chan struct{}, 1)
-	errc := make(chan error, 1)
-	started := make(chan error, 1)
+	// One channel, in order: start's answer (once the watch is
+	// registered), then the watch's end. A watch that ends right after
+	// start cannot hide start's refusal.
+	type watchEvent struct {
+		started bool
+		err     error
+	}
+	evc := make(chan watchEvent, 2)
 	go func() {
-		errc <- c.Watch(ctx, func() { started <- start() }, func(Change) error {
+		err := c.Watch(ctx, func() { evc <- watchEvent{started: true, err: start()} }, func(Change) error {
 			select {
 			case kick <- struct{}{}:
 			default:
 			}
 			return nil
 		})
+		evc <- watchEvent{err: err}
 	}()
-	select {
-	case err := <-started:
-		if err != nil {
-			return err
+	if ev := <-evc; !ev.started {
+		if ev.err == nil {
+			ev.err = errors.New("the watch ended")
 		}
-	case err := <-errc:
-		if err == nil {
-			err = errors.New("the watch ended")
-		}
-		return err
+		return ev.err
+	} else if ev.err != nil {
+		return ev.err
 	}
 	for {
 		done, err := step()
@@ -178,10 +182,11 @@ func (c *Client) follow(ctx context.Context, op string, start func() error, step
 		}
 		select {
 		case <-kick:
-		case err := <-errc:
+		case ev := <-evc:
 			if ctx.Err() != nil {
 				return &OpError{Op: op, Reason: "timed out"}
 			}
+			err := ev.err
 			if err == nil {
 				err = errors.New("the daemon stopped answering")
 			}

@@ -1,7 +1,12 @@
 package clusterapi
 
 import (
+	"context"
 	"errors"
+	"net"
+	"net/http"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -43,6 +48,36 @@ func TestMoveOutcome(t *testing.T) {
 			t.Errorf("%s: %v, want an OpError %q", c.name, err, c.reason)
 		case err != nil && !strings.HasPrefix(err.Error(), "move web to node2 failed: "):
 			t.Errorf("%s: %q does not name the operation", c.name, err)
+		}
+	}
+}
+
+// TestFollowStartRefusedWatchEnded: the watch runs start, then its stream
+// ends at once (a daemon stopping, or one that ends the stream): follow
+// reports start's refusal, never "the watch ended", however the two
+// goroutines are scheduled.
+func TestFollowStartRefusedWatchEnded(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "admin.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+DBPath+"/watch", func(w http.ResponseWriter, _ *http.Request) {})
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	c := NewClient(sock)
+	refused := errors.New("no group nosuch")
+	// On one P the watch's goroutine sends start's answer, reads the empty
+	// stream's end and returns without yielding: follow then finds both
+	// answers waiting.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	for i := range 200 {
+		err := c.follow(context.Background(), "move nosuch to n1", func() error { return refused },
+			func() (bool, error) { return true, nil })
+		if !errors.Is(err, refused) {
+			t.Fatalf("round %d: follow = %v, want start's error %v", i, err, refused)
 		}
 	}
 }
