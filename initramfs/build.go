@@ -28,6 +28,11 @@ var ApplianceModules = []string{
 	"virtio_pci", "virtio_scsi", "sd_mod", "sg", "virtio_net", "virtio_blk", "softdog", "virtio_rng",
 }
 
+// ApplianceLateModules are loaded once clusterd is started, off the
+// boot's path: the ACPI button and evdev, through which init hears the
+// power button.
+var ApplianceLateModules = []string{"button", "evdev"}
+
 // Commands are the u-root commands of the appliance (u-root's cmds/core),
 // built into one busybox-style binary, /bin/bb, with a symlink per
 // command. gosh is /bin/sh too: the generic_application resources run
@@ -35,8 +40,8 @@ var ApplianceModules = []string{
 var Commands = []string{
 	"cat", "chmod", "cp", "date", "dd", "df", "dmesg", "echo", "false", "find", "free", "gosh",
 	"grep", "gzip", "head", "hostname", "insmod", "ip", "kill", "ln", "ls", "lsmod", "mkdir",
-	"mknod", "mount", "mv", "netstat", "pidof", "ping", "poweroff", "ps", "pwd", "readlink", "rm",
-	"rmmod", "shutdown", "sleep", "sort", "sync", "tail", "tar", "tee", "true", "umount",
+	"mknod", "mount", "mv", "netstat", "pidof", "ping", "ps", "pwd", "readlink", "rm",
+	"rmmod", "sleep", "sort", "sync", "tail", "tar", "tee", "true", "umount",
 	"uname", "uptime", "wc", "which",
 }
 
@@ -193,7 +198,9 @@ func ApplianceArchive(ctx context.Context, o Options, modDir string) (*Archive, 
 		return nil, err
 	}
 	// One multi-call binary for the project's programs (cmd/wolfpack):
-	// /init and bin/clusterd, bin/resmon and bin/cluster are links to it.
+	// /init and bin/clusterd, bin/resmon, bin/cluster, and bin/poweroff,
+	// reboot and halt (which ask init for a shutdown that drains
+	// clusterd; u-root's would stop the machine at once) are links to it.
 	a := &Archive{}
 	out := filepath.Join(bin, "wolfpack")
 	t0 := time.Now()
@@ -204,7 +211,7 @@ func ApplianceArchive(ctx context.Context, o Options, modDir string) (*Archive, 
 	if err := a.AddFile("bin/wolfpack", out, 0o755); err != nil {
 		return nil, err
 	}
-	for _, c := range []string{"clusterd", "resmon", "cluster"} {
+	for _, c := range []string{"clusterd", "resmon", "cluster", "poweroff", "reboot", "halt"} {
 		if err := a.AddSymlink("bin/"+c, "wolfpack"); err != nil {
 			return nil, err
 		}
@@ -240,7 +247,7 @@ func ApplianceArchive(ctx context.Context, o Options, modDir string) (*Archive, 
 	if err := a.AddSymlink("bin/sh", "gosh"); err != nil { // bb follows symlinks to the last one and runs gosh
 		return nil, err
 	}
-	if err := AddModules(a, modDir, ApplianceModules); err != nil {
+	if err := AddModules(a, modDir, ApplianceModules, ApplianceLateModules); err != nil {
 		return nil, err
 	}
 	if err := a.Dirs("dev", "proc", "sys", "tmp", "run", "root", "var/log", "var/lib/wolfpack", "etc/wolfpack", "sbin", "usr/bin", "usr/sbin", "mnt"); err != nil {

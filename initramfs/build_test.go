@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/wolfpack-ha/wolfpack/initramfs/boot"
 )
 
 func TestArchiveCanonical(t *testing.T) {
@@ -90,6 +92,28 @@ func TestResolveModules(t *testing.T) {
 	}
 	if _, err := ResolveModules(dir, []string{"nosuch"}); err == nil || !strings.Contains(err.Error(), "kernel module nosuch not found") {
 		t.Errorf("missing module: %v", err)
+	}
+
+	// The late list holds what the boot list does not: c_dash and b, not
+	// a, which d needs at boot.
+	var a Archive
+	if err := AddModules(&a, dir, []string{"d"}, []string{"c_dash"}); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{}
+	for _, e := range a.Entries() {
+		files["/"+e.Path] = string(e.Data)
+	}
+	if got, want := files[boot.ModuleOrder], "a.ko\nd.ko\n"; got != want {
+		t.Errorf("%s: %q, want %q", boot.ModuleOrder, got, want)
+	}
+	if got, want := files[boot.ModuleOrderLate], "b.ko\nc-dash.ko\n"; got != want {
+		t.Errorf("%s: %q, want %q", boot.ModuleOrderLate, got, want)
+	}
+	for _, f := range []string{"a.ko", "b.ko", "c-dash.ko", "d.ko"} {
+		if _, ok := files[boot.ModuleDir+"/"+f]; !ok {
+			t.Errorf("%s not in the image", f)
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/wolfpack-ha/wolfpack/initramfs/boot"
@@ -165,20 +166,38 @@ func modinfoDepends(path string) ([]string, error) {
 }
 
 // AddModules adds the named modules and their dependencies
-// (ResolveModules) under boot.ModuleDir, and boot.ModuleOrder listing
-// them in load order.
-func AddModules(a *Archive, modDir string, names []string) error {
+// (ResolveModules) under boot.ModuleDir, with boot.ModuleOrder listing
+// them in load order, and the late ones and their dependencies not
+// already listed, with boot.ModuleOrderLate listing those.
+func AddModules(a *Archive, modDir string, names, late []string) error {
 	mods, err := ResolveModules(modDir, names)
 	if err != nil {
 		return err
 	}
-	var order strings.Builder
+	all, err := ResolveModules(modDir, append(slices.Clip(names), late...))
+	if err != nil {
+		return err
+	}
+	early := map[string]bool{}
+	var order, lateOrder strings.Builder
 	for _, m := range mods {
+		early[m.Name] = true
+		fmt.Fprintln(&order, filepath.Base(m.Path))
+	}
+	for _, m := range all {
 		file := filepath.Base(m.Path)
 		if err := a.AddFile(path.Join(boot.ModuleDir, file), m.Path, 0o644); err != nil {
 			return err
 		}
-		fmt.Fprintln(&order, file)
+		if !early[m.Name] {
+			fmt.Fprintln(&lateOrder, file)
+		}
 	}
-	return a.AddData(boot.ModuleOrder, []byte(order.String()), 0o644)
+	if err := a.AddData(boot.ModuleOrder, []byte(order.String()), 0o644); err != nil {
+		return err
+	}
+	if late == nil {
+		return nil
+	}
+	return a.AddData(boot.ModuleOrderLate, []byte(lateOrder.String()), 0o644)
 }

@@ -151,7 +151,7 @@ func buildImage(ctx context.Context, modDir string, nodes int, binaries []string
 			return "", err
 		}
 	}
-	if err := initramfs.AddModules(&s, modDir, Modules); err != nil {
+	if err := initramfs.AddModules(&s, modDir, Modules, nil); err != nil {
 		return "", err
 	}
 	if err := s.AddData("etc/hosts", hostsFile(nodes), 0o644); err != nil {

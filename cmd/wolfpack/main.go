@@ -1,6 +1,7 @@
 // Command wolfpack is the appliance's multi-call binary (docs/appliance.md):
-// init, clusterd, resmon and cluster in one program, run under the name it
-// was started by (a link named clusterd runs clusterd), or as
+// init, clusterd, resmon and cluster in one program, with poweroff, reboot
+// and halt (which ask init for a shutdown that drains clusterd), run under
+// the name it was started by (a link named clusterd runs clusterd), or as
 //
 //	wolfpack COMMAND [ARG...]
 //
@@ -31,6 +32,9 @@ var commands = map[string]func(){
 	"resmon":        resmonmain.Main,
 	"wolfpack-init": initmain.Main,
 	"init":          initmain.Main,
+	"poweroff":      initmain.PowerOff,
+	"reboot":        initmain.Reboot,
+	"halt":          initmain.Halt,
 }
 
 // names lists the command names, sorted.

@@ -20,7 +20,8 @@ func TestLookup(t *testing.T) {
 		{argv: []string{"/bin/wolfpack", "wolfpack-init"}, name: "wolfpack-init", args: []string{"wolfpack-init"}},
 		{argv: []string{"wolfpack", "cluster", "--version"}, name: "cluster", args: []string{"cluster", "--version"}},
 		{argv: []string{"/bin/wolfpack"}, err: "no command: run wolfpack COMMAND"},
-		{argv: []string{"wolfpack", "ls"}, err: `no command "ls": the commands are cluster, clusterd, init, resmon, wolfpack-init`},
+		{argv: []string{"wolfpack", "ls"}, err: `no command "ls": the commands are cluster, clusterd, halt, init, poweroff, reboot, resmon, wolfpack-init`},
+		{argv: []string{"/bin/poweroff", "-f"}, name: "poweroff", args: []string{"/bin/poweroff", "-f"}},
 		{argv: []string{"/bin/sh"}, err: `no command "sh"`},
 		{argv: nil, err: "no program name"},
 	} {

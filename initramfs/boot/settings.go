@@ -28,10 +28,12 @@ func (i Interface) String() string { return i.Name + "," + i.MAC.String() + "," 
 
 // ModuleOrder names the file in the image that lists the kernel modules
 // under ModuleDir to load, one file name a line, in load order (the image
-// builder resolves the dependencies: package initramfs).
+// builder resolves the dependencies: package initramfs); ModuleOrderLate
+// lists those init loads once clusterd is started, off the boot's path.
 const (
-	ModuleDir   = "/lib/modules"
-	ModuleOrder = "/lib/modules/load.order"
+	ModuleDir       = "/lib/modules"
+	ModuleOrder     = "/lib/modules/load.order"
+	ModuleOrderLate = "/lib/modules/load.late"
 	// Path is the PATH of the programs PID 1 starts.
 	Path = "/bin:/sbin:/usr/bin:/usr/sbin"
 )

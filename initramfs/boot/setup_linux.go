@@ -60,10 +60,11 @@ func SetHostname(name string) error {
 	return nil
 }
 
-// LoadModules loads the modules ModuleOrder lists, in its order; a missing
-// list loads nothing. It returns one error per module that failed.
-func LoadModules(log *slog.Logger) []error {
-	f, err := os.Open(ModuleOrder)
+// LoadModules loads the modules the list file (ModuleOrder,
+// ModuleOrderLate) names, in its order; a missing list loads nothing. It
+// returns one error per module that failed.
+func LoadModules(log *slog.Logger, list string) []error {
+	f, err := os.Open(list)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}

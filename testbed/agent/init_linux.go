@@ -37,7 +37,7 @@ func Main(ctx context.Context, log *slog.Logger) error {
 			warn(err)
 		}
 	}
-	for _, err := range boot.LoadModules(log) {
+	for _, err := range boot.LoadModules(log, boot.ModuleOrder) {
 		warn(err)
 	}
 	deadline := time.Now().Add(20 * time.Second)

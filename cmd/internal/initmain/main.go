@@ -9,7 +9,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/wolfpack-ha/wolfpack/initramfs/boot"
 )
@@ -21,6 +26,10 @@ const (
 	logDir   = "/var/log"
 )
 
+// drainTimeout bounds clusterd's drain at shutdown, as the unit's
+// TimeoutStopSec does: then init stops what is left anyway.
+const drainTimeout = 90 * time.Second
+
 // Main runs the command with os.Args and exits with its status.
 func Main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("prog", "wolfpack-init")
@@ -28,15 +37,57 @@ func Main() {
 		fmt.Fprintln(os.Stderr, "wolfpack-init: runs only as PID 1 of the appliance")
 		os.Exit(2)
 	}
-	if err := run(context.Background(), log); err != nil {
-		log.Error("init stopped", "err", err)
+	// A shutdown asked for by a signal, the power button or Ctrl-Alt-Del
+	// stops clusterd first (SIGTERM: it moves its groups away and leaves
+	// the cluster), as systemd stops the unit before powering off.
+	requests := make(chan shutdownRequest, 1)
+	ask := func(a boot.Action, by string) {
+		select {
+		case requests <- shutdownRequest{a, by}:
+		default: // one is under way
+		}
 	}
-	// PID 1 must not exit (the kernel panics): stay, reaping orphans.
-	boot.ProcessReaper()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, boot.ShutdownSignals...)
+	go func() {
+		for sig := range sigs {
+			if a, ok := boot.SignalAction(sig); ok {
+				ask(a, "signal "+unix.SignalName(sig.(syscall.Signal)))
+			}
+		}
+	}()
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := run(ctx, log, ask); err != nil {
+			log.Error("init stopped", "err", err)
+		}
+	}()
+	// PID 1 must not exit (the kernel panics): it stays, reaping orphans,
+	// until it stops the machine.
+	req := <-requests
+	log.Warn("shutdown requested: stopping clusterd", "action", req.action.String(), "by", req.by)
+	t := time.Now()
+	stop()
+	select {
+	case <-done:
+		log.Info("clusterd stopped", "took", time.Since(t).Round(time.Millisecond))
+	case <-time.After(drainTimeout):
+		log.Warn("clusterd did not stop in time; stopping the machine anyway", "timeout", drainTimeout)
+	}
+	if err := boot.Finish(log, req.action, 5*time.Second); err != nil {
+		log.Error("could not stop the machine", "err", err)
+	}
 	select {}
 }
 
-func run(ctx context.Context, log *slog.Logger) error {
+type shutdownRequest struct {
+	action boot.Action
+	by     string
+}
+
+func run(ctx context.Context, log *slog.Logger, ask func(boot.Action, string)) error {
 	start := time.Now()
 	if err := boot.MountBasics(); err != nil {
 		return err
@@ -48,10 +99,13 @@ func run(ctx context.Context, log *slog.Logger) error {
 		return err
 	}
 	t := time.Now()
-	for _, err := range boot.LoadModules(log) {
+	for _, err := range boot.LoadModules(log, boot.ModuleOrder) {
 		log.Warn("kernel module", "err", err)
 	}
 	modules := time.Since(t)
+	if err := boot.DisableCtrlAltDel(); err != nil {
+		log.Warn("ctrl-alt-del", "err", err)
+	}
 	t = time.Now()
 	settings := cmdline
 	switch dev := cmdline.ConfigDev; dev {
@@ -116,12 +170,35 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if _, err := os.Stat(settings.NodeFile); err != nil {
 		return fmt.Errorf("no node file, clusterd not started (a config disk with node.toml, or wolfpack.node=): %w", err)
 	}
+	if ctx.Err() != nil {
+		return nil // a shutdown came first
+	}
+	go powerButton(log, ask)
 	code, err := supervise(ctx, log, "clusterd", []string{clusterd, "-config", settings.NodeFile}, env)
+	if errors.Is(err, context.Canceled) {
+		return nil // stopped for a shutdown
+	}
 	if err != nil {
 		return err
 	}
 	log.Warn("clusterd stopped for good", "exit", code)
 	return nil
+}
+
+// powerButton loads the late modules (the ACPI button, evdev) on a thread
+// at nice 19, so that clusterd's start, on the same CPU, comes first, then
+// asks for a power-off at each press of the power button.
+func powerButton(log *slog.Logger, ask func(boot.Action, string)) {
+	runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+	if err := unix.Setpriority(unix.PRIO_PROCESS, 0, 19); err != nil {
+		log.Warn("late modules: nice", "err", err)
+	}
+	t := time.Now()
+	for _, err := range boot.LoadModules(log, boot.ModuleOrderLate) {
+		log.Warn("kernel module", "err", err)
+	}
+	log.Info("late modules loaded", "took", time.Since(t).Round(time.Millisecond))
+	boot.WatchPowerButtons(log, "/sys", "/dev", 5*time.Second, func() { ask(boot.PowerOff, "power button") })
 }
 
 // supervise runs argv under a boot.Supervisor, its output on the console
