@@ -56,7 +56,8 @@ func bootAppliance(t *testing.T, nodes int, uefi bool) (*Testbed, []time.Duratio
 // on two nodes with no step inside the guests: each node's config disk
 // holds its node file from cluster create/join on the host, and both
 // become members. Then clusterd is killed with SIGKILL on node 2: init
-// starts it again and the node is a member again.
+// starts it again and the node is a member again. Last, node 2's power
+// button: it leaves the cluster and powers off.
 func TestIntegrationApplianceBoot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots QEMU guests")
@@ -119,10 +120,59 @@ func TestIntegrationApplianceBoot(t *testing.T) {
 	if !strings.Contains(console, "supervised=clusterd") || !strings.Contains(console, "signal=killed") {
 		t.Errorf("init's console does not report clusterd killed:\n%s", console)
 	}
+
+	// The power button: init stops clusterd, which leaves the cluster
+	// (node1 sees it leave, not fail), then powers the machine off.
+	if err := n.PressPowerButton(); err != nil {
+		t.Fatal(err)
+	}
+	pressed := time.Now()
+	select {
+	case <-n.Exited():
+		t.Logf("node2 powered off %v after its power button was pressed", time.Since(pressed).Round(time.Millisecond))
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("node2 still runs 2 minutes after its power button was pressed:\n%s", n.ConsoleTail(60))
+	}
+	console = n.ConsoleTail(100)
+	var shutdown strings.Builder
+	for l := range strings.Lines(console) {
+		for _, m := range []string{"shutdown requested", `"drained"`, `"left"`, "clusterd stopped", "stopping the machine"} {
+			if strings.Contains(l, m) {
+				shutdown.WriteString("\t" + l)
+				break
+			}
+		}
+	}
+	t.Logf("node2's shutdown records:\n%s", shutdown.String())
+	for _, want := range []string{`msg="shutdown requested: stopping clusterd"`, `by="power button"`, `msg="clusterd stopped"`, `msg="stopping the machine" prog=wolfpack-init action="power off"`} {
+		if !strings.Contains(console, want) {
+			t.Errorf("node2's console lacks %s:\n%s", want, console)
+		}
+	}
+	one := tb.Node(1)
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		st, err := one.ClusterStatus(ctx)
+		if err == nil && slices.Equal(st.Members, []int{1}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node1's members %v (err %v) 30 s after node2 powered off, want [1]", st.Members, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	left := false
+	for l := range strings.Lines(one.ConsoleTail(400)) {
+		left = left || strings.Contains(l, `"msg":"node left"`) && strings.Contains(l, `"peer":2`)
+	}
+	if !left {
+		t.Errorf("node1 did not see node2 leave the cluster:\n%s", one.ConsoleTail(60))
+	}
 }
 
 // TestIntegrationApplianceThreeNodes boots three appliance nodes as
-// kernel + initramfs: all three become members of one cluster.
+// kernel + initramfs: all three become members of one cluster. Then node
+// 3's poweroff command: it leaves and powers off.
 func TestIntegrationApplianceThreeNodes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots QEMU guests")
@@ -139,6 +189,24 @@ func TestIntegrationApplianceThreeNodes(t *testing.T) {
 	}
 	if !slices.Equal(st.Members, []int{1, 2, 3}) {
 		t.Errorf("node3's members: %v, want [1 2 3]", st.Members)
+	}
+	// The appliance's poweroff command asks init, which drains clusterd
+	// first, as the power button does.
+	n := tb.Node(3)
+	// init stops the agent with clusterd: the answer may not come back.
+	if _, err := n.Run(ctx, "poweroff"); err != nil && !errors.Is(err, ErrNodeDown) {
+		t.Fatal(err)
+	}
+	select {
+	case <-n.Exited():
+	case <-ctx.Done():
+		t.Fatalf("node3 still runs after poweroff:\n%s", n.ConsoleTail(40))
+	}
+	console := n.ConsoleTail(100)
+	for _, want := range []string{`by="signal SIGUSR2"`, `"msg":"left"`, `msg="stopping the machine" prog=wolfpack-init action="power off"`} {
+		if !strings.Contains(console, want) {
+			t.Errorf("node3's console lacks %s:\n%s", want, console)
+		}
 	}
 }
 

@@ -447,6 +447,11 @@ func (n *Node) Freeze() error { return n.qmp("stop") }
 // Thaw resumes a frozen VM (QMP cont).
 func (n *Node) Thaw() error { return n.qmp("cont") }
 
+// PressPowerButton presses the VM's ACPI power button (QMP
+// system_powerdown), as an operator's shutdown from the hypervisor does;
+// QEMU exits (Exited) once the guest has powered itself off.
+func (n *Node) PressPowerButton() error { return n.qmp("system_powerdown") }
+
 // Kill kills the VM's QEMU with SIGKILL, like pulling the power, and waits for it.
 func (n *Node) Kill() error {
 	if n.cmd == nil || n.cmd.Process == nil {

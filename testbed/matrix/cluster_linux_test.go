@@ -272,7 +272,42 @@ func (c *cluster) signalClusterd(ctx context.Context, i int, sig syscall.Signal)
 	return pid, err
 }
 
-// reboot powers node i on again after Kill: the appliance boots, its
+// powerButton presses node i's power button and waits up to d for the
+// VM to power itself off; it returns the shutdown's records from the
+// console: init's and clusterd's last words.
+func (c *cluster) powerButton(ctx context.Context, i int, d time.Duration) (string, error) {
+	n := c.tb.Node(i)
+	if err := n.PressPowerButton(); err != nil {
+		return "", err
+	}
+	pressed := time.Now()
+	var out strings.Builder
+	select {
+	case <-n.Exited():
+	case <-ctx.Done():
+		return "", ctx.Err()
+	case <-time.After(d):
+		return n.ConsoleTail(40), fmt.Errorf("node%d still runs %v after its power button was pressed", i, d)
+	}
+	off := time.Since(pressed).Round(time.Millisecond)
+	found := false
+	for l := range strings.Lines(n.ConsoleTail(200)) {
+		if strings.Contains(l, "shutdown requested") {
+			out.Reset()
+			found = true
+		}
+		if found && !strings.Contains(l, `"msg":"state"`) {
+			out.WriteString("\t" + l)
+		}
+	}
+	fmt.Fprintf(&out, "\tpowered off %v after the press\n", off)
+	if !found {
+		return out.String(), fmt.Errorf("node%d powered off, but its console shows no shutdown by init:\n%s", i, n.ConsoleTail(40))
+	}
+	return out.String(), nil
+}
+
+// reboot powers node i on again after Kill or a power-off: the appliance boots, its
 // init joins the cluster from the config disk; the writer is started
 // again, and reboot waits until clusterd is up.
 func (c *cluster) reboot(ctx context.Context, i int) error {

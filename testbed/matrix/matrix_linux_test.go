@@ -345,9 +345,10 @@ func TestIntegrationFailbackOutsideWindow(t *testing.T) {
 }
 
 // TestIntegrationRollingRestart: on three nodes, each node in turn is
-// restarted: its clusterd stopped (SIGTERM: it drains, its groups move,
-// it exits 0 and the appliance's init leaves it stopped), the VM powered
-// off and on, and the appliance rejoins; the virtual server stays online,
+// restarted as an operator would from the hypervisor: its power button
+// pressed (the appliance's init stops clusterd, which drains: its groups
+// move, it leaves the cluster, then init powers the VM off), the VM
+// powered on, and the appliance rejoins; the virtual server stays online,
 // each move a planned one.
 func TestIntegrationRollingRestart(t *testing.T) {
 	s := begin(t, 3, 0)
@@ -360,9 +361,7 @@ func TestIntegrationRollingRestart(t *testing.T) {
 			moves++
 		}
 		t0 := time.Now()
-		pid, err := s.c.signalClusterd(s.ctx, i, syscall.SIGTERM)
-		s.must(err)
-		tail, err := s.c.waitClusterdExit(s.ctx, i, pid, 120*time.Second)
+		tail, err := s.c.powerButton(s.ctx, i, 120*time.Second)
 		s.must(err)
 		s.must(s.c.reboot(s.ctx, i))
 		s.must(s.c.waitMembers(s.ctx, 180*time.Second))
