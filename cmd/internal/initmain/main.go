@@ -63,6 +63,7 @@ func Main() {
 		if err := run(ctx, log, ask); err != nil {
 			log.Error("init stopped", "err", err)
 		}
+		boot.ProcessReaper() // orphans are reaped even if run stopped before it started the reaper
 	}()
 	// PID 1 must not exit (the kernel panics): it stays, reaping orphans,
 	// until it stops the machine.
